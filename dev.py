@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Set up and run Rapidly with nothing but Python >= 3.11.
+
+    python3 dev.py run     # create .venv, install, start the demo (embedded PostgreSQL, demo tenant)
+    python3 dev.py test    # create .venv, install, run the whole test suite (extra args go to pytest)
+
+The virtual environment is (re)installed only when a pyproject.toml changed since the last run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".rapidly-installed"
+PROJECTS = [ROOT, *sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))]
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Rapidly needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    if not argv or argv[0] not in ("run", "test"):
+        sys.exit(__doc__)
+    command, rest = argv[0], argv[1:]
+    ensure_environment()
+    if command == "run":
+        return subprocess.call([str(BIN / "rapidly"), "demo", *rest], cwd=ROOT)
+    return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+
+
+def ensure_environment() -> None:
+    wanted = fingerprint()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing Rapidly and its example plugins into .venv ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call([*pip, "--upgrade", "pip"])
+    editable = [arg for project in PROJECTS[1:] for arg in ("-e", str(project))]
+    subprocess.check_call([*pip, "-e", f"{ROOT}[test]", *editable])
+    STAMP.write_text(wanted)
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for project in PROJECTS:
+        digest.update((project / "pyproject.toml").read_bytes())
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

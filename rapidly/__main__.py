@@ -1,0 +1,3 @@
+from rapidly.cli import main
+
+main()

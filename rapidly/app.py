@@ -1,0 +1,187 @@
+"""`create_app()`: FastAPI with the GraphQL API, health checks and the start-up guards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from rapidly import __version__, db, residency
+from rapidly.config import Settings
+from rapidly.plugins import PluginError, PluginRegistry
+from rapidly.ratelimit import service as ratelimit
+from rapidly.schema import schema
+from rapidly.schema.context import get_context
+from rapidly.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_SECONDS = 600
+
+
+class StartupRefused(Exception):
+    """The service must not start; the message says which setting or plugin to fix."""
+
+
+async def preflight(settings: Settings, plugins: PluginRegistry) -> None:
+    """Everything that must hold before the first request: residency, schema, plugins."""
+    try:
+        await residency.assert_resident(settings)
+    except residency.ResidencyError as exc:
+        raise StartupRefused(str(exc)) from None
+    if settings.migrate_on_start:
+        await db.migrate(settings)
+    try:
+        plugins.validate_all()
+    except PluginError as exc:
+        raise StartupRefused(str(exc)) from None
+
+
+async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
+    missing = [
+        f"tenant {slug!r} uses plugin {plugin!r}"
+        for slug, plugin in await Tenant.all().values_list("slug", "plugin")
+        if not plugins.has(plugin)
+    ]
+    if missing:
+        raise StartupRefused("plugins not installed: " + "; ".join(missing))
+
+
+async def _maintenance() -> None:
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+        try:
+            await ratelimit.purge_expired()
+        except Exception:  # noqa: BLE001 - keep the loop alive; the next round retries
+            log.exception("maintenance round failed")
+
+
+def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> FastAPI:
+    plugins = plugins or PluginRegistry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await preflight(settings, plugins)
+            await db.init_orm(settings)
+            await _check_tenant_plugins(plugins)
+        except StartupRefused as exc:
+            log.error("refusing to start: %s", exc)
+            raise
+        maintenance = asyncio.create_task(_maintenance())
+        log.info("rapidly %s ready", __version__)
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            await db.close_orm()
+
+    app = FastAPI(
+        title="Rapidly",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.plugins = plugins
+
+    graphql = GraphQLRouter(
+        schema,
+        context_getter=get_context,
+        graphql_ide="graphiql" if settings.debug else None,
+        allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+    )
+    app.include_router(graphql, prefix="/graphql")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready = await db.ping()
+        return JSONResponse({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
+
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the cap with 413, counting as they stream in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send) -> None:
+    response = JSONResponse({"errors": [{"message": "Request body too large."}]}, status_code=413)
+    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class SecurityHeaders:
+    """Headers every response carries; the GraphQL API is never cached or framed."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cache-control", b"no-store"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.HEADERS if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

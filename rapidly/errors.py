@@ -1,0 +1,64 @@
+"""Domain errors raised by services and mapped by `rapidly.schema` to typed GraphQL results.
+
+Messages are shown to clients and may be logged: they never carry personal data, tokens or
+submitted values, only field names and codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """An expected failure that the client can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    """Absent, or belonging to another tenant: the two are indistinguishable on purpose."""
+
+    def __init__(self, message: str = "Not found.") -> None:
+        super().__init__(message)
+
+
+class NotPermitted(DomainError):
+    def __init__(self, message: str = "Not permitted.") -> None:
+        super().__init__(message)
+
+
+class AuthFailed(DomainError):
+    """Missing, unknown or expired credentials; the same answer whatever the reason."""
+
+    def __init__(self, message: str = "Authentication failed.") -> None:
+        super().__init__(message)
+
+
+class RateLimited(DomainError):
+    def __init__(self, retry_after_seconds: int, message: str = "Too many attempts; try again later.") -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    code: str
+    message: str
+
+
+class InputInvalid(DomainError):
+    """One or more inputs were rejected; nothing was changed."""
+
+    def __init__(self, *problems: FieldProblem, message: str = "The input was not accepted.") -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+    @classmethod
+    def one(cls, field: str, code: str, message: str) -> InputInvalid:
+        return cls(FieldProblem(field, code, message))
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p.field}: {p.code}" for p in self.problems) or self.message

@@ -1,0 +1,1 @@
+"""Fixed-window rate limits kept in an UNLOGGED table: cheap, shared by every process."""

@@ -1,0 +1,14 @@
+from tortoise import fields
+from tortoise.models import Model
+
+
+class RateLimit(Model):
+    """One counter per key. Keys are scope plus an HMAC, never an address or a name."""
+
+    key = fields.CharField(max_length=200, primary_key=True)
+    tenant_id = fields.UUIDField(db_index=True)
+    hits = fields.IntField()
+    reset_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "rate_limit"

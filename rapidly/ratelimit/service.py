@@ -1,0 +1,47 @@
+"""Fixed-window counters shared by all processes through PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from tortoise import connections
+
+from rapidly.errors import RateLimited
+
+#: Scope for limits that apply before a tenant is known (e.g. login by email).
+PLATFORM = uuid.UUID(int=0)
+
+_HIT = """
+INSERT INTO rate_limit (key, tenant_id, hits, reset_at)
+VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+ON CONFLICT (key) DO UPDATE SET
+    hits = CASE WHEN rate_limit.reset_at <= now() THEN 1 ELSE rate_limit.hits + 1 END,
+    reset_at = CASE WHEN rate_limit.reset_at <= now() THEN excluded.reset_at ELSE rate_limit.reset_at END
+RETURNING hits, GREATEST(1, CEIL(EXTRACT(EPOCH FROM reset_at - now())))::int AS retry_after
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: str
+    max_hits: int
+    window_seconds: int
+
+
+async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
+    """Count one attempt; raise `RateLimited` once the window's budget is spent.
+
+    `key` must not be personal data: pass `security.keyed_digest(...)` of an address.
+    """
+    _, rows = await connections.get("default").execute_query(
+        _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds)]
+    )
+    if rows[0]["hits"] > limit.max_hits:
+        raise RateLimited(rows[0]["retry_after"])
+
+
+async def purge_expired() -> int:
+    """Drop finished windows; run periodically."""
+    count, _ = await connections.get("default").execute_query("DELETE FROM rate_limit WHERE reset_at <= now()")
+    return count

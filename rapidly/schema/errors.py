@@ -1,0 +1,80 @@
+"""Expected failures as union members (`... on InputInvalidError { errors { field code message } }`)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import strawberry
+
+from rapidly import errors
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@strawberry.interface(description="Every expected failure has a message safe to show to the user.")
+class Error:
+    message: str
+
+
+@strawberry.type
+class FieldError:
+    field: str
+    code: str
+    message: str
+
+
+@strawberry.type(description="Nothing was changed; each problem names its input.")
+class InputInvalidError(Error):
+    errors: list[FieldError]
+
+
+@strawberry.type(description="Absent, or not yours: the two are indistinguishable.")
+class NotFoundError(Error):
+    pass
+
+
+@strawberry.type
+class RateLimitedError(Error):
+    retry_after_seconds: int
+
+
+@strawberry.type(description="Missing, unknown or expired credentials, or not permitted.")
+class AuthError(Error):
+    pass
+
+
+def error_result(exc: errors.DomainError) -> Error:
+    match exc:
+        case errors.InputInvalid():
+            return InputInvalidError(
+                message=exc.message,
+                errors=[FieldError(field=p.field, code=p.code, message=p.message) for p in exc.problems],
+            )
+        case errors.NotFound():
+            return NotFoundError(message=exc.message)
+        case errors.RateLimited():
+            return RateLimitedError(message=exc.message, retry_after_seconds=exc.retry_after_seconds)
+        case errors.AuthFailed() | errors.NotPermitted():
+            return AuthError(message=exc.message)
+    raise TypeError(f"unmapped domain error {type(exc).__name__}")
+
+
+def returns_errors(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn a `DomainError` raised by the services into its union member.
+
+    The resolver's return annotation must be a union that includes the member.
+    """
+
+    @functools.wraps(resolver)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            return await resolver(*args, **kwargs)
+        except errors.DomainError as exc:
+            return error_result(exc)
+
+    wrapper.__signature__ = inspect.signature(resolver)  # type: ignore[attr-defined]
+    return wrapper

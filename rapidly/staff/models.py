@@ -1,0 +1,31 @@
+from tortoise import fields
+from tortoise.models import Model
+
+
+class StaffUser(Model):
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff", on_delete=fields.CASCADE)
+    email = fields.CharField(max_length=254, db_index=True)
+    password_hash = fields.CharField(max_length=200)
+    locale = fields.CharField(max_length=5, default="fi")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_login_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "staff_user"
+        unique_together = (("tenant", "email"),)
+
+
+class StaffSession(Model):
+    """A login. Only the token's SHA-256 is kept."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff_sessions", on_delete=fields.CASCADE)
+    staff = fields.ForeignKeyField("rapidly.StaffUser", related_name="sessions", on_delete=fields.CASCADE)
+    token_hash = fields.CharField(max_length=64, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "staff_session"
+        unique_together = (("tenant", "token_hash"),)

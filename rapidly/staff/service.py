@@ -1,0 +1,96 @@
+"""Staff accounts, login and sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from rapidly import security
+from rapidly.config import Settings
+from rapidly.errors import AuthFailed, InputInvalid
+from rapidly.ratelimit import service as ratelimit
+from rapidly.staff.models import StaffSession, StaffUser
+from rapidly.tenants import service as tenants
+from rapidly.validation import clean_email, clean_locale
+
+MIN_PASSWORD_LENGTH = 12
+#: argon2 cost grows with input; a cap keeps a 1 MB "password" from becoming a CPU sink.
+MAX_PASSWORD_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str
+    staff: StaffUser
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InputInvalid.one("password", "too_short", f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InputInvalid.one("password", "too_long", f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+
+
+async def create_staff(*, tenant_slug: str, email: str, password: str, locale: str | None = None) -> StaffUser:
+    """An email belongs to one staff account platform-wide, so `login(email, password)` is unambiguous."""
+    tenant = await tenants.get_by_slug(tenant_slug)
+    email = clean_email(email)
+    _check_password(password)
+    locale = clean_locale(locale or tenant.default_locale)
+    if await StaffUser.exists(email=email):
+        raise InputInvalid.one("email", "taken", "A staff account with this email exists already.")
+    password_hash = await asyncio.to_thread(security.hash_password, password)
+    return await StaffUser.create(tenant=tenant, email=email, password_hash=password_hash, locale=locale)
+
+
+async def set_password(staff: StaffUser, password: str) -> None:
+    _check_password(password)
+    staff.password_hash = await asyncio.to_thread(security.hash_password, password)
+    await staff.save(update_fields=["password_hash"])
+    await StaffSession.filter(staff_id=staff.id).delete()
+
+
+async def login(settings: Settings, *, email: str, password: str, client_ip: str) -> LoginResult:
+    """Same error, and one argon2 verification, whether the email is unknown or the password wrong."""
+    if len(email) > 320 or len(password) > MAX_PASSWORD_LENGTH:
+        raise AuthFailed()
+    normalised = email.strip().lower()
+    key = settings.signing_key
+    await ratelimit.hit(_account_limit(settings), security.keyed_digest(key, "login", normalised))
+    await ratelimit.hit(_ip_limit(settings), security.keyed_digest(key, "login-ip", client_ip))
+    staff = await StaffUser.get_or_none(email=normalised)
+    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+    verified = await asyncio.to_thread(security.verify_password, staff.password_hash if staff else None, password)
+    if staff is None or not verified:
+        raise AuthFailed()
+    if security.password_needs_rehash(staff.password_hash):
+        staff.password_hash = await asyncio.to_thread(security.hash_password, password)
+    staff.last_login_at = datetime.now(UTC)
+    await staff.save(update_fields=["password_hash", "last_login_at"])
+    token = security.generate_token(security.STAFF_TOKEN_PREFIX)
+    await StaffSession.create(
+        tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
+        staff=staff,
+        token_hash=security.hash_token(token),
+        expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
+    )
+    return LoginResult(token=token, staff=staff)
+
+
+async def staff_for_token(token: str) -> StaffUser | None:
+    """The staff member behind a live session token, with their tenant loaded; None otherwise."""
+    if not token.startswith(security.STAFF_TOKEN_PREFIX) or len(token) > 100:
+        return None
+    session = await StaffSession.get_or_none(
+        token_hash=security.hash_token(token), expires_at__gt=datetime.now(UTC)
+    ).select_related("staff__tenant")
+    return session.staff if session else None
+
+
+def _account_limit(settings: Settings) -> ratelimit.Limit:
+    return ratelimit.Limit("login", settings.login_attempts_per_account, settings.login_window_seconds)
+
+
+def _ip_limit(settings: Settings) -> ratelimit.Limit:
+    return ratelimit.Limit("login-ip", settings.login_attempts_per_ip, settings.login_window_seconds)

@@ -1,0 +1,1 @@
+"""Tenants: the companies that use Rapidly, each with its own plugin and settings."""

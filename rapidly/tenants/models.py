@@ -1,0 +1,19 @@
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Tenant(Model):
+    """A company using Rapidly. The only table without `tenant_id`: it is the tenant."""
+
+    id = fields.UUIDField(primary_key=True)
+    slug = fields.CharField(max_length=63, unique=True)
+    name = fields.CharField(max_length=200)
+    plugin = fields.CharField(max_length=100)
+    default_locale = fields.CharField(max_length=5, default="fi")
+    privacy_policy_url = fields.CharField(max_length=500, null=True)
+    retention_days = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "tenant"

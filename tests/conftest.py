@@ -1,0 +1,225 @@
+"""Test fixtures: a real PostgreSQL (embedded, or `RAPIDLY_TEST_DATABASE_URL`), a real HTTP server.
+
+Every test gets an empty database (all tables truncated after each test) and talks to the app
+over loopback HTTP, exactly as a client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+import uvicorn
+
+# The suite decides its own configuration: nothing from the developer's shell leaks in.
+for _name in [n for n in os.environ if n.startswith("RAPIDLY_") and n != "RAPIDLY_TEST_DATABASE_URL"]:
+    del os.environ[_name]
+
+from rapidly import db  # noqa: E402
+from rapidly.app import create_app  # noqa: E402
+from rapidly.config import Settings  # noqa: E402
+from rapidly.plugins import PluginRegistry  # noqa: E402
+
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for this test session."""
+    server_url = os.environ.get("RAPIDLY_TEST_DATABASE_URL")
+    if not server_url:
+        server = db.EmbeddedServer.start(tmp_path_factory.mktemp("embedded"))
+        creds = server.credentials
+        yield f"postgresql://{creds.user}@/{creds.database}?host={creds.host}"
+        return
+    name = f"rapidly_test_{uuid.uuid4().hex[:12]}"
+    admin = db.Credentials.from_url(server_url)
+
+    async def run(*statements: str) -> None:
+        conn = await admin.connect()
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield _with_database(server_url, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{name}_app"'))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_key=TEST_SECRET_KEY,
+        database_country="FI",
+        storage_country="FI",
+        storage="local",
+        login_attempts_per_account=5,
+        login_attempts_per_ip=20,
+    )
+
+
+@pytest.fixture(scope="session")
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for `rapidly` subprocesses pointed at the test database."""
+    return {
+        **os.environ,
+        "RAPIDLY_DATABASE_URL": settings.database_url or "",
+        "RAPIDLY_DATA_DIR": str(settings.data_dir),
+        "RAPIDLY_SECRET_KEY": TEST_SECRET_KEY,
+        "RAPIDLY_DATABASE_COUNTRY": "FI",
+        "RAPIDLY_STORAGE_COUNTRY": "FI",
+    }
+
+
+@pytest.fixture(scope="session")
+def plugins() -> PluginRegistry:
+    return PluginRegistry()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings, plugins: PluginRegistry) -> AsyncIterator[LiveServer]:
+    """The app on a loopback port, served by uvicorn in the test's event loop."""
+    app = create_app(settings, plugins)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve())
+    while not uv.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        await asyncio.sleep(0.02)
+    yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+    uv.should_exit = True
+    await task
+
+
+@pytest.fixture(autouse=True)
+async def _empty_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Truncate every table (as the owner) after each test that used the database."""
+    yield
+    if "database_url" not in request.fixturenames:
+        return
+    conn = await db.Credentials.from_url(request.getfixturevalue("database_url")).connect()
+    try:
+        tables = await conn.fetchval(
+            "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'tortoise_migrations'"
+        )
+        if tables:
+            await conn.execute(f"TRUNCATE {tables} CASCADE")
+    finally:
+        await conn.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches PostgreSQL, so CI can run them against a second server."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def __call__(
+        self, query: str, variables: dict | None = None, *, token: str | None = None, expect_errors: bool = False
+    ) -> dict:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(self.url, json={"query": query, "variables": variables or {}}, headers=headers)
+        body = response.json()
+        if not expect_errors:
+            assert response.status_code == 200, body
+            assert "errors" not in body, body["errors"]
+            return body["data"]
+        return body
+
+
+@pytest.fixture
+async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient, server: LiveServer) -> GraphQLClient:
+    return GraphQLClient(http, server.graphql_url)
+
+
+@dataclass
+class World:
+    """Factories for tenants and staff, created through the services."""
+
+    plugins: PluginRegistry
+
+    async def tenant(self, slug: str = "kattohuolto", plugin: str = "roofing_fi", **kwargs: object):  # type: ignore[no-untyped-def]
+        from rapidly.tenants import service
+
+        return await service.create_tenant(self.plugins, slug=slug, name=kwargs.pop("name", slug.title()),
+                                           plugin=plugin, **kwargs)  # type: ignore[arg-type]
+
+    async def staff(self, tenant_slug: str = "kattohuolto", email: str = "anna@kattohuolto.example",
+                    password: str = STAFF_PASSWORD):  # type: ignore[no-untyped-def]
+        from rapidly.staff import service
+
+        return await service.create_staff(tenant_slug=tenant_slug, email=email, password=password)
+
+
+@pytest.fixture
+def world(server: LiveServer, plugins: PluginRegistry) -> World:
+    return World(plugins)
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `rapidly ...` as a user would, in a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "rapidly", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,153 @@
+"""The HTTP surface: health checks, GraphiQL, limits, masking, headers, WebSocket protocol."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import strawberry
+from strawberry.fastapi import GraphQLRouter
+from fastapi import FastAPI
+
+from rapidly.schema import EXTENSIONS, RapidlySchema
+
+
+async def test_health_and_readiness(http):
+    # when
+    health = await http.get("/healthz")
+    ready = await http.get("/readyz")
+
+    # then
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ok"}
+
+
+async def test_graphiql_is_off_unless_debug(http):
+    # when
+    page = await http.get("/graphql", headers={"Accept": "text/html"})
+
+    # then
+    assert page.status_code == 404
+
+
+async def test_responses_carry_security_headers(http):
+    # when
+    response = await http.post("/graphql", json={"query": "{ __typename }"})
+
+    # then
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_queries_via_get_are_refused(http):
+    # when
+    response = await http.get("/graphql", params={"query": "{ __typename }"})
+
+    # then
+    assert response.status_code in (404, 405)
+
+
+async def test_deep_queries_are_refused(gql):
+    # given
+    deep = "query { viewer { " + "tenant { " * 0 + "id } }"
+    nested = "query { " + "a: __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } }"
+
+    # when
+    shallow = await gql(deep)
+    too_deep = await gql(nested, expect_errors=True)
+
+    # then
+    assert shallow == {"viewer": None}
+    assert "exceeds maximum operation depth" in too_deep["errors"][0]["message"]
+
+
+async def test_alias_floods_are_refused(gql):
+    # given
+    query = "query { " + " ".join(f"v{i}: viewer {{ id }}" for i in range(40)) + " }"
+
+    # when
+    body = await gql(query, expect_errors=True)
+
+    # then
+    assert "aliases found" in body["errors"][0]["message"]
+
+
+async def test_token_floods_are_refused(gql):
+    # given
+    query = "query { " + " ".join("__typename" for _ in range(3000)) + " }"
+
+    # when
+    body = await gql(query, expect_errors=True)
+
+    # then
+    assert "token limit" in body["errors"][0]["message"].lower()
+
+
+async def test_oversized_bodies_get_413(http):
+    # when
+    declared = await http.post("/graphql", content=b"{" + b" " * 2_000_000 + b"}",
+                               headers={"content-type": "application/json"})
+
+    async def chunks():
+        for _ in range(40):
+            yield b" " * 50_000
+
+    streamed = await http.post("/graphql", content=chunks(), headers={"content-type": "application/json"})
+
+    # then
+    assert declared.status_code == 413
+    assert streamed.status_code == 413
+
+
+async def test_malformed_json_gets_a_clear_400(http):
+    # when
+    response = await http.post("/graphql", content=b"{not json", headers={"content-type": "application/json"})
+
+    # then
+    assert response.status_code == 400
+
+
+async def test_only_graphql_transport_ws_is_spoken(server):
+    # given
+    import websockets
+
+    url = server.graphql_url.replace("http://", "ws://")
+
+    # when: the legacy protocol is offered alone
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with websockets.connect(url, subprotocols=["graphql-ws"]) as ws:
+            await ws.recv()
+
+    # then: the modern one is accepted
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        assert ws.subprotocol == "graphql-transport-ws"
+        await ws.send('{"type": "connection_init"}')
+        assert "connection_ack" in await ws.recv()
+
+
+async def test_unexpected_errors_are_masked_and_logged_with_a_reference_but_no_message(caplog):
+    # given: a resolver that fails the way a database error can, quoting a submitted value
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def boom(self) -> str:
+            raise ValueError("duplicate key value (email)=(secret.person@example.com)")
+
+    app = FastAPI()
+    app.include_router(GraphQLRouter(RapidlySchema(query=Query, extensions=EXTENSIONS)), prefix="/graphql")
+    caplog.set_level(logging.INFO)
+
+    # when
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        body = (await client.post("/graphql", json={"query": "{ boom }"})).json()
+
+    # then
+    error = body["errors"][0]
+    reference = error["extensions"]["reference"]
+    assert error["message"] == f"Unexpected error. Reference: {reference}"
+    assert "secret.person" not in str(body)
+    assert reference in caplog.text and "ValueError" in caplog.text
+    assert "secret.person" not in caplog.text

@@ -1,0 +1,97 @@
+"""The database layer: roles, tenant_id everywhere, migrations in step with models, embedded server."""
+
+from __future__ import annotations
+
+import psutil
+from tortoise import connections
+
+from rapidly import db
+from tests.conftest import run_cli
+
+
+async def query(sql: str) -> list[dict]:
+    _, rows = await connections.get("default").execute_query(sql)
+    return [dict(row) for row in rows]
+
+
+async def test_the_app_connects_as_a_non_owner_role_without_bypassrls(server):
+    # when
+    [role] = await query(
+        "SELECT current_user AS name, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+    )
+    owners = await query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+
+    # then
+    assert role["name"].endswith("_app")
+    assert not (role["rolsuper"] or role["rolbypassrls"] or role["rolcreaterole"] or role["rolcreatedb"])
+    assert role["name"] not in {row["tableowner"] for row in owners}
+
+
+async def test_the_app_role_can_write_rows_but_not_change_the_schema(server):
+    # when / then
+    for statement in ("CREATE TABLE sneaky (id int)", "ALTER TABLE tenant ADD COLUMN x int",
+                      "DROP TABLE staff_user", "SELECT * FROM tortoise_migrations"):
+        try:
+            await query(statement)
+        except Exception as exc:  # noqa: BLE001 - asserting the failure
+            assert "permission denied" in str(exc) or "must be owner" in str(exc), statement
+        else:
+            raise AssertionError(f"app role could run: {statement}")
+
+
+async def test_every_table_but_tenant_carries_tenant_id(server):
+    # when
+    tables = await query(
+        "SELECT t.tablename, EXISTS (SELECT 1 FROM information_schema.columns c WHERE c.table_schema = 'public' "
+        "AND c.table_name = t.tablename AND c.column_name = 'tenant_id') AS has_tenant "
+        "FROM pg_tables t WHERE t.schemaname = 'public' AND t.tablename <> 'tortoise_migrations'"
+    )
+
+    # then
+    assert {row["tablename"] for row in tables} >= {"tenant", "staff_user", "staff_session", "rate_limit"}
+    assert [row["tablename"] for row in tables if not row["has_tenant"]] == ["tenant"]
+
+
+async def test_rate_limit_counters_live_in_an_unlogged_table(server):
+    # when
+    [row] = await query("SELECT relpersistence FROM pg_class WHERE relname = 'rate_limit'")
+
+    # then
+    assert row["relpersistence"] == b"u"
+
+
+async def test_the_pool_is_larger_than_tortoise_default(server, settings):
+    # when
+    client = connections.get("default")
+
+    # then
+    assert settings.database_pool_size >= 20
+    assert client.pool_maxsize == settings.database_pool_size
+
+
+async def test_committed_migrations_match_the_models():
+    # when: the models are compared with the migration files, no database needed
+    writers = await db.pending_migrations()
+
+    # then
+    assert writers == [], "models changed without a migration: run `rapidly makemigrations`"
+
+
+def test_embedded_server_is_reused_across_runs_and_stopped_cleanly(tmp_path):
+    # given
+    env = {"PATH": "/usr/bin:/bin", "RAPIDLY_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+
+    # when
+    first = run_cli(env, "migrate")
+    second = run_cli(env, "migrate")
+
+    # then
+    assert first.returncode == 0, first.stderr
+    assert "applied rapidly.0001_initial" in first.stdout
+    assert second.returncode == 0 and "applied" not in second.stdout
+    assert "database is up to date" in second.stdout
+    assert (tmp_path / "pg" / "PG_VERSION").exists()
+    running = [p for p in psutil.process_iter(["name", "cmdline"])
+               if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert running == []

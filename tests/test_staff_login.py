@@ -1,0 +1,187 @@
+"""`login` and `viewer` over HTTP against the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+from rapidly import security
+from rapidly.staff.models import StaffSession
+from tests.conftest import STAFF_PASSWORD
+
+LOGIN = """
+mutation Login($email: String!, $password: String!) {
+  login(email: $email, password: $password) {
+    __typename
+    ... on LoginSuccess { token staff { id email locale tenant { slug name } } }
+    ... on AuthError { message }
+    ... on RateLimitedError { message retryAfterSeconds }
+  }
+}
+"""
+
+VIEWER = "query { viewer { __typename id email tenant { slug } } }"
+
+
+async def test_login_returns_a_token_that_answers_viewer(gql, world):
+    # given
+    await world.tenant()
+    await world.staff(email="Anna@Kattohuolto.example")
+
+    # when
+    data = await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD})
+
+    # then
+    result = data["login"]
+    assert result["__typename"] == "LoginSuccess"
+    assert result["staff"]["email"] == "anna@kattohuolto.example"
+    assert result["staff"]["tenant"] == {"slug": "kattohuolto", "name": "Kattohuolto"}
+    viewer = (await gql(VIEWER, token=result["token"]))["viewer"]
+    assert viewer["email"] == "anna@kattohuolto.example"
+    assert viewer["tenant"]["slug"] == "kattohuolto"
+
+
+async def test_token_is_opaque_long_and_stored_only_as_a_hash(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+
+    # when
+    token = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]["token"]
+
+    # then
+    assert token.startswith(security.STAFF_TOKEN_PREFIX)
+    assert len(token.removeprefix(security.STAFF_TOKEN_PREFIX)) >= 43  # 256 bits, base64url
+    sessions = await StaffSession.all().values_list("token_hash", flat=True)
+    assert sessions == [security.hash_token(token)]
+    assert token not in sessions
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_answer(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+
+    # when
+    wrong = await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": "not the password!"})
+    unknown = await gql(LOGIN, {"email": "nobody@kattohuolto.example", "password": STAFF_PASSWORD})
+
+    # then
+    assert wrong == unknown == {"login": {"__typename": "AuthError", "message": "Authentication failed."}}
+
+
+async def test_wrong_password_and_unknown_email_take_the_same_time(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+
+    async def timed(email: str, password: str) -> float:
+        started = time.perf_counter()
+        await gql(LOGIN, {"email": email, "password": password})
+        return time.perf_counter() - started
+
+    # when: alternate, 4 of each (the account limit is 5 per window, so use two accounts' keys)
+    wrong, unknown = [], []
+    for i in range(4):
+        wrong.append(await timed("anna@kattohuolto.example", f"wrong password {i}"))
+        unknown.append(await timed(f"nobody{i}@kattohuolto.example", "whatever password"))
+
+    # then: both paths do one argon2 verification; medians within 40% of each other
+    ratio = statistics.median(wrong) / statistics.median(unknown)
+    assert 0.6 < ratio < 1.6, (wrong, unknown)
+
+
+async def test_a_flood_of_logins_is_rate_limited_even_with_the_right_password(gql, world):
+    # given: the test settings allow 5 attempts per account per window
+    await world.tenant()
+    await world.staff()
+    for _ in range(5):
+        await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": "guess guess guess"})
+
+    # when
+    result = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]
+
+    # then
+    assert result["__typename"] == "RateLimitedError"
+    assert 1 <= result["retryAfterSeconds"] <= 900
+
+
+async def test_unknown_emails_are_limited_the_same_way(gql, world):
+    # given
+    for _ in range(5):
+        await gql(LOGIN, {"email": "ghost@nowhere.example", "password": "guess guess guess"})
+
+    # when
+    result = (await gql(LOGIN, {"email": "ghost@nowhere.example", "password": "guess guess guess"}))["login"]
+
+    # then
+    assert result["__typename"] == "RateLimitedError"
+
+
+async def test_many_addresses_from_one_client_hit_the_per_ip_limit(gql, world):
+    # given: 20 attempts per IP in the test settings, spread over many accounts
+    results = await asyncio.gather(
+        *(gql(LOGIN, {"email": f"user{i}@spray.example", "password": "guess guess guess"}) for i in range(25))
+    )
+
+    # then
+    kinds = [r["login"]["__typename"] for r in results]
+    assert kinds.count("RateLimitedError") == 5
+    assert kinds.count("AuthError") == 20
+
+
+async def test_oversized_and_hostile_login_input_is_refused_cleanly(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+
+    # when
+    huge = await gql(LOGIN, {"email": "a" * 300_000 + "@x.example", "password": STAFF_PASSWORD})
+    long_password = await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": "p" * 5000})
+    injection = await gql(LOGIN, {"email": "' OR 1=1 --", "password": "' OR 1=1 --"})
+    nul = await gql(LOGIN, {"email": "anna@kattohuolto.example\x00", "password": STAFF_PASSWORD})
+
+    # then
+    for result in (huge, long_password, injection, nul):
+        assert result["login"]["__typename"] == "AuthError"
+    assert await StaffSession.all().count() == 0
+
+
+async def test_viewer_is_null_without_or_with_a_bad_token(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+
+    # when / then
+    assert (await gql(VIEWER))["viewer"] is None
+    assert (await gql(VIEWER, token="rps_forged"))["viewer"] is None
+    assert (await gql(VIEWER, token="rpc_" + "a" * 43))["viewer"] is None
+    assert (await gql(VIEWER, token="x" * 10_000))["viewer"] is None
+
+
+async def test_an_expired_session_no_longer_answers(gql, world):
+    # given
+    await world.tenant()
+    await world.staff()
+    token = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]["token"]
+
+    # when
+    await StaffSession.all().update(expires_at="2020-01-01T00:00:00+00:00")
+
+    # then
+    assert (await gql(VIEWER, token=token))["viewer"] is None
+
+
+async def test_staff_of_one_tenant_see_only_their_own_tenant(gql, world):
+    # given
+    await world.tenant("kattohuolto")
+    await world.tenant("bilverkstad", plugin="carrepair_se")
+    await world.staff("kattohuolto", "anna@kattohuolto.example")
+    await world.staff("bilverkstad", "erik@bilverkstad.example")
+
+    # when
+    token = (await gql(LOGIN, {"email": "erik@bilverkstad.example", "password": STAFF_PASSWORD}))["login"]["token"]
+
+    # then
+    assert (await gql(VIEWER, token=token))["viewer"]["tenant"]["slug"] == "bilverkstad"

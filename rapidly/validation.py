@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from rapidly.errors import InputInvalid
 
 LOCALES = ("fi", "sv", "en")
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])")
 
 
 def clean_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:
@@ -36,7 +37,7 @@ def clean_email(value: str, field: str = "email") -> str:
 
 
 def clean_slug(value: str, field: str = "slug") -> str:
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])", value):
+    if not SLUG.fullmatch(value):
         raise InputInvalid.one(
             field, "invalid_slug", "Use 3-63 lower-case letters, digits and hyphens, not at either end."
         )

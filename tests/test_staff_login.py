@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from datetime import UTC, datetime
 
 from rapidly import security
 from rapidly.staff.models import StaffSession
@@ -167,7 +168,7 @@ async def test_an_expired_session_no_longer_answers(gql, world):
     token = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]["token"]
 
     # when
-    await StaffSession.all().update(expires_at="2020-01-01T00:00:00+00:00")
+    await StaffSession.all().update(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
 
     # then
     assert (await gql(VIEWER, token=token))["viewer"] is None

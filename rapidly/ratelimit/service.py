@@ -34,7 +34,7 @@ async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
 
     `key` must not be personal data: pass `security.keyed_digest(...)` of an address.
     """
-    _, rows = await connections.get("default").execute_query(
+    rows = await connections.get("default").execute_query_dict(
         _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds)]
     )
     if rows[0]["hits"] > limit.max_hits:

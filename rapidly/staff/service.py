@@ -53,7 +53,7 @@ async def set_password(staff: StaffUser, password: str) -> None:
 
 async def login(settings: Settings, *, email: str, password: str, client_ip: str) -> LoginResult:
     """Same error, and one argon2 verification, whether the email is unknown or the password wrong."""
-    if len(email) > 320 or len(password) > MAX_PASSWORD_LENGTH:
+    if len(email) > 320 or len(password) > MAX_PASSWORD_LENGTH or not email.isprintable():
         raise AuthFailed()
     normalised = email.strip().lower()
     key = settings.signing_key

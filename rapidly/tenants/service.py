@@ -10,7 +10,7 @@ from tortoise.functions import Count
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.plugins import PluginRegistry, TenantInfo
 from rapidly.tenants.models import Tenant
-from rapidly.validation import clean_https_url, clean_locale, clean_slug, clean_text
+from rapidly.validation import SLUG, clean_https_url, clean_locale, clean_slug, clean_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ async def create_tenant(
 
 
 async def get_by_slug(slug: str) -> Tenant:
-    tenant = await Tenant.get_or_none(slug=slug) if len(slug) <= 63 else None
+    tenant = await Tenant.get_or_none(slug=slug) if SLUG.fullmatch(slug) else None
     if tenant is None:
         raise NotFound("No such tenant.")
     return tenant

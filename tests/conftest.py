@@ -101,6 +101,37 @@ def plugins() -> PluginRegistry:
     return PluginRegistry()
 
 
+#: Buckets on the session's S3 server (moto over HTTP), by the region each is created in.
+S3_BUCKETS = {
+    "rapidly-london": "eu-west-2",
+    "rapidly-zurich": "eu-central-2",
+    "rapidly-stockholm": "eu-north-1",
+    "rapidly-versioned": "eu-north-1",
+    "rapidly-default": "us-east-1",  # reported as an empty location, like MinIO's default region
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API on loopback (moto's server), with the buckets of `S3_BUCKETS`."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for bucket, region in S3_BUCKETS.items():
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        client.create_bucket(Bucket=bucket, **extra)
+        if bucket == "rapidly-versioned":
+            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    yield endpoint
+    server.stop()
+
+
 @dataclass
 class LiveServer:
     url: str

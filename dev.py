@@ -25,7 +25,7 @@ PROJECTS = [ROOT, *sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 is installed
         sys.exit(f"Rapidly needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not argv or argv[0] not in ("run", "test"):
         sys.exit(__doc__)

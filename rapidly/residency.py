@@ -381,9 +381,7 @@ def _ok(backend: str, country: str, how: str) -> BackendVerdict:
     return BackendVerdict(backend, country, how, True, None, f"in {_name(country)}, inside the EEA")
 
 
-def _fail(
-    backend: str, status: Status, country: str | None, how: str, setting: str, message: str
-) -> BackendVerdict:
+def _fail(backend: str, status: Status, country: str | None, how: str, setting: str, message: str) -> BackendVerdict:
     return BackendVerdict(backend, country, how, False, setting, message, status)
 
 
@@ -469,9 +467,7 @@ def _check_hosts(
                 return _outside(backend, country, how, url_setting, f"{found.provider} region {found.region}")
             derived.append((how, country))
         elif _is_local(host):
-            needs_declaration.append(
-                f"local {label} socket" if host.startswith("/") else f"local {label} host {host}"
-            )
+            needs_declaration.append(f"local {label} socket" if host.startswith("/") else f"local {label} host {host}")
         else:
             needs_declaration.append(f"custom {label} host {host}")
     if needs_declaration:
@@ -482,9 +478,7 @@ def _check_hosts(
 
 def _check_database(settings: Settings) -> BackendVerdict:
     if not settings.database_url:
-        return _declared(
-            "database", settings.database_country, "RAPIDLY_DATABASE_COUNTRY", "embedded PostgreSQL"
-        )
+        return _declared("database", settings.database_country, "RAPIDLY_DATABASE_COUNTRY", "embedded PostgreSQL")
     return _check_hosts(
         "database", _postgres_hosts(settings.database_url), "RAPIDLY_DATABASE_URL",
         "RAPIDLY_DATABASE_COUNTRY", settings.database_country, "database",
@@ -538,9 +532,7 @@ async def _probe_aws(s3: object, bucket: str) -> _Probe:
         if status == 301 and region:
             return _Probe(region.lower(), None)
         return _Probe(region.lower() if region else None, message)
-    region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get(
-        "x-amz-bucket-region"
-    )
+    region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region")
     if region:
         return _Probe(region.lower(), None)
     location = await s3.get_bucket_location(Bucket=bucket)  # type: ignore[attr-defined]
@@ -566,9 +558,7 @@ async def _probe_compatible(s3: object, bucket: str) -> _Probe:
         answer = await s3.head_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     except ClientError as exc:
         return _Probe(None, _client_error(exc, bucket)[1])
-    region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get(
-        "x-amz-bucket-region"
-    )
+    region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region")
     region = (region or "").lower()
     return _Probe(region if region and region != "us-east-1" else None, None)
 
@@ -620,9 +610,7 @@ async def _probe_bucket(settings: Settings, *, aws: bool, host: str) -> _Probe:
 async def _check_storage(settings: Settings) -> BackendVerdict:
     backend = "storage"
     if settings.storage == "local":
-        return _declared(
-            backend, settings.storage_country, "RAPIDLY_STORAGE_COUNTRY", "local storage directory"
-        )
+        return _declared(backend, settings.storage_country, "RAPIDLY_STORAGE_COUNTRY", "local storage directory")
 
     bucket = settings.s3_bucket or ""
     endpoint = settings.s3_endpoint_url
@@ -635,9 +623,7 @@ async def _check_storage(settings: Settings) -> BackendVerdict:
         reading = _worst_reading(settings.s3_region, provider)
         if reading and reading[1] not in EEA_COUNTRIES:
             how = f"RAPIDLY_S3_REGION, {reading[0]} region {settings.s3_region}"
-            return _outside(
-                backend, reading[1], how, "RAPIDLY_S3_REGION", f"{reading[0]} region {settings.s3_region}"
-            )
+            return _outside(backend, reading[1], how, "RAPIDLY_S3_REGION", f"{reading[0]} region {settings.s3_region}")
 
     # 2. A known endpoint that names its region decides without being contacted when outside the EEA.
     host_country: str | None = None
@@ -657,9 +643,7 @@ async def _check_storage(settings: Settings) -> BackendVerdict:
             )
     # 3. A custom endpoint (MinIO, ...) needs a declared country before anything else.
     if found is None:
-        declared = _declared(
-            backend, settings.storage_country, "RAPIDLY_STORAGE_COUNTRY", f"S3 endpoint {host}"
-        )
+        declared = _declared(backend, settings.storage_country, "RAPIDLY_STORAGE_COUNTRY", f"S3 endpoint {host}")
         if not declared.ok:
             return declared
 
@@ -687,9 +671,7 @@ async def _check_storage(settings: Settings) -> BackendVerdict:
     if found is None:  # custom endpoint: the declared country is the location
         country = settings.storage_country
         if probe.region:
-            how = (
-                f"declared RAPIDLY_STORAGE_COUNTRY (S3 endpoint {host}); bucket reports region {probe.region}"
-            )
+            how = f"declared RAPIDLY_STORAGE_COUNTRY (S3 endpoint {host}); bucket reports region {probe.region}"
         elif probe.error:
             how = f"declared RAPIDLY_STORAGE_COUNTRY (S3 endpoint {host}); bucket not reached"
         else:

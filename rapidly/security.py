@@ -14,8 +14,8 @@ import secrets
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-STAFF_TOKEN_PREFIX = "rps_"
-CONTACT_TOKEN_PREFIX = "rpc_"
+STAFF_TOKEN_PREFIX = "rps_"  # noqa: S105 - a prefix, not a secret
+CONTACT_TOKEN_PREFIX = "rpc_"  # noqa: S105
 TOKEN_BYTES = 32
 
 _hasher = PasswordHasher(type=Type.ID)

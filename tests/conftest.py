@@ -122,8 +122,13 @@ def s3_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     for bucket, region in S3_BUCKETS.items():
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=region,
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         client.create_bucket(Bucket=bucket, **extra)
         if bucket == "rapidly-versioned":
@@ -229,11 +234,13 @@ class World:
     async def tenant(self, slug: str = "kattohuolto", plugin: str = "roofing_fi", **kwargs: object):  # type: ignore[no-untyped-def]
         from rapidly.tenants import service
 
-        return await service.create_tenant(self.plugins, slug=slug, name=kwargs.pop("name", slug.title()),
-                                           plugin=plugin, **kwargs)  # type: ignore[arg-type]
+        return await service.create_tenant(
+            self.plugins, slug=slug, name=kwargs.pop("name", slug.title()), plugin=plugin, **kwargs
+        )  # type: ignore[arg-type]
 
-    async def staff(self, tenant_slug: str = "kattohuolto", email: str = "anna@kattohuolto.example",
-                    password: str = STAFF_PASSWORD):  # type: ignore[no-untyped-def]
+    async def staff(
+        self, tenant_slug: str = "kattohuolto", email: str = "anna@kattohuolto.example", password: str = STAFF_PASSWORD
+    ):  # type: ignore[no-untyped-def]
         from rapidly.staff import service
 
         return await service.create_staff(tenant_slug=tenant_slug, email=email, password=password)
@@ -244,7 +251,9 @@ def world(server: LiveServer, plugins: PluginRegistry) -> World:
     return World(plugins)
 
 
-def run_cli(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run `rapidly ...` as a user would, in a separate process."""
     return subprocess.run(
         [sys.executable, "-m", "rapidly", *args],

@@ -7,8 +7,8 @@ import logging
 import httpx
 import pytest
 import strawberry
-from strawberry.fastapi import GraphQLRouter
 from fastapi import FastAPI
+from strawberry.fastapi import GraphQLRouter
 
 from rapidly.schema import EXTENSIONS, RapidlySchema
 
@@ -107,8 +107,9 @@ async def test_token_floods_are_refused(gql):
 
 async def test_oversized_bodies_get_413(http):
     # when
-    declared = await http.post("/graphql", content=b"{" + b" " * 2_000_000 + b"}",
-                               headers={"content-type": "application/json"})
+    declared = await http.post(
+        "/graphql", content=b"{" + b" " * 2_000_000 + b"}", headers={"content-type": "application/json"}
+    )
 
     async def chunks():
         for _ in range(40):

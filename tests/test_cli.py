@@ -11,10 +11,19 @@ from tests.conftest import run_cli
 
 async def test_tenant_create_and_list_show_metadata_and_counts(env, server):
     # when
-    created = run_cli(env, "tenant", "create", "--slug", "kattohuolto", "--name", "Kattohuolto Oy",
-                      "--plugin", "roofing_fi")
-    staff = run_cli(env, "staff", "create", "--tenant", "kattohuolto", "--email", "anna@kattohuolto.example",
-                    stdin="a long enough password\n")
+    created = run_cli(
+        env, "tenant", "create", "--slug", "kattohuolto", "--name", "Kattohuolto Oy", "--plugin", "roofing_fi"
+    )
+    staff = run_cli(
+        env,
+        "staff",
+        "create",
+        "--tenant",
+        "kattohuolto",
+        "--email",
+        "anna@kattohuolto.example",
+        stdin="a long enough password\n",
+    )
     listed = run_cli(env, "tenant", "list")
 
     # then
@@ -35,8 +44,10 @@ async def test_tenant_create_and_list_show_metadata_and_counts(env, server):
         (["--slug", "Not A Slug", "--name", "Acme", "--plugin", "roofing_fi"], "slug: Use 3-63 lower-case"),
         (["--slug", "acme", "--name", "x" * 500, "--plugin", "roofing_fi"], "name: At most 200 characters"),
         (["--slug", "acme", "--name", "Acme", "--plugin", "roofing_fi", "--locale", "de"], "default_locale:"),
-        (["--slug", "acme", "--name", "Acme", "--plugin", "roofing_fi", "--privacy-policy-url", "javascript:x"],
-         "privacy_policy_url:"),
+        (
+            ["--slug", "acme", "--name", "Acme", "--plugin", "roofing_fi", "--privacy-policy-url", "javascript:x"],
+            "privacy_policy_url:",
+        ),
     ],
 )
 async def test_tenant_create_with_bad_input_says_why_and_creates_nothing(env, server, args, message):
@@ -90,8 +101,16 @@ async def test_staff_create_for_unknown_tenant_or_taken_email_is_refused(env, wo
 
     # when
     unknown = run_cli(env, "staff", "create", "--tenant", "nope", "--email", "b@x.example", stdin="a long password!\n")
-    taken = run_cli(env, "staff", "create", "--tenant", "kattohuolto", "--email", "ANNA@kattohuolto.example",
-                    stdin="a long password!\n")
+    taken = run_cli(
+        env,
+        "staff",
+        "create",
+        "--tenant",
+        "kattohuolto",
+        "--email",
+        "ANNA@kattohuolto.example",
+        stdin="a long password!\n",
+    )
 
     # then
     assert unknown.returncode == 1 and "No such tenant." in unknown.stderr

@@ -47,7 +47,11 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
     assert settings.smtp_url.startswith("smtp+starttls://")
     assert settings.sms_url.startswith("https://gatewayapi.eu")
     assert (settings.database_country, settings.storage_country, settings.smtp_country, settings.sms_country) == (
-        "FI", "FR", "DE", "DK")
+        "FI",
+        "FR",
+        "DE",
+        "DK",
+    )
 
 
 @pytest.mark.parametrize(

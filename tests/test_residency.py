@@ -19,6 +19,7 @@ from rapidly.residency import (
     run_check,
 )
 
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Settings and boto3 read the environment; make every test independent of it."""
@@ -82,9 +83,7 @@ def test_eea_is_the_27_eu_states_plus_iceland_liechtenstein_norway() -> None:
         ("IONOS", "gb-lhr", "GB"),
     ],
 )
-def test_european_looking_regions_outside_the_eea_are_known_as_such(
-    provider: str, region: str, country: str
-) -> None:
+def test_european_looking_regions_outside_the_eea_are_known_as_such(provider: str, region: str, country: str) -> None:
     # when
     found = region_country(provider, region)
 
@@ -137,9 +136,7 @@ def test_eea_regions_map_to_their_country(provider: str, region: str, country: s
         ("minio.internal.example", None, None),
     ],
 )
-def test_endpoint_hosts_reveal_provider_and_region(
-    host: str, provider: str | None, region: str | None
-) -> None:
+def test_endpoint_hosts_reveal_provider_and_region(host: str, provider: str | None, region: str | None) -> None:
     # when
     found = match_host(host)
 
@@ -494,9 +491,7 @@ async def test_local_sms_gateway_declared_in_norway_is_fine() -> None:
 
 async def test_format_table_shows_every_backend_with_its_verdict(s3_endpoint: str) -> None:
     # given
-    settings = s3_settings(
-        s3_endpoint, "rapidly-london", database_country=None, smtp_url="smtp://mail.example.org"
-    )
+    settings = s3_settings(s3_endpoint, "rapidly-london", database_country=None, smtp_url="smtp://mail.example.org")
 
     # when
     table = (await check_residency(settings)).format_table()
@@ -512,9 +507,7 @@ async def test_format_table_shows_every_backend_with_its_verdict(s3_endpoint: st
     assert rows["sms"].endswith("ok")
 
 
-def test_run_check_fails_naming_country_and_setting(
-    s3_endpoint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_check_fails_naming_country_and_setting(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     # given
     settings = s3_settings(s3_endpoint, "rapidly-london")
 
@@ -529,9 +522,7 @@ def test_run_check_fails_naming_country_and_setting(
     assert "RAPIDLY_S3_BUCKET" in out
 
 
-def test_run_check_passes_when_everything_is_in_the_eea(
-    s3_endpoint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_check_passes_when_everything_is_in_the_eea(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     # given
     settings = s3_settings(s3_endpoint, "rapidly-stockholm", database_country="SE")
 
@@ -554,9 +545,7 @@ async def test_assert_resident_names_every_failing_backend(s3_endpoint: str) -> 
 
     # then
     message = str(caught.value)
-    assert (
-        "storage: OUTSIDE EEA" in message and "CH (Switzerland)" in message and "RAPIDLY_S3_BUCKET" in message
-    )
+    assert "storage: OUTSIDE EEA" in message and "CH (Switzerland)" in message and "RAPIDLY_S3_BUCKET" in message
     assert "database: UNDECLARED" in message and "RAPIDLY_DATABASE_COUNTRY" in message
     assert [v.backend for v in caught.value.report.failures] == ["database", "storage"]
 

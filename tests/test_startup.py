@@ -24,14 +24,18 @@ def serve(env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 def test_a_plugin_field_without_purpose_stops_the_start_naming_plugin_and_field(env, tmp_path):
     # given
-    extra = install_plugin(tmp_path, "purposeless", """
+    extra = install_plugin(
+        tmp_path,
+        "purposeless",
+        """
         from rapidly import hookimpl
         from rapidly.plugins import FieldKind, FieldSpec
 
         @hookimpl
         def contact_fields(tenant):
             return [FieldSpec(key="shoe_size", kind=FieldKind.NUMBER, labels={"en": "Shoe size"}, purpose={})]
-    """)
+    """,
+    )
 
     # when
     result = serve({**env, **extra})
@@ -67,8 +71,14 @@ def test_a_backend_declared_outside_the_eea_stops_the_start(env):
 
 def test_a_bucket_in_london_fails_check_and_stops_serve(env, s3_endpoint):
     # given
-    s3 = {**env, "RAPIDLY_STORAGE": "s3", "RAPIDLY_S3_ENDPOINT_URL": s3_endpoint, "RAPIDLY_S3_BUCKET": "rapidly-london",
-          "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    s3 = {
+        **env,
+        "RAPIDLY_STORAGE": "s3",
+        "RAPIDLY_S3_ENDPOINT_URL": s3_endpoint,
+        "RAPIDLY_S3_BUCKET": "rapidly-london",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
 
     # when
     checked = run_cli(s3, "check")
@@ -84,8 +94,12 @@ def test_a_bucket_in_london_fails_check_and_stops_serve(env, s3_endpoint):
 
 def test_a_swiss_provider_endpoint_fails_check_without_contacting_it(env):
     # given
-    exoscale = {**env, "RAPIDLY_STORAGE": "s3", "RAPIDLY_S3_ENDPOINT_URL": "https://sos-ch-gva-2.exo.io",
-                "RAPIDLY_S3_BUCKET": "media"}
+    exoscale = {
+        **env,
+        "RAPIDLY_STORAGE": "s3",
+        "RAPIDLY_S3_ENDPOINT_URL": "https://sos-ch-gva-2.exo.io",
+        "RAPIDLY_S3_BUCKET": "media",
+    }
 
     # when
     checked = run_cli(exoscale, "check")

@@ -120,8 +120,7 @@ _WORDING: dict[MessageEvent, dict[str, tuple[str, str, str]]] = {
         ),
         "en": (
             "Your data – {{ tenant_name }}",
-            "this link shows everything you have given to {{ tenant_name }}"
-            " and lets you delete it all in two clicks.",
+            "this link shows everything you have given to {{ tenant_name }} and lets you delete it all in two clicks.",
             "{{ tenant_name }}: see or delete your data: {{ link }}",
         ),
     },

@@ -113,8 +113,7 @@ class PluginRegistry:
             if not self._pm.get_hookcallers(plugin):
                 raise PluginError(
                     name,
-                    "implements no hooks; mark hook functions with @rapidly.hookimpl"
-                    f" (hooks: {', '.join(HOOK_NAMES)})",
+                    f"implements no hooks; mark hook functions with @rapidly.hookimpl (hooks: {', '.join(HOOK_NAMES)})",
                 )
         except PluginError:
             self._pm.unregister(name=name)
@@ -139,9 +138,7 @@ class PluginRegistry:
                     continue
                 close = difflib.get_close_matches(hook_name, HOOK_NAMES, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; hooks: {', '.join(HOOK_NAMES)}"
-                raise PluginError(
-                    impl.plugin_name, f"implements unknown hook {hook_name!r}{hint}", hook=hook_name
-                )
+                raise PluginError(impl.plugin_name, f"implements unknown hook {hook_name!r}{hint}", hook=hook_name)
 
     # -- what is installed ---------------------------------------------------------------------------------
 
@@ -175,9 +172,7 @@ class PluginRegistry:
     def _caller(self, tenant: TenantInfo, hook: str) -> pluggy.HookCaller:
         plugin_name = tenant.plugin or ""
         if plugin_name and not self.has(plugin_name):
-            raise PluginError(
-                plugin_name, f"is not installed, but tenant {tenant.slug!r} names it", hook=hook
-            )
+            raise PluginError(plugin_name, f"is not installed, but tenant {tenant.slug!r} names it", hook=hook)
         key = (plugin_name, hook)
         caller = self._callers.get(key)
         if caller is None:
@@ -271,9 +266,7 @@ def _culprit(tb: TracebackType | None, caller: pluggy.HookCaller) -> str | None:
 
 def format_plugins(registry: PluginRegistry) -> str:
     """A plain-text listing of installed tenant plugins and their hooks, for `rapidly plugins`."""
-    rows = [
-        (name, registry._dist_label(name), ", ".join(hooks) or "-") for name, hooks in registry.describe()
-    ]
+    rows = [(name, registry._dist_label(name), ", ".join(hooks) or "-") for name, hooks in registry.describe()]
     lines: list[str] = []
     if rows:
         headers = ("PLUGIN", "PACKAGE", "HOOKS")

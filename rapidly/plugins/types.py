@@ -25,9 +25,7 @@ class PluginError(Exception):
     The message always names the plugin, and the hook and field when known.
     """
 
-    def __init__(
-        self, plugin: str, problem: str, *, hook: str | None = None, field: str | None = None
-    ) -> None:
+    def __init__(self, plugin: str, problem: str, *, hook: str | None = None, field: str | None = None) -> None:
         where = f"plugin {plugin!r}"
         if hook:
             where += f", hook {hook}"

@@ -46,9 +46,7 @@ def validate_fields(plugin: str, result: object) -> list[FieldSpec]:
     hook = "contact_fields"
     _reject_awaitable(plugin, hook, result)
     if not isinstance(result, list | tuple):
-        raise PluginError(
-            plugin, f"must return a list of FieldSpec or None, not {type(result).__name__}", hook=hook
-        )
+        raise PluginError(plugin, f"must return a list of FieldSpec or None, not {type(result).__name__}", hook=hook)
     if not result:
         raise PluginError(plugin, "returned no fields; return None to use the core's default form", hook=hook)
     specs: list[FieldSpec] = []
@@ -144,9 +142,7 @@ def _texts(fail, what: str, texts: object) -> dict[str, str]:
     if texts is None:
         return {}
     if not isinstance(texts, Mapping):
-        raise fail(
-            f"{what} must map a locale to text, e.g. {{'fi': ..., 'en': ...}}, not {type(texts).__name__}"
-        )
+        raise fail(f"{what} must map a locale to text, e.g. {{'fi': ..., 'en': ...}}, not {type(texts).__name__}")
     clean: dict[str, str] = {}
     for locale, text in texts.items():
         if locale not in SUPPORTED_LOCALES:
@@ -176,9 +172,7 @@ def _validate_choices(fail, kind: FieldKind, choices: object) -> tuple[Choice, .
             raise fail(f"choices must be Choice objects, not {type(choice).__name__}")
         value = choice.value
         if not isinstance(value, str) or not value.strip() or value != value.strip() or len(value) > 100:
-            raise fail(
-                f"choice value {value!r} must be non-empty text without surrounding spaces (<= 100 chars)"
-            )
+            raise fail(f"choice value {value!r} must be non-empty text without surrounding spaces (<= 100 chars)")
         if value in seen:
             raise fail(f"choice value {value!r} appears twice")
         seen.add(value)
@@ -249,9 +243,7 @@ def validate_template(
     elif result.subject is not None:
         raise PluginError(plugin, f"an SMS has no subject: return subject=None {where}", hook=hook)
     if ch is Channel.SMS and len(result.body) > MAX_SMS_TEMPLATE_CHARS:
-        raise PluginError(
-            plugin, f"SMS template is longer than {MAX_SMS_TEMPLATE_CHARS} characters {where}", hook=hook
-        )
+        raise PluginError(plugin, f"SMS template is longer than {MAX_SMS_TEMPLATE_CHARS} characters {where}", hook=hook)
     for part, source in (("subject", result.subject), ("body", result.body)):
         if source is None:
             continue

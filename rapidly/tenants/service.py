@@ -40,7 +40,9 @@ async def create_tenant(
         privacy_policy_url = clean_https_url(privacy_policy_url, "privacy_policy_url")
     if not plugins.has(plugin):
         installed = ", ".join(plugins.plugin_names()) or "none"
-        raise InputInvalid.one("plugin", "unknown_plugin", f"No plugin of that name is installed (installed: {installed}).")
+        raise InputInvalid.one(
+            "plugin", "unknown_plugin", f"No plugin of that name is installed (installed: {installed})."
+        )
     if await Tenant.exists(slug=slug):
         raise InputInvalid.one("slug", "taken", "A tenant with this slug exists already.")
     try:
@@ -83,4 +85,3 @@ def tenant_info(tenant: Tenant) -> TenantInfo:
         default_locale=tenant.default_locale,
         privacy_policy_url=tenant.privacy_policy_url,
     )
-

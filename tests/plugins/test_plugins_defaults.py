@@ -85,9 +85,7 @@ def test_default_renders_with_the_link_and_no_staff_side_personal_data(event, ch
         assert CONTACT in body
 
 
-@pytest.mark.parametrize(
-    ("event", "locale"), list(itertools.product(MessageEvent, SUPPORTED_LOCALES)), ids=str
-)
+@pytest.mark.parametrize(("event", "locale"), list(itertools.product(MessageEvent, SUPPORTED_LOCALES)), ids=str)
 def test_default_sms_fits_one_message(event, locale):
     # when
     text = render(DEFAULT_TEMPLATES[(event, Channel.SMS, locale)].body, event)
@@ -108,9 +106,7 @@ def test_default_wording_differs_per_locale(event, channel):
 def test_template_context_keeps_the_contact_name_from_staff():
     # when
     to_staff = template_context("new_contact", tenant_name=TENANT, link=LINK, contact_name=CONTACT)
-    to_user = template_context(
-        MessageEvent.CONTINUE_LINK, tenant_name=TENANT, link=LINK, contact_name=CONTACT
-    )
+    to_user = template_context(MessageEvent.CONTINUE_LINK, tenant_name=TENANT, link=LINK, contact_name=CONTACT)
 
     # then
     assert set(to_staff) == set(to_user) == set(TEMPLATE_VARIABLES)

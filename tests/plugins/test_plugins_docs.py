@@ -57,8 +57,7 @@ def test_the_hookspecs_are_exactly_the_contract():
         "def contact_fields(tenant: TenantInfo) -> list[FieldSpec] | None:"
     )
     assert signature_line(hookspecs.message_template) == (
-        "def message_template(tenant: TenantInfo, event: str, channel: str, locale: str)"
-        " -> MessageTemplate | None:"
+        "def message_template(tenant: TenantInfo, event: str, channel: str, locale: str) -> MessageTemplate | None:"
     )
 
 
@@ -76,9 +75,7 @@ def test_every_hook_is_documented_under_its_exact_signature(doc, fn):
     # given the doc's headings and the lines of its python code blocks
     headings = re.findall(r"^### .+$", doc, flags=re.MULTILINE)
     code_lines = {
-        line.strip()
-        for block in re.findall(r"```python\n(.*?)```", doc, flags=re.S)
-        for line in block.splitlines()
+        line.strip() for block in re.findall(r"```python\n(.*?)```", doc, flags=re.S) for line in block.splitlines()
     }
 
     # then the hook has its own heading, followed by its exact def line, and its docstring is quoted

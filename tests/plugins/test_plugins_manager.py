@@ -416,18 +416,14 @@ def test_validate_all_stops_on_a_field_without_purpose():
         def contact_fields(self, tenant):
             return [spec("name"), spec("description", purpose=None)]
 
-    registry = PluginRegistry(
-        load_entrypoints=False, plugins=[("good", FieldsPlugin("name")), ("broken", NoPurpose())]
-    )
+    registry = PluginRegistry(load_entrypoints=False, plugins=[("good", FieldsPlugin("name")), ("broken", NoPurpose())])
 
     # when
     with pytest.raises(PluginError) as info:
         registry.validate_all()
 
     # then the start would stop with plugin and field named
-    assert str(info.value).startswith(
-        "plugin 'broken', hook contact_fields, field 'description': has no purpose"
-    )
+    assert str(info.value).startswith("plugin 'broken', hook contact_fields, field 'description': has no purpose")
 
 
 def test_validate_all_checks_every_template_combination():
@@ -489,9 +485,7 @@ def test_describe_lists_tenant_plugins_and_their_hooks():
 
 def test_format_plugins_prints_a_table():
     # given
-    registry = PluginRegistry(
-        load_entrypoints=False, plugins=[("roof", RaisingPlugin()), ("cars", FieldsPlugin("a"))]
-    )
+    registry = PluginRegistry(load_entrypoints=False, plugins=[("roof", RaisingPlugin()), ("cars", FieldsPlugin("a"))])
 
     # when
     text = format_plugins(registry)

@@ -20,9 +20,7 @@ from rapidly.plugins import (
 from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 
 NAME = "carrepair_se"
-TENANT = TenantInfo(
-    id=uuid.uuid4(), slug="bilverkstad", name="Bilverkstad AB", plugin=NAME, default_locale="sv"
-)
+TENANT = TenantInfo(id=uuid.uuid4(), slug="bilverkstad", name="Bilverkstad AB", plugin=NAME, default_locale="sv")
 
 
 @pytest.fixture
@@ -113,9 +111,7 @@ def test_own_wording_for_the_continue_link_and_new_requests(registry):
 
 def test_other_wording_is_left_to_the_core(registry):
     # when
-    own = rapidly_carrepair_se.message_template(
-        tenant=TENANT, event="continue_link", channel="sms", locale="fi"
-    )
+    own = rapidly_carrepair_se.message_template(tenant=TENANT, event="continue_link", channel="sms", locale="fi")
     via_core = registry.message_template(TENANT, MessageEvent.CONTINUE_LINK, Channel.SMS, "fi")
     unsupported = registry.message_template(TENANT, MessageEvent.PHOTO_REQUEST, Channel.SMS, "de")
 

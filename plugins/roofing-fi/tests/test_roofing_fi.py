@@ -93,9 +93,7 @@ def test_own_wording_for_the_continue_link_and_new_contacts(registry):
 
 def test_other_wording_is_left_to_the_core(registry):
     # when
-    own = rapidly_roofing_fi.message_template(
-        tenant=TENANT, event="continue_link", channel="email", locale="sv"
-    )
+    own = rapidly_roofing_fi.message_template(tenant=TENANT, event="continue_link", channel="email", locale="sv")
     via_core = registry.message_template(TENANT, MessageEvent.CONTINUE_LINK, Channel.EMAIL, "sv")
     chat = registry.message_template(TENANT, MessageEvent.CHAT_REPLY, Channel.SMS, "fi")
 

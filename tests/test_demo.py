@@ -1,0 +1,72 @@
+"""The README's run command, as a new user meets it: `rapidly demo` on an embedded database."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+from tests.conftest import free_port
+
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { ... on LoginSuccess { token } } }"
+
+
+def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path):
+    # given
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAPIDLY_DATA_DIR": str(tmp_path / "data")}
+    log = (tmp_path / "demo.log").open("w")  # a file, so the server's log can never fill a pipe and stall it
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "rapidly", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        banner = ""
+        while "mutation { login(" not in banner:  # the banner's last line
+            line = demo.stdout.readline()
+            assert line, f"demo exited early: {(tmp_path / 'demo.log').read_text()}"
+            banner += line
+        email, password = re.search(r"staff login: (\S+) / (\S+)", banner).groups()
+        url = f"http://127.0.0.1:{port}/graphql"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "demo did not become ready"
+                time.sleep(0.2)
+
+        # when
+        login = httpx.post(url, json={"query": LOGIN, "variables": {"e": email, "p": password}}).json()
+        token = login["data"]["login"]["token"]
+        viewer = httpx.post(
+            url, json={"query": "{ viewer { email tenant { slug } } }"}, headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        graphiql = httpx.get(url, headers={"Accept": "text/html"})
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)
+
+    # then
+    assert f"GraphiQL:    {url}" in banner
+    assert "Finland (FI)" in banner
+    assert "mutation { login(" in banner
+    assert viewer["data"]["viewer"] == {"email": email, "tenant": {"slug": "demo"}}
+    assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
+    assert demo.returncode == 0
+    leftover = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftover == []

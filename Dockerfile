@@ -19,6 +19,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
 WORKDIR /var/lib/rapidly
+# In production set RAPIDLY_DATABASE_URL and RAPIDLY_SECRET_KEY; without them data lives in this volume.
+VOLUME ["/var/lib/rapidly"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz').status != 200)"]
 CMD ["rapidly", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -40,9 +40,13 @@ def ensure_environment() -> None:
     wanted = fingerprint()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
-    if not PYTHON.exists():
+    if not (BIN / "pip").exists() and not (BIN / "pip.exe").exists():
+        try:
+            import ensurepip  # noqa: F401 - Debian ships it separately
+        except ImportError:
+            sys.exit("Python's venv support is missing: install it first (Debian/Ubuntu: apt install python3-venv).")
         print("creating .venv ...", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("installing Rapidly and its example plugins into .venv ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.check_call([*pip, "--upgrade", "pip"])

@@ -6,20 +6,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from rapidly import __version__, db, residency
+from rapidly import __version__, db, realtime, residency
 from rapidly.config import Settings
+from rapidly.contacts import service as contacts
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema
-from rapidly.schema.context import get_context
-from rapidly.tenants.models import Tenant
+from rapidly.schema.context import Context, bearer_token, get_context
+from rapidly.staff import service as staff
+from rapidly.tenants import service as tenants
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +51,36 @@ async def preflight(settings: Settings, plugins: PluginRegistry) -> None:
 async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
     missing = [
         f"tenant {slug!r} uses plugin {plugin!r}"
-        for slug, plugin in await Tenant.all().values_list("slug", "plugin")
+        for slug, plugin in await tenants.plugins_in_use()
         if not plugins.has(plugin)
     ]
     if missing:
         raise StartupRefused("plugins not installed: " + "; ".join(missing))
 
 
-async def _maintenance() -> None:
+async def _maintenance(settings: Settings) -> None:
+    """Housekeeping every few minutes: finished rate-limit windows, expired sessions, abandoned
+    contacts, old events."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:
             await ratelimit.purge_expired()
+            await staff.purge_expired_sessions()
+            removed = await contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours))
+            if removed:
+                log.info("removed %d abandoned contacts", removed)
+            await realtime.prune()
         except Exception:
             log.exception("maintenance round failed")
+
+
+class RapidlyGraphQLRouter(GraphQLRouter):
+    async def on_ws_connect(self, context: Context) -> None:
+        """WebSockets authenticate once, in `connection_init`: `{"authorization": "Bearer <token>"}`."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        context.authenticate(bearer_token(params.get("authorization")))
+        if await context.staff() is None and await context.contact() is None:
+            raise ConnectionRejectionError({"message": "Authentication failed."})
 
 
 def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> FastAPI:
@@ -70,17 +90,21 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await preflight(settings, plugins)
-            await db.init_orm(settings)
+            credentials = await db.init_orm(settings)
             await _check_tenant_plugins(plugins)
-        except StartupRefused as exc:
-            log.error("refusing to start: %s", exc)
+            await app.state.hub.start(credentials)
+        except BaseException as exc:
+            if isinstance(exc, StartupRefused):
+                log.error("refusing to start: %s", exc)
+            await db.close_orm()
             raise
-        maintenance = asyncio.create_task(_maintenance())
+        maintenance = asyncio.create_task(_maintenance(settings))
         log.info("rapidly %s ready", __version__)
         try:
             yield
         finally:
             maintenance.cancel()
+            await app.state.hub.stop()
             await db.close_orm()
 
     app = FastAPI(
@@ -93,8 +117,9 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     )
     app.state.settings = settings
     app.state.plugins = plugins
+    app.state.hub = realtime.EventHub()
 
-    graphql = GraphQLRouter(
+    graphql = RapidlyGraphQLRouter(
         schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.debug else None,

@@ -64,11 +64,14 @@ def _domain_message(exc: DomainError) -> str:
     return exc.message
 
 
-def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work` with the ORM connected (after applying pending migrations)."""
+def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]], *, migrate: bool = False) -> T:
+    """Run `work` with the ORM connected. Operator commands never migrate: `rapidly migrate` does."""
 
     async def run() -> T:
-        await db.migrate(settings)
+        if migrate:
+            await db.migrate(settings)
+        elif not await db.is_migrated(settings):
+            raise _fail("the database has pending migrations or none at all: run `rapidly migrate` first")
         await db.init_orm(settings)
         try:
             return await work()
@@ -183,12 +186,15 @@ def tenant_create(
 
 @tenant_app.command("list")
 def tenant_list() -> None:
-    """List tenants: slug, name, plugin, locale, created, staff count."""
+    """List tenants: slug, name, plugin, locale, created, staff and contact counts."""
     from rapidly.tenants import service
 
     rows = _with_orm(_settings(), service.list_tenants)
-    table = [("slug", "name", "plugin", "locale", "created", "staff")]
-    table += [(r.slug, r.name, r.plugin, r.default_locale, r.created_at, str(r.staff_count)) for r in rows]
+    table = [("slug", "name", "plugin", "locale", "created", "staff", "contacts")]
+    table += [
+        (r.slug, r.name, r.plugin, r.default_locale, r.created_at, str(r.staff_count), str(r.contact_count))
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -222,15 +228,19 @@ def demo(
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
     """Start a demo: embedded PostgreSQL, local storage declared in Finland, a demo tenant and staff user."""
-    overrides: dict[str, object] = {"debug": True, "storage": "local"}
-    for name, default in (("database_country", "FI"), ("storage_country", "FI")):
-        if not os.environ.get(f"RAPIDLY_{name.upper()}"):
-            overrides[name] = default
+    # The demo always runs on this machine: embedded database, local storage, both declared Finnish.
+    overrides: dict[str, object] = {
+        "debug": True,
+        "database_url": None,
+        "storage": "local",
+        "database_country": "FI",
+        "storage_country": "FI",
+    }
     if not os.environ.get("RAPIDLY_BASE_URL"):
         overrides["base_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     settings = _settings(**overrides)
     password = secrets.token_urlsafe(12)
-    _with_orm(settings, lambda: _ensure_demo_data(password))
+    _with_orm(settings, lambda: _ensure_demo_data(password), migrate=True)
     typer.echo(_demo_banner(settings, password))
     _serve(settings, host, port)
 
@@ -238,24 +248,17 @@ def demo(
 async def _ensure_demo_data(password: str) -> None:
     """The demo tenant and staff user; the password is new on every start."""
     from rapidly.staff import service as staff_service
-    from rapidly.staff.models import StaffUser
     from rapidly.tenants import service as tenant_service
-    from rapidly.tenants.models import Tenant
 
-    if not await Tenant.exists(slug=DEMO_TENANT):
-        await tenant_service.create_tenant(
-            _plugins(),
-            slug=DEMO_TENANT,
-            name="Demo Kattohuolto Oy",
-            plugin=DEMO_PLUGIN,
-            default_locale="fi",
-            privacy_policy_url="https://demo.example/tietosuoja",
-        )
-    staff = await StaffUser.get_or_none(email=DEMO_STAFF_EMAIL)
-    if staff is None:
-        await staff_service.create_staff(tenant_slug=DEMO_TENANT, email=DEMO_STAFF_EMAIL, password=password)
-    else:
-        await staff_service.set_password(staff, password)
+    await tenant_service.ensure_tenant(
+        _plugins(),
+        slug=DEMO_TENANT,
+        name="Demo Kattohuolto Oy",
+        plugin=DEMO_PLUGIN,
+        default_locale="fi",
+        privacy_policy_url="https://demo.example/tietosuoja",
+    )
+    await staff_service.create_or_reset(tenant_slug=DEMO_TENANT, email=DEMO_STAFF_EMAIL, password=password)
 
 
 def _demo_banner(settings: Settings, password: str) -> str:

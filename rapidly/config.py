@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from functools import cached_property
@@ -60,13 +61,18 @@ class Settings(BaseSettings):
     #: Signs app-level secrets (database app-role password, local media URLs, CSRF).
     #: Unset: generated once and kept in `<data_dir>/secret_key`.
     secret_key: str | None = Field(default=None, min_length=32)
-    storage_dir: Path | None = None
     #: Failed logins allowed per account and per client address in `login_window_seconds`.
     login_attempts_per_account: int = Field(default=10, ge=1)
     login_attempts_per_ip: int = Field(default=50, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     staff_session_days: int = Field(default=14, ge=1, le=365)
-    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    #: New contacts a single client address may start per hour (`startContact` is public).
+    contacts_per_ip_per_hour: int = Field(default=60, ge=1)
+    contact_token_days: int = Field(default=30, ge=1, le=3650)
+    #: Contacts that never got a saved value are removed after this many hours.
+    abandoned_contact_hours: int = Field(default=24, ge=1)
+    #: Room for a field's largest value (20,000 characters) many times over; more is refused with 413.
+    max_request_bytes: int = Field(default=2_000_000, ge=1024)
 
     @field_validator("database_url")
     @classmethod
@@ -111,21 +117,33 @@ class Settings(BaseSettings):
             raise ValueError("RAPIDLY_S3_BUCKET is required when RAPIDLY_STORAGE=s3")
         return self
 
+    @model_validator(mode="after")
+    def _shared_database_needs_a_shared_key(self) -> Settings:
+        """Every process on one database must derive the same app-role password and rate-limit keys."""
+        if self.database_url and not self.secret_key:
+            raise ValueError(
+                "RAPIDLY_SECRET_KEY is required with RAPIDLY_DATABASE_URL (the same value for every process)"
+            )
+        return self
+
     # -- derived ------------------------------------------------------------------------------
     @cached_property
-    def media_dir(self) -> Path:
-        return self.storage_dir or self.data_dir / "media"
-
-    @cached_property
     def signing_key(self) -> bytes:
-        """`RAPIDLY_SECRET_KEY`, or one generated on first use and kept under the data dir."""
+        """`RAPIDLY_SECRET_KEY`, or (embedded database only) one generated once under the data dir."""
         if self.secret_key:
             return self.secret_key.encode()
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
+            draft = path.with_name(f".secret_key.{secrets.token_hex(8)}")
+            draft.write_text(secrets.token_urlsafe(48))
+            draft.chmod(0o600)
+            try:
+                os.link(draft, path)  # atomic: a concurrent first start reads a complete key or makes its own
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return path.read_text().strip().encode()
 
     @property
@@ -133,8 +151,20 @@ class Settings(BaseSettings):
         return f"{self.base_url}/graphql"
 
 
+#: Variables with our prefix that are not settings of the service itself.
+NOT_SETTINGS = frozenset({"RAPIDLY_TEST_DATABASE_URL"})
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; a `ConfigError` names every variable to fix."""
+    """Read settings from the environment; a `ConfigError` names every variable to fix.
+
+    An unknown `RAPIDLY_*` variable is an error too: a misspelt `RAPIDLY_DATABSE_URL` must not
+    quietly fall back to the embedded database.
+    """
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | NOT_SETTINGS
+    unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known)
+    if unknown:
+        raise ConfigError("unknown settings (misspelt?):\n  " + "\n  ".join(unknown))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

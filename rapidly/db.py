@@ -27,6 +27,10 @@ MODEL_MODULES = [
     "rapidly.tenants.models",
     "rapidly.staff.models",
     "rapidly.ratelimit.models",
+    "rapidly.contacts.models",
+    "rapidly.notifications.models",
+    "rapidly.audit.models",
+    "rapidly.realtime.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
 EMBEDDED_DATABASE = "rapidly"
@@ -129,6 +133,20 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
         await lock.close()  # releases the advisory lock with the session
 
 
+async def is_migrated(settings: Settings) -> bool:
+    """True when every committed migration has been applied to the database."""
+    from tortoise.connection import get_connection
+    from tortoise.migrations.executor import MigrationExecutor
+
+    config = tortoise_config(owner_credentials(settings), 2)
+    await Tortoise.init(config=config, init_connections=False)
+    try:
+        steps = await MigrationExecutor(get_connection("default"), config["apps"]).plan(None)
+    finally:
+        await Tortoise.close_connections()
+    return not any(not step.backward for step in steps)
+
+
 async def pending_migrations() -> list:
     """Migration writers for model changes not yet in `rapidly/migrations` (no database needed)."""
     from tortoise.context import TortoiseContext
@@ -144,8 +162,16 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
     role = app_role(settings, owner)
     quoted_role = _ident(role)
     password = _app_password(settings, role).replace("'", "''")
-    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-    verb = "ALTER" if exists else "CREATE"
+    existing = await conn.fetchrow(
+        "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolcreatedb AS privileged FROM pg_roles "
+        "WHERE rolname = $1",
+        role,
+    )
+    if role == owner.user or (existing and existing["privileged"]):
+        raise RuntimeError(
+            f"RAPIDLY_DATABASE_APP_ROLE: {role!r} is the owner or a privileged role; name a role for the app alone"
+        )
+    verb = "ALTER" if existing else "CREATE"
     await conn.execute(
         f"{verb} ROLE {quoted_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
         f"NOREPLICATION PASSWORD '{password}'"
@@ -217,7 +243,11 @@ class EmbeddedServer:
         credentials = replace(admin, database=EMBEDDED_DATABASE)
         server.psql(  # a constant name; psql takes no bind parameters
             f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE}' WHERE NOT EXISTS "  # noqa: S608
-            f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec"
+            f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec\n"
+            # A constraint error's DETAIL quotes the row's values: keep them out of the server log.
+            "ALTER SYSTEM SET log_error_verbosity = 'terse';\n"
+            "ALTER SYSTEM SET log_min_error_statement = 'panic';\n"
+            "SELECT pg_reload_conf();\n"
         )
         cls._started[pgdata] = instance = cls(server, credentials)
         return instance

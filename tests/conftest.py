@@ -7,6 +7,8 @@ over loopback HTTP, exactly as a client would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -80,6 +82,7 @@ def settings(database_url: str, data_dir: Path) -> Settings:
         storage="local",
         login_attempts_per_account=5,
         login_attempts_per_ip=20,
+        contacts_per_ip_per_hour=30,
     )
 
 
@@ -249,6 +252,45 @@ class World:
 @pytest.fixture
 def world(server: LiveServer, plugins: PluginRegistry) -> World:
     return World(plugins)
+
+
+class Subscription:
+    """A graphql-transport-ws client on a real WebSocket."""
+
+    def __init__(self, ws) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+
+    async def next(self, timeout: float = 5) -> dict:
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if message["type"] == "ping":
+                await self.ws.send(json.dumps({"type": "pong"}))
+                continue
+            assert message["type"] == "next", message
+            return message["payload"]
+
+    async def nothing_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.ws.recv(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+@contextlib.asynccontextmanager
+async def subscribe(url: str, query: str, token: str | None) -> AsyncIterator[Subscription]:
+    """Connect, authenticate in connection_init, subscribe; yields once the server has acknowledged."""
+    import websockets
+
+    ws_url = url.replace("http://", "ws://")
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        payload = {"authorization": f"Bearer {token}"} if token else {}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert ack["type"] == "connection_ack", ack
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        await asyncio.sleep(0.1)  # let the server register the subscriber before the test acts
+        yield Subscription(ws)
 
 
 def run_cli(

@@ -108,11 +108,11 @@ async def test_token_floods_are_refused(gql):
 async def test_oversized_bodies_get_413(http):
     # when
     declared = await http.post(
-        "/graphql", content=b"{" + b" " * 2_000_000 + b"}", headers={"content-type": "application/json"}
+        "/graphql", content=b"{" + b" " * 3_000_000 + b"}", headers={"content-type": "application/json"}
     )
 
     async def chunks():
-        for _ in range(40):
+        for _ in range(60):
             yield b" " * 50_000
 
     streamed = await http.post("/graphql", content=chunks(), headers={"content-type": "application/json"})
@@ -143,11 +143,13 @@ async def test_only_graphql_transport_ws_is_spoken(server):
             await ws.recv()
     assert closed.value.rcvd.code == 4406
 
-    # then: the modern one is accepted
+    # then: the modern one is spoken, and it wants credentials in connection_init
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
         assert ws.subprotocol == "graphql-transport-ws"
         await ws.send('{"type": "connection_init"}')
-        assert "connection_ack" in await ws.recv()
+        with pytest.raises(websockets.exceptions.ConnectionClosedError) as refused:
+            await ws.recv()
+    assert refused.value.rcvd.code == 4403
 
 
 async def test_unexpected_errors_are_masked_and_logged_with_a_reference_but_no_message(caplog):

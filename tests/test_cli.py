@@ -32,8 +32,8 @@ async def test_tenant_create_and_list_show_metadata_and_counts(env, server):
     assert staff.returncode == 0, staff.stderr
     assert "anna@" not in staff.stdout  # operator output carries IDs, not addresses
     header, row = listed.stdout.strip().splitlines()
-    assert header.split() == ["slug", "name", "plugin", "locale", "created", "staff"]
-    assert row.split()[0] == "kattohuolto" and row.split()[-1] == "1"
+    assert header.split() == ["slug", "name", "plugin", "locale", "created", "staff", "contacts"]
+    assert row.split()[0] == "kattohuolto" and row.split()[-2:] == ["1", "0"]
     assert "anna@" not in listed.stdout
 
 

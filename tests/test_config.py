@@ -19,6 +19,7 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
     # given
     values = {
         "RAPIDLY_DATABASE_URL": "postgresql://app@db.example:5432/rapidly",
+        "RAPIDLY_SECRET_KEY": "s" * 40,
         "RAPIDLY_DATA_DIR": str(tmp_path),
         "RAPIDLY_BASE_URL": "https://intake.example/",
         "RAPIDLY_STORAGE": "s3",
@@ -114,3 +115,27 @@ def test_a_generated_secret_key_is_kept_private_and_stable(tmp_path):
     # then
     assert first == second and len(first) >= 32
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_shared_database_needs_a_shared_secret_key(monkeypatch):
+    # given: several processes on one database must derive the same app-role password
+    monkeypatch.setenv("RAPIDLY_DATABASE_URL", "postgresql://owner@db.example/rapidly")
+
+    # when
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+
+    # then
+    assert "RAPIDLY_SECRET_KEY is required with RAPIDLY_DATABASE_URL" in str(error.value)
+
+
+def test_a_misspelt_setting_is_an_error_not_a_silent_default(monkeypatch):
+    # given
+    monkeypatch.setenv("RAPIDLY_DATABSE_URL", "postgresql://owner@db.example/rapidly")
+
+    # when
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+
+    # then
+    assert "RAPIDLY_DATABSE_URL" in str(error.value)

@@ -403,6 +403,7 @@ async def test_rds_host_in_stockholm_needs_no_declared_country() -> None:
     # given
     settings = Settings(
         database_url="postgresql://app:hunter2secret@rapidly.c9akciq32.eu-north-1.rds.amazonaws.com:5432/rapidly",
+        secret_key="s" * 40,
         storage_country="FI",
     )
 
@@ -420,6 +421,7 @@ async def test_rds_host_in_london_is_rejected() -> None:
     # given
     settings = Settings(
         database_url="postgresql://app@rapidly.c9akciq32.eu-west-2.rds.amazonaws.com/rapidly",
+        secret_key="s" * 40,
         database_country="FI",
         storage_country="FI",
     )

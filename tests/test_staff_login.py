@@ -7,8 +7,13 @@ import statistics
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from rapidly import security
-from rapidly.staff.models import StaffSession
+from rapidly.errors import AuthFailed, InputInvalid, RateLimited
+from rapidly.ratelimit.service import network_of
+from rapidly.staff import service
+from rapidly.staff.models import StaffSession, StaffUser
 from tests.conftest import STAFF_PASSWORD
 
 LOGIN = """
@@ -186,3 +191,71 @@ async def test_staff_of_one_tenant_see_only_their_own_tenant(gql, world):
 
     # then
     assert (await gql(VIEWER, token=token))["viewer"]["tenant"]["slug"] == "bilverkstad"
+
+
+async def test_guesses_from_elsewhere_do_not_lock_the_staff_member_out(server, world, settings):
+    # given: the account's budget (5 in the tests) is spent from one network
+    await world.tenant()
+    await world.staff()
+    for _ in range(5):
+        with pytest.raises(AuthFailed):
+            await service.login(settings, email="anna@kattohuolto.example", password="guess!", client_ip="203.0.113.5")
+
+    # when
+    from_there = service.login(
+        settings, email="anna@kattohuolto.example", password=STAFF_PASSWORD, client_ip="203.0.113.5"
+    )
+    from_office = await service.login(
+        settings, email="anna@kattohuolto.example", password=STAFF_PASSWORD, client_ip="198.51.100.7"
+    )
+
+    # then
+    with pytest.raises(RateLimited):
+        await from_there
+    assert from_office.staff.email == "anna@kattohuolto.example"
+
+
+async def test_a_success_clears_the_failures(server, world, settings):
+    # given
+    await world.tenant()
+    await world.staff()
+    for _ in range(4):
+        with pytest.raises(AuthFailed):
+            await service.login(settings, email="anna@kattohuolto.example", password="guess!", client_ip="10.1.1.1")
+    await service.login(settings, email="anna@kattohuolto.example", password=STAFF_PASSWORD, client_ip="10.1.1.1")
+
+    # when: four more mistakes are allowed again
+    for _ in range(4):
+        with pytest.raises(AuthFailed):
+            await service.login(settings, email="anna@kattohuolto.example", password="guess!", client_ip="10.1.1.1")
+
+    # then
+    result = await service.login(
+        settings, email="ANNA@kattohuolto.example", password=STAFF_PASSWORD, client_ip="10.1.1.1"
+    )
+    assert result.token
+
+
+def test_ipv6_clients_are_counted_per_64_network():
+    # when / then
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert network_of("2001:db8:1:3::1") != network_of("2001:db8:1:2::1")
+    assert network_of("192.0.2.1") == "192.0.2.1"
+
+
+async def test_one_email_cannot_become_two_accounts_even_concurrently(server, world):
+    # given
+    await world.tenant("kattohuolto")
+    await world.tenant("bilverkstad", plugin="carrepair_se")
+
+    # when
+    results = await asyncio.gather(
+        world.staff("kattohuolto", "shared@example.fi"),
+        world.staff("bilverkstad", "Shared@Example.fi"),
+        return_exceptions=True,
+    )
+
+    # then
+    errors = [r for r in results if isinstance(r, InputInvalid)]
+    assert len(errors) == 1 and errors[0].problems[0].code == "taken"
+    assert await StaffUser.filter(email="shared@example.fi").count() == 1

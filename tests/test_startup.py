@@ -92,7 +92,7 @@ def test_a_bucket_in_london_fails_check_and_stops_serve(env, s3_endpoint):
     assert "GB" in served.stderr and "RAPIDLY_S3_BUCKET" in served.stderr
 
 
-def test_a_swiss_provider_endpoint_fails_check_without_contacting_it(env):
+def test_a_swiss_provider_endpoint_fails_check_and_stops_serve_without_contacting_it(env):
     # given
     exoscale = {
         **env,
@@ -103,7 +103,10 @@ def test_a_swiss_provider_endpoint_fails_check_without_contacting_it(env):
 
     # when
     checked = run_cli(exoscale, "check")
+    served = serve(exoscale)
 
     # then
     assert checked.returncode == 1
     assert "CH" in checked.stdout and "RAPIDLY_S3_ENDPOINT_URL" in checked.stdout
+    assert served.returncode != 0
+    assert "CH" in served.stderr and "RAPIDLY_S3_ENDPOINT_URL" in served.stderr

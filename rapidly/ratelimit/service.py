@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from dataclasses import dataclass
 
@@ -39,6 +40,32 @@ async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
     )
     if rows[0]["hits"] > limit.max_hits:
         raise RateLimited(rows[0]["retry_after"])
+
+
+async def check(limit: Limit, key: str) -> None:
+    """Raise `RateLimited` if the window's budget is already spent, without counting this call."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT GREATEST(1, CEIL(EXTRACT(EPOCH FROM reset_at - now())))::int AS retry_after "
+        "FROM rate_limit WHERE key = $1 AND reset_at > now() AND hits >= $2",
+        [f"{limit.scope}:{key}", limit.max_hits],
+    )
+    if rows:
+        raise RateLimited(rows[0]["retry_after"])
+
+
+async def clear(limit: Limit, key: str) -> None:
+    await connections.get("default").execute_query("DELETE FROM rate_limit WHERE key = $1", [f"{limit.scope}:{key}"])
+
+
+def network_of(address: str) -> str:
+    """The unit a per-client limit counts: the IPv4 address, or the IPv6 /64 (one subscriber's LAN)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 async def purge_expired() -> int:

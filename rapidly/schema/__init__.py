@@ -12,6 +12,9 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimite
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from rapidly.errors import DomainError, InputInvalid
+from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
+from rapidly.schema.notifications import NotificationMutation, NotificationQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
 
 log = logging.getLogger("rapidly.graphql")
@@ -22,8 +25,9 @@ MAX_TOKENS = 2_000
 
 
 def is_unexpected(error: GraphQLError) -> bool:
-    """Exceptions from resolvers; validation and permission errors are GraphQLErrors and pass."""
-    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+    """Exceptions from resolvers; validation and permission errors are GraphQLErrors and pass, and so
+    do domain errors raised where no union member can carry them."""
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError | DomainError)
 
 
 class RapidlySchema(strawberry.Schema):
@@ -44,10 +48,20 @@ class RapidlySchema(strawberry.Schema):
 
 
 class MaskUnexpectedErrors(MaskErrors):
+    """Unexpected errors become "Unexpected error. Reference: …"; domain errors keep their safe
+    message, with `code` and, for invalid input, the `errors` list in the extensions."""
+
     def __init__(self) -> None:
-        super().__init__(should_mask_error=is_unexpected)
+        super().__init__(should_mask_error=lambda error: True)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if isinstance(error.original_error, DomainError):
+            return domain_error(error)
+        if is_unexpected(error):
+            return self.masked(error)
+        return error
+
+    def masked(self, error: GraphQLError) -> GraphQLError:
         reference = (error.extensions or {}).get("reference", "")
         return GraphQLError(
             message=f"Unexpected error. Reference: {reference}",
@@ -55,6 +69,18 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL", "reference": reference},
         )
+
+
+def domain_error(error: GraphQLError) -> GraphQLError:
+    exc = error.original_error
+    assert isinstance(exc, DomainError)
+    extensions: dict[str, object] = {"code": type(exc).__name__}
+    if isinstance(exc, InputInvalid):
+        extensions["errors"] = [{"field": p.field, "code": p.code, "message": p.message} for p in exc.problems]
+        message = " ".join(p.message for p in exc.problems) or exc.message
+    else:
+        message = exc.message
+    return GraphQLError(message=message, nodes=error.nodes, path=error.path, extensions=extensions)
 
 
 class DepthLimit(QueryDepthLimiter):
@@ -72,10 +98,11 @@ class TokenLimit(MaxTokensLimiter):
         super().__init__(max_token_count=MAX_TOKENS)
 
 
-Query = merge_types("Query", (StaffQuery,))
-Mutation = merge_types("Mutation", (StaffMutation,))
+Query = merge_types("Query", (ContactQuery, StaffQuery, NotificationQuery))
+Mutation = merge_types("Mutation", (StaffMutation, ContactMutation, NotificationMutation))
+Subscription = ContactSubscription
 
 #: Passed as classes: Strawberry then makes a fresh instance per operation.
 EXTENSIONS = [TokenLimit, DepthLimit, AliasLimit, MaskUnexpectedErrors]
 
-schema = RapidlySchema(query=Query, mutation=Mutation, extensions=EXTENSIONS)
+schema = RapidlySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=EXTENSIONS)

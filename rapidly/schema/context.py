@@ -1,30 +1,62 @@
-"""The per-request context: settings, plugins, the caller's address and credentials."""
+"""The per-request context: settings, plugins, the caller's address, credentials and DataLoaders."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
+from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from rapidly.audit import service as audit
 from rapidly.config import Settings
-from rapidly.plugins import PluginRegistry
+from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact
+from rapidly.plugins import FieldSpec, PluginRegistry
 from rapidly.staff import service as staff_service
 from rapidly.staff.models import StaffUser
+from rapidly.tenants.models import Tenant
+
+if TYPE_CHECKING:
+    from rapidly.realtime import EventHub
 
 _UNSET = object()
+
+
+class Loaders:
+    """DataLoaders live for one request (or one subscription event), so caches never go stale."""
+
+    def __init__(self, context: Context) -> None:
+        self.values = DataLoader(load_fn=contacts.values_by_contact)
+        self.contacts = DataLoader(load_fn=contacts.contacts_by_id)
+        self.audited_reads = DataLoader(load_fn=context.record_reads)
 
 
 @dataclass
 class Context(BaseContext):
     settings: Settings
     plugins: PluginRegistry
+    hub: EventHub | None
     client_ip: str
     bearer: str | None
     _staff: object = field(default=_UNSET, repr=False)
+    _contact: object = field(default=_UNSET, repr=False)
+    _fields: list[FieldSpec] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__init__()
+        self.loaders = Loaders(self)
+
+    def authenticate(self, bearer: str | None) -> None:
+        """Use these credentials from now on (a WebSocket's `connection_init`)."""
+        self.bearer = bearer
+        self._staff = self._contact = _UNSET
+        self._fields = None
+
+    def fresh_loaders(self) -> None:
+        self.loaders = Loaders(self)
 
     async def staff(self) -> StaffUser | None:
         """The authenticated staff member, resolved once per request."""
@@ -32,9 +64,37 @@ class Context(BaseContext):
             self._staff = await staff_service.staff_for_token(self.bearer) if self.bearer else None
         return self._staff  # type: ignore[return-value]
 
+    async def contact(self) -> Contact | None:
+        """The end user behind a contact token, resolved once per request."""
+        if self._contact is _UNSET:
+            self._contact = await contacts.contact_for_token(self.bearer) if self.bearer else None
+        return self._contact  # type: ignore[return-value]
 
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
+    async def tenant(self) -> Tenant | None:
+        """The caller's tenant, whoever the caller is."""
+        if (staff := await self.staff()) is not None:
+            return staff.tenant
+        if (contact := await self.contact()) is not None:
+            return contact.tenant
+        return None
+
+    async def fields(self) -> list[FieldSpec]:
+        """The caller's tenant's fields, from its plugin, once per request."""
+        if self._fields is None:
+            tenant = await self.tenant()
+            self._fields = contacts.fields_of(self.plugins, tenant) if tenant else []
+        return self._fields
+
+    async def record_reads(self, contact_ids: list[uuid.UUID]) -> list[None]:
+        """Batch for `loaders.audited_reads`: one audit row per contact a staff member was shown."""
+        staff = await self.staff()
+        if staff is not None:
+            await audit.record_reads(staff.tenant_id, staff.id, contact_ids)  # type: ignore[attr-defined]
+        return [None] * len(contact_ids)
+
+
+def bearer_token(authorization: object) -> str | None:
+    if not isinstance(authorization, str) or not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
@@ -45,6 +105,8 @@ async def get_context(connection: HTTPConnection) -> Context:
     return Context(
         settings=state.settings,
         plugins=state.plugins,
+        hub=getattr(state, "hub", None),
         client_ip=connection.client.host if connection.client else "unknown",
-        bearer=bearer_token(connection.headers.get("authorization")),
+        # WebSockets authenticate in connection_init only (see RapidlyGraphQLRouter.on_ws_connect).
+        bearer=bearer_token(connection.headers.get("authorization")) if connection.scope["type"] == "http" else None,
     )

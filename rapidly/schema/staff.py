@@ -60,5 +60,4 @@ class StaffMutation:
     async def login(self, info: strawberry.Info, email: str, password: str) -> LoginResult:
         ctx = info.context
         result = await service.login(ctx.settings, email=email, password=password, client_ip=ctx.client_ip)
-        await result.staff.fetch_related("tenant")
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))

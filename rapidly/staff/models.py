@@ -3,9 +3,12 @@ from tortoise.models import Model
 
 
 class StaffUser(Model):
+    """A tenant's employee. The email is unique platform-wide, the one unique key without tenant_id:
+    `login(email, password)` names no tenant, so an address must point at exactly one account."""
+
     id = fields.UUIDField(primary_key=True)
     tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff", on_delete=fields.CASCADE)
-    email = fields.CharField(max_length=254, db_index=True)
+    email = fields.CharField(max_length=254, unique=True)
     password_hash = fields.CharField(max_length=200)
     locale = fields.CharField(max_length=5, default="fi")
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -13,7 +16,6 @@ class StaffUser(Model):
 
     class Meta:
         table = "staff_user"
-        unique_together = (("tenant", "email"),)
 
 
 class StaffSession(Model):

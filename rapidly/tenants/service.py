@@ -21,6 +21,7 @@ class TenantSummary:
     default_locale: str
     created_at: str
     staff_count: int
+    contact_count: int
 
 
 async def create_tenant(
@@ -53,6 +54,12 @@ async def create_tenant(
         raise InputInvalid.one("slug", "taken", "A tenant with this slug exists already.") from None
 
 
+async def ensure_tenant(plugins: PluginRegistry, *, slug: str, **details: str) -> Tenant:
+    """The tenant with this slug, created with `details` if there is none yet."""
+    existing = await Tenant.get_or_none(slug=slug)
+    return existing or await create_tenant(plugins, slug=slug, **details)  # type: ignore[arg-type]
+
+
 async def get_by_slug(slug: str) -> Tenant:
     tenant = await Tenant.get_or_none(slug=slug) if SLUG.fullmatch(slug) else None
     if tenant is None:
@@ -61,7 +68,9 @@ async def get_by_slug(slug: str) -> Tenant:
 
 
 async def list_tenants() -> list[TenantSummary]:
-    tenants = await Tenant.annotate(staff_count=Count("staff")).order_by("slug")
+    tenants = await Tenant.annotate(
+        staff_count=Count("staff", distinct=True), contact_count=Count("contacts", distinct=True)
+    ).order_by("slug")
     return [
         TenantSummary(
             slug=t.slug,
@@ -70,9 +79,15 @@ async def list_tenants() -> list[TenantSummary]:
             default_locale=t.default_locale,
             created_at=t.created_at.strftime("%Y-%m-%d"),
             staff_count=t.staff_count,  # type: ignore[attr-defined]
+            contact_count=t.contact_count,  # type: ignore[attr-defined]
         )
         for t in tenants
     ]
+
+
+async def plugins_in_use() -> list[tuple[str, str]]:
+    """(slug, plugin) of every tenant."""
+    return await Tenant.all().values_list("slug", "plugin")  # type: ignore[return-value]
 
 
 def tenant_info(tenant: Tenant) -> TenantInfo:

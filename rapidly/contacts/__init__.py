@@ -1,0 +1,1 @@
+"""Contacts: end users and everything they enter."""

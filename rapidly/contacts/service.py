@@ -1,0 +1,217 @@
+"""Contacts: starting one, saving its answers as they are typed, and the staff's view of them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from rapidly import security
+from rapidly.config import Settings
+from rapidly.contacts.models import Contact, ContactToken, FieldValue
+from rapidly.contacts.values import is_empty, normalise
+from rapidly.errors import InputInvalid, NotFound
+from rapidly.notifications import service as notifications
+from rapidly.plugins import FieldRole, FieldSpec, PluginRegistry, resolve_locale
+from rapidly.ratelimit import service as ratelimit
+from rapidly.realtime import EventKind, publish
+from rapidly.tenants import service as tenants
+from rapidly.tenants.models import Tenant
+from rapidly.validation import LOCALES
+
+MAX_PAGE = 100
+
+#: Default region for phone numbers written without a country code, by the tenant's language.
+PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
+
+_UPSERT = """
+INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, now())
+ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
+    SET value = excluded.value, updated_at = excluded.updated_at
+    WHERE field_value.value IS DISTINCT FROM excluded.value
+RETURNING updated_at
+"""
+
+_TOUCH = """
+UPDATE contact SET updated_at = now(), first_saved_at = COALESCE(first_saved_at, now())
+WHERE id = $1
+RETURNING first_saved_at = updated_at AS first_save
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSession:
+    token: str
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class SavedValue:
+    key: str
+    value: object
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    contacts: list[Contact]
+    has_next: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FormView:
+    tenant: Tenant
+    locale: str
+    fields: list[FieldSpec]
+
+
+def self_service_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/my/{token}"
+
+
+def fields_of(plugins: PluginRegistry, tenant: Tenant) -> list[FieldSpec]:
+    return plugins.contact_fields(tenants.tenant_info(tenant))
+
+
+async def form(plugins: PluginRegistry, slug: str, locale: str | None) -> FormView | None:
+    try:
+        tenant = await tenants.get_by_slug(slug)
+    except NotFound:
+        return None
+    return FormView(tenant, resolve_locale(locale, tenant.default_locale), fields_of(plugins, tenant))
+
+
+async def start_contact(settings: Settings, *, slug: str, locale: str | None, client_ip: str) -> ContactSession:
+    """A new, empty contact and its token. Public, so limited per client address."""
+    if locale is not None and locale not in LOCALES:
+        raise InputInvalid.one("locale", "unsupported_locale", f"Use one of: {', '.join(LOCALES)}.")
+    await ratelimit.hit(
+        ratelimit.Limit("start-contact-ip", settings.contacts_per_ip_per_hour, 3600),
+        security.keyed_digest(settings.signing_key, "start-contact-ip", ratelimit.network_of(client_ip)),
+    )
+    tenant = await tenants.get_by_slug(slug)
+    token = security.generate_token(security.CONTACT_TOKEN_PREFIX)
+    async with in_transaction():
+        contact = await Contact.create(tenant=tenant, locale=locale or tenant.default_locale)
+        await ContactToken.create(
+            tenant=tenant,
+            contact=contact,
+            token_hash=security.hash_token(token),
+            expires_at=datetime.now(UTC) + timedelta(days=settings.contact_token_days),
+        )
+    contact.tenant = tenant
+    return ContactSession(token=token, contact=contact)
+
+
+async def contact_for_token(token: str) -> Contact | None:
+    """The contact behind a live contact token, with its tenant loaded; None otherwise."""
+    if not token.startswith(security.CONTACT_TOKEN_PREFIX) or len(token) > 100:
+        return None
+    row = await ContactToken.get_or_none(
+        token_hash=security.hash_token(token), expires_at__gt=datetime.now(UTC)
+    ).select_related("contact__tenant")
+    return row.contact if row else None
+
+
+async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: object) -> SavedValue:
+    """Validate and store one answer at once; last write wins, an identical repeat changes nothing.
+
+    An invalid value raises `InputInvalid` and leaves the stored value as it was.
+    """
+    tenant: Tenant = contact.tenant
+    spec = next((f for f in fields_of(plugins, tenant) if f.key == key), None)
+    if spec is None:
+        raise InputInvalid.one("key", "unknown_field", "This form has no field with that key.")
+    value = normalise(spec, raw, default_region=PHONE_REGION.get(tenant.default_locale, "FI"))
+    async with in_transaction() as conn:
+        if is_empty(value):
+            deleted = await FieldValue.filter(contact_id=contact.id, key=key).using_db(conn).delete()
+            updated_at = datetime.now(UTC) if deleted else None
+            value = None
+        else:
+            rows = await conn.execute_query_dict(
+                _UPSERT, [uuid.uuid4(), tenant.id, contact.id, key, json.dumps(value, ensure_ascii=False)]
+            )
+            updated_at = rows[0]["updated_at"] if rows else None
+        if updated_at is None:  # nothing changed: no write, no event
+            return SavedValue(key, value, await _stored_at(contact, key))
+        [touched] = await conn.execute_query_dict(_TOUCH, [contact.id])
+        if touched["first_save"]:
+            await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
+            await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
+        await publish(tenant.id, contact.id, EventKind.FIELD_SAVED, connection=conn)
+    return SavedValue(key, value, updated_at)
+
+
+async def _stored_at(contact: Contact, key: str) -> datetime | None:
+    row = await FieldValue.get_or_none(contact_id=contact.id, key=key).only("updated_at")
+    return row.updated_at if row else None
+
+
+async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:
+    """A visible contact of this tenant; None when absent, not yet started, or another tenant's."""
+    try:
+        cid = uuid.UUID(contact_id)
+    except ValueError:
+        return None
+    return await Contact.get_or_none(id=cid, tenant_id=tenant_id, first_saved_at__not_isnull=True)
+
+
+async def list_contacts(tenant_id: uuid.UUID, first: int, after: str | None) -> Page:
+    """Most recently active first; keyset pagination on (updated_at, id), so pages stay put as
+    contacts are added."""
+    if not 1 <= first <= MAX_PAGE:
+        raise InputInvalid.one("first", "out_of_range", f"Ask for 1 to {MAX_PAGE} contacts.")
+    query = Contact.filter(tenant_id=tenant_id, first_saved_at__not_isnull=True)
+    if after is not None:
+        updated_at, cid = decode_cursor(after)
+        query = query.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=cid))
+    rows = await query.order_by("-updated_at", "-id").limit(first + 1)
+    return Page(contacts=rows[:first], has_next=len(rows) > first)
+
+
+def encode_cursor(contact: Contact) -> str:
+    raw = f"{contact.updated_at.isoformat()}|{contact.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, cid = base64.urlsafe_b64decode(cursor.encode()[:200]).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(cid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InputInvalid.one("after", "invalid_cursor", "This cursor is not valid.") from None
+
+
+async def values_by_contact(contact_ids: Sequence[uuid.UUID]) -> list[list[FieldValue]]:
+    """DataLoader batch: the values of each contact, in one query."""
+    grouped: dict[uuid.UUID, list[FieldValue]] = {cid: [] for cid in contact_ids}
+    for row in await FieldValue.filter(contact_id__in=list(contact_ids)).order_by("key"):
+        grouped[row.contact_id].append(row)  # type: ignore[attr-defined]
+    return [grouped[cid] for cid in contact_ids]
+
+
+async def contacts_by_id(contact_ids: Sequence[uuid.UUID]) -> list[Contact | None]:
+    """DataLoader batch: contacts by ID (None once erased)."""
+    found = {c.id: c for c in await Contact.filter(id__in=list(contact_ids))}
+    return [found.get(cid) for cid in contact_ids]
+
+
+def role_value(values: Iterable[FieldValue], fields: Iterable[FieldSpec], role: FieldRole) -> str | None:
+    """The saved value of the field with this role (the contact's name, email or phone)."""
+    key = next((f.key for f in fields if f.role == role), None)
+    return next((str(v.value) for v in values if v.key == key), None) if key else None
+
+
+async def purge_abandoned(older_than: timedelta) -> int:
+    """Remove contacts that never got a saved value (bots, abandoned visits)."""
+    cutoff = datetime.now(UTC) - older_than
+    return await Contact.filter(first_saved_at__isnull=True, created_at__lt=cutoff).delete()

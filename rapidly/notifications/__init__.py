@@ -1,0 +1,1 @@
+"""Staff notifications: stored with IDs only, worded when read."""

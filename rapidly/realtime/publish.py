@@ -1,0 +1,60 @@
+"""Publishing an event: one statement writes the log row and queues the NOTIFY.
+
+PostgreSQL sends a notification when (and only when) the transaction that queued it commits, so
+an event published inside the caller's transaction reaches listeners exactly when its data is
+visible, and a rolled-back write leaves neither a row nor a notification.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from rapidly.realtime.events import CHANNEL, ContactEvent, EventKind
+
+# `kind` is an EventKind value and the rest are integers, UUIDs and a timestamp: nothing here
+# needs JSON escaping, and nothing but IDs, a kind and a time can end up in the payload.
+_PUBLISH = f"""
+WITH e AS (
+    INSERT INTO contact_event (tenant_id, contact_id, kind, created_at)
+    VALUES ($1, $2, $3, clock_timestamp())
+    RETURNING id, tenant_id, contact_id, kind, created_at
+)
+SELECT e.id, e.tenant_id, e.contact_id, e.kind, e.created_at, pg_notify(
+    '{CHANNEL}',
+    format(
+        '{{"seq":%s,"t":"%s","c":"%s","k":"%s","at":"%s"}}',
+        e.id, e.tenant_id, e.contact_id, e.kind,
+        to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    )
+)
+FROM e
+"""  # noqa: S608 -- a module constant; every value is a bind parameter
+
+_PRUNE = "DELETE FROM contact_event WHERE created_at < clock_timestamp() - $1::interval"
+
+
+async def publish(
+    tenant_id: UUID,
+    contact_id: UUID,
+    kind: EventKind | str,
+    *,
+    connection: BaseDBAsyncClient | None = None,
+) -> ContactEvent:
+    """Log the event and notify every process's hub; pass `connection` (from `in_transaction()`)
+    to make the event commit, or roll back, with the caller's write."""
+    kind = EventKind(kind)
+    client = connection or connections.get("default")
+    _, rows = await client.execute_query(_PUBLISH, [tenant_id, contact_id, kind.value])
+    return ContactEvent.from_row(rows[0])
+
+
+async def prune(older_than: timedelta = timedelta(hours=1), *, connection: BaseDBAsyncClient | None = None) -> int:
+    """Delete log rows older than `older_than`; returns how many. A listener can only resync
+    across a disconnection shorter than this."""
+    client = connection or connections.get("default")
+    removed, _ = await client.execute_query(_PRUNE, [older_than])
+    return removed

@@ -1,0 +1,259 @@
+"""Contacts: the public form, starting a contact, autosave, the staff's view and live events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.scalars import JSON
+
+from rapidly.contacts import service
+from rapidly.contacts.models import Contact as ContactModel
+from rapidly.errors import AuthFailed
+from rapidly.plugins import FieldKind, FieldRole, FieldSpec
+from rapidly.realtime import ContactEvent as Event
+from rapidly.realtime import EventKind
+from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
+from rapidly.schema.permissions import IsStaff
+
+FieldKindType = strawberry.enum(FieldKind, name="FieldKind")
+FieldRoleType = strawberry.enum(FieldRole, name="FieldRole")
+EventKindType = strawberry.enum(EventKind, name="ContactEventKind")
+
+
+@strawberry.type
+class Choice:
+    value: str
+    label: str
+
+
+@strawberry.type
+class FieldLimits:
+    max_length: int | None
+    min_value: float | None
+    max_value: float | None
+    max_items: int | None
+    max_files: int | None
+    max_file_bytes: int | None
+
+
+@strawberry.type
+class FieldDefinition:
+    key: str
+    kind: FieldKindType
+    label: str
+    purpose: str = strawberry.field(description="Why the company collects this value.")
+    help: str | None
+    required: bool
+    role: FieldRoleType | None
+    choices: list[Choice]
+    limits: FieldLimits
+
+    @classmethod
+    def of(cls, spec: FieldSpec, locale: str, fallback: str) -> FieldDefinition:
+        limits = spec.effective_limits
+        return cls(
+            key=spec.key,
+            kind=spec.kind,  # type: ignore[arg-type]
+            label=spec.label(locale, fallback),
+            purpose=spec.purpose_text(locale, fallback),
+            help=spec.help_text(locale, fallback),
+            required=spec.required,
+            role=spec.role,  # type: ignore[arg-type]
+            choices=[Choice(value=c.value, label=c.label(locale, fallback)) for c in spec.choices],
+            limits=FieldLimits(
+                max_length=limits.max_length,
+                min_value=limits.min_value,
+                max_value=limits.max_value,
+                max_items=limits.max_items,
+                max_files=limits.max_files,
+                max_file_bytes=limits.max_file_bytes,
+            ),
+        )
+
+
+@strawberry.type
+class Form:
+    tenant_name: str
+    privacy_policy_url: str | None
+    locale: str
+    fields: list[FieldDefinition]
+
+
+@strawberry.type
+class FieldValue:
+    key: str
+    value: JSON | None = strawberry.field(description="Null once cleared.")
+    updated_at: datetime | None
+
+
+@strawberry.type
+class Contact:
+    id: strawberry.ID
+    created_at: datetime
+    updated_at: datetime
+    model: strawberry.Private[ContactModel]
+
+    @classmethod
+    def of(cls, contact: ContactModel) -> Contact:
+        return cls(
+            id=strawberry.ID(str(contact.id)),
+            created_at=contact.created_at,
+            updated_at=contact.updated_at,
+            model=contact,
+        )
+
+    @strawberry.field(description="From the field whose role is NAME.")
+    async def display_name(self, info: strawberry.Info) -> str | None:
+        values = await info.context.loaders.values.load(self.model.id)
+        return service.role_value(values, await info.context.fields(), FieldRole.NAME)
+
+    @strawberry.field
+    async def values(self, info: strawberry.Info) -> list[FieldValue]:
+        if await info.context.staff() is not None:
+            await info.context.loaders.audited_reads.load(self.model.id)
+        rows = await info.context.loaders.values.load(self.model.id)
+        return [FieldValue(key=r.key, value=r.value, updated_at=r.updated_at) for r in rows]
+
+
+@strawberry.type
+class ContactEdge:
+    cursor: str
+    node: Contact
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ContactConnection:
+    edges: list[ContactEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class ContactSession:
+    token: str = strawberry.field(description="Send as `Authorization: Bearer <token>`; keep it secret.")
+    self_service_url: str = strawberry.field(description="The end user's own page: see and erase everything.")
+
+
+@strawberry.type
+class FieldSaved:
+    value: FieldValue
+
+
+@strawberry.type
+class ContactEvent:
+    kind: EventKindType
+    contact_id: strawberry.ID
+    at: datetime
+
+    @strawberry.field(description="The contact as it is now; null once deleted.")
+    async def contact(self, info: strawberry.Info) -> Contact | None:
+        if self.kind == EventKind.DELETED:
+            return None
+        model = await info.context.loaders.contacts.load(uuid.UUID(self.contact_id))
+        return Contact.of(model) if model else None
+
+    @classmethod
+    def of(cls, event: Event) -> ContactEvent:
+        return cls(kind=event.kind, contact_id=strawberry.ID(str(event.contact_id)), at=event.at)  # type: ignore[arg-type]
+
+
+StartContactResult = Annotated[
+    ContactSession | NotFoundError | InputInvalidError | RateLimitedError, strawberry.union("StartContactResult")
+]
+SaveFieldResult = Annotated[FieldSaved | InputInvalidError | AuthError, strawberry.union("SaveFieldResult")]
+
+
+@strawberry.type
+class ContactQuery:
+    @strawberry.field(description="Public: the tenant's name, privacy policy and fields; null for an unknown tenant.")
+    async def form(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> Form | None:
+        view = await service.form(info.context.plugins, tenant, locale)
+        if view is None:
+            return None
+        fallback = view.tenant.default_locale
+        return Form(
+            tenant_name=view.tenant.name,
+            privacy_policy_url=view.tenant.privacy_policy_url,
+            locale=view.locale,
+            fields=[FieldDefinition.of(spec, view.locale, fallback) for spec in view.fields],
+        )
+
+    @strawberry.field(permission_classes=[IsStaff], description="The fields of the signed-in staff's tenant.")
+    async def fields(self, info: strawberry.Info) -> list[FieldDefinition]:
+        staff = await info.context.staff()
+        locale = staff.locale
+        return [FieldDefinition.of(spec, locale, staff.tenant.default_locale) for spec in await info.context.fields()]
+
+    @strawberry.field(permission_classes=[IsStaff], description="Most recently active first.")
+    async def contacts(self, info: strawberry.Info, first: int = 20, after: str | None = None) -> ContactConnection:
+        staff = await info.context.staff()
+        page = await service.list_contacts(staff.tenant_id, first, after)
+        edges = [ContactEdge(cursor=service.encode_cursor(c), node=Contact.of(c)) for c in page.contacts]
+        return ContactConnection(
+            edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None)
+        )
+
+    @strawberry.field(permission_classes=[IsStaff], description="Null if absent or another tenant's.")
+    async def contact(self, info: strawberry.Info, id: strawberry.ID) -> Contact | None:
+        staff = await info.context.staff()
+        model = await service.get_contact(staff.tenant_id, id)
+        return Contact.of(model) if model else None
+
+
+@strawberry.type
+class ContactMutation:
+    @strawberry.mutation(description="Public: a new contact and its token.")
+    @returns_errors
+    async def start_contact(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> StartContactResult:
+        ctx = info.context
+        session = await service.start_contact(ctx.settings, slug=tenant, locale=locale, client_ip=ctx.client_ip)
+        return ContactSession(
+            token=session.token, self_service_url=service.self_service_url(ctx.settings, session.token)
+        )
+
+    @strawberry.mutation(description="Contact token: store one answer at once. Null or empty clears it.")
+    @returns_errors
+    async def save_field(self, info: strawberry.Info, key: str, value: JSON | None = None) -> SaveFieldResult:
+        contact = await info.context.contact()
+        if contact is None:
+            raise AuthFailed()
+        saved = await service.save_field(info.context.plugins, contact, key, value)
+        return FieldSaved(value=FieldValue(key=saved.key, value=saved.value, updated_at=saved.updated_at))
+
+
+async def _events(
+    info: strawberry.Info, tenant_id: uuid.UUID, contact_id: uuid.UUID | None
+) -> AsyncGenerator[ContactEvent, None]:
+    async with info.context.hub.subscribe(tenant_id, contact_id) as events:
+        async for event in events:
+            info.context.fresh_loaders()  # each event is read afresh
+            yield ContactEvent.of(event)
+
+
+@strawberry.type
+class ContactSubscription:
+    @strawberry.subscription(description="Staff: every change to the tenant's contacts.")
+    async def contact_events(self, info: strawberry.Info) -> AsyncGenerator[ContactEvent, None]:
+        staff = await info.context.staff()
+        if staff is None:
+            raise GraphQLError("Staff sign-in required.")
+        async for event in _events(info, staff.tenant_id, None):
+            yield event
+
+    @strawberry.subscription(description="Contact: changes to my own contact, e.g. a photo sent from my phone.")
+    async def my_events(self, info: strawberry.Info) -> AsyncGenerator[ContactEvent, None]:
+        contact = await info.context.contact()
+        if contact is None:
+            raise GraphQLError("Contact token required.")
+        async for event in _events(info, contact.tenant_id, contact.id):
+            yield event

@@ -266,6 +266,14 @@ def _demo_banner(settings: Settings, password: str) -> str:
         f'mutation {{ login(email: "{DEMO_STAFF_EMAIL}", password: "{password}") '
         "{ __typename ... on LoginSuccess { token staff { email tenant { name } } } ... on Error { message } } }"
     )
+    start = (
+        f'mutation {{ startContact(tenant: "{DEMO_TENANT}", locale: "en") '
+        "{ __typename ... on ContactSession { token selfServiceUrl } ... on Error { message } } }"
+    )
+    save = (
+        'mutation { saveField(key: "name", value: "Maija Meikäläinen") '
+        "{ __typename ... on FieldSaved { value { key value updatedAt } } ... on Error { message } } }"
+    )
     return f"""
 Rapidly {__version__} demo
   data:        {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
@@ -273,8 +281,16 @@ Rapidly {__version__} demo
   GraphiQL:    {settings.graphql_url}
   staff login: {DEMO_STAFF_EMAIL} / {password}   (tenant "{DEMO_TENANT}", plugin {DEMO_PLUGIN})
 
-Paste into GraphiQL to sign in, then send the token as the header
-  {{"Authorization": "Bearer <token>"}}  and ask  {{ viewer {{ email tenant {{ name }} }} }}
+Paste into GraphiQL. Sign in as staff, then send the token as the header {{"Authorization": "Bearer <token>"}}
+and ask  {{ viewer {{ email }} contacts {{ edges {{ node {{ displayName }} }} }} }}
 
   {login}
+
+Be an end user: start a contact, then save answers with its token in the same header
+
+  {start}
+  {save}
+
+Watch it live as staff (subscription over WebSocket, token in connection_init):
+  subscription {{ contactEvents {{ kind contact {{ displayName values {{ key value }} }} }} }}
 """

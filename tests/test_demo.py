@@ -31,7 +31,7 @@ def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path
     )
     try:
         banner = ""
-        while "mutation { login(" not in banner:  # the banner's last line
+        while "subscription {" not in banner:  # the banner's last line
             line = demo.stdout.readline()
             assert line, f"demo exited early: {(tmp_path / 'demo.log').read_text()}"
             banner += line
@@ -53,6 +53,19 @@ def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path
             url, json={"query": "{ viewer { email tenant { slug } } }"}, headers={"Authorization": f"Bearer {token}"}
         ).json()
         graphiql = httpx.get(url, headers={"Accept": "text/html"})
+        # the printed end-user examples, pasted as they are
+        start_example, save_example = (
+            line.strip() for line in banner.splitlines() if "startContact(" in line or "saveField(" in line
+        )
+        session = httpx.post(url, json={"query": start_example}).json()["data"]["startContact"]
+        saved = httpx.post(
+            url, json={"query": save_example}, headers={"Authorization": f"Bearer {session['token']}"}
+        ).json()["data"]["saveField"]
+        listed = httpx.post(
+            url,
+            json={"query": "{ contacts { edges { node { displayName } } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["data"]["contacts"]
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=30)
@@ -60,8 +73,11 @@ def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path
     # then
     assert f"GraphiQL:    {url}" in banner
     assert "Finland (FI)" in banner
-    assert "mutation { login(" in banner
+    assert "mutation { login(" in banner and 'startContact(tenant: "demo"' in banner
     assert viewer["data"]["viewer"] == {"email": email, "tenant": {"slug": "demo"}}
+    assert session["selfServiceUrl"].endswith(session["token"])
+    assert saved["__typename"] == "FieldSaved"
+    assert listed["edges"] == [{"node": {"displayName": "Maija Meikäläinen"}}]
     assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
     assert demo.returncode == 0
     leftover = [

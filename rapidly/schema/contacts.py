@@ -16,7 +16,7 @@ from rapidly.contacts.models import Contact as ContactModel
 from rapidly.errors import AuthFailed
 from rapidly.plugins import FieldKind, FieldRole, FieldSpec
 from rapidly.realtime import ContactEvent as Event
-from rapidly.realtime import EventKind
+from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
 from rapidly.schema.permissions import IsStaff
 
@@ -235,9 +235,12 @@ async def _events(
     info: strawberry.Info, tenant_id: uuid.UUID, contact_id: uuid.UUID | None
 ) -> AsyncGenerator[ContactEvent, None]:
     async with info.context.hub.subscribe(tenant_id, contact_id) as events:
-        async for event in events:
-            info.context.fresh_loaders()  # each event is read afresh
-            yield ContactEvent.of(event)
+        try:
+            async for event in events:
+                info.context.fresh_loaders()  # each event is read afresh
+                yield ContactEvent.of(event)
+        except SubscriptionOverflow:
+            raise GraphQLError("Events arrived faster than this client read them; subscribe again.") from None
 
 
 @strawberry.type

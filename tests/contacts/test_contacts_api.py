@@ -501,3 +501,23 @@ async def test_contacts_without_any_saved_value_are_purged_after_a_day(gql, roof
     assert removed == 1
     assert await Contact.all().count() == 1
     assert await ContactToken.all().count() == 1
+
+
+async def test_no_submitted_value_or_token_reaches_the_logs(gql, roofing, caplog):
+    # given
+    caplog.set_level(logging.INFO)
+    marker = "CANARY-9c1e"
+    token = await start(gql)
+
+    # when: good and bad saves, staff reads
+    await save(gql, token, "name", f"Maija {marker}")
+    await save(gql, token, "email", f"{marker.lower()}@example.fi")
+    await save(gql, token, "email", f"{marker} is not an email")
+    await save(gql, token, "no_such_field", marker)
+    staff = await staff_token(gql)
+    await gql(CONTACTS, token=staff)
+
+    # then
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert marker not in logged and marker.lower() not in logged
+    assert token not in logged and staff not in logged

@@ -125,6 +125,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         graphql_ide="graphiql" if settings.debug else None,
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        max_subscriptions_per_connection=10,
     )
     app.include_router(graphql, prefix="/graphql")
 

@@ -31,6 +31,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def hash_presented_token(token: str, prefix: str) -> str | None:
+    """The hash to look a presented token up by, or None when it cannot be one of this kind."""
+    if not token.startswith(prefix) or len(token) > len(prefix) + 64:
+        return None
+    return hash_token(token)
+
+
 def keyed_digest(key: bytes, *parts: str) -> str:
     """An HMAC of identifying values (e.g. an email) for use as a rate-limit key without storing them."""
     return hmac.new(key, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -17,33 +18,37 @@ from rapidly import security
 from rapidly.config import Settings
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.contacts.values import is_empty, normalise
-from rapidly.errors import InputInvalid, NotFound
+from rapidly.errors import AuthFailed, InputInvalid, NotFound
 from rapidly.notifications import service as notifications
 from rapidly.plugins import FieldRole, FieldSpec, PluginRegistry, resolve_locale
 from rapidly.ratelimit import service as ratelimit
 from rapidly.realtime import EventKind, publish
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
-from rapidly.validation import LOCALES
 
 MAX_PAGE = 100
 
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 
+# clock_timestamp(), not now(): overlapping saves must not move "last activity" backwards.
 _UPSERT = """
 INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, now())
+VALUES ($1, $2, $3, $4, $5::jsonb, clock_timestamp())
 ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
     SET value = excluded.value, updated_at = excluded.updated_at
     WHERE field_value.value IS DISTINCT FROM excluded.value
 RETURNING updated_at
 """
 
+# The row lock taken by the sub-select serialises concurrent first saves: exactly one sees NULL.
 _TOUCH = """
-UPDATE contact SET updated_at = now(), first_saved_at = COALESCE(first_saved_at, now())
-WHERE id = $1
-RETURNING first_saved_at = updated_at AS first_save
+UPDATE contact SET
+    updated_at = GREATEST(contact.updated_at, clock_timestamp()),
+    first_saved_at = COALESCE(contact.first_saved_at, clock_timestamp())
+FROM (SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 FOR UPDATE) AS before
+WHERE contact.id = $1
+RETURNING before.first_save
 """
 
 
@@ -90,9 +95,10 @@ async def form(plugins: PluginRegistry, slug: str, locale: str | None) -> FormVi
 
 
 async def start_contact(settings: Settings, *, slug: str, locale: str | None, client_ip: str) -> ContactSession:
-    """A new, empty contact and its token. Public, so limited per client address."""
-    if locale is not None and locale not in LOCALES:
-        raise InputInvalid.one("locale", "unsupported_locale", f"Use one of: {', '.join(LOCALES)}.")
+    """A new, empty contact and its token. Public, so limited per client address.
+
+    An unsupported locale falls back to the tenant's, as the form does (a browser may ask for "de").
+    """
     await ratelimit.hit(
         ratelimit.Limit("start-contact-ip", settings.contacts_per_ip_per_hour, 3600),
         security.keyed_digest(settings.signing_key, "start-contact-ip", ratelimit.network_of(client_ip)),
@@ -100,7 +106,7 @@ async def start_contact(settings: Settings, *, slug: str, locale: str | None, cl
     tenant = await tenants.get_by_slug(slug)
     token = security.generate_token(security.CONTACT_TOKEN_PREFIX)
     async with in_transaction():
-        contact = await Contact.create(tenant=tenant, locale=locale or tenant.default_locale)
+        contact = await Contact.create(tenant=tenant, locale=resolve_locale(locale, tenant.default_locale))
         await ContactToken.create(
             tenant=tenant,
             contact=contact,
@@ -113,11 +119,12 @@ async def start_contact(settings: Settings, *, slug: str, locale: str | None, cl
 
 async def contact_for_token(token: str) -> Contact | None:
     """The contact behind a live contact token, with its tenant loaded; None otherwise."""
-    if not token.startswith(security.CONTACT_TOKEN_PREFIX) or len(token) > 100:
+    token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX)
+    if token_hash is None:
         return None
-    row = await ContactToken.get_or_none(
-        token_hash=security.hash_token(token), expires_at__gt=datetime.now(UTC)
-    ).select_related("contact__tenant")
+    row = await ContactToken.get_or_none(token_hash=token_hash, expires_at__gt=datetime.now(UTC)).select_related(
+        "contact__tenant"
+    )
     return row.contact if row else None
 
 
@@ -137,13 +144,19 @@ async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: o
             updated_at = datetime.now(UTC) if deleted else None
             value = None
         else:
-            rows = await conn.execute_query_dict(
-                _UPSERT, [uuid.uuid4(), tenant.id, contact.id, key, json.dumps(value, ensure_ascii=False)]
-            )
+            try:
+                rows = await conn.execute_query_dict(
+                    _UPSERT, [uuid.uuid4(), tenant.id, contact.id, key, json.dumps(value, ensure_ascii=False)]
+                )
+            except IntegrityError:  # the contact was erased or purged since its token was checked
+                raise AuthFailed() from None
             updated_at = rows[0]["updated_at"] if rows else None
         if updated_at is None:  # nothing changed: no write, no event
             return SavedValue(key, value, await _stored_at(contact, key))
-        [touched] = await conn.execute_query_dict(_TOUCH, [contact.id])
+        touched_rows = await conn.execute_query_dict(_TOUCH, [contact.id])
+        if not touched_rows:
+            raise AuthFailed()
+        [touched] = touched_rows
         if touched["first_save"]:
             await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
             await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)

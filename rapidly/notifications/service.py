@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -14,7 +15,12 @@ from tortoise.expressions import Q
 from rapidly.errors import InputInvalid
 from rapidly.notifications.models import Notification
 
-NEW_CONTACT = "NEW_CONTACT"
+
+class NotificationKind(StrEnum):
+    NEW_CONTACT = "NEW_CONTACT"
+
+
+NEW_CONTACT = NotificationKind.NEW_CONTACT
 MAX_PAGE = 100
 MAX_MARK = 500
 

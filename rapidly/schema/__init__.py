@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
+from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -100,9 +101,20 @@ class TokenLimit(MaxTokensLimiter):
 
 Query = merge_types("Query", (ContactQuery, StaffQuery, NotificationQuery))
 Mutation = merge_types("Mutation", (StaffMutation, ContactMutation, NotificationMutation))
-Subscription = ContactSubscription
+Subscription = merge_types("Subscription", (ContactSubscription,))
+
+
+class FreshLoaders(SchemaExtension):
+    """DataLoaders per operation: a WebSocket keeps one context for all its operations."""
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.context.fresh_loaders()
+        yield
+
 
 #: Passed as classes: Strawberry then makes a fresh instance per operation.
 EXTENSIONS = [TokenLimit, DepthLimit, AliasLimit, MaskUnexpectedErrors]
 
-schema = RapidlySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=EXTENSIONS)
+schema = RapidlySchema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=[*EXTENSIONS, FreshLoaders]
+)

@@ -18,6 +18,7 @@ from rapidly.plugins import FieldKind, FieldRole, FieldSpec
 from rapidly.realtime import ContactEvent as Event
 from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
+from rapidly.schema.pagination import DEFAULT_PAGE, Connection
 from rapidly.schema.permissions import IsStaff
 
 FieldKindType = strawberry.enum(FieldKind, name="FieldKind")
@@ -109,33 +110,13 @@ class Contact:
 
     @strawberry.field(description="From the field whose role is NAME.")
     async def display_name(self, info: strawberry.Info) -> str | None:
-        values = await info.context.loaders.values.load(self.model.id)
+        values = await info.context.read_values(self.model.id)
         return service.role_value(values, await info.context.fields(), FieldRole.NAME)
 
     @strawberry.field
     async def values(self, info: strawberry.Info) -> list[FieldValue]:
-        if await info.context.staff() is not None:
-            await info.context.loaders.audited_reads.load(self.model.id)
-        rows = await info.context.loaders.values.load(self.model.id)
+        rows = await info.context.read_values(self.model.id)
         return [FieldValue(key=r.key, value=r.value, updated_at=r.updated_at) for r in rows]
-
-
-@strawberry.type
-class ContactEdge:
-    cursor: str
-    node: Contact
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@strawberry.type
-class ContactConnection:
-    edges: list[ContactEdge]
-    page_info: PageInfo
 
 
 @strawberry.type
@@ -168,7 +149,7 @@ class ContactEvent:
 
 
 StartContactResult = Annotated[
-    ContactSession | NotFoundError | InputInvalidError | RateLimitedError, strawberry.union("StartContactResult")
+    ContactSession | NotFoundError | RateLimitedError, strawberry.union("StartContactResult")
 ]
 SaveFieldResult = Annotated[FieldSaved | InputInvalidError | AuthError, strawberry.union("SaveFieldResult")]
 
@@ -195,13 +176,12 @@ class ContactQuery:
         return [FieldDefinition.of(spec, locale, staff.tenant.default_locale) for spec in await info.context.fields()]
 
     @strawberry.field(permission_classes=[IsStaff], description="Most recently active first.")
-    async def contacts(self, info: strawberry.Info, first: int = 20, after: str | None = None) -> ContactConnection:
+    async def contacts(
+        self, info: strawberry.Info, first: int | None = DEFAULT_PAGE, after: str | None = None
+    ) -> Connection[Contact]:
         staff = await info.context.staff()
-        page = await service.list_contacts(staff.tenant_id, first, after)
-        edges = [ContactEdge(cursor=service.encode_cursor(c), node=Contact.of(c)) for c in page.contacts]
-        return ContactConnection(
-            edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None)
-        )
+        page = await service.list_contacts(staff.tenant_id, DEFAULT_PAGE if first is None else first, after)
+        return Connection.of(page.contacts, page.has_next, cursor=service.encode_cursor, node=Contact.of)
 
     @strawberry.field(permission_classes=[IsStaff], description="Null if absent or another tenant's.")
     async def contact(self, info: strawberry.Info, id: strawberry.ID) -> Contact | None:
@@ -238,6 +218,8 @@ async def _events(
         try:
             async for event in events:
                 info.context.fresh_loaders()  # each event is read afresh
+                if not await info.context.still_signed_in():
+                    raise GraphQLError("The session has ended; sign in again.")
                 yield ContactEvent.of(event)
         except SubscriptionOverflow:
             raise GraphQLError("Events arrived faster than this client read them; subscribe again.") from None

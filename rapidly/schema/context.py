@@ -58,6 +58,17 @@ class Context(BaseContext):
     def fresh_loaders(self) -> None:
         self.loaders = Loaders(self)
 
+    async def still_signed_in(self) -> bool:
+        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens)."""
+        self._staff = self._contact = _UNSET
+        return await self.staff() is not None or await self.contact() is not None
+
+    async def read_values(self, contact_id: uuid.UUID) -> list:
+        """A contact's values; a staff member's read is recorded in the audit trail (batched)."""
+        if await self.staff() is not None:
+            await self.loaders.audited_reads.load(contact_id)
+        return await self.loaders.values.load(contact_id)
+
     async def staff(self) -> StaffUser | None:
         """The authenticated staff member, resolved once per request."""
         if self._staff is _UNSET:

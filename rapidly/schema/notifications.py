@@ -10,14 +10,16 @@ from rapidly.contacts import service as contacts
 from rapidly.notifications import service
 from rapidly.notifications.models import Notification as NotificationModel
 from rapidly.plugins import FieldRole
-from rapidly.schema.contacts import PageInfo
+from rapidly.schema.pagination import DEFAULT_PAGE, Connection
 from rapidly.schema.permissions import IsStaff
+
+NotificationKind = strawberry.enum(service.NotificationKind, name="NotificationKind")
 
 
 @strawberry.type
 class Notification:
     id: strawberry.ID
-    kind: str
+    kind: NotificationKind
     contact_id: strawberry.ID
     created_at: datetime
     read_at: datetime | None
@@ -40,35 +42,25 @@ class Notification:
         contact = await info.context.loaders.contacts.load(self.model.contact_id)
         name = None
         if contact is not None:
-            values = await info.context.loaders.values.load(contact.id)
+            values = await info.context.read_values(contact.id)
             name = contacts.role_value(values, await info.context.fields(), FieldRole.NAME)
         return service.render(self.kind, staff.locale, name, erased=contact is None)
-
-
-@strawberry.type
-class NotificationEdge:
-    cursor: str
-    node: Notification
-
-
-@strawberry.type
-class NotificationConnection:
-    edges: list[NotificationEdge]
-    page_info: PageInfo
 
 
 @strawberry.type
 class NotificationQuery:
     @strawberry.field(permission_classes=[IsStaff], description="The signed-in staff member's, newest first.")
     async def notifications(
-        self, info: strawberry.Info, first: int = 20, after: str | None = None, unread_only: bool = False
-    ) -> NotificationConnection:
+        self,
+        info: strawberry.Info,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+        unread_only: bool | None = False,
+    ) -> Connection[Notification]:
         staff = await info.context.staff()
-        page = await service.list_for_staff(staff.id, first, after, unread_only)
-        edges = [NotificationEdge(cursor=str(n.id), node=Notification.of(n)) for n in page.notifications]
-        return NotificationConnection(
-            edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None)
-        )
+        first = DEFAULT_PAGE if first is None else first
+        page = await service.list_for_staff(staff.id, first, after, bool(unread_only))
+        return Connection.of(page.notifications, page.has_next, cursor=lambda n: str(n.id), node=Notification.of)
 
 
 @strawberry.type

@@ -109,11 +109,12 @@ async def login(settings: Settings, *, email: str, password: str, client_ip: str
 
 async def staff_for_token(token: str) -> StaffUser | None:
     """The staff member behind a live session token, with their tenant loaded; None otherwise."""
-    if not token.startswith(security.STAFF_TOKEN_PREFIX) or len(token) > 100:
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
+    if token_hash is None:
         return None
-    session = await StaffSession.get_or_none(
-        token_hash=security.hash_token(token), expires_at__gt=datetime.now(UTC)
-    ).select_related("staff__tenant")
+    session = await StaffSession.get_or_none(token_hash=token_hash, expires_at__gt=datetime.now(UTC)).select_related(
+        "staff__tenant"
+    )
     return session.staff if session else None
 
 

@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from rapidly import db
+from rapidly.staff.models import StaffSession
 from tests.conftest import free_port, subscribe
 from tests.contacts.test_contacts_api import save, staff_token, start
 
@@ -166,6 +167,8 @@ async def test_a_save_through_one_process_reaches_a_subscriber_of_another(gql, s
 
 
 async def test_events_still_arrive_after_the_listener_connection_is_killed(gql, server, roofing, settings):
+    hub = server.app.state.hub
+    resynced_before = hub.resynced
     # given
     staff = await staff_token(gql)
     token = await start(gql)
@@ -189,4 +192,39 @@ async def test_events_still_arrive_after_the_listener_connection_is_killed(gql, 
     # then
     assert killed >= 1
     assert received == ["FIELD_SAVED", "FIELD_SAVED"]
+    assert hub.reconnects >= 1 and hub.resynced >= resynced_before
     assert after["data"]["contactEvents"]["kind"] == "FIELD_SAVED"
+
+
+async def test_a_staff_token_cannot_subscribe_to_my_events(gql, server, roofing):
+    # given
+    staff = await staff_token(gql)
+
+    # when
+    async with subscribe(server.graphql_url, MY_EVENTS, staff) as events:
+        message = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
+
+    # then
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["message"] == "Contact token required."
+
+
+async def test_a_subscription_ends_when_the_staff_session_does(gql, server, roofing):
+    # given
+    staff = await staff_token(gql)
+    token = await start(gql)
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, staff) as events:
+        await save(gql, token, "name", "Maija")
+        await events.next()
+        await events.next()
+
+        # when: the session is revoked (a password reset signs out every session)
+        await StaffSession.all().delete()
+        await save(gql, token, "phone", "0401234567")
+        message = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
+
+    # then: the next event is not delivered; the subscription ends with an error instead
+    assert message["type"] in ("error", "next")
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["message"] == "The session has ended; sign in again."
+    assert "Maija" not in str(message) and "+358" not in str(message)

@@ -61,6 +61,7 @@ class PluginRegistry:
         self._pm.register(defaults, name=defaults.PLUGIN_NAME)
         self._dists: dict[str, tuple[str, str]] = {}
         self._callers: dict[tuple[str, str], pluggy.HookCaller] = {}
+        self._fields: dict[TenantInfo, tuple[FieldSpec, ...]] = {}
         self._default_fields = validate_fields(defaults.PLUGIN_NAME, list(defaults.DEFAULT_FIELDS))
         self._default_field_ids = frozenset(id(spec) for spec in defaults.DEFAULT_FIELDS)
         self._default_template_ids = frozenset(id(t) for t in defaults.DEFAULT_TEMPLATES.values())
@@ -108,6 +109,7 @@ class PluginRegistry:
         except ValueError as exc:  # the same object under another name
             raise PluginError(name, str(exc)) from exc
         self._callers.clear()
+        self._fields.clear()
         try:
             self._check_pending()
             if not self._pm.get_hookcallers(plugin):
@@ -118,6 +120,7 @@ class PluginRegistry:
         except PluginError:
             self._pm.unregister(name=name)
             self._callers.clear()
+            self._fields.clear()
             raise
 
     def unregister(self, name: str) -> None:
@@ -127,6 +130,7 @@ class PluginRegistry:
         self._pm.unregister(name=name)
         self._dists.pop(name, None)
         self._callers.clear()
+        self._fields.clear()
 
     def _check_pending(self) -> None:
         """pluggy's check_pending, with a message naming the plugin, the unknown hook and a likely fix."""
@@ -196,11 +200,20 @@ class PluginRegistry:
             raise PluginError(culprit, f"raised {type(exc).__name__}: {exc}", hook=hook) from exc
 
     def contact_fields(self, tenant: TenantInfo) -> list[FieldSpec]:
-        """The tenant's validated form: its plugin's fields, or the core's default form."""
-        result = self._call(tenant, "contact_fields")
-        if result is None or self._is_default_fields(result):
-            return list(self._default_fields)
-        return validate_fields(tenant.plugin, result)
+        """The tenant's validated form: its plugin's fields, or the core's default form.
+
+        Hooks are declarative (their answer depends on the tenant alone), so the validated answer
+        is kept per tenant: every save needs it.
+        """
+        cached = self._fields.get(tenant)
+        if cached is None:
+            result = self._call(tenant, "contact_fields")
+            if result is None or self._is_default_fields(result):
+                cached = tuple(self._default_fields)
+            else:
+                cached = tuple(validate_fields(tenant.plugin, result))
+            self._fields[tenant] = cached
+        return list(cached)
 
     def message_template(
         self, tenant: TenantInfo, event: MessageEvent | str, channel: Channel | str, locale: str | None

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -23,6 +32,8 @@ log = logging.getLogger("rapidly.graphql")
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
+#: Distinct documents kept parsed and validated; bounded, so unique query texts cannot grow memory.
+PARSE_CACHE_SIZE = 256
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -84,14 +95,25 @@ def domain_error(error: GraphQLError) -> GraphQLError:
     return GraphQLError(message=message, nodes=error.nodes, path=error.path, extensions=extensions)
 
 
-class DepthLimit(QueryDepthLimiter):
-    def __init__(self) -> None:
-        super().__init__(max_depth=MAX_DEPTH)
+# The limit rules are built once: a rule class made per operation would change the validation
+# cache's key every time and make the cache useless.
+_DEPTH_RULE = depth_rule(MAX_DEPTH, None)
+_ALIAS_RULE = alias_rule(MAX_ALIASES)
 
 
-class AliasLimit(MaxAliasesLimiter):
+class DepthAndAliasLimits(AddValidationRules):
     def __init__(self) -> None:
-        super().__init__(max_alias_count=MAX_ALIASES)
+        super().__init__([_DEPTH_RULE, _ALIAS_RULE])
+
+
+class Parsed(ParserCache):
+    def __init__(self) -> None:
+        super().__init__(maxsize=PARSE_CACHE_SIZE)
+
+
+class Validated(ValidationCache):
+    def __init__(self) -> None:
+        super().__init__(maxsize=PARSE_CACHE_SIZE)
 
 
 class TokenLimit(MaxTokensLimiter):
@@ -112,8 +134,10 @@ class FreshLoaders(SchemaExtension):
         yield
 
 
-#: Passed as classes: Strawberry then makes a fresh instance per operation.
-EXTENSIONS = [TokenLimit, DepthLimit, AliasLimit, MaskUnexpectedErrors]
+#: Passed as classes: Strawberry then makes a fresh instance per operation (the two caches live at
+#: module level in Strawberry, shared by all instances). Parsing and validating a document costs far
+#: more than running a save, and clients send the same few documents over and over.
+EXTENSIONS = [TokenLimit, Parsed, DepthAndAliasLimits, Validated, MaskUnexpectedErrors]
 
 schema = RapidlySchema(
     query=Query, mutation=Mutation, subscription=Subscription, extensions=[*EXTENSIONS, FreshLoaders]

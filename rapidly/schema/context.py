@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -26,12 +27,25 @@ _UNSET = object()
 
 
 class Loaders:
-    """DataLoaders live for one request (or one subscription event), so caches never go stale."""
+    """DataLoaders live for one operation (or one subscription event), so caches never go stale.
+
+    Each is made on first use: most operations (a save, a login) need none of them.
+    """
 
     def __init__(self, context: Context) -> None:
-        self.values = DataLoader(load_fn=contacts.values_by_contact)
-        self.contacts = DataLoader(load_fn=contacts.contacts_by_id)
-        self.audited_reads = DataLoader(load_fn=context.record_reads)
+        self._context = context
+
+    @cached_property
+    def values(self) -> DataLoader:
+        return DataLoader(load_fn=contacts.values_by_contact)
+
+    @cached_property
+    def contacts(self) -> DataLoader:
+        return DataLoader(load_fn=contacts.contacts_by_id)
+
+    @cached_property
+    def audited_reads(self) -> DataLoader:
+        return DataLoader(load_fn=self._context.record_reads)
 
 
 @dataclass

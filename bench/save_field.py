@@ -1,0 +1,394 @@
+"""saveField throughput and latency against one `rapidly serve` process, next to the floor.
+
+    .venv/bin/python bench/save_field.py [--clients 32] [--duration 15] [--warmup 3]
+                                         [--database-url postgresql://postgres@127.0.0.1:5432/rapidly_bench]
+                                         [--load-procs 1] [--profile FILE]
+
+Phase 1: N closed-loop clients (each with its own contact token from startContact and its own
+keep-alive HTTP/1.1 connection) send `saveField` mutations cycling through the roofing plugin's keys
+with a new value every time, for the warm-up and then the measured duration. Phase 2: the same
+clients, values and durations against bench/floor_app.py (FastAPI + raw asyncpg doing the same
+upsert, one uvicorn worker), each client on the same contact row as in phase 1. Only one server
+runs at a time. See bench/README.md for what the figures mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from queue import Empty
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    PYTHON,
+    ROOFING_KEYS,
+    TENANT_SLUG,
+    Bench,
+    Interrupted,
+    Monitor,
+    RawClient,
+    mib,
+    percentile,
+    roofing_value,
+    save_body,
+    sleep_until,
+    start_contacts,
+    table,
+)
+
+P99_TARGET_MS = 50.0
+THROUGHPUT_TARGET = 0.5
+
+
+# -- the load generator -----------------------------------------------------------------------------------
+
+
+async def _client(spec: dict, client: dict, result: dict) -> None:
+    """One closed-loop client: a request, wait for the answer, the next request."""
+    floor = spec["kind"] == "floor"
+    url = spec["url"] + ("/save" if floor else "/graphql")
+    headers = {"content-type": "application/json"}
+    if not floor:
+        headers["authorization"] = f"Bearer {client['token']}"
+    warm_end, end_at = spec["warm_end"], spec["end_at"]
+    n = spec["value_base"] + client["index"] * 1_000_000
+    raw = RawClient(url) if spec["client"] == "raw" else None
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as http:
+        await sleep_until(spec["start_at"])
+        step = 0
+        while time.time() < end_at:
+            key = ROOFING_KEYS[step % len(ROOFING_KEYS)]
+            value = roofing_value(key, n + step)
+            step += 1
+            if floor:
+                body = json.dumps({"key": key, "value": value, "contact": client["contact"]}).encode()
+            else:
+                body = save_body(key, value)
+            began = time.perf_counter()
+            try:
+                if raw is not None:
+                    status, content = await raw.post(body, headers)
+                else:
+                    response = await http.post(url, content=body, headers=headers)
+                    status, content = response.status_code, response.content
+                ok = status == 200 and (floor or b'"FieldSaved"' in content)
+                problem = None if ok else f"HTTP {status}: {content[:200]!r}"
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, TimeoutError, StopIteration) as exc:
+                ok, problem = False, type(exc).__name__
+            elapsed = time.perf_counter() - began
+            done = time.time()
+            result["requests"] += 1
+            result["ok_total"] += ok
+            if not warm_end <= done <= end_at:
+                if not ok:
+                    result["errors_outside"] += 1
+                continue
+            if ok:
+                result["latencies"].append(elapsed * 1000)
+            else:
+                result["errors"] += 1
+                if len(result["error_samples"]) < 3:
+                    result["error_samples"].append(problem)
+        if raw is not None:
+            await raw.close()
+
+
+async def run_clients(spec: dict) -> dict:
+    result = {"latencies": [], "errors": 0, "errors_outside": 0, "requests": 0, "ok_total": 0, "error_samples": []}
+    await asyncio.gather(*(_client(spec, c, result) for c in spec["clients"]))
+    return result
+
+
+def _run_loop(spec: dict) -> dict:
+    try:
+        import uvloop
+
+        return uvloop.run(run_clients(spec))
+    except ImportError:
+        return asyncio.run(run_clients(spec))
+
+
+def _worker(spec: dict, queue: multiprocessing.Queue) -> None:
+    queue.put(_run_loop(spec))
+
+
+def _collect(queue: multiprocessing.Queue, workers: list, deadline: float) -> list[dict]:
+    """Each worker's result; fails (rather than hangs) if a worker dies without one."""
+    results = []
+    while len(results) < len(workers):
+        try:
+            results.append(queue.get(timeout=0.5))
+        except Empty:
+            if time.time() > deadline or not any(w.is_alive() for w in workers):
+                raise RuntimeError("a load generator process ended without a result") from None
+    return results
+
+
+def merge(results: list[dict]) -> dict:
+    merged: dict = {"latencies": [], "error_samples": []}
+    for r in results:
+        for k, v in r.items():
+            merged[k] = merged.get(k, 0 if isinstance(v, int) else []) + v
+    return merged
+
+
+def load_phase(
+    kind: str, url: str, server_pid: int, pg_pid: int | None, clients: list[dict], args: argparse.Namespace
+) -> dict:
+    procs = max(1, min(args.load_procs, len(clients)))
+    start_at = time.time() + (0.3 if procs == 1 else 3.0)  # spawned workers need time to import
+    warm_end = start_at + args.warmup
+    end_at = warm_end + args.duration
+    base = {"kind": kind, "url": url, "start_at": start_at, "warm_end": warm_end, "end_at": end_at}
+    base["client"] = args.client
+    base["value_base"] = 0 if kind == "rapidly" else 500_000_000
+    chunks = [clients[i::procs] for i in range(procs)]
+    workers: list[multiprocessing.Process] = []
+    profiler = None
+    try:
+        if procs == 1:
+            loadgen_pids = [os.getpid()]
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            queue = ctx.Queue()
+            workers = [ctx.Process(target=_worker, args=({**base, "clients": c}, queue)) for c in chunks]
+            for w in workers:
+                w.start()
+            loadgen_pids = [w.pid for w in workers]  # type: ignore[misc]
+        monitor = Monitor(
+            rss_pids={"server": server_pid},
+            cpu_groups={
+                "server": ([server_pid], False),
+                "postgres": ([pg_pid] if pg_pid else [], True),
+                "loadgen": (loadgen_pids, False),
+            },
+            window=(warm_end, end_at),
+        )
+        if args.profile and kind == "rapidly":
+            profiler = Profiler(args.profile, server_pid, warm_end, args.duration)
+        with monitor:
+            if procs == 1:
+                results = [_run_loop({**base, "clients": chunks[0]})]
+            else:
+                results = _collect(queue, workers, deadline=end_at + 60)
+            monitor.wait_window()
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+            w.join(5)
+        if profiler is not None:
+            profiler.finish()
+    merged = merge(results)
+    merged["latencies"].sort()
+    merged["monitor"] = monitor
+    merged["duration"] = args.duration
+    merged["procs"] = procs
+    return merged
+
+
+class Profiler:
+    """py-spy on the server during the measured window only (started by a timer, not during warm-up)."""
+
+    def __init__(self, path: str, pid: int, at: float, duration: float) -> None:
+        py_spy = Path(PYTHON).with_name("py-spy")
+        fmt = "speedscope" if path.endswith(".json") else "flamegraph"
+        self.argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(duration)))]
+        self.argv += ["--rate", "250", "--format", fmt, "--output", path, "--nonblocking"]
+        self.process: subprocess.Popen | None = None
+        self.duration = duration
+        self.timer = threading.Timer(max(0.0, at - time.time()), self._start)
+        if py_spy.exists():
+            self.timer.start()
+        else:
+            print("warning: --profile needs py-spy in the venv (.venv/bin/pip install py-spy)", file=sys.stderr)
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish(self) -> None:
+        self.timer.cancel()
+        if self.process is not None:
+            try:
+                self.process.wait(self.duration + 30)
+            except subprocess.TimeoutExpired:
+                self.process.terminate()
+                self.process.wait(5)
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+async def _contact_ids(bench: Bench, count: int) -> tuple[str, list[str]]:
+    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    try:
+        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
+        rows = await conn.fetch(
+            "SELECT id FROM contact WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2", tenant_id, count
+        )
+    finally:
+        await conn.close()
+    return str(tenant_id), [str(r["id"]) for r in rows]
+
+
+async def _rows_written(bench: Bench) -> int:
+    """Rows inserted or updated in field_value so far, from PostgreSQL's statistics (complete once the
+    server under test has stopped: a backend flushes its counters when it exits)."""
+    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    try:
+        return await conn.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_user_tables WHERE relname = 'field_value'"
+        )
+    finally:
+        await conn.close()
+
+
+async def _setup_contacts(url: str, count: int) -> list[str]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await start_contacts(http, url, count)
+
+
+def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
+    titles = {"rapidly": "Rapidly saveField", "floor": "floor (FastAPI+asyncpg)"}
+    order = [k for k in ("rapidly", "floor") if k in results]
+    rows: list[tuple[str, ...]] = [("", *(titles[k] for k in order))]
+
+    def each(fn) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+        return tuple(fn(results[k]) for k in order)
+
+    def rps(r: dict) -> float:
+        return len(r["latencies"]) / r["duration"]
+
+    rows.append(("requests/s", *each(lambda r: f"{rps(r):.0f}")))
+    for q in (50, 95, 99):
+        rows.append((f"p{q} latency ms", *each(lambda r, q=q: f"{percentile(r['latencies'], q):.1f}")))
+    rows.append(("max latency ms", *each(lambda r: f"{r['latencies'][-1]:.1f}" if r["latencies"] else "-")))
+    rows.append(("ok requests (measured)", *each(lambda r: str(len(r["latencies"])))))
+    rows.append(("errors (measured)", *each(lambda r: str(r["errors"]))))
+    rows.append(("errors (warm-up/tail)", *each(lambda r: str(r["errors_outside"]))))
+    rows.append(("server RSS max MiB", *each(lambda r: mib(r["monitor"].rss_max.get("server")))))
+    rows.append(
+        (
+            "server RSS end MiB",
+            *each(lambda r: mib(r["monitor"].rss_end.get("server", r["monitor"].rss_last.get("server")))),
+        )
+    )
+    rows.append(("rows written/ok saves, all", *each(lambda r: str(r.get("rows_written", "-")))))
+    groups = (("server", "server"), ("postgres", "PostgreSQL"), ("loadgen", "load generator"), ("other", "others"))
+    for group, label in groups:
+        rows.append(
+            (
+                f"CPU {label} % of a core",
+                *each(lambda r, g=group: f"{r['monitor'].cpu_percent.get(g, float('nan')):.0f}"),
+            )
+        )
+    out = [table(rows)]
+    for k in order:
+        for sample in results[k]["error_samples"]:
+            out.append(f"  {k} error: {sample}")
+    if len(order) == 2:
+        ratio = rps(results["rapidly"]) / max(rps(results["floor"]), 1e-9)
+        p99 = percentile(results["rapidly"]["latencies"], 99)
+        out.append("")
+        out.append(f"throughput ratio Rapidly/floor: {ratio:.2f}")
+        verdict = "PASS" if ratio >= THROUGHPUT_TARGET else "FAIL"
+        out.append(f"target  Rapidly >= {THROUGHPUT_TARGET:.0%} of floor throughput: {verdict} ({ratio:.0%})")
+        verdict = "PASS" if p99 <= P99_TARGET_MS else "FAIL"
+        out.append(f"target  Rapidly p99 <= {P99_TARGET_MS:.0f} ms: {verdict} ({p99:.1f} ms)")
+    return "\n".join(out)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--duration", type=float, default=15, help="measured seconds per phase (default 15)")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds before measuring (default 3)")
+    parser.add_argument(
+        "--database-url",
+        help="use this PostgreSQL instead of an embedded one; the database (rapidly_bench*) is created and dropped",
+    )
+    parser.add_argument(
+        "--load-procs", type=int, default=1, help="load generator processes sharing the clients (default 1)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="raw",
+        help="raw: a minimal HTTP/1.1 client on asyncio streams (default; leaves the CPU to the servers); httpx",
+    )
+    parser.add_argument("--only", choices=("rapidly", "floor"), help="run one phase only (no ratio, no verdict)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy the Rapidly server during the measured window (FILE.svg flame graph or FILE.json speedscope)",
+    )
+    args = parser.parse_args()
+    if args.clients < 1 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--clients must be >= 1, --duration > 0, --warmup >= 0")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    bench = Bench(args.database_url)
+    try:
+        bench.setup_database()
+        bench.prepare()
+        pg_pid = bench.postgres_pid()
+        print(
+            f"saveField benchmark: {args.clients} clients, {args.duration:g} s measured after {args.warmup:g} s "
+            f"warm-up, per phase"
+        )
+        print(f"os.cpu_count() = {os.cpu_count()} (server, PostgreSQL and load generator share them)")
+        print(f"database: {bench.describe_database()}")
+        procs = max(1, min(args.load_procs, args.clients))
+        client = "httpx.AsyncClient" if args.client == "httpx" else "raw asyncio HTTP/1.1 client"
+        print(f"load generator: {procs} process(es), {client}, one keep-alive HTTP/1.1 connection per client")
+        sys.stdout.flush()
+
+        results: dict[str, dict] = {}
+        server = bench.start_rapidly()
+        tokens = asyncio.run(_setup_contacts(server.url, args.clients))
+        tenant_id, contact_ids = asyncio.run(_contact_ids(bench, args.clients))
+        clients = [{"index": i, "token": tokens[i], "contact": contact_ids[i]} for i in range(args.clients)]
+        written = asyncio.run(_rows_written(bench))
+        if args.only in (None, "rapidly"):
+            results["rapidly"] = load_phase("rapidly", server.url, server.pid, pg_pid, clients, args)
+        bench.stop(server)
+        if "rapidly" in results:
+            written, before = asyncio.run(_rows_written(bench)), written
+            results["rapidly"]["rows_written"] = f"{written - before}/{results['rapidly']['ok_total']}"
+        if args.only in (None, "floor"):
+            floor = bench.start_floor(tenant_id, contact_ids[0])
+            results["floor"] = load_phase("floor", floor.url, floor.pid, pg_pid, clients, args)
+            bench.stop(floor)
+            written, before = asyncio.run(_rows_written(bench)), written
+            results["floor"]["rows_written"] = f"{written - before}/{results['floor']['ok_total']}"
+        print()
+        print(report(args, results))
+        for line in bench.explain([e for r in results.values() for e in r["error_samples"]]):
+            print(line)
+        if args.profile and "rapidly" in results:
+            print(f"\nprofile of the Rapidly server during the measured window: {args.profile}")
+        return 0
+    except (KeyboardInterrupt, Interrupted):
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

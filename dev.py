@@ -63,4 +63,7 @@ def fingerprint() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl-C reaches the child too, which stops cleanly
+        sys.exit(130)

@@ -32,8 +32,19 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     ensure_environment()
     if command == "run":
-        return subprocess.call([str(BIN / "rapidly"), "demo", *rest], cwd=ROOT)
-    return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+        return run([str(BIN / "rapidly"), "demo", *rest])
+    return run([str(PYTHON), "-m", "pytest", *rest])
+
+
+def run(command: list[str]) -> int:
+    """Run the child to its end. Ctrl-C reaches it too and it stops cleanly (the demo stops its
+    database), so we wait for that instead of killing it as subprocess.call would."""
+    with subprocess.Popen(command, cwd=ROOT) as child:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue
 
 
 def ensure_environment() -> None:
@@ -63,7 +74,4 @@ def fingerprint() -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # Ctrl-C reaches the child too, which stops cleanly
-        sys.exit(130)
+    sys.exit(main(sys.argv[1:]))

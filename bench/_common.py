@@ -282,8 +282,6 @@ class Bench:
         return proc
 
     def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20) -> Proc:
-        from rapidly.contacts.service import _UPSERT
-
         creds = self.app_credentials()
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPIDLY_", "FLOOR_"))}
@@ -296,7 +294,6 @@ class Bench:
             FLOOR_TENANT_ID=tenant_id,
             FLOOR_CONTACT_ID=contact_id,
             FLOOR_POOL_SIZE=str(pool_size),
-            FLOOR_UPSERT=_UPSERT,
         )
         argv = [PYTHON, "-m", "uvicorn", "floor_app:app", "--app-dir", str(BENCH_DIR)]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]

@@ -1,5 +1,5 @@
 """The floor for bench/save_field.py: the smallest reasonable FastAPI + asyncpg endpoint doing the same
-upsert into `field_value` as Rapidly's `saveField` (`rapidly.contacts.service._UPSERT`).
+upsert into `field_value` as Rapidly's `saveField` (the `saved` step of `rapidly.contacts.service._SAVE`).
 
 No GraphQL, no ORM, no authentication, no validation, no transaction around it, no contact touch and
 no event: one pooled connection, one statement. Served by uvicorn in its own process, one worker:
@@ -10,8 +10,8 @@ no event: one pooled connection, one statement. Served by uvicorn in its own pro
 POST /save  {"key": "name", "value": "Maija"}  (optionally "contact": "<uuid>", an existing contact of
 the tenant; the benchmark gives each client its own, as each Rapidly client has its own contact token.)
 
-It deliberately imports nothing from `rapidly`, so its RSS is that of FastAPI + asyncpg alone; the
-benchmark passes Rapidly's current statement in FLOOR_UPSERT, so the two always run the same SQL.
+It deliberately imports nothing from `rapidly`, so its RSS is that of FastAPI + asyncpg alone. Its
+statement is the upsert step of Rapidly's save, without the contact lock and touch around it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ import asyncpg
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-#: `rapidly.contacts.service._UPSERT`, passed in by the benchmark as FLOOR_UPSERT; this copy otherwise.
-UPSERT = (
-    os.environ.get("FLOOR_UPSERT")
-    or """
+#: The `saved` step of `rapidly.contacts.service._SAVE`, on its own.
+UPSERT = """
 INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
 VALUES ($1, $2, $3, $4, $5::jsonb, clock_timestamp())
 ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
@@ -38,7 +36,6 @@ ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
     WHERE field_value.value IS DISTINCT FROM excluded.value
 RETURNING updated_at
 """
-)
 
 TENANT_ID = uuid.UUID(os.environ.get("FLOOR_TENANT_ID", "00000000-0000-0000-0000-000000000000"))
 CONTACT_ID = uuid.UUID(os.environ.get("FLOOR_CONTACT_ID", "00000000-0000-0000-0000-000000000000"))

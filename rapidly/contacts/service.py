@@ -31,25 +31,42 @@ MAX_PAGE = 100
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 
-# clock_timestamp(), not now(): overlapping saves must not move "last activity" backwards.
-_UPSERT = """
-INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, clock_timestamp())
-ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
-    SET value = excluded.value, updated_at = excluded.updated_at
-    WHERE field_value.value IS DISTINCT FROM excluded.value
-RETURNING updated_at
+# One round trip: lock the contact, upsert the value, and touch the contact if the value changed.
+# - The lock comes first (the upsert reads from it): otherwise two first saves deadlock, each
+#   upsert's foreign-key check share-locking the contact before each touch wants it exclusively.
+# - clock_timestamp(), not now(): overlapping saves must not move "last activity" backwards.
+# - An identical value is not written again (IS DISTINCT FROM): no write, no event.
+_SAVE = """
+WITH locked AS (
+    SELECT id, first_saved_at IS NULL AS first_save FROM contact WHERE id = $3 FOR NO KEY UPDATE
+), saved AS (
+    INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
+    SELECT $1, $2, locked.id, $4, $5::jsonb, clock_timestamp() FROM locked
+    ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
+        SET value = excluded.value, updated_at = excluded.updated_at
+        WHERE field_value.value IS DISTINCT FROM excluded.value
+    RETURNING updated_at
+), touched AS (
+    UPDATE contact SET
+        updated_at = GREATEST(contact.updated_at, clock_timestamp()),
+        first_saved_at = COALESCE(contact.first_saved_at, clock_timestamp())
+    FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM saved)
+)
+SELECT locked.first_save, (SELECT updated_at FROM saved) AS updated_at FROM locked
 """
 
-# Saves of one contact take its row lock first. Without it, two first saves deadlock: each
-# upsert's foreign-key check share-locks the contact, then each touch wants it exclusively.
-_LOCK = "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 FOR NO KEY UPDATE"
-
-_TOUCH = """
-UPDATE contact SET
-    updated_at = GREATEST(updated_at, clock_timestamp()),
-    first_saved_at = COALESCE(first_saved_at, clock_timestamp())
-WHERE id = $1
+# Clearing a value: the same lock, a delete, and the touch.
+_CLEAR = """
+WITH locked AS (
+    SELECT id, first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 FOR NO KEY UPDATE
+), cleared AS (
+    DELETE FROM field_value USING locked WHERE field_value.contact_id = locked.id AND field_value.key = $2
+    RETURNING clock_timestamp() AS updated_at
+), touched AS (
+    UPDATE contact SET updated_at = GREATEST(contact.updated_at, clock_timestamp())
+    FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM cleared)
+)
+SELECT locked.first_save, (SELECT updated_at FROM cleared) AS updated_at FROM locked
 """
 
 
@@ -156,22 +173,18 @@ async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: o
         raise InputInvalid.one("key", "unknown_field", "This form has no field with that key.")
     value = normalise(spec, raw, default_region=PHONE_REGION.get(tenant.default_locale, "FI"))
     async with in_transaction() as conn:
-        locked = await conn.execute_query_dict(_LOCK, [contact.id])
-        if not locked:  # erased or purged since its token was checked
-            raise AuthFailed()
         if is_empty(value):
-            deleted = await FieldValue.filter(contact_id=contact.id, key=key).using_db(conn).delete()
-            updated_at = datetime.now(UTC) if deleted else None
             value = None
+            rows = await conn.execute_query_dict(_CLEAR, [contact.id, key])
         else:
-            rows = await conn.execute_query_dict(
-                _UPSERT, [uuid.uuid4(), tenant.id, contact.id, key, json.dumps(value, ensure_ascii=False)]
-            )
-            updated_at = rows[0]["updated_at"] if rows else None
+            encoded = json.dumps(value, ensure_ascii=False)
+            rows = await conn.execute_query_dict(_SAVE, [uuid.uuid4(), tenant.id, contact.id, key, encoded])
+        if not rows:  # erased or purged since its token was checked
+            raise AuthFailed()
+        updated_at = rows[0]["updated_at"]
         if updated_at is None:  # nothing changed: no write, no event
             return SavedValue(key, value, await _stored_at(contact, key))
-        await conn.execute_query(_TOUCH, [contact.id])
-        if locked[0]["first_save"]:
+        if rows[0]["first_save"]:
             await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
             await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
         await publish(tenant.id, contact.id, EventKind.FIELD_SAVED, connection=conn)

@@ -278,8 +278,12 @@ class Subscription:
 
 
 @contextlib.asynccontextmanager
-async def subscribe(url: str, query: str, token: str | None) -> AsyncIterator[Subscription]:
-    """Connect, authenticate in connection_init, subscribe; yields once the server has acknowledged."""
+async def subscribe(url: str, query: str, token: str | None, *, hub=None) -> AsyncIterator[Subscription]:  # type: ignore[no-untyped-def]
+    """Connect, authenticate in connection_init, subscribe; yields once the subscriber is registered.
+
+    Pass the in-process server's `hub` to wait for exactly that; for another process, or when the
+    subscription is meant to be refused, a short pause stands in.
+    """
     import websockets
 
     ws_url = url.replace("http://", "ws://")
@@ -288,8 +292,15 @@ async def subscribe(url: str, query: str, token: str | None) -> AsyncIterator[Su
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert ack["type"] == "connection_ack", ack
+        before = hub.subscriber_count() if hub is not None else 0
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
-        await asyncio.sleep(0.1)  # let the server register the subscriber before the test acts
+        if hub is None:
+            await asyncio.sleep(0.3)
+        else:
+            for _ in range(500):
+                if hub.subscriber_count() > before:
+                    break
+                await asyncio.sleep(0.01)
         yield Subscription(ws)
 
 

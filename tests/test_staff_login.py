@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,8 +93,8 @@ async def test_wrong_password_and_unknown_email_take_the_same_time(gql, world):
         wrong.append(await timed("anna@kattohuolto.example", f"wrong password {i}"))
         unknown.append(await timed(f"nobody{i}@kattohuolto.example", "whatever password"))
 
-    # then: both paths do one argon2 verification; medians within 40% of each other
-    ratio = statistics.median(wrong) / statistics.median(unknown)
+    # then: both paths do one argon2 verification; fastest runs within 40% of each other
+    ratio = min(wrong) / min(unknown)  # the minimum is the least disturbed by other load
     assert 0.6 < ratio < 1.6, (wrong, unknown)
 
 

@@ -80,12 +80,6 @@ WHERE k.token_hash = $1 AND k.expires_at > now()
 
 
 @dataclass(frozen=True, slots=True)
-class ContactSession:
-    token: str
-    contact: Contact
-
-
-@dataclass(frozen=True, slots=True)
 class SavedValue:
     key: str
     value: object
@@ -121,8 +115,8 @@ async def form(plugins: PluginRegistry, slug: str, locale: str | None) -> FormVi
     return FormView(tenant, resolve_locale(locale, tenant.default_locale), fields_of(plugins, tenant))
 
 
-async def start_contact(settings: Settings, *, slug: str, locale: str | None, client_ip: str) -> ContactSession:
-    """A new, empty contact and its token. Public, so limited per client address.
+async def start_contact(settings: Settings, *, slug: str, locale: str | None, client_ip: str) -> str:
+    """A new, empty contact; returns its token. Public, so limited per client address.
 
     An unsupported locale falls back to the tenant's, as the form does (a browser may ask for "de").
     """
@@ -140,8 +134,7 @@ async def start_contact(settings: Settings, *, slug: str, locale: str | None, cl
             token_hash=security.hash_token(token),
             expires_at=datetime.now(UTC) + timedelta(days=settings.contact_token_days),
         )
-    contact.tenant = tenant
-    return ContactSession(token=token, contact=contact)
+    return token
 
 
 async def contact_for_token(token: str) -> Contact | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -56,7 +57,6 @@ class FieldDefinition:
 
     @classmethod
     def of(cls, spec: FieldSpec, locale: str, fallback: str) -> FieldDefinition:
-        limits = spec.effective_limits
         return cls(
             key=spec.key,
             kind=spec.kind,  # type: ignore[arg-type]
@@ -66,14 +66,7 @@ class FieldDefinition:
             required=spec.required,
             role=spec.role,  # type: ignore[arg-type]
             choices=[Choice(value=c.value, label=c.label(locale, fallback)) for c in spec.choices],
-            limits=FieldLimits(
-                max_length=limits.max_length,
-                min_value=limits.min_value,
-                max_value=limits.max_value,
-                max_items=limits.max_items,
-                max_files=limits.max_files,
-                max_file_bytes=limits.max_file_bytes,
-            ),
+            limits=FieldLimits(**dataclasses.asdict(spec.effective_limits)),
         )
 
 
@@ -196,10 +189,8 @@ class ContactMutation:
     @returns_errors
     async def start_contact(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> StartContactResult:
         ctx = info.context
-        session = await service.start_contact(ctx.settings, slug=tenant, locale=locale, client_ip=ctx.client_ip)
-        return ContactSession(
-            token=session.token, self_service_url=service.self_service_url(ctx.settings, session.token)
-        )
+        token = await service.start_contact(ctx.settings, slug=tenant, locale=locale, client_ip=ctx.client_ip)
+        return ContactSession(token=token, self_service_url=service.self_service_url(ctx.settings, token))
 
     @strawberry.mutation(description="Contact token: store one answer at once. Null or empty clears it.")
     @returns_errors

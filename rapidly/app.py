@@ -19,16 +19,22 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from rapidly import __version__, db, realtime, residency
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
+from rapidly.erasure import retention
+from rapidly.erasure.service import ErasureService
+from rapidly.erasure.stores import default_erasers
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema
 from rapidly.schema.context import Context, bearer_token, get_context
+from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
 from rapidly.tenants import service as tenants
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 600
+#: Unfinished erasures (a store was down) are retried this often, each on its own backoff.
+ERASURE_RETRY_SECONDS = 30
 
 
 class StartupRefused(Exception):
@@ -59,12 +65,16 @@ async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
         raise StartupRefused("plugins not installed: " + "; ".join(missing))
 
 
-async def _maintenance(settings: Settings) -> None:
-    """Housekeeping every few minutes: finished rate-limit windows, expired sessions, abandoned
-    contacts, old events."""
+async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
+    """Housekeeping every few minutes: retention, erasures undone by a restored backup, finished
+    rate-limit windows, expired sessions, abandoned contacts, old events."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:
+            if erased := await retention.sweep(erasure):
+                log.info("erased %d contacts past their tenant's retention", erased)
+            if replayed := await erasure.replay():
+                log.warning("erased %d contacts again that a restored backup brought back", replayed)
             await ratelimit.purge_expired()
             await staff.purge_expired_sessions()
             removed = await contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours))
@@ -73,6 +83,15 @@ async def _maintenance(settings: Settings) -> None:
             await realtime.prune()
         except Exception:
             log.exception("maintenance round failed")
+
+
+async def _finish_erasures(erasure: ErasureService) -> None:
+    while True:
+        await asyncio.sleep(ERASURE_RETRY_SECONDS)
+        try:
+            await erasure.finish_pending()
+        except Exception:
+            log.exception("erasure retry round failed")
 
 
 class RapidlyGraphQLRouter(GraphQLRouter):
@@ -99,7 +118,10 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
                 log.error("refusing to start: %s", exc)
             await db.close_orm()
             raise
-        maintenance = asyncio.create_task(_maintenance(settings))
+        background = [
+            asyncio.create_task(_maintenance(settings, app.state.erasure)),
+            asyncio.create_task(_finish_erasures(app.state.erasure)),
+        ]
         # Start-up objects live for the whole process: keep the cyclic collector from walking them
         # again and again (full collections otherwise pause requests for tens of milliseconds).
         gc.collect()
@@ -108,7 +130,8 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         try:
             yield
         finally:
-            maintenance.cancel()
+            for task in background:
+                task.cancel()
             await app.state.hub.stop()
             await db.close_orm()
 
@@ -123,6 +146,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     app.state.settings = settings
     app.state.plugins = plugins
     app.state.hub = realtime.EventHub()
+    app.state.erasure = ErasureService(default_erasers())
 
     graphql = RapidlyGraphQLRouter(
         schema,
@@ -133,6 +157,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         max_subscriptions_per_connection=10,
     )
     app.include_router(graphql, prefix="/graphql")
+    app.include_router(selfservice_pages)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

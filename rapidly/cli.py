@@ -26,8 +26,10 @@ app = typer.Typer(
 )
 tenant_app = typer.Typer(help="Tenants (companies). Shows metadata and counts only, never contact data.")
 staff_app = typer.Typer(help="Staff accounts.")
+retention_app = typer.Typer(help="Retention: erase contacts their tenant no longer keeps.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(staff_app, name="staff")
+app.add_typer(retention_app, name="retention")
 
 DEMO_TENANT = "demo"
 DEMO_PLUGIN = "roofing_fi"
@@ -170,6 +172,9 @@ def tenant_create(
     plugin: str = typer.Option(..., help="The tenant plugin that defines its fields and wording."),
     locale: str = typer.Option("fi", help="Default language: fi, sv or en."),
     privacy_policy_url: str | None = typer.Option(None, help="https:// link to the company's privacy policy."),
+    retention_days: int | None = typer.Option(
+        None, help="Erase contacts this many days after their last activity (default: keep until erased)."
+    ),
 ) -> None:
     """Create a tenant."""
     from rapidly.tenants import service
@@ -178,10 +183,51 @@ def tenant_create(
     tenant = _with_orm(
         _settings(),
         lambda: service.create_tenant(
-            registry, slug=slug, name=name, plugin=plugin, default_locale=locale, privacy_policy_url=privacy_policy_url
+            registry,
+            slug=slug,
+            name=name,
+            plugin=plugin,
+            default_locale=locale,
+            privacy_policy_url=privacy_policy_url,
+            retention_days=retention_days,
         ),
     )
     typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenant_app.command("retention")
+def tenant_retention(
+    slug: str = typer.Argument(..., help="The tenant's slug."),
+    days: int | None = typer.Option(None, help="Erase contacts this many days (1-3650) after their last activity."),
+    off: bool = typer.Option(False, "--off", help="Keep contacts until they are erased."),
+) -> None:
+    """Set how long a tenant keeps inactive contacts; `rapidly serve` erases the older ones."""
+    from rapidly.tenants import service
+
+    if (days is None) == (not off):
+        raise _fail("give either --days N or --off", 2)
+    tenant = _with_orm(_settings(), lambda: service.set_retention(slug, None if off else days))
+    kept = "until erased" if tenant.retention_days is None else f"{tenant.retention_days} days after last activity"
+    typer.echo(f"tenant {tenant.slug} keeps contacts {kept}")
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Erase now what `serve` erases in the background: contacts past their tenant's retention,
+    erased contacts that a restored backup brought back, and unfinished erasures."""
+    from rapidly.erasure import retention
+    from rapidly.erasure.service import ErasureService
+    from rapidly.erasure.stores import default_erasers
+
+    async def run() -> tuple[int, int, int]:
+        erasure = ErasureService(default_erasers())
+        return await retention.sweep(erasure), await erasure.replay(), await erasure.finish_pending()
+
+    expired, restored, finished = _with_orm(_settings(), run)
+    typer.echo(
+        f"erased {expired} contacts past retention, {restored} brought back by a restore; "
+        f"finished {finished} pending erasures"
+    )
 
 
 @tenant_app.command("list")
@@ -190,9 +236,18 @@ def tenant_list() -> None:
     from rapidly.tenants import service
 
     rows = _with_orm(_settings(), service.list_tenants)
-    table = [("slug", "name", "plugin", "locale", "created", "staff", "contacts")]
+    table = [("slug", "name", "plugin", "locale", "created", "staff", "contacts", "retention")]
     table += [
-        (r.slug, r.name, r.plugin, r.default_locale, r.created_at, str(r.staff_count), str(r.contact_count))
+        (
+            r.slug,
+            r.name,
+            r.plugin,
+            r.default_locale,
+            r.created_at,
+            str(r.staff_count),
+            str(r.contact_count),
+            "-" if r.retention_days is None else f"{r.retention_days} d",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

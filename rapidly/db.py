@@ -31,6 +31,7 @@ MODEL_MODULES = [
     "rapidly.notifications.models",
     "rapidly.audit.models",
     "rapidly.realtime.models",
+    "rapidly.erasure.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
 EMBEDDED_DATABASE = "rapidly"

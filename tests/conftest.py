@@ -101,7 +101,12 @@ def env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def plugins() -> PluginRegistry:
-    return PluginRegistry()
+    """The installed plugins, and "every_kind" (tests/every_kind.py): one field of every kind."""
+    from tests.every_kind import EveryKind
+
+    registry = PluginRegistry()
+    registry.register(EveryKind(), "every_kind")
+    return registry
 
 
 #: Buckets on the session's S3 server (moto over HTTP), by the region each is created in.

@@ -32,8 +32,8 @@ async def test_tenant_create_and_list_show_metadata_and_counts(env, server):
     assert staff.returncode == 0, staff.stderr
     assert "anna@" not in staff.stdout  # operator output carries IDs, not addresses
     header, row = listed.stdout.strip().splitlines()
-    assert header.split() == ["slug", "name", "plugin", "locale", "created", "staff", "contacts"]
-    assert row.split()[0] == "kattohuolto" and row.split()[-2:] == ["1", "0"]
+    assert header.split() == ["slug", "name", "plugin", "locale", "created", "staff", "contacts", "retention"]
+    assert row.split()[0] == "kattohuolto" and row.split()[-3:] == ["1", "0", "-"]
     assert "anna@" not in listed.stdout
 
 
@@ -48,6 +48,7 @@ async def test_tenant_create_and_list_show_metadata_and_counts(env, server):
             ["--slug", "acme", "--name", "Acme", "--plugin", "roofing_fi", "--privacy-policy-url", "javascript:x"],
             "privacy_policy_url:",
         ),
+        (["--slug", "acme", "--name", "Acme", "--plugin", "roofing_fi", "--retention-days", "0"], "retention_days:"),
     ],
 )
 async def test_tenant_create_with_bad_input_says_why_and_creates_nothing(env, server, args, message):
@@ -145,3 +146,49 @@ def test_schema_command_prints_the_committed_sdl(env):
     # then
     assert result.returncode == 0
     assert "login(email: String!, password: String!): LoginResult!" in result.stdout
+
+
+async def test_tenant_retention_is_set_shown_and_switched_off(env, world):
+    # given
+    await world.tenant("kattohuolto")
+
+    # when
+    set_days = run_cli(env, "tenant", "retention", "kattohuolto", "--days", "90")
+    listed = run_cli(env, "tenant", "list")
+    too_long = run_cli(env, "tenant", "retention", "kattohuolto", "--days", "99999")
+    neither = run_cli(env, "tenant", "retention", "kattohuolto")
+    unknown = run_cli(env, "tenant", "retention", "no-such-tenant", "--days", "5")
+    off = run_cli(env, "tenant", "retention", "kattohuolto", "--off")
+
+    # then
+    assert set_days.returncode == 0 and "90 days after last activity" in set_days.stdout
+    assert listed.stdout.strip().splitlines()[1].endswith("90 d")
+    assert too_long.returncode == 1 and "retention_days:" in too_long.stderr
+    assert neither.returncode == 2 and "--days N or --off" in neither.stderr
+    assert unknown.returncode == 1 and "No such tenant" in unknown.stderr
+    assert off.returncode == 0 and "until erased" in off.stdout
+    assert (await Tenant.get(slug="kattohuolto")).retention_days is None
+
+
+async def test_retention_run_erases_what_the_tenant_no_longer_keeps(env, world, gql):
+    # given
+    from tortoise import connections
+
+    from rapidly.contacts.models import Contact
+    from rapidly.erasure.models import Erasure
+    from tests.contacts.test_contacts_api import save, start
+
+    await world.tenant("kattohuolto", retention_days=30)
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Vanha Asiakas")
+    await connections.get("default").execute_query("UPDATE contact SET updated_at = now() - interval '40 days'")
+
+    # when
+    result = run_cli(env, "retention", "run")
+
+    # then
+    assert result.returncode == 0, result.stderr
+    assert "erased 1 contacts past retention" in result.stdout
+    assert await Contact.all().count() == 0
+    assert (await Erasure.get()).requested_by == "RETENTION"
+    assert "Vanha" not in result.stdout + result.stderr

@@ -18,6 +18,7 @@ from rapidly import security
 from rapidly.config import Settings
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.contacts.values import is_empty, normalise
+from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import AuthFailed, InputInvalid, NotFound
 from rapidly.notifications import service as notifications
 from rapidly.plugins import FieldRole, FieldSpec, PluginRegistry, resolve_locale
@@ -27,6 +28,12 @@ from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 
 MAX_PAGE = 100
+
+#: The contact's own tables; the erasure service then deletes the contact row itself.
+ERASERS = [
+    SqlEraser("field_values", "DELETE FROM field_value WHERE tenant_id = $1 AND contact_id = $2"),
+    SqlEraser("contact_tokens", "DELETE FROM contact_token WHERE tenant_id = $1 AND contact_id = $2"),
+]
 
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 
 from tortoise import connections
 
+from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import RateLimited
 
 #: Scope for limits that apply before a tenant is known (e.g. login by email).
 PLATFORM = uuid.UUID(int=0)
 
+ERASER = SqlEraser("rate_limits", "DELETE FROM rate_limit WHERE tenant_id = $1 AND contact_id = $2")
+
 _HIT = """
-INSERT INTO rate_limit (key, tenant_id, hits, reset_at)
-VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+INSERT INTO rate_limit (key, tenant_id, contact_id, hits, reset_at)
+VALUES ($1, $2, $4, 1, now() + make_interval(secs => $3))
 ON CONFLICT (key) DO UPDATE SET
     hits = CASE WHEN rate_limit.reset_at <= now() THEN 1 ELSE rate_limit.hits + 1 END,
     reset_at = CASE WHEN rate_limit.reset_at <= now() THEN excluded.reset_at ELSE rate_limit.reset_at END
@@ -30,13 +33,16 @@ class Limit:
     window_seconds: int
 
 
-async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
+async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM, *, contact_id: uuid.UUID | None = None) -> None:
     """Count one attempt; raise `RateLimited` once the window's budget is spent.
 
-    `key` must not be personal data: pass `security.keyed_digest(...)` of an address.
+    `key` must not be personal data: pass `security.keyed_digest(...)` of an address. Pass
+    `contact_id` when the limit counts one contact's actions: erasing the contact removes it.
+    Limits on an address or a network are not the contact's to erase (erasing would reset an
+    abuse limit); they hold keyed digests only and end with their window.
     """
     rows = await connections.get("default").execute_query_dict(
-        _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds)]
+        _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds), contact_id]
     )
     if rows[0]["hits"] > limit.max_hits:
         raise RateLimited(rows[0]["retry_after"])

@@ -13,6 +13,7 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from rapidly.erasure.erasers import SqlEraser
 from rapidly.realtime.events import CHANNEL, ContactEvent, EventKind
 
 # `kind` is an EventKind value and the rest are integers, UUIDs and a timestamp: nothing here
@@ -33,6 +34,10 @@ SELECT e.id, e.tenant_id, e.contact_id, e.kind, e.created_at, pg_notify(
 )
 FROM e
 """  # noqa: S608 -- a module constant; every value is a bind parameter
+
+#: IDs and kinds only, but they still tell when the contact was active. The DELETED event is
+#: published after the erasers run, so it stays (and is pruned with the rest).
+ERASER = SqlEraser("contact_events", "DELETE FROM contact_event WHERE tenant_id = $1 AND contact_id = $2")
 
 _PRUNE = "DELETE FROM contact_event WHERE created_at < clock_timestamp() - $1::interval"
 

@@ -24,7 +24,9 @@ from strawberry.types import ExecutionContext
 
 from rapidly.errors import DomainError, InputInvalid
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
+from rapidly.schema.erasure import ErasureMutation
 from rapidly.schema.notifications import NotificationMutation, NotificationQuery
+from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
 
 log = logging.getLogger("rapidly.graphql")
@@ -121,8 +123,8 @@ class TokenLimit(MaxTokensLimiter):
         super().__init__(max_token_count=MAX_TOKENS)
 
 
-Query = merge_types("Query", (ContactQuery, StaffQuery, NotificationQuery))
-Mutation = merge_types("Mutation", (StaffMutation, ContactMutation, NotificationMutation))
+Query = merge_types("Query", (ContactQuery, SelfServiceQuery, StaffQuery, NotificationQuery))
+Mutation = merge_types("Mutation", (StaffMutation, ContactMutation, ErasureMutation, NotificationMutation))
 Subscription = merge_types("Subscription", (ContactSubscription,))
 
 

@@ -21,6 +21,7 @@ from rapidly.staff.models import StaffUser
 from rapidly.tenants.models import Tenant
 
 if TYPE_CHECKING:
+    from rapidly.erasure.service import ErasureService
     from rapidly.realtime import EventHub
 
 _UNSET = object()
@@ -53,6 +54,7 @@ class Context(BaseContext):
     settings: Settings
     plugins: PluginRegistry
     hub: EventHub | None
+    erasure: ErasureService
     client_ip: str
     bearer: str | None
     _staff: object = field(default=_UNSET, repr=False)
@@ -131,6 +133,7 @@ async def get_context(connection: HTTPConnection) -> Context:
         settings=state.settings,
         plugins=state.plugins,
         hub=getattr(state, "hub", None),
+        erasure=state.erasure,
         client_ip=connection.client.host if connection.client else "unknown",
         # WebSockets authenticate in connection_init only (see RapidlyGraphQLRouter.on_ws_connect).
         bearer=bearer_token(connection.headers.get("authorization")) if connection.scope["type"] == "http" else None,

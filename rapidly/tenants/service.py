@@ -12,6 +12,9 @@ from rapidly.plugins import PluginRegistry, TenantInfo
 from rapidly.tenants.models import Tenant
 from rapidly.validation import SLUG, clean_https_url, clean_locale, clean_slug, clean_text
 
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 3650
+
 
 @dataclass(frozen=True, slots=True)
 class TenantSummary:
@@ -22,6 +25,7 @@ class TenantSummary:
     created_at: str
     staff_count: int
     contact_count: int
+    retention_days: int | None
 
 
 async def create_tenant(
@@ -32,9 +36,11 @@ async def create_tenant(
     plugin: str,
     default_locale: str = "fi",
     privacy_policy_url: str | None = None,
+    retention_days: int | None = None,
 ) -> Tenant:
     """Validate everything first, so that a bad input creates nothing."""
     slug = clean_slug(slug)
+    retention_days = clean_retention_days(retention_days)
     name = clean_text(name, "name", max_length=200)
     default_locale = clean_locale(default_locale, "default_locale")
     if privacy_policy_url is not None:
@@ -48,10 +54,33 @@ async def create_tenant(
         raise InputInvalid.one("slug", "taken", "A tenant with this slug exists already.")
     try:
         return await Tenant.create(
-            slug=slug, name=name, plugin=plugin, default_locale=default_locale, privacy_policy_url=privacy_policy_url
+            slug=slug,
+            name=name,
+            plugin=plugin,
+            default_locale=default_locale,
+            privacy_policy_url=privacy_policy_url,
+            retention_days=retention_days,
         )
     except IntegrityError:  # created concurrently
         raise InputInvalid.one("slug", "taken", "A tenant with this slug exists already.") from None
+
+
+def clean_retention_days(days: int | None) -> int | None:
+    """None keeps contacts until they are erased; otherwise 1 to 3650 days after the last activity."""
+    if days is not None and not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise InputInvalid.one(
+            "retention_days", "out_of_range", f"Keep contacts {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS} days."
+        )
+    return days
+
+
+async def set_retention(slug: str, days: int | None) -> Tenant:
+    """Contacts inactive for longer than `days` are erased by the sweeper; None switches it off."""
+    days = clean_retention_days(days)
+    tenant = await get_by_slug(slug)
+    tenant.retention_days = days
+    await tenant.save(update_fields=["retention_days", "updated_at"])
+    return tenant
 
 
 async def ensure_tenant(plugins: PluginRegistry, *, slug: str, **details: str) -> Tenant:
@@ -80,6 +109,7 @@ async def list_tenants() -> list[TenantSummary]:
             created_at=t.created_at.strftime("%Y-%m-%d"),
             staff_count=t.staff_count,  # type: ignore[attr-defined]
             contact_count=t.contact_count,  # type: ignore[attr-defined]
+            retention_days=t.retention_days,
         )
         for t in tenants
     ]

@@ -1,0 +1,75 @@
+"""Erasure: the end user's `deleteMyData` and the staff's `deleteContact`, both answered by a receipt."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from rapidly.erasure.models import Requester
+from rapidly.erasure.service import Receipt
+from rapidly.errors import AuthFailed, NotFound
+from rapidly.schema.errors import AuthError, NotFoundError, returns_errors
+from rapidly.schema.permissions import IsStaff
+
+RequesterType = strawberry.enum(Requester, name="ErasureRequester")
+
+
+@strawberry.type
+class StoreCount:
+    store: str = strawberry.field(description='Where the data was, e.g. "field_values".')
+    count: int = strawberry.field(description="How many items were removed there.")
+
+
+@strawberry.type(description="What an erasure removed. IDs, a time and counts: nothing personal.")
+class ErasureReceipt:
+    contact_id: strawberry.ID
+    erased_at: datetime
+    requested_by: RequesterType
+    removed: list[StoreCount]
+    complete: bool = strawberry.field(
+        description="False while a store outside the database (e.g. object storage) is being retried."
+    )
+
+    @classmethod
+    def of(cls, receipt: Receipt) -> ErasureReceipt:
+        return cls(
+            contact_id=strawberry.ID(str(receipt.contact_id)),
+            erased_at=receipt.erased_at,
+            requested_by=receipt.requested_by,  # type: ignore[arg-type]
+            removed=[StoreCount(store=s, count=n) for s, n in receipt.removed.items()],
+            complete=receipt.complete,
+        )
+
+
+DeleteResult = Annotated[ErasureReceipt | NotFoundError | AuthError, strawberry.union("DeleteResult")]
+
+
+@strawberry.type
+class ErasureMutation:
+    @strawberry.mutation(description="Contact token: erase everything stored about me, everywhere.")
+    @returns_errors
+    async def delete_my_data(self, info: strawberry.Info) -> DeleteResult:
+        contact = await info.context.contact()
+        if contact is None:
+            raise AuthFailed()
+        receipt = await info.context.erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
+        return ErasureReceipt.of(receipt)
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Erase a contact of my tenant; erasing it again returns the same receipt.",
+    )
+    @returns_errors
+    async def delete_contact(self, info: strawberry.Info, id: strawberry.ID) -> DeleteResult:
+        staff = await info.context.staff()
+        try:
+            contact_id = uuid.UUID(id) if len(id) <= 64 else None
+        except ValueError:
+            contact_id = None
+        if contact_id is None:
+            raise NotFound("No such contact.")
+        receipt = await info.context.erasure.erase(staff.tenant_id, contact_id, Requester.STAFF)
+        return ErasureReceipt.of(receipt)

@@ -1,0 +1,351 @@
+"""Erasure over GraphQL and through the service: receipts, the ledger, staff, retention, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from tortoise import connections
+
+from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact, ContactToken, FieldValue
+from rapidly.erasure import retention
+from rapidly.erasure.erasers import Target
+from rapidly.erasure.models import Erasure, Requester
+from rapidly.erasure.service import ErasureService
+from rapidly.erasure.stores import default_erasers
+from rapidly.errors import NotFound
+from rapidly.notifications.models import Notification
+from rapidly.ratelimit import service as ratelimit
+from rapidly.ratelimit.models import RateLimit
+from rapidly.realtime.models import ContactEventLog
+from tests.conftest import subscribe
+from tests.contacts.test_contacts_api import CONTACTS, NOTIFICATIONS, save, staff_token, start
+
+DELETE_MY_DATA = """
+mutation { deleteMyData { __typename
+  ... on ErasureReceipt { contactId erasedAt requestedBy complete removed { store count } }
+  ... on Error { message } } }
+"""
+DELETE_CONTACT = """
+mutation Delete($id: ID!) { deleteContact(id: $id) { __typename
+  ... on ErasureReceipt { contactId erasedAt requestedBy complete removed { store count } }
+  ... on Error { message } } }
+"""
+ME = "query { me { __typename contactId tenantName values { key label value text } } }"
+CONTACT_EVENTS = "subscription { contactEvents { __typename kind contactId contact { id } } }"
+
+
+@pytest.fixture
+async def two_tenants(world):
+    await world.tenant("kattohuolto")
+    await world.staff("kattohuolto", "anna@kattohuolto.example")
+    await world.tenant("verstas", plugin="carrepair_se", default_locale="sv")
+    await world.staff("verstas", "erik@verstas.example")
+
+
+async def filled_contact(gql, tenant="kattohuolto") -> tuple[str, str]:
+    """A contact with a name, phone and email; returns (token, contact ID)."""
+    token = await start(gql, tenant)
+    await save(gql, token, "name", "Maija Meikäläinen")
+    await save(gql, token, "phone", "040 123 4567")
+    await save(gql, token, "email", "maija@example.com")
+    contact = await contacts.contact_for_token(token)
+    return token, str(contact.id)
+
+
+def removed(receipt: dict) -> dict[str, int]:
+    return {row["store"]: row["count"] for row in receipt["removed"]}
+
+
+async def test_delete_my_data_erases_everything_and_answers_with_a_receipt(gql, two_tenants):
+    # given
+    token, contact_id = await filled_contact(gql)
+    anna = await staff_token(gql)
+
+    # when
+    receipt = (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]
+
+    # then
+    assert receipt["__typename"] == "ErasureReceipt"
+    assert receipt["contactId"] == contact_id
+    assert receipt["requestedBy"] == "END_USER" and receipt["complete"] is True
+    assert removed(receipt) == {
+        "field_values": 3,
+        "contact_tokens": 1,
+        "rate_limits": 0,
+        "contact_events": 4,
+        "contact": 1,
+    }
+    assert [row["store"] for row in receipt["removed"]][-1] == "contact"
+    cid = uuid.UUID(contact_id)
+    assert not await Contact.exists(id=cid)
+    assert not await FieldValue.exists(contact_id=cid)
+    assert not await ContactToken.exists(contact_id=cid)
+    assert (await gql(CONTACTS, token=anna))["contacts"]["edges"] == []
+    assert (await gql(ME, token=token))["me"] is None
+    again = (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]
+    assert again["__typename"] == "AuthError"
+
+
+async def test_the_ledger_holds_ids_times_and_counts_only(gql, two_tenants):
+    # given
+    token, contact_id = await filled_contact(gql)
+
+    # when
+    await gql(DELETE_MY_DATA, token=token)
+
+    # then
+    row = await Erasure.get(contact_id=uuid.UUID(contact_id))
+    assert row.requested_by == Requester.END_USER
+    assert row.completed_at is not None and row.pending == []
+    assert set(row.removed) == {"field_values", "contact_tokens", "rate_limits", "contact_events", "contact"}
+    columns = {f for f in Erasure._meta.db_fields}
+    assert columns == {
+        "id",
+        "tenant_id",
+        "contact_id",
+        "requested_by",
+        "requested_at",
+        "completed_at",
+        "removed",
+        "pending",
+        "attempts",
+        "next_attempt_at",
+    }
+
+
+async def test_staff_erase_a_contact_and_erasing_again_returns_the_same_receipt(gql, two_tenants):
+    # given
+    _, contact_id = await filled_contact(gql)
+    anna = await staff_token(gql)
+
+    # when
+    first = (await gql(DELETE_CONTACT, {"id": contact_id}, token=anna))["deleteContact"]
+    second = (await gql(DELETE_CONTACT, {"id": contact_id}, token=anna))["deleteContact"]
+
+    # then
+    assert first["__typename"] == "ErasureReceipt" and first["requestedBy"] == "STAFF"
+    assert second == first
+    assert await Erasure.filter(contact_id=uuid.UUID(contact_id)).count() == 1
+
+
+async def test_staff_of_another_tenant_can_neither_see_nor_erase_the_contact(gql, two_tenants):
+    # given
+    _, contact_id = await filled_contact(gql)
+    erik = await staff_token(gql, "erik@verstas.example")
+
+    # when
+    foreign = (await gql(DELETE_CONTACT, {"id": contact_id}, token=erik))["deleteContact"]
+    absent = (await gql(DELETE_CONTACT, {"id": str(uuid.uuid4())}, token=erik))["deleteContact"]
+    malformed = (await gql(DELETE_CONTACT, {"id": "x" * 10_000}, token=erik))["deleteContact"]
+
+    # then
+    assert foreign == absent == malformed == {"__typename": "NotFoundError", "message": "No such contact."}
+    assert await Contact.exists(id=uuid.UUID(contact_id))
+    assert not await Erasure.exists(contact_id=uuid.UUID(contact_id))
+
+
+async def test_delete_contact_needs_a_staff_token(gql, two_tenants):
+    # given
+    token, contact_id = await filled_contact(gql)
+
+    # when
+    as_contact = await gql(DELETE_CONTACT, {"id": contact_id}, token=token, expect_errors=True)
+    anonymous = await gql(DELETE_CONTACT, {"id": contact_id}, expect_errors=True)
+    my_data_as_staff = (await gql(DELETE_MY_DATA, token=await staff_token(gql)))["deleteMyData"]
+
+    # then
+    assert as_contact["errors"][0]["message"] == anonymous["errors"][0]["message"]
+    assert my_data_as_staff["__typename"] == "AuthError"
+    assert await Contact.exists(id=uuid.UUID(contact_id))
+
+
+async def test_staff_are_told_deleted_and_notifications_keep_only_the_id(gql, two_tenants, server):
+    # given
+    _, contact_id = await filled_contact(gql)
+    anna = await staff_token(gql)
+    before = (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
+    assert before[0]["node"]["text"] == "Uusi yhteydenotto: Maija Meikäläinen"
+
+    # when
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, hub=server.app.state.hub) as events:
+        await gql(DELETE_CONTACT, {"id": contact_id}, token=anna)
+        event = (await events.next())["data"]["contactEvents"]
+
+    # then
+    assert event == {"__typename": "ContactEvent", "kind": "DELETED", "contactId": contact_id, "contact": None}
+    after = (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
+    assert after[0]["node"]["text"] == "Uusi yhteydenotto: (poistettu)"
+    assert after[0]["node"]["contactId"] == contact_id
+    assert await Notification.filter(contact_id=uuid.UUID(contact_id)).count() == 1
+
+
+async def test_rate_limit_counters_of_the_contact_go_with_it(gql, two_tenants):
+    # given
+    token, _ = await filled_contact(gql)
+    contact = await contacts.contact_for_token(token)
+    limit = ratelimit.Limit("test-per-contact", 10, 3600)
+    await ratelimit.hit(limit, "k1", contact.tenant_id, contact_id=contact.id)
+    await ratelimit.hit(limit, "k2", contact.tenant_id)  # not the contact's: left alone
+
+    # when
+    receipt = (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]
+
+    # then
+    assert removed(receipt)["rate_limits"] == 1
+    assert await RateLimit.filter(key__startswith="test-per-contact:").values_list("key", flat=True) == [
+        "test-per-contact:k2"
+    ]
+
+
+async def test_a_save_racing_the_erasure_never_brings_the_contact_back(gql, two_tenants):
+    # given
+    token, contact_id = await filled_contact(gql)
+
+    # when
+    results = await asyncio.gather(
+        *[save(gql, token, "name", f"Nimi {i}") for i in range(10)],
+        gql(DELETE_MY_DATA, token=token),
+        *[save(gql, token, "street_address", f"Katu {i}") for i in range(10)],
+    )
+
+    # then
+    assert results[10]["deleteMyData"]["__typename"] == "ErasureReceipt"
+    assert {r["__typename"] for r in results[:10] + results[11:]} <= {"FieldSaved", "AuthError"}
+    cid = uuid.UUID(contact_id)
+    assert not await Contact.exists(id=cid)
+    assert not await FieldValue.exists(contact_id=cid)
+
+
+async def test_concurrent_erasures_give_one_ledger_row_and_one_receipt(gql, two_tenants, server):
+    # given
+    token, _ = await filled_contact(gql)
+    contact = await contacts.contact_for_token(token)
+    erasure: ErasureService = server.app.state.erasure
+
+    # when
+    receipts = await asyncio.gather(*[erasure.erase(contact.tenant_id, contact.id, Requester.STAFF) for _ in range(5)])
+
+    # then
+    assert len({(r.erased_at, tuple(r.removed.items())) for r in receipts}) == 1
+    assert await Erasure.filter(contact_id=contact.id).count() == 1
+    assert await ContactEventLog.filter(contact_id=contact.id, kind="DELETED").count() == 1
+
+
+async def test_an_absent_contact_is_not_found(server, two_tenants):
+    # given
+    erasure: ErasureService = server.app.state.erasure
+    tenant_id = (await Contact.all().values_list("tenant_id", flat=True)) or [uuid.uuid4()]
+
+    # when / then
+    with pytest.raises(NotFound):
+        await erasure.erase(tenant_id[0], uuid.uuid4(), Requester.STAFF)
+    assert await Erasure.all().count() == 0
+
+
+class ObjectStore:
+    """An outside store, as object storage is: it holds one object per contact and can be down.
+
+    Stands in for the media store until that capability lands; the retry logic does not care what
+    the store is.
+    """
+
+    store = "objects"
+    transactional = False
+
+    def __init__(self) -> None:
+        self.objects: set[uuid.UUID] = set()
+        self.down = False
+
+    async def erase(self, target: Target, conn) -> int:  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionError("storage unavailable")
+        found = target.contact_id in self.objects
+        self.objects.discard(target.contact_id)
+        return int(found)
+
+
+async def test_a_store_that_is_down_is_retried_until_complete_and_the_contact_stays_gone(gql, two_tenants, caplog):
+    # given
+    objects = ObjectStore()
+    erasure = ErasureService([*default_erasers(), objects])
+    token, _ = await filled_contact(gql)
+    contact = await contacts.contact_for_token(token)
+    objects.objects.add(contact.id)
+    objects.down = True
+
+    # when
+    receipt = await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
+
+    # then: unreachable at once, the ledger pending
+    assert not receipt.complete and receipt.pending == ["objects"]
+    assert await contacts.contact_for_token(token) is None
+    assert not await Contact.exists(id=contact.id)
+    assert await erasure.finish_pending() == 0  # not due yet: backoff
+    assert "storage unavailable" not in caplog.text
+
+    # when: due, still down
+    await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
+    assert await erasure.finish_pending() == 0
+    assert (await Erasure.get(contact_id=contact.id)).attempts == 2
+
+    # when: back up and due
+    objects.down = False
+    await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
+    assert await erasure.finish_pending() == 1
+
+    # then
+    final = await erasure.receipt(contact.tenant_id, contact.id)
+    assert final.complete and final.removed["objects"] == 1
+    assert list(final.removed)[-2:] == ["objects", "contact"]
+    assert objects.objects == set()
+    assert not await Contact.exists(id=contact.id)
+    assert (await erasure.erase(contact.tenant_id, contact.id, Requester.STAFF)) == final
+
+
+async def test_a_restored_backup_is_erased_again_by_the_replay(gql, two_tenants, server):
+    # given: an erased contact that a backup restore brings back
+    token, _ = await filled_contact(gql)
+    contact = await contacts.contact_for_token(token)
+    erasure: ErasureService = server.app.state.erasure
+    await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
+    await Contact.create(id=contact.id, tenant_id=contact.tenant_id, locale="fi")
+    await FieldValue.create(
+        tenant_id=contact.tenant_id, contact_id=contact.id, key="name", value=["back"], updated_at=contact.updated_at
+    )
+
+    # when
+    replayed = await erasure.replay()
+
+    # then
+    assert replayed == 1
+    assert not await Contact.exists(id=contact.id)
+    assert not await FieldValue.exists(contact_id=contact.id)
+    assert (await Erasure.get(contact_id=contact.id)).requested_by == Requester.END_USER
+    assert await erasure.replay() == 0
+
+
+async def test_retention_erases_contacts_inactive_for_longer_than_the_tenant_keeps_them(gql, world, server):
+    # given
+    await world.tenant("kattohuolto")
+    await world.tenant("verstas", plugin="carrepair_se")
+    await connections.get("default").execute_query("UPDATE tenant SET retention_days = 30 WHERE slug = 'kattohuolto'")
+    _, old_id = await filled_contact(gql)
+    _, recent_id = await filled_contact(gql)
+    keeper = await start(gql, "verstas")
+    await save(gql, keeper, "name", "Erik")
+    await connections.get("default").execute_query(
+        "UPDATE contact SET updated_at = now() - interval '31 days' WHERE id <> $1", [uuid.UUID(recent_id)]
+    )
+
+    # when
+    erased = await retention.sweep(server.app.state.erasure)
+
+    # then
+    assert erased == 1
+    assert not await Contact.exists(id=uuid.UUID(old_id))
+    assert await Contact.exists(id=uuid.UUID(recent_id))
+    assert await Contact.filter(tenant__slug="verstas").count() == 1
+    assert (await Erasure.get(contact_id=uuid.UUID(old_id))).requested_by == Requester.RETENTION

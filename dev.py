@@ -5,12 +5,15 @@
     python3 dev.py test    # create .venv, install, run the whole test suite (extra args go to pytest)
 
 The virtual environment is (re)installed only when a pyproject.toml changed since the last run.
+The browser tests drive the system's Chromium; `test` installs Debian's `chromium` package when it
+is missing and apt can be used (as root, or through password-less sudo).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,6 +36,7 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     if command == "run":
         return run([str(BIN / "rapidly"), "demo", *rest])
+    ensure_chromium()
     return run([str(PYTHON), "-m", "pytest", *rest])
 
 
@@ -64,6 +68,27 @@ def ensure_environment() -> None:
     editable = [arg for project in PROJECTS[1:] for arg in ("-e", str(project))]
     subprocess.check_call([*pip, "-e", f"{ROOT}[test]", *editable])
     STAMP.write_text(wanted)
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium for the browser tests if it is missing and apt is at hand.
+
+    Never a browser download: Playwright drives this system binary (tests/conftest.py).
+    """
+    if os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if not shutil.which("apt-get"):
+        print("note: Chromium is missing; the browser tests will fail (install it, or pass -m 'not browser')")
+        return
+    as_root: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if as_root and not shutil.which("sudo"):
+        print("note: Chromium is missing and apt needs root: run `apt-get install chromium` first")
+        return
+    print("installing Debian's chromium for the browser tests ...", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.call([*as_root, "apt-get", "install", "-y", "--no-install-recommends", "chromium"], **quiet):
+        subprocess.call([*as_root, "apt-get", "update"], **quiet)
+        subprocess.call([*as_root, "apt-get", "install", "-y", "--no-install-recommends", "chromium"], **quiet)
 
 
 def fingerprint() -> str:

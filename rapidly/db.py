@@ -195,6 +195,9 @@ def _ident(name: str) -> str:
 
 async def init_orm(settings: Settings) -> Credentials:
     """Connect the ORM as the app role; the pool opens lazily on first query."""
+    # Tortoise logs every query with its parameters at DEBUG, and parameters are personal data:
+    # keep that logger above DEBUG whatever level the host application logs at.
+    logging.getLogger("tortoise.db_client").setLevel(logging.INFO)
     credentials = app_credentials(settings, owner_credentials(settings))
     await Tortoise.init(
         config=tortoise_config(credentials, settings.database_pool_size),

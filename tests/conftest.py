@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -198,10 +199,35 @@ async def _empty_database(request: pytest.FixtureRequest) -> AsyncIterator[None]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that reaches PostgreSQL, so CI can run them against a second server."""
+    """Mark every test that reaches PostgreSQL, so CI can run them against a second server, and
+    every test that drives Chromium."""
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.db)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (`python3 dev.py test` installs it where it can); never a downloaded browser."""
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[object]:
+    """Headless Chromium through Playwright, using the system's browser binary."""
+    from playwright.async_api import async_playwright
+
+    path = chromium_path()
+    if path is None:
+        pytest.fail(
+            "Chromium is not installed: `apt install chromium` (Debian/Ubuntu), or set CHROMIUM to its path; "
+            "or leave the browser tests out with -m 'not browser'."
+        )
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
 
 
 class GraphQLClient:

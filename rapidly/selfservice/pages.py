@@ -113,6 +113,12 @@ async def erase(request: Request, token: str) -> Response:
     return _render("erased.html", locale, contact, receipt=receipt, languages=[])
 
 
+@router.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+async def favicon() -> Response:
+    """Browsers ask for it on every page; there is none, and a 404 would be an error in their console."""
+    return Response(status_code=204, headers=HEADERS)
+
+
 @router.api_route("/my/{anything:path}", methods=["GET", "HEAD"], include_in_schema=False)
 async def no_such_page(request: Request, anything: str) -> Response:
     """Any other address under /my/ gets the same 404 as a forged link."""
@@ -147,17 +153,20 @@ def _accepted_languages(header: str) -> list[str]:
 
 
 def _same_origin(request: Request, settings: Settings) -> bool:
-    """Refuse what a browser marks as cross-site. Requests without these headers (non-browser
-    clients) still need the CSRF token."""
+    """Refuse what the browser says came from another site.
+
+    `Sec-Fetch-Site` decides when present (web content cannot set it). Without it, `Origin` decides,
+    except "null": under `Referrer-Policy: no-referrer` browsers send "null" for our own form. Either
+    way the link-bound CSRF token must also match.
+    """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     base = urlsplit(settings.base_url)
-    own = {f"{base.scheme}://{base.netloc}", f"{request.url.scheme}://{request.headers.get('host', '')}"}
-    return origin in own
+    return origin in {f"{base.scheme}://{base.netloc}", f"{request.url.scheme}://{request.headers.get('host', '')}"}
 
 
 async def _form(request: Request) -> dict[str, str]:

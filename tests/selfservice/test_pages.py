@@ -196,7 +196,14 @@ async def test_the_delete_button_needs_the_csrf_token_of_this_very_link(http, gq
         await http.post(f"/my/{token}/delete", data={"csrf": other_csrf}),
         await http.post(f"/my/{token}/delete", json={"csrf": own_csrf}),
         await http.post(f"/my/{token}/delete", data={"csrf": own_csrf}, headers={"Origin": "https://evil.example"}),
-        await http.post(f"/my/{token}/delete", data={"csrf": own_csrf}, headers={"Origin": "null"}),
+        await http.post(
+            f"/my/{token}/delete", data={"csrf": own_csrf}, headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+        ),
+        await http.post(
+            f"/my/{token}/delete",
+            data={"csrf": own_csrf},
+            headers={"Origin": str(http.base_url).rstrip("/"), "Sec-Fetch-Site": "same-site"},
+        ),
         await http.post(f"/my/{token}/delete", data={"csrf": own_csrf}, headers={"Sec-Fetch-Site": "cross-site"}),
         await http.post(
             f"/my/{token}/delete",

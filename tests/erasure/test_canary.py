@@ -1,0 +1,139 @@
+"""The canary: fill every field of every kind with unique markers, erase, and find no trace anywhere.
+
+Tables and columns are discovered from the database catalog, so a table added later is scanned
+without editing this test. A second contact, not erased, is a positive control: the same scan must
+find its markers, or the scan itself is broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import uuid
+
+import pytest
+
+from rapidly import db
+from rapidly.contacts import service as contacts
+from rapidly.ratelimit import service as ratelimit
+from tests.contacts.test_contacts_api import CONTACT, NOTIFICATIONS, save, staff_token, start
+
+#: Column types that cannot hold a marker string; every other type is scanned as text.
+_NOT_TEXT = (
+    "uuid",
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "boolean",
+    "date",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "interval",
+)
+
+
+#: Loggers that are not the application's: the test's own HTTP client, and uvicorn's access log,
+#: which `rapidly serve` switches off (pytest re-attaches its capture handler to it).
+_NOT_APPLICATION = ("httpx", "httpcore", "uvicorn.access")
+
+
+def markers() -> dict[str, object]:
+    """A value per field of tests/every_kind.py, each carrying a marker found nowhere else."""
+    tag = uuid.uuid4().hex[:12]
+    return {
+        "name": f"Canary Näme {tag}",
+        "story": f"line one\ncanary story {tag}",
+        "email": f"canary.{tag}@example.com",
+        "phone": f"+35840{random.randrange(10**6, 10**7)}",
+        "count": random.randrange(10**8, 10**9),
+        "day": f"21{random.randrange(10, 99)}-0{random.randrange(1, 9)}-1{random.randrange(0, 9)}",
+        "colour": "cq_choice_red",
+        "extras": ["cq_multi_a"],
+        "agree": True,
+    }
+
+
+def needles(values: dict[str, object]) -> list[str]:
+    """The strings to search for: every value that can be told apart from other data."""
+    found = [str(v).splitlines()[-1] for k, v in values.items() if k not in ("agree", "extras", "colour")]
+    return [*found, re.sub(r"\D", "", str(values["phone"]))[-9:], str(values["name"]).split()[-1]]
+
+
+async def scan(database_url: str, needles: list[str]) -> dict[str, list[str]]:
+    """{needle: ["table.column", ...]} for every text-like column of every table in the database."""
+    conn = await db.Credentials.from_url(database_url).connect()
+    hits: dict[str, list[str]] = {n: [] for n in needles}
+    try:
+        columns = await conn.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND NOT (data_type = ANY($1::text[])) ORDER BY 1, 2",
+            list(_NOT_TEXT),
+        )
+        assert {c["table_name"] for c in columns} >= {"field_value", "contact_token", "notification", "erasure"}
+        for column in columns:
+            table, name = column["table_name"], column["column_name"]
+            as_text = f"encode(\"{name}\", 'escape')" if column["data_type"] == "bytea" else f'"{name}"::text'
+            for needle in needles:
+                found = await conn.fetchval(
+                    f'SELECT count(*) FROM "{table}" WHERE strpos({as_text}, $1) > 0',  # noqa: S608 - catalog names
+                    needle,
+                )
+                if found:
+                    hits[needle].append(f"{table}.{name}")
+    finally:
+        await conn.close()
+    return {needle: where for needle, where in hits.items() if where}
+
+
+@pytest.mark.parametrize("route", ["page", "deleteMyData", "deleteContact"])
+async def test_erasure_leaves_no_trace_of_any_field_in_any_table_or_log(gql, http, world, database_url, caplog, route):
+    # given
+    caplog.set_level(logging.DEBUG)
+    await world.tenant("canary", plugin="every_kind", privacy_policy_url="https://canary.example/privacy")
+    await world.staff("canary", "staff@canary.example")
+    anna = await staff_token(gql, "staff@canary.example")
+    erased, control = markers(), markers()
+    tokens = {}
+    for label, values in (("erased", erased), ("control", control)):
+        tokens[label] = await start(gql, "canary")
+        for key, value in values.items():
+            saved = await save(gql, tokens[label], key, value)
+            assert saved["__typename"] == "FieldSaved", saved
+    contact = await contacts.contact_for_token(tokens["erased"])
+    await ratelimit.hit(ratelimit.Limit("canary", 5, 60), "k", contact.tenant_id, contact_id=contact.id)
+    viewed = (await gql(CONTACT, {"id": str(contact.id)}, token=anna))["contact"]  # audited
+    assert viewed["displayName"] == erased["name"]
+    assert (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
+    assert (await http.get(f"/my/{tokens['erased']}")).status_code == 200
+    assert (await http.get(f"/my/{tokens['erased']}/export.json")).status_code == 200
+    before = await scan(database_url, needles(erased))
+    assert set(before) == set(needles(erased)), "the scan must find every marker before erasure"
+
+    # when
+    if route == "page":
+        page = (await http.get(f"/my/{tokens['erased']}")).text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+        assert (await http.post(f"/my/{tokens['erased']}/delete", data={"csrf": csrf})).status_code == 200
+    elif route == "deleteMyData":
+        result = await gql("mutation { deleteMyData { __typename } }", token=tokens["erased"])
+        assert result["deleteMyData"]["__typename"] == "ErasureReceipt"
+    else:
+        result = await gql(
+            "mutation D($id: ID!) { deleteContact(id: $id) { __typename } }", {"id": str(contact.id)}, token=anna
+        )
+        assert result["deleteContact"]["__typename"] == "ErasureReceipt"
+    notifications = (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
+
+    # then
+    assert await scan(database_url, needles(erased)) == {}
+    assert set(await scan(database_url, needles(control))) == set(needles(control)), "positive control"
+    app_records = [r for r in caplog.records if not r.name.startswith(_NOT_APPLICATION)]
+    assert app_records, "the application's logs were captured"
+    logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in app_records)
+    assert [n for n in needles(erased) + needles(control) + list(tokens.values()) if n in logs] == []
+    texts = [n["node"]["text"] for n in notifications]
+    assert any(t.endswith("(poistettu)") for t in texts) and not any(erased["name"] in t for t in texts)

@@ -209,6 +209,9 @@ async def _events(
         try:
             async for event in events:
                 info.context.fresh_loaders()  # each event is read afresh
+                if contact_id is not None and event.kind == EventKind.DELETED:
+                    yield ContactEvent.of(event)  # the end user's own erasure: the last event there is
+                    return
                 if not await info.context.still_signed_in():
                     raise GraphQLError("The session has ended; sign in again.")
                 yield ContactEvent.of(event)

@@ -16,6 +16,9 @@ class TenantType:
     id: strawberry.ID
     slug: str
     name: str
+    retention_days: int | None = strawberry.field(
+        description="Contacts inactive for longer are erased; null keeps them until erased."
+    )
 
 
 @strawberry.type
@@ -32,7 +35,12 @@ class Staff:
             id=strawberry.ID(str(staff.id)),
             email=staff.email,
             locale=staff.locale,
-            tenant=TenantType(id=strawberry.ID(str(tenant.id)), slug=tenant.slug, name=tenant.name),
+            tenant=TenantType(
+                id=strawberry.ID(str(tenant.id)),
+                slug=tenant.slug,
+                name=tenant.name,
+                retention_days=tenant.retention_days,
+            ),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -349,3 +350,30 @@ async def test_retention_erases_contacts_inactive_for_longer_than_the_tenant_kee
     assert await Contact.exists(id=uuid.UUID(recent_id))
     assert await Contact.filter(tenant__slug="verstas").count() == 1
     assert (await Erasure.get(contact_id=uuid.UUID(old_id))).requested_by == Requester.RETENTION
+
+
+async def test_the_end_users_own_subscription_gets_deleted_and_then_completes(gql, two_tenants, server):
+    # given
+    token, contact_id = await filled_contact(gql)
+    my_events = "subscription { myEvents { __typename kind contactId contact { id } } }"
+
+    # when
+    async with subscribe(server.graphql_url, my_events, token, hub=server.app.state.hub) as events:
+        await gql(DELETE_MY_DATA, token=token)
+        event = (await events.next())["data"]["myEvents"]
+        completed = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
+
+    # then
+    assert event == {"__typename": "ContactEvent", "kind": "DELETED", "contactId": contact_id, "contact": None}
+    assert completed == {"id": "1", "type": "complete"}
+
+
+async def test_staff_see_the_tenants_retention(gql, two_tenants):
+    # given
+    await connections.get("default").execute_query("UPDATE tenant SET retention_days = 365 WHERE slug = 'kattohuolto'")
+
+    # when
+    viewer = (await gql("query { viewer { tenant { retentionDays } } }", token=await staff_token(gql)))["viewer"]
+
+    # then
+    assert viewer == {"tenant": {"retentionDays": 365}}

@@ -21,13 +21,15 @@ from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
-from rapidly.erasure.stores import default_erasers
+from rapidly.erasure.stores import erasure_service
+from rapidly.media.pages import router as media_pages
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema
 from rapidly.schema.context import Context, bearer_token, get_context
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
+from rapidly.storage import storage_for
 from rapidly.tenants import service as tenants
 
 log = logging.getLogger(__name__)
@@ -66,23 +68,31 @@ async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
 
 
 async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
-    """Housekeeping every few minutes: retention, erasures undone by a restored backup, finished
-    rate-limit windows, expired sessions, abandoned contacts, old events."""
+    """Housekeeping every few minutes. Each job on its own: one failing never stops the others."""
+    jobs = {
+        "retention": lambda: retention.sweep(erasure),
+        "rate limits": ratelimit.purge_expired,
+        "staff sessions": staff.purge_expired_sessions,
+        "abandoned contacts": lambda: contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours)),
+        "event log": realtime.prune,
+    }
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
-        try:
-            if erased := await retention.sweep(erasure):
-                log.info("erased %d contacts past their tenant's retention", erased)
-            if replayed := await erasure.replay():
-                log.warning("erased %d contacts again that a restored backup brought back", replayed)
-            await ratelimit.purge_expired()
-            await staff.purge_expired_sessions()
-            removed = await contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours))
-            if removed:
-                log.info("removed %d abandoned contacts", removed)
-            await realtime.prune()
-        except Exception:
-            log.exception("maintenance round failed")
+        for name, job in jobs.items():
+            try:
+                if done := await job():
+                    log.info("maintenance: %s: %d", name, done)
+            except Exception:
+                log.exception("maintenance: %s failed", name)
+
+
+async def _replay_erasures(erasure: ErasureService) -> None:
+    """Once at start: after a database backup is restored, erase again what was erased since."""
+    try:
+        if replayed := await erasure.replay():
+            log.warning("erased %d contacts again that a restored backup brought back", replayed)
+    except Exception:
+        log.exception("replaying the erasure journal failed; `rapidly retention run` retries it")
 
 
 async def _finish_erasures(erasure: ErasureService) -> None:
@@ -112,15 +122,18 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
             await preflight(settings, plugins)
             credentials = await db.init_orm(settings)
             await _check_tenant_plugins(plugins)
+            await app.state.storage.start()
             await app.state.hub.start(credentials)
         except BaseException as exc:
             if isinstance(exc, StartupRefused):
                 log.error("refusing to start: %s", exc)
+            await app.state.storage.close()
             await db.close_orm()
             raise
         background = [
             asyncio.create_task(_maintenance(settings, app.state.erasure)),
             asyncio.create_task(_finish_erasures(app.state.erasure)),
+            asyncio.create_task(_replay_erasures(app.state.erasure)),
         ]
         # Start-up objects live for the whole process: keep the cyclic collector from walking them
         # again and again (full collections otherwise pause requests for tens of milliseconds).
@@ -133,6 +146,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
             for task in background:
                 task.cancel()
             await app.state.hub.stop()
+            await app.state.storage.close()
             await db.close_orm()
 
     app = FastAPI(
@@ -146,18 +160,23 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     app.state.settings = settings
     app.state.plugins = plugins
     app.state.hub = realtime.EventHub()
-    app.state.erasure = ErasureService(default_erasers())
+    app.state.storage = storage_for(settings)
+    app.state.erasure = erasure_service(app.state.storage)
 
     graphql = RapidlyGraphQLRouter(
         schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.debug else None,
         allow_queries_via_get=False,
+        # Uploads (GraphQL multipart request spec); `UploadGuard` requires a header that no
+        # cross-site form can send, which is the CSRF protection Strawberry asks for.
+        multipart_uploads_enabled=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         max_subscriptions_per_connection=10,
     )
     app.include_router(graphql, prefix="/graphql")
     app.include_router(selfservice_pages)
+    app.include_router(media_pages)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -169,23 +188,61 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         return JSONResponse({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
 
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(UploadGuard)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.media_max_bytes + UPLOAD_OVERHEAD_BYTES,
+    )
     return app
 
 
-class BodySizeLimit:
-    """Refuse request bodies over the cap with 413, counting as they stream in."""
+#: Room for the multipart envelope and the operations/map parts around one file.
+UPLOAD_OVERHEAD_BYTES = 256 * 1024
+UPLOAD_HEADERS = (b"rapidly-upload", b"apollo-require-preflight")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class UploadGuard:
+    """Multipart requests to /graphql must carry `Rapidly-Upload` (or Apollo's
+    `Apollo-Require-Preflight`): a header a cross-site HTML form cannot send, so a browser must ask
+    first (CORS preflight) and is refused. Without it, 400 and nothing is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/graphql") and _is_multipart(scope):
+            headers = dict(scope["headers"])
+            if not any(headers.get(name) for name in UPLOAD_HEADERS):
+                response = JSONResponse(
+                    {"errors": [{"message": "Uploads need the `Rapidly-Upload: 1` header."}]}, status_code=400
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_multipart(scope: Scope) -> bool:
+    content_type = dict(scope["headers"]).get(b"content-type", b"")
+    return content_type.split(b";")[0].strip().lower() == b"multipart/form-data"
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the cap with 413, counting as they stream in, so an oversized
+    upload is cut off before it is held. Multipart requests (uploads) have their own, larger cap."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.max_upload_bytes if _is_multipart(scope) else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
             await _too_large(send)
             return
         received = 0
@@ -195,7 +252,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > cap:
                     raise _BodyTooLarge
             return message
 

@@ -216,14 +216,21 @@ def retention_run() -> None:
     """Erase now what `serve` erases in the background: contacts past their tenant's retention,
     erased contacts that a restored backup brought back, and unfinished erasures."""
     from rapidly.erasure import retention
-    from rapidly.erasure.service import ErasureService
-    from rapidly.erasure.stores import default_erasers
+    from rapidly.erasure.stores import erasure_service
+    from rapidly.storage import storage_for
+
+    settings = _settings()
 
     async def run() -> tuple[int, int, int]:
-        erasure = ErasureService(default_erasers())
-        return await retention.sweep(erasure), await erasure.replay(), await erasure.finish_pending()
+        storage = storage_for(settings)
+        await storage.start()
+        try:
+            erasure = erasure_service(storage)
+            return await retention.sweep(erasure), await erasure.replay(), await erasure.finish_pending()
+        finally:
+            await storage.close()
 
-    expired, restored, finished = _with_orm(_settings(), run)
+    expired, restored, finished = _with_orm(settings, run)
     typer.echo(
         f"erased {expired} contacts past retention, {restored} brought back by a restore; "
         f"finished {finished} pending erasures"

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     sms_country: str | None = None
 
     # -- further settings ------------------------------------------------------------------
+    #: S3 credentials; unset: the usual AWS chain (AWS_ACCESS_KEY_ID, instance roles, ...).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    #: Largest upload accepted (bytes), counted while it streams in; a field may set less.
+    media_max_bytes: int = Field(default=15 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    #: Largest image accepted, in pixels (width x height); bigger ones are refused as decompression bombs.
+    media_max_pixels: int = Field(default=50_000_000, ge=10_000, le=200_000_000)
+    #: Images one contact may upload, over all its image fields.
+    media_per_contact: int = Field(default=30, ge=1, le=1000)
+    #: How long a signed media URL works.
+    media_url_seconds: int = Field(default=300, ge=10, le=86_400)
+    #: How long a continue-on-another-device link works.
+    continue_link_minutes: int = Field(default=30, ge=1, le=1440)
     debug: bool = False
     #: Apply pending migrations when `serve` starts.
     migrate_on_start: bool = True

@@ -32,6 +32,8 @@ MODEL_MODULES = [
     "rapidly.audit.models",
     "rapidly.realtime.models",
     "rapidly.erasure.models",
+    "rapidly.media.models",
+    "rapidly.messaging.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
 EMBEDDED_DATABASE = "rapidly"

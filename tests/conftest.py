@@ -73,8 +73,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, data_dir: Path) -> Settings:
+def server_port() -> int:
+    """Chosen before the settings, so that `base_url` (links, media URLs) points at the test server."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, data_dir: Path, server_port: int) -> Settings:
     return Settings(
+        base_url=f"http://127.0.0.1:{server_port}",
         database_url=database_url,
         data_dir=data_dir,
         secret_key=TEST_SECRET_KEY,
@@ -163,10 +170,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-async def server(settings: Settings, plugins: PluginRegistry) -> AsyncIterator[LiveServer]:
+async def server(settings: Settings, plugins: PluginRegistry, server_port: int) -> AsyncIterator[LiveServer]:
     """The app on a loopback port, served by uvicorn in the test's event loop."""
     app = create_app(settings, plugins)
-    port = free_port()
+    port = server_port
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())

@@ -3,10 +3,15 @@ activity; the sweeper then erases it through the same service as every other era
 
 from __future__ import annotations
 
+import logging
+
 from tortoise import connections
 
 from rapidly.erasure.models import Requester
 from rapidly.erasure.service import ErasureService
+from rapidly.errors import NotFound
+
+log = logging.getLogger(__name__)
 
 _EXPIRED = """
 SELECT c.tenant_id, c.id FROM contact c JOIN tenant t ON t.id = c.tenant_id
@@ -15,17 +20,25 @@ ORDER BY c.updated_at
 LIMIT $1
 """
 
-MIN_DAYS = 1
-MAX_DAYS = 3650
-
 
 async def sweep(erasure: ErasureService, batch: int = 200) -> int:
-    """Erase every contact past its tenant's retention; returns how many."""
-    erased = 0
+    """Erase every contact past its tenant's retention; returns how many.
+
+    Each contact is checked again under its lock, so one that became active (or whose tenant
+    switched retention off) since it was listed stays. One that fails is logged and skipped.
+    """
+    erased, failed = 0, 0
     while True:
-        rows = await connections.get("default").execute_query_dict(_EXPIRED, [batch])
-        for row in rows:
-            await erasure.erase(row["tenant_id"], row["id"], Requester.RETENTION)
-        erased += len(rows)
-        if len(rows) < batch:
+        rows = await connections.get("default").execute_query_dict(_EXPIRED, [batch + failed])
+        fresh = rows[failed:]
+        for row in fresh:
+            try:
+                await erasure.erase(row["tenant_id"], row["id"], Requester.RETENTION, expired_only=True)
+                erased += 1
+            except NotFound:
+                pass  # active again, or erased meanwhile
+            except Exception:
+                log.exception("retention: erasing contact %s failed", row["id"])
+                failed += 1
+        if len(fresh) < batch:
             return erased

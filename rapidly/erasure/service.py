@@ -5,16 +5,21 @@ In one transaction it locks the contact, empties every database store, deletes t
 writes the ledger and publishes DELETED: from the commit on, the contact is unreachable. Stores
 outside the database run after the commit; one that fails is retried with backoff until it
 succeeds, and the ledger stays pending until then.
+
+The ledger is also journaled outside the database, as one object per erasure (IDs only) in the
+object storage: a restored database backup brings back contacts erased since the backup *and* an
+old ledger that does not know about them, so the replay reads the journal instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
@@ -23,49 +28,57 @@ from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
 from rapidly.errors import NotFound
 from rapidly.realtime import EventKind, publish
+from rapidly.storage import JOURNAL, Storage, journal_key
 
 log = logging.getLogger(__name__)
 
 #: The contact row itself, counted last in every receipt.
 CONTACT_STORE = "contact"
-MAX_BACKOFF = timedelta(hours=1)
+#: A pending step that is not a store: writing the journal entry (not shown in receipts).
+JOURNAL_STEP = "journal"
 FIRST_BACKOFF = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(hours=1)
+#: How long the request that erases waits for outside stores before leaving them to the retries.
+INLINE_WAIT_SECONDS = 10
+#: Journal entries are kept this long: longer than any backup may be kept (30 days, P7).
+JOURNAL_DAYS = 35
 
 _LOCK_CONTACT = "SELECT id FROM contact WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
+# The retention sweeper's lock: the contact must still be past its tenant's retention.
+_LOCK_EXPIRED_CONTACT = """
+SELECT c.id FROM contact c JOIN tenant t ON t.id = c.tenant_id
+WHERE c.id = $1 AND c.tenant_id = $2
+  AND t.retention_days IS NOT NULL AND c.updated_at < now() - make_interval(days => t.retention_days)
+FOR UPDATE OF c
+"""
 _DELETE_CONTACT = "DELETE FROM contact WHERE id = $1 AND tenant_id = $2"
-_LEDGER_COLUMNS = "id, tenant_id, contact_id, requested_by, requested_at, completed_at, removed, pending, attempts"
-_LEDGER_ROW = f"SELECT {_LEDGER_COLUMNS} FROM erasure WHERE tenant_id = $1 AND contact_id = $2"  # noqa: S608
-# A contact erased before can only exist again if a backup was restored: the ledger row is reused.
+_COLUMNS = "id, tenant_id, contact_id, requested_by, requested_at, completed_at, removed, pending, attempts"
+_LEDGER_ROW = f"SELECT {_COLUMNS} FROM erasure WHERE tenant_id = $1 AND contact_id = $2 FOR UPDATE"  # noqa: S608
+# Inserted, or (a contact erased before and restored from a backup) reused with the counts added.
 _WRITE_LEDGER = f"""
 INSERT INTO erasure (id, tenant_id, contact_id, requested_by, requested_at, completed_at, removed, pending,
                      attempts, next_attempt_at)
-VALUES ($1, $2, $3, $4, clock_timestamp(), CASE WHEN $6::jsonb = '[]' THEN clock_timestamp() END, $5::jsonb,
-        $6::jsonb, 0, clock_timestamp() + $7::interval)
+VALUES ($1, $2, $3, $4, COALESCE($8, clock_timestamp()), CASE WHEN $6::jsonb = '[]' THEN clock_timestamp() END,
+        $5::jsonb, $6::jsonb, 0, clock_timestamp() + $7::interval)
 ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
     completed_at = excluded.completed_at, removed = excluded.removed, pending = excluded.pending,
     attempts = 0, next_attempt_at = excluded.next_attempt_at
-RETURNING {_LEDGER_COLUMNS}
+RETURNING {_COLUMNS}
 """  # noqa: S608
-_CLAIM_PENDING = f"""
-UPDATE erasure SET next_attempt_at = clock_timestamp() + $2::interval
-WHERE id IN (
-    SELECT id FROM erasure WHERE completed_at IS NULL AND next_attempt_at <= clock_timestamp()
-    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
-)
-RETURNING {_LEDGER_COLUMNS}
-"""  # noqa: S608
+_DUE = """
+SELECT id FROM erasure WHERE completed_at IS NULL AND next_attempt_at <= clock_timestamp()
+ORDER BY next_attempt_at LIMIT $1
+"""
+# Whoever holds the row works on it; everyone else skips it. Held across the outside calls, so two
+# processes never run the same attempt and a finished erasure cannot be reopened.
+_CLAIM = f"SELECT {_COLUMNS} FROM erasure WHERE id = $1 AND completed_at IS NULL FOR UPDATE SKIP LOCKED"  # noqa: S608
 _RECORD_ATTEMPT = f"""
 UPDATE erasure SET removed = $2::jsonb, pending = $3::jsonb, attempts = attempts + 1,
     completed_at = CASE WHEN $3::jsonb = '[]' THEN clock_timestamp() END,
     next_attempt_at = clock_timestamp() + $4::interval
 WHERE id = $1
-RETURNING {_LEDGER_COLUMNS}
+RETURNING {_COLUMNS}
 """  # noqa: S608
-_RESTORED = """
-SELECT c.tenant_id, c.id, e.requested_by FROM contact c
-JOIN erasure e ON e.tenant_id = c.tenant_id AND e.contact_id = c.id
-LIMIT $1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +89,150 @@ class Receipt:
     requested_by: Requester
     erased_at: datetime
     removed: dict[str, int]
-    #: Stores still being retried (e.g. object storage was down); empty once everything is gone.
+    #: Steps still being retried (e.g. object storage was down); empty once everything is gone.
     pending: list[str]
 
     @property
     def complete(self) -> bool:
         return not self.pending
 
-    @classmethod
-    def of(cls, row: dict, order: Sequence[str] = ()) -> Receipt:
-        """From a ledger row; stores in `order` first (jsonb keeps its own key order)."""
+
+class ErasureService:
+    def __init__(self, erasers: Sequence[Eraser], journal: Storage | None = None) -> None:
+        stores = [e.store for e in erasers]
+        if len(set(stores)) != len(stores) or {CONTACT_STORE, JOURNAL_STEP} & set(stores):
+            raise ValueError(f"eraser store names must be unique and not reserved: {stores}")
+        self.erasers = list(erasers)
+        self.journal = journal
+        self._by_store = {e.store: e for e in erasers}
+        self._order = [*stores, CONTACT_STORE]
+
+    async def erase(
+        self, tenant_id: uuid.UUID, contact_id: uuid.UUID, requested_by: Requester, *, expired_only: bool = False
+    ) -> Receipt:
+        """Erase the contact everywhere; the receipt says what went.
+
+        Raises `NotFound` for a contact that is absent or another tenant's. Erasing an erased
+        contact again returns the first receipt and changes nothing. With `expired_only` (the
+        retention sweeper), a contact that became active again meanwhile is left alone (NotFound).
+        """
+        target = Target(tenant_id, contact_id)
+        async with in_transaction() as conn:
+            lock = _LOCK_EXPIRED_CONTACT if expired_only else _LOCK_CONTACT
+            found = await conn.execute_query_dict(lock, [contact_id, tenant_id])
+            earlier = await conn.execute_query_dict(_LEDGER_ROW, [tenant_id, contact_id])
+            if not found:
+                if earlier and not expired_only:
+                    return self._receipt(earlier[0])
+                raise NotFound("No such contact.")
+            removed: dict[str, int] = dict(_json(earlier[0]["removed"])) if earlier else {}  # type: ignore[call-overload]
+            for eraser in self.erasers:
+                if eraser.transactional:
+                    removed[eraser.store] = removed.get(eraser.store, 0) + await eraser.erase(target, conn)
+            deleted, _ = await conn.execute_query(_DELETE_CONTACT, [contact_id, tenant_id])
+            removed[CONTACT_STORE] = removed.get(CONTACT_STORE, 0) + deleted
+            pending = [e.store for e in self.erasers if not e.transactional]
+            if self.journal is not None:
+                pending.append(JOURNAL_STEP)
+            rows = await conn.execute_query_dict(
+                _WRITE_LEDGER,
+                [
+                    uuid.uuid4(),
+                    tenant_id,
+                    contact_id,
+                    earlier[0]["requested_by"] if earlier else requested_by.value,
+                    json.dumps(removed),
+                    json.dumps(pending),
+                    FIRST_BACKOFF,
+                    earlier[0]["requested_at"] if earlier else None,
+                ],
+            )
+            await publish(tenant_id, contact_id, EventKind.DELETED, connection=conn)
+        row = rows[0]
+        log.info("erased contact %s of tenant %s (%s)", contact_id, tenant_id, requested_by.value)
+        if pending:  # outside stores: try at once, so that the receipt is complete when they are up
+            try:
+                row = await asyncio.wait_for(self._attempt(row["id"]), INLINE_WAIT_SECONDS) or row
+            except TimeoutError:
+                log.warning("erasure %s: outside stores slow; left to the retries", row["id"])
+        return self._receipt(row)
+
+    async def finish_pending(self, limit: int = 20) -> int:
+        """Retry the outside stores of unfinished erasures that are due; returns how many completed.
+
+        Safe with several processes: an erasure being worked on by one is skipped by the others.
+        """
+        due = await connections.get("default").execute_query_dict(_DUE, [limit])
+        completed = 0
+        for row in due:
+            done = await self._attempt(row["id"])
+            if done is not None and not _json(done["pending"]):
+                completed += 1
+        return completed
+
+    async def replay(self) -> int:
+        """Erase again every contact in the journal that exists: after a database backup is
+        restored, this makes every erasure since that backup true again. Returns how many.
+
+        Also drops journal entries older than any backup may be.
+        """
+        if self.journal is None:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=JOURNAL_DAYS)
+        replayed = 0
+        for entry in await self.journal.list(f"{JOURNAL}/"):
+            if entry.modified < cutoff:
+                await self.journal.delete(entry.key)
+                continue
+            _, tenant, contact = entry.key.split("/")
+            tenant_id, contact_id = uuid.UUID(tenant), uuid.UUID(contact)
+            if await _exists(tenant_id, contact_id):
+                by = json.loads(await self.journal.get(entry.key) or b"{}").get("requestedBy", "RETENTION")
+                try:
+                    await self.erase(tenant_id, contact_id, Requester(by))
+                    replayed += 1
+                except Exception:
+                    log.exception("replaying the erasure of contact %s failed", contact_id)
+        return replayed
+
+    async def _attempt(self, erasure_id: uuid.UUID) -> dict | None:
+        """One try at each pending outside step, holding the ledger row; None if another process
+        holds it or it is complete."""
+        async with in_transaction() as conn:
+            rows = await conn.execute_query_dict(_CLAIM, [erasure_id])
+            if not rows:
+                return None
+            row = rows[0]
+            target = Target(row["tenant_id"], row["contact_id"])
+            removed: dict[str, int] = dict(_json(row["removed"]))  # type: ignore[call-overload]
+            pending = []
+            for step in _json(row["pending"]):  # type: ignore[union-attr]
+                try:
+                    if step == JOURNAL_STEP:
+                        await self._write_journal(row)
+                    elif (eraser := self._by_store.get(step)) is not None:  # else: no longer installed
+                        removed[step] = removed.get(step, 0) + await eraser.erase(target, conn)
+                except Exception as exc:  # any failure is retried; its type is enough to log
+                    log.warning("erasure %s: %s failed (%s); will retry", row["id"], step, type(exc).__name__)
+                    pending.append(step)
+            backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(row["attempts"], 10))
+            rows = await conn.execute_query_dict(
+                _RECORD_ATTEMPT, [row["id"], json.dumps(removed), json.dumps(pending), backoff]
+            )
+        return rows[0]
+
+    async def _write_journal(self, row: dict) -> None:
+        assert self.journal is not None
+        entry = {"requestedBy": row["requested_by"], "requestedAt": row["requested_at"].isoformat()}
+        await self.journal.put(
+            journal_key(row["tenant_id"], row["contact_id"]), json.dumps(entry).encode(), "application/json"
+        )
+
+    def _receipt(self, row: dict) -> Receipt:
+        """From a ledger row; stores in eraser order (jsonb keeps its own key order)."""
         removed: dict[str, int] = _json(row["removed"])  # type: ignore[assignment]
-        rank = {store: i for i, store in enumerate(order)}
-        return cls(
+        rank = {store: i for i, store in enumerate(self._order)}
+        return Receipt(
             contact_id=row["contact_id"],
             requested_by=Requester(row["requested_by"]),
             erased_at=row["requested_at"],
@@ -97,96 +241,11 @@ class Receipt:
         )
 
 
-class ErasureService:
-    def __init__(self, erasers: Sequence[Eraser]) -> None:
-        stores = [e.store for e in erasers]
-        if len(set(stores)) != len(stores) or CONTACT_STORE in stores:
-            raise ValueError(f"eraser store names must be unique and not {CONTACT_STORE!r}: {stores}")
-        self.erasers = list(erasers)
-        self._by_store = {e.store: e for e in erasers}
-        self._order = [*stores, CONTACT_STORE]
-
-    async def erase(self, tenant_id: uuid.UUID, contact_id: uuid.UUID, requested_by: Requester) -> Receipt:
-        """Erase the contact everywhere; the receipt says what went.
-
-        Raises `NotFound` for a contact that is absent or another tenant's. Erasing an erased
-        contact again returns the first receipt and changes nothing.
-        """
-        target = Target(tenant_id, contact_id)
-        async with in_transaction() as conn:
-            if not await conn.execute_query_dict(_LOCK_CONTACT, [contact_id, tenant_id]):
-                rows = await conn.execute_query_dict(_LEDGER_ROW, [tenant_id, contact_id])
-                if rows:
-                    return Receipt.of(rows[0], self._order)
-                raise NotFound("No such contact.")
-            removed: dict[str, int] = {}
-            for eraser in self.erasers:
-                if eraser.transactional:
-                    removed[eraser.store] = await eraser.erase(target, conn)
-            removed[CONTACT_STORE], _ = await conn.execute_query(_DELETE_CONTACT, [contact_id, tenant_id])
-            pending = [e.store for e in self.erasers if not e.transactional]
-            rows = await conn.execute_query_dict(
-                _WRITE_LEDGER,
-                [
-                    uuid.uuid4(),
-                    tenant_id,
-                    contact_id,
-                    requested_by.value,
-                    json.dumps(removed),
-                    json.dumps(pending),
-                    FIRST_BACKOFF,
-                ],
-            )
-            await publish(tenant_id, contact_id, EventKind.DELETED, connection=conn)
-        row = rows[0]
-        if pending:  # outside stores: try at once, so that the receipt is complete when they are up
-            row = await self._attempt(row)
-        log.info("erased contact %s of tenant %s (%s)", contact_id, tenant_id, requested_by.value)
-        return Receipt.of(row, self._order)
-
-    async def receipt(self, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> Receipt | None:
-        rows = await connections.get("default").execute_query_dict(_LEDGER_ROW, [tenant_id, contact_id])
-        return Receipt.of(rows[0], self._order) if rows else None
-
-    async def finish_pending(self, limit: int = 20) -> int:
-        """Retry the outside stores of unfinished erasures that are due; returns how many completed.
-
-        Safe with several processes: each claims its rows (SKIP LOCKED) and leases them for a while.
-        """
-        rows = await connections.get("default").execute_query_dict(_CLAIM_PENDING, [limit, timedelta(minutes=5)])
-        completed = 0
-        for row in rows:
-            if not _json((await self._attempt(row))["pending"]):
-                completed += 1
-        return completed
-
-    async def replay(self, limit: int = 500) -> int:
-        """Erase again every contact that the ledger says is erased but exists: after a backup is
-        restored, this makes the erasures since the backup true again. Returns how many."""
-        rows = await connections.get("default").execute_query_dict(_RESTORED, [limit])
-        for row in rows:
-            await self.erase(row["tenant_id"], row["id"], Requester(row["requested_by"]))
-        return len(rows)
-
-    async def _attempt(self, row: dict) -> dict:
-        """One try at each pending outside store; the ledger records what went and what is left."""
-        target = Target(row["tenant_id"], row["contact_id"])
-        removed, pending = _json(row["removed"]), []
-        conn = connections.get("default")
-        for store in _json(row["pending"]):
-            eraser = self._by_store.get(store)
-            if eraser is None:  # a store no longer installed: nothing left to erase there
-                continue
-            try:
-                removed[store] = removed.get(store, 0) + await eraser.erase(target, conn)
-            except Exception as exc:  # any failure is retried; its type is enough to log
-                log.warning("erasure %s: store %s failed (%s); will retry", row["id"], store, type(exc).__name__)
-                pending.append(store)
-        backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(row["attempts"], 10))
-        rows = await conn.execute_query_dict(
-            _RECORD_ATTEMPT, [row["id"], json.dumps(removed), json.dumps(pending), backoff]
-        )
-        return rows[0]
+async def _exists(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT 1 FROM contact WHERE id = $1 AND tenant_id = $2", [contact_id, tenant_id]
+    )
+    return bool(rows)
 
 
 def _json(value: object) -> object:

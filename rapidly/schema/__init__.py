@@ -25,6 +25,7 @@ from strawberry.types import ExecutionContext
 from rapidly.errors import DomainError, InputInvalid
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
+from rapidly.schema.media import MediaMutation
 from rapidly.schema.notifications import NotificationMutation, NotificationQuery
 from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
@@ -124,7 +125,9 @@ class TokenLimit(MaxTokensLimiter):
 
 
 Query = merge_types("Query", (ContactQuery, SelfServiceQuery, StaffQuery, NotificationQuery))
-Mutation = merge_types("Mutation", (StaffMutation, ContactMutation, ErasureMutation, NotificationMutation))
+Mutation = merge_types(
+    "Mutation", (StaffMutation, ContactMutation, MediaMutation, ErasureMutation, NotificationMutation)
+)
 Subscription = merge_types("Subscription", (ContactSubscription,))
 
 

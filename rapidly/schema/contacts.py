@@ -19,6 +19,7 @@ from rapidly.plugins import FieldKind, FieldRole, FieldSpec
 from rapidly.realtime import ContactEvent as Event
 from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
+from rapidly.schema.media import Media
 from rapidly.schema.pagination import DEFAULT_PAGE, Connection
 from rapidly.schema.permissions import IsStaff
 
@@ -110,6 +111,10 @@ class Contact:
     async def values(self, info: strawberry.Info) -> list[FieldValue]:
         rows = await info.context.read_values(self.model.id)
         return [FieldValue(key=r.key, value=r.value, updated_at=r.updated_at) for r in rows]
+
+    @strawberry.field(description="Photos, oldest first.")
+    async def media(self, info: strawberry.Info) -> list[Media]:
+        return [Media.of(m) for m in await info.context.read_media(self.model.id)]
 
 
 @strawberry.type

@@ -15,6 +15,7 @@ from rapidly.audit import service as audit
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
+from rapidly.media import service as media
 from rapidly.plugins import FieldSpec, PluginRegistry
 from rapidly.staff import service as staff_service
 from rapidly.staff.models import StaffUser
@@ -23,6 +24,7 @@ from rapidly.tenants.models import Tenant
 if TYPE_CHECKING:
     from rapidly.erasure.service import ErasureService
     from rapidly.realtime import EventHub
+    from rapidly.storage import Storage
 
 _UNSET = object()
 
@@ -41,6 +43,10 @@ class Loaders:
         return DataLoader(load_fn=contacts.values_by_contact)
 
     @cached_property
+    def media(self) -> DataLoader:
+        return DataLoader(load_fn=media.media_by_contact)
+
+    @cached_property
     def contacts(self) -> DataLoader:
         return DataLoader(load_fn=contacts.contacts_by_id)
 
@@ -55,6 +61,7 @@ class Context(BaseContext):
     plugins: PluginRegistry
     hub: EventHub | None
     erasure: ErasureService
+    storage: Storage
     client_ip: str
     bearer: str | None
     _staff: object = field(default=_UNSET, repr=False)
@@ -84,6 +91,12 @@ class Context(BaseContext):
         if await self.staff() is not None:
             await self.loaders.audited_reads.load(contact_id)
         return await self.loaders.values.load(contact_id)
+
+    async def read_media(self, contact_id: uuid.UUID) -> list:
+        """A contact's images, audited like `read_values`."""
+        if await self.staff() is not None:
+            await self.loaders.audited_reads.load(contact_id)
+        return await self.loaders.media.load(contact_id)
 
     async def staff(self) -> StaffUser | None:
         """The authenticated staff member, resolved once per request."""
@@ -134,6 +147,7 @@ async def get_context(connection: HTTPConnection) -> Context:
         plugins=state.plugins,
         hub=getattr(state, "hub", None),
         erasure=state.erasure,
+        storage=state.storage,
         client_ip=connection.client.host if connection.client else "unknown",
         # WebSockets authenticate in connection_init only (see RapidlyGraphQLRouter.on_ws_connect).
         bearer=bearer_token(connection.headers.get("authorization")) if connection.scope["type"] == "http" else None,

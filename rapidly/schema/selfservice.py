@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from rapidly.contacts import service as contacts
 from rapidly.plugins import resolve_locale
 from rapidly.schema.contacts import FieldKindType
+from rapidly.schema.media import Media
 from rapidly.selfservice import service
 
 
@@ -33,6 +34,7 @@ class MyData:
     privacy_policy_url: str | None
     self_service_url: str = strawberry.field(description="My own page: see, download and erase everything.")
     values: list[MyValue]
+    media: list[Media] = strawberry.field(description="My photos, oldest first.")
 
 
 @strawberry.type
@@ -55,4 +57,5 @@ class SelfServiceQuery:
                 MyValue(key=v.key, label=v.label, kind=v.kind, value=v.value, text=v.text, updated_at=v.updated_at)  # type: ignore[arg-type]
                 for v in data.values
             ],
+            media=[Media.of(m) for m in data.media],
         )

@@ -11,13 +11,14 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from datetime import datetime
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rapidly import security
@@ -25,19 +26,21 @@ from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.models import Requester
-from rapidly.plugins import SUPPORTED_LOCALES
+from rapidly.errors import InputInvalid, NotFound
+from rapidly.media import service as media
+from rapidly.plugins import SUPPORTED_LOCALES, FieldKind
 from rapidly.selfservice import service
 from rapidly.selfservice.texts import LANGUAGE_NAMES, TEXTS, store_name
+from rapidly.storage import Storage
 
 #: The delete form is two short fields; anything longer is not ours.
 MAX_FORM_BYTES = 4096
+#: Photos one submit of the phone page may carry.
+MAX_FILES_PER_SUBMIT = 10
 CSS = files("rapidly.selfservice").joinpath("style.css").read_text(encoding="utf-8")
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+_CSRF = re.compile(r"[0-9a-f]{64}")
 HEADERS = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self'; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    ),
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex, nofollow",
@@ -45,12 +48,12 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-#: Times are shown in the tenant's own country's zone.
+#: Times are shown in the tenant's own country's zone, with its abbreviation.
 ZONES = {"fi": "Europe/Helsinki", "sv": "Europe/Stockholm", "en": "Europe/Helsinki"}
 _FORMATS = {
-    "fi": "{t.day}.{t.month}.{t.year} klo {t:%H.%M}",
-    "sv": "{t:%Y-%m-%d} kl. {t:%H:%M}",
-    "en": "{t.day} {t:%b %Y, %H:%M}",
+    "fi": "{t.day}.{t.month}.{t.year} klo {t:%H.%M %Z}",
+    "sv": "{t:%Y-%m-%d} kl. {t:%H:%M %Z}",
+    "en": "{t.day} {t:%b %Y, %H:%M %Z}",
 }
 
 _templates = Environment(
@@ -65,9 +68,26 @@ LANGUAGES = list(LANGUAGE_NAMES.items())
 router = APIRouter()
 
 
-def csrf_token(settings: Settings, token: str) -> str:
+def csp(storage: Storage) -> str:
+    """No scripts at all; the one stylesheet by its hash; images from here or the media storage."""
+    images = " ".join(filter(None, ["'self'", storage.url_origin()]))
+    return (
+        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src {images}; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def csrf_token(settings: Settings, token: str, purpose: str = "self-service-erase") -> str:
     """Bound to this link: an HMAC of the link's token, so it is useless with any other link."""
-    return security.keyed_digest(settings.signing_key, "self-service-erase", security.hash_token(token))
+    return security.keyed_digest(settings.signing_key, purpose, security.hash_token(token))
+
+
+def _csrf_ok(request: Request, settings: Settings, presented: str, token: str, purpose: str) -> bool:
+    return (
+        _same_origin(request, settings)
+        and _CSRF.fullmatch(presented) is not None
+        and hmac.compare_digest(presented.encode(), csrf_token(settings, token, purpose).encode())
+    )
 
 
 @router.api_route("/my/{token}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -78,7 +98,14 @@ async def my_page(request: Request, token: str) -> Response:
     locale = page_locale(request, contact.locale)
     data = await service.my_data(request.app.state.plugins, contact, locale)
     return _render(
-        "my.html", locale, contact, data=data, token=token, csrf=csrf_token(request.app.state.settings, token)
+        request,
+        "my.html",
+        locale,
+        contact,
+        data=data,
+        photos=list(zip(data.media, await _media_urls(request, data.media), strict=True)),
+        token=token,
+        csrf=csrf_token(request.app.state.settings, token),
     )
 
 
@@ -88,8 +115,7 @@ async def export_json(request: Request, token: str) -> Response:
     if contact is None:
         return _not_found(request)
     data = await service.my_data(request.app.state.plugins, contact, page_locale(request, contact.locale))
-    url = contacts.self_service_url(request.app.state.settings, token)
-    body = json.dumps(service.export(data, url), ensure_ascii=False, indent=2)
+    body = json.dumps(service.export(data, await _media_urls(request, data.media)), ensure_ascii=False, indent=2)
     return Response(
         body,
         media_type="application/json",
@@ -104,13 +130,61 @@ async def erase(request: Request, token: str) -> Response:
         return _not_found(request)
     form = await _form(request)
     locale = page_locale(request, contact.locale, form.get("lang"))
+    if not _csrf_ok(request, request.app.state.settings, form.get("csrf", ""), token, "self-service-erase"):
+        return _message(request, locale, contact, "forbidden", status_code=403, back=f"../{token}?lang={locale}")
+    try:
+        receipt = await request.app.state.erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
+    except NotFound:  # purged between the token check and the erasure
+        return _not_found(request)
+    return _render(request, "erased.html", locale, contact, receipt=receipt, languages=[])
+
+
+@router.api_route("/continue/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+async def continue_page(request: Request, token: str) -> Response:
+    """The phone's page: the tenant's image fields, each with a camera button, and what is there."""
+    contact = await contacts.contact_for_token(token)
+    if contact is None:
+        return _not_found(request)
+    return await _continue(request, token, contact, page_locale(request, contact.locale))
+
+
+@router.post("/continue/{token}/upload", include_in_schema=False)
+async def continue_upload(request: Request, token: str) -> Response:
+    """Adds the photos through the same media service as `uploadMedia`; then back to the page."""
+    contact = await contacts.contact_for_token(token)
+    if contact is None:
+        return _not_found(request)
     settings: Settings = request.app.state.settings
-    if not _same_origin(request, settings) or not hmac.compare_digest(
-        form.get("csrf", ""), csrf_token(settings, token)
-    ):
-        return _message(locale, contact, "forbidden", status_code=403, back=f"../{token}?lang={locale}")
-    receipt = await request.app.state.erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
-    return _render("erased.html", locale, contact, receipt=receipt, languages=[])
+    try:
+        form = await request.form(max_files=MAX_FILES_PER_SUBMIT, max_fields=10)
+    except Exception:  # malformed multipart, too many parts
+        form = None
+    fields = {k: v for k, v in (form or {}).items() if isinstance(v, str)}
+    locale = page_locale(request, contact.locale, fields.get("lang"))
+    if form is None or not _csrf_ok(request, settings, fields.get("csrf", ""), token, "continue-upload"):
+        return _message(request, locale, contact, "forbidden", status_code=403, back=f"../{token}?lang={locale}")
+    uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile) and f.filename is not None]
+    added, problem = 0, None
+    try:
+        if not uploads:
+            raise InputInvalid.one("file", "no_file", "Choose a photo first.")
+        for upload in uploads:
+            await media.upload(
+                settings,
+                request.app.state.plugins,
+                request.app.state.storage,
+                contact,
+                fields.get("field", ""),
+                upload.read,
+            )
+            added += 1
+    except InputInvalid as exc:
+        problem = exc.problems[0].code
+    finally:
+        await form.close()
+    if problem is not None:
+        return await _continue(request, token, contact, locale, problem=problem, added=added, status_code=400)
+    return RedirectResponse(f"../{token}?lang={locale}&added={added}", status_code=303, headers=HEADERS)
 
 
 @router.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
@@ -120,9 +194,57 @@ async def favicon() -> Response:
 
 
 @router.api_route("/my/{anything:path}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/continue/{anything:path}", methods=["GET", "HEAD"], include_in_schema=False)
 async def no_such_page(request: Request, anything: str) -> Response:
-    """Any other address under /my/ gets the same 404 as a forged link."""
+    """Any other address under /my/ or /continue/ gets the same 404 as a forged link."""
     return _not_found(request)
+
+
+async def _continue(
+    request: Request,
+    token: str,
+    contact: Contact,
+    locale: str,
+    *,
+    problem: str | None = None,
+    added: int | None = None,
+    status_code: int = 200,
+) -> Response:
+    data = await service.my_data(request.app.state.plugins, contact, locale)
+    image_fields = [
+        spec for spec in contacts.fields_of(request.app.state.plugins, contact.tenant) if spec.kind == FieldKind.IMAGE
+    ]
+    fallback = contact.tenant.default_locale
+    if added is None and (shown := request.query_params.get("added", "")).isdigit():
+        added = min(int(shown), MAX_FILES_PER_SUBMIT)
+    urls = await _media_urls(request, data.media)
+    return _render(
+        request,
+        "continue.html",
+        locale,
+        contact,
+        status_code=status_code,
+        data=data,
+        token=token,
+        csrf=csrf_token(request.app.state.settings, token, "continue-upload"),
+        fields=[
+            {
+                "key": spec.key,
+                "label": spec.label(locale, fallback),
+                "purpose": spec.purpose_text(locale, fallback),
+                "photos": [url for m, url in zip(data.media, urls, strict=True) if m.field_key == spec.key],
+            }
+            for spec in image_fields
+        ],
+        problem=TEXTS[locale].get(f"upload_{problem}", TEXTS[locale]["upload_failed"]) if problem else None,
+        added=added,
+        saved_count=len(data.values),
+    )
+
+
+async def _media_urls(request: Request, items: list) -> list[str]:
+    settings, storage = request.app.state.settings, request.app.state.storage
+    return [await media.signed_url(settings, storage, m) for m in items]
 
 
 def page_locale(request: Request, contact_locale: str, chosen: str | None = None) -> str:
@@ -198,7 +320,9 @@ def _formatter(tenant_locale: str, locale: str):  # type: ignore[no-untyped-def]
     return when
 
 
-def _render(template: str, locale: str, contact: Contact | None, status_code: int = 200, **context: object) -> Response:
+def _render(
+    request: Request, template: str, locale: str, contact: Contact | None, status_code: int = 200, **context: object
+) -> Response:
     tenant_locale = contact.tenant.default_locale if contact is not None else locale
     html = _templates.get_template(template).render(
         locale=locale,
@@ -209,12 +333,14 @@ def _render(template: str, locale: str, contact: Contact | None, status_code: in
         store_name=lambda store: store_name(store, locale),
         **context,
     )
-    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+    headers = {**HEADERS, "Content-Security-Policy": csp(request.app.state.storage)}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
-def _message(locale: str, contact: Contact, key: str, status_code: int, back: str) -> Response:
+def _message(request: Request, locale: str, contact: Contact, key: str, status_code: int, back: str) -> Response:
     t = TEXTS[locale]
     return _render(
+        request,
         "message.html",
         locale,
         contact,
@@ -231,5 +357,5 @@ def _not_found(request: Request) -> Response:
     locale = page_locale(request, "en")
     t = TEXTS[locale]
     return _render(
-        "message.html", locale, None, status_code=404, title=t["not_found_title"], text=t["not_found"], back=None
+        request, "message.html", locale, None, 404, title=t["not_found_title"], text=t["not_found"], back=None
     )

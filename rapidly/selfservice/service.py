@@ -12,6 +12,7 @@ from uuid import UUID
 
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, FieldValue
+from rapidly.media.models import Media
 from rapidly.plugins import FieldKind, FieldSpec, PluginRegistry
 from rapidly.tenants.models import Tenant
 
@@ -40,6 +41,9 @@ class MyData:
     tenant_name: str
     privacy_policy_url: str | None
     values: list[LabelledValue]
+    media: list[Media]
+    #: Field key -> label, for the media's fields.
+    labels: dict[str, str]
 
 
 async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyData:
@@ -61,6 +65,8 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
         tenant_name=tenant.name,
         privacy_policy_url=tenant.privacy_policy_url,
         values=[_labelled(row, specs.get(row.key), locale, fallback) for row in rows],
+        media=await Media.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id"),
+        labels={key: spec.label(locale, fallback) for key, spec in specs.items()},
     )
 
 
@@ -97,8 +103,10 @@ def _plain(value: object) -> str:
     return str(value)
 
 
-def export(data: MyData, self_service_url: str) -> dict:
-    """The portable copy (`export.json`): stored values as stored, with labels for reading."""
+def export(data: MyData, media_urls: list[str]) -> dict:
+    """The portable copy (`export.json`): stored values as stored, with labels for reading, and the
+    photos as short-lived links. The page's own link is left out: the file may be handed on, and
+    the link would let its holder erase everything."""
     return {
         "exportedBy": "Rapidly",
         "company": {"name": data.tenant_name, "privacyPolicyUrl": data.privacy_policy_url},
@@ -107,10 +115,22 @@ def export(data: MyData, self_service_url: str) -> dict:
             "createdAt": data.created_at.isoformat(),
             "updatedAt": data.updated_at.isoformat(),
             "locale": data.locale,
-            "selfServiceUrl": self_service_url,
         },
         "values": [
             {"key": v.key, "label": v.label, "value": v.value, "updatedAt": v.updated_at.isoformat()}
             for v in data.values
+        ],
+        "photos": [
+            {
+                "id": str(m.id),
+                "field": m.field_key,
+                "label": data.labels.get(m.field_key, m.field_key),
+                "contentType": m.content_type,
+                "width": m.width,
+                "height": m.height,
+                "createdAt": m.created_at.isoformat(),
+                "downloadUrl": url,
+            }
+            for m, url in zip(data.media, media_urls, strict=True)
         ],
     }

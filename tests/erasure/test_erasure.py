@@ -12,10 +12,8 @@ from tortoise import connections
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.erasure import retention
-from rapidly.erasure.erasers import Target
 from rapidly.erasure.models import Erasure, Requester
 from rapidly.erasure.service import ErasureService
-from rapidly.erasure.stores import default_erasers
 from rapidly.errors import NotFound
 from rapidly.notifications.models import Notification
 from rapidly.ratelimit import service as ratelimit
@@ -75,8 +73,11 @@ async def test_delete_my_data_erases_everything_and_answers_with_a_receipt(gql, 
     assert removed(receipt) == {
         "field_values": 3,
         "contact_tokens": 1,
+        "media": 0,
+        "outbound_messages": 0,
         "rate_limits": 0,
         "contact_events": 4,
+        "media_objects": 0,
         "contact": 1,
     }
     assert [row["store"] for row in receipt["removed"]][-1] == "contact"
@@ -101,7 +102,7 @@ async def test_the_ledger_holds_ids_times_and_counts_only(gql, two_tenants):
     row = await Erasure.get(contact_id=uuid.UUID(contact_id))
     assert row.requested_by == Requester.END_USER
     assert row.completed_at is not None and row.pending == []
-    assert set(row.removed) == {"field_values", "contact_tokens", "rate_limits", "contact_events", "contact"}
+    assert list(row.removed) and all(isinstance(n, int) for n in row.removed.values())
     columns = {f for f in Erasure._meta.db_fields}
     assert columns == {
         "id",
@@ -246,76 +247,21 @@ async def test_an_absent_contact_is_not_found(server, two_tenants):
     assert await Erasure.all().count() == 0
 
 
-class ObjectStore:
-    """An outside store, as object storage is: it holds one object per contact and can be down.
-
-    Stands in for the media store until that capability lands; the retry logic does not care what
-    the store is.
-    """
-
-    store = "objects"
-    transactional = False
-
-    def __init__(self) -> None:
-        self.objects: set[uuid.UUID] = set()
-        self.down = False
-
-    async def erase(self, target: Target, conn) -> int:  # type: ignore[no-untyped-def]
-        if self.down:
-            raise ConnectionError("storage unavailable")
-        found = target.contact_id in self.objects
-        self.objects.discard(target.contact_id)
-        return int(found)
-
-
-async def test_a_store_that_is_down_is_retried_until_complete_and_the_contact_stays_gone(gql, two_tenants, caplog):
-    # given
-    objects = ObjectStore()
-    erasure = ErasureService([*default_erasers(), objects])
+async def test_a_restored_backup_is_erased_again_from_the_journal(gql, two_tenants, server):
+    # given: a backup taken before the erasure, restored after it (rows back, ledger row gone)
     token, _ = await filled_contact(gql)
     contact = await contacts.contact_for_token(token)
-    objects.objects.add(contact.id)
-    objects.down = True
-
-    # when
-    receipt = await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
-
-    # then: unreachable at once, the ledger pending
-    assert not receipt.complete and receipt.pending == ["objects"]
-    assert await contacts.contact_for_token(token) is None
-    assert not await Contact.exists(id=contact.id)
-    assert await erasure.finish_pending() == 0  # not due yet: backoff
-    assert "storage unavailable" not in caplog.text
-
-    # when: due, still down
-    await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
-    assert await erasure.finish_pending() == 0
-    assert (await Erasure.get(contact_id=contact.id)).attempts == 2
-
-    # when: back up and due
-    objects.down = False
-    await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
-    assert await erasure.finish_pending() == 1
-
-    # then
-    final = await erasure.receipt(contact.tenant_id, contact.id)
-    assert final.complete and final.removed["objects"] == 1
-    assert list(final.removed)[-2:] == ["objects", "contact"]
-    assert objects.objects == set()
-    assert not await Contact.exists(id=contact.id)
-    assert (await erasure.erase(contact.tenant_id, contact.id, Requester.STAFF)) == final
-
-
-async def test_a_restored_backup_is_erased_again_by_the_replay(gql, two_tenants, server):
-    # given: an erased contact that a backup restore brings back
-    token, _ = await filled_contact(gql)
-    contact = await contacts.contact_for_token(token)
+    conn = connections.get("default")
+    backup = {
+        "contact": (await conn.execute_query("SELECT * FROM contact WHERE id = $1", [contact.id]))[1],
+        "field_value": (await conn.execute_query("SELECT * FROM field_value WHERE contact_id = $1", [contact.id]))[1],
+    }
     erasure: ErasureService = server.app.state.erasure
-    await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
-    await Contact.create(id=contact.id, tenant_id=contact.tenant_id, locale="fi")
-    await FieldValue.create(
-        tenant_id=contact.tenant_id, contact_id=contact.id, key="name", value=["back"], updated_at=contact.updated_at
-    )
+    receipt = await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)
+    assert receipt.complete
+    await restore(backup)
+    await Erasure.filter(contact_id=contact.id).delete()
+    assert await FieldValue.filter(contact_id=contact.id).count() == 3
 
     # when
     replayed = await erasure.replay()
@@ -326,6 +272,39 @@ async def test_a_restored_backup_is_erased_again_by_the_replay(gql, two_tenants,
     assert not await FieldValue.exists(contact_id=contact.id)
     assert (await Erasure.get(contact_id=contact.id)).requested_by == Requester.END_USER
     assert await erasure.replay() == 0
+
+
+async def restore(backup: dict) -> None:
+    conn = connections.get("default")
+    for table, rows in backup.items():
+        for row in rows:
+            columns = list(row.keys())
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
+            values = [json.dumps(v) if k == "value" else v for k, v in row.items()]
+            await conn.execute_query(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608 - test tables
+                values,
+            )
+
+
+async def test_retention_leaves_a_contact_that_became_active_again(gql, world, server):
+    # given: listed as expired, then a save before its turn comes
+    await world.tenant("kattohuolto", retention_days=30)
+    token, contact_id = await filled_contact(gql)
+    await connections.get("default").execute_query("UPDATE contact SET updated_at = now() - interval '31 days'")
+    erasure: ErasureService = server.app.state.erasure
+    await save(gql, token, "name", "Palasi takaisin")
+
+    # when / then
+    with pytest.raises(NotFound):
+        await erasure.erase(
+            (await contacts.contact_for_token(token)).tenant_id,
+            uuid.UUID(contact_id),
+            Requester.RETENTION,
+            expired_only=True,
+        )
+    assert await Contact.exists(id=uuid.UUID(contact_id))
+    assert await retention.sweep(erasure) == 0
 
 
 async def test_retention_erases_contacts_inactive_for_longer_than_the_tenant_keeps_them(gql, world, server):

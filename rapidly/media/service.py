@@ -1,0 +1,141 @@
+"""Adding a photo to a contact, and reading photos back through short-lived signed URLs.
+
+The upload is read up to its cap, cleaned in a worker thread (at most `CLEANING_AT_ONCE` at a time,
+which bounds the memory a burst of uploads can take), then stored in one transaction with the
+contact locked: the quota count, the row, the object, the event and the notification commit
+together, and an erasure waits for an upload in flight and then removes its object too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from rapidly.config import Settings
+from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact
+from rapidly.erasure.erasers import SqlEraser, Target
+from rapidly.errors import AuthFailed, InputInvalid
+from rapidly.media import images
+from rapidly.media.models import Media
+from rapidly.notifications import service as notifications
+from rapidly.plugins import FieldKind, PluginRegistry
+from rapidly.realtime import EventKind, publish
+from rapidly.storage import Storage, contact_prefix, object_key
+
+#: Images decoded at once per process. A 12-megapixel photo takes ~40 MB while it is cleaned.
+CLEANING_AT_ONCE = 2
+_cleaning = asyncio.Semaphore(CLEANING_AT_ONCE)
+
+ERASER = SqlEraser("media", "DELETE FROM media WHERE tenant_id = $1 AND contact_id = $2")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaObjects:
+    """The objects in storage: every version of every object under the contact's prefix."""
+
+    storage: Storage
+    store: str = "media_objects"
+    transactional: bool = False
+
+    async def erase(self, target: Target, conn: object) -> int:
+        return await self.storage.delete_prefix(contact_prefix(target.tenant_id, target.contact_id))
+
+
+async def upload(
+    settings: Settings,
+    plugins: PluginRegistry,
+    storage: Storage,
+    contact: Contact,
+    field_key: str,
+    read: object,
+) -> Media:
+    """Clean and store one image for `field_key`. `read(n)` returns at most n bytes of the upload.
+
+    Raises `InputInvalid` (unknown or non-image field, too large, not an image, quota reached) and
+    changes nothing then.
+    """
+    spec = next((f for f in contacts.fields_of(plugins, contact.tenant) if f.key == field_key), None)
+    if spec is None:
+        raise InputInvalid.one("fieldKey", "unknown_field", "This form has no field with that key.")
+    if spec.kind != FieldKind.IMAGE:
+        raise InputInvalid.one("fieldKey", "not_an_image_field", "This field does not take images.")
+    limits = spec.effective_limits
+    cap = min(settings.media_max_bytes, limits.max_file_bytes or settings.media_max_bytes)
+    data = await read(cap + 1)  # type: ignore[operator]
+    if len(data) > cap:
+        raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
+    if not data:
+        raise InputInvalid.one("file", "empty", "The file is empty.")
+    async with _cleaning:
+        image = await asyncio.to_thread(images.clean, data, settings.media_max_pixels)
+    del data
+    return await _store(settings, storage, contact, field_key, limits.max_files, image)
+
+
+async def _store(
+    settings: Settings,
+    storage: Storage,
+    contact: Contact,
+    field_key: str,
+    max_files: int | None,
+    image: images.CleanImage,
+) -> Media:
+    tenant_id, contact_id = contact.tenant_id, contact.id  # type: ignore[attr-defined]
+    async with in_transaction() as conn:
+        rows = await conn.execute_query_dict(
+            "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 AND tenant_id = $2 "
+            "FOR NO KEY UPDATE",
+            [contact_id, tenant_id],
+        )
+        if not rows:  # erased since its token was checked
+            raise AuthFailed()
+        counts = await conn.execute_query_dict(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE field_key = $3) AS in_field FROM media "
+            "WHERE tenant_id = $1 AND contact_id = $2",
+            [tenant_id, contact_id, field_key],
+        )
+        if max_files is not None and counts[0]["in_field"] >= max_files:
+            raise InputInvalid.one("file", "field_full", f"This field takes at most {max_files} images.")
+        if counts[0]["total"] >= settings.media_per_contact:
+            raise InputInvalid.one("file", "quota", f"At most {settings.media_per_contact} images per contact.")
+        media = await Media.create(
+            using_db=conn,
+            tenant_id=tenant_id,
+            contact_id=contact_id,
+            field_key=field_key,
+            content_type=image.content_type,
+            width=image.width,
+            height=image.height,
+            size_bytes=len(image.data),
+        )
+        await conn.execute_query(
+            "UPDATE contact SET updated_at = GREATEST(updated_at, clock_timestamp()), "
+            "first_saved_at = COALESCE(first_saved_at, clock_timestamp()) WHERE id = $1",
+            [contact_id],
+        )
+        await storage.put(object_key(tenant_id, contact_id, media.id), image.data, image.content_type)
+        if rows[0]["first_save"]:
+            await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
+            await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
+        else:
+            await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
+        await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
+    return media
+
+
+async def media_by_contact(contact_ids: Sequence[uuid.UUID]) -> list[list[Media]]:
+    """DataLoader batch: each contact's images, oldest first, in one query."""
+    grouped: dict[uuid.UUID, list[Media]] = {cid: [] for cid in contact_ids}
+    for row in await Media.filter(contact_id__in=list(contact_ids)).order_by("created_at", "id"):
+        grouped[row.contact_id].append(row)  # type: ignore[attr-defined]
+    return [grouped[cid] for cid in contact_ids]
+
+
+async def signed_url(settings: Settings, storage: Storage, media: Media) -> str:
+    key = object_key(media.tenant_id, media.contact_id, media.id)  # type: ignore[attr-defined]
+    return await storage.signed_url(key, media.content_type, settings.media_url_seconds)

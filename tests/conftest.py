@@ -189,10 +189,15 @@ async def server(settings: Settings, plugins: PluginRegistry, server_port: int) 
 
 @pytest.fixture(autouse=True)
 async def _empty_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Truncate every table (as the owner) after each test that used the database."""
+    """Truncate every table (as the owner), and empty the local media storage, after each test that
+    used the database."""
     yield
     if "database_url" not in request.fixturenames:
         return
+    if "settings" in request.fixturenames or "server" in request.fixturenames:
+        media = request.getfixturevalue("settings").data_dir / "media"
+        for child in media.iterdir() if media.exists() else ():
+            shutil.rmtree(child)
     conn = await db.Credentials.from_url(request.getfixturevalue("database_url")).connect()
     try:
         tables = await conn.fetchval(

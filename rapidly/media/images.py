@@ -10,6 +10,7 @@ whatever was not pixels. Pure functions, run in a worker thread.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ _SIGNATURES = (
 )
 _WEBP = ("WEBP", "image/webp")
 _SRGB = ImageCms.createProfile("sRGB")
+# Pillow's decoders log every EXIF tag with its value at DEBUG (names, places, GPS): never let
+# them reach a log, whatever level the host application logs at.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ from rapidly import db
 from rapidly.contacts import service as contacts
 from rapidly.ratelimit import service as ratelimit
 from tests.contacts.test_contacts_api import CONTACT, NOTIFICATIONS, save, staff_token, start
+from tests.media import images
+from tests.media.test_upload_api import upload
 
 #: Column types that cannot hold a marker string; every other type is scanned as text.
 _NOT_TEXT = (
@@ -41,8 +44,9 @@ _NOT_TEXT = (
 _NOT_APPLICATION = ("httpx", "httpcore", "uvicorn.access")
 
 
-def markers() -> dict[str, object]:
-    """A value per field of tests/every_kind.py, each carrying a marker found nowhere else."""
+def markers(control: bool = False) -> dict[str, object]:
+    """A value per field of tests/every_kind.py, each carrying a marker found nowhere else (choices:
+    the erased contact picks options that the control contact does not)."""
     tag = uuid.uuid4().hex[:12]
     return {
         "name": f"Canary Näme {tag}",
@@ -51,16 +55,38 @@ def markers() -> dict[str, object]:
         "phone": f"+35840{random.randrange(10**6, 10**7)}",
         "count": random.randrange(10**8, 10**9),
         "day": f"21{random.randrange(10, 99)}-0{random.randrange(1, 9)}-1{random.randrange(0, 9)}",
-        "colour": "cq_choice_red",
-        "extras": ["cq_multi_a"],
+        "colour": "blue" if control else "cq_choice_red",
+        "extras": ["b"] if control else ["cq_multi_a"],
         "agree": True,
+        "photo_name": f"canary-photo-{tag}.jpg",
+        "photo_comment": f"canary exif {tag}",
     }
 
 
 def needles(values: dict[str, object]) -> list[str]:
-    """The strings to search for: every value that can be told apart from other data."""
-    found = [str(v).splitlines()[-1] for k, v in values.items() if k not in ("agree", "extras", "colour")]
+    """The strings the database may hold while the contact exists: every value that can be told
+    apart from other data (the photo's name and EXIF are never stored: see `photo_needles`)."""
+    found = [
+        str(v).splitlines()[-1]
+        for k, v in values.items()
+        if k not in ("agree", "extras", "colour", "photo_name", "photo_comment")
+    ]
+    if values["colour"] != "blue":
+        found += [str(values["colour"]), *values["extras"]]  # type: ignore[misc]
     return [*found, re.sub(r"\D", "", str(values["phone"]))[-9:], str(values["name"]).split()[-1]]
+
+
+def photo_needles(values: dict[str, object]) -> list[str]:
+    return [str(values["photo_name"]), str(values["photo_name"]).split("-")[-1], str(values["photo_comment"])]
+
+
+def scan_files(root: Path, needles: list[str]) -> list[str]:
+    """Every needle found in any file under root (the local object storage, every object)."""
+    found = []
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        found += [f"{n} in {path.relative_to(root)}" for n in needles if n.encode() in data]
+    return found
 
 
 async def scan(database_url: str, needles: list[str]) -> dict[str, list[str]]:
@@ -90,20 +116,29 @@ async def scan(database_url: str, needles: list[str]) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("route", ["page", "deleteMyData", "deleteContact"])
-async def test_erasure_leaves_no_trace_of_any_field_in_any_table_or_log(gql, http, world, database_url, caplog, route):
+async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
+    gql, http, world, database_url, caplog, route, server
+):
     # given
     caplog.set_level(logging.DEBUG)
     await world.tenant("canary", plugin="every_kind", privacy_policy_url="https://canary.example/privacy")
     await world.staff("canary", "staff@canary.example")
     anna = await staff_token(gql, "staff@canary.example")
-    erased, control = markers(), markers()
+    erased, control = markers(), markers(control=True)
     tokens = {}
     for label, values in (("erased", erased), ("control", control)):
         tokens[label] = await start(gql, "canary")
         for key, value in values.items():
+            if key.startswith("photo_"):
+                continue
             saved = await save(gql, tokens[label], key, value)
             assert saved["__typename"] == "FieldSaved", saved
+        photo = images.jpeg(320, 240, comment=str(values["photo_comment"]), gps=True)
+        uploaded = await upload(http, tokens[label], photo, field="photos", filename=str(values["photo_name"]))
+        assert uploaded.json()["data"]["uploadMedia"]["__typename"] == "MediaUploaded"
+    media_root = server.app.state.storage.root
     contact = await contacts.contact_for_token(tokens["erased"])
+    other = await contacts.contact_for_token(tokens["control"])
     await ratelimit.hit(ratelimit.Limit("canary", 5, 60), "k", contact.tenant_id, contact_id=contact.id)
     viewed = (await gql(CONTACT, {"id": str(contact.id)}, token=anna))["contact"]  # audited
     assert viewed["displayName"] == erased["name"]
@@ -112,6 +147,9 @@ async def test_erasure_leaves_no_trace_of_any_field_in_any_table_or_log(gql, htt
     assert (await http.get(f"/my/{tokens['erased']}/export.json")).status_code == 200
     before = await scan(database_url, needles(erased))
     assert set(before) == set(needles(erased)), "the scan must find every marker before erasure"
+    assert await scan(database_url, photo_needles(erased)) == {}, "a photo's name and EXIF are never stored"
+    assert scan_files(media_root, photo_needles(erased) + needles(erased)) == []
+    assert len([p for p in media_root.rglob("*") if p.is_file()]) == 2
 
     # when
     if route == "page":
@@ -129,11 +167,15 @@ async def test_erasure_leaves_no_trace_of_any_field_in_any_table_or_log(gql, htt
     notifications = (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
 
     # then
-    assert await scan(database_url, needles(erased)) == {}
+    assert await scan(database_url, needles(erased) + photo_needles(erased)) == {}
+    assert scan_files(media_root, needles(erased) + photo_needles(erased)) == []
+    left = [p.relative_to(media_root).parts[:2] for p in media_root.rglob("*") if p.is_file()]
+    assert sorted(left) == sorted([(str(contact.tenant_id), str(other.id)), ("erasures", str(contact.tenant_id))])
     assert set(await scan(database_url, needles(control))) == set(needles(control)), "positive control"
     app_records = [r for r in caplog.records if not r.name.startswith(_NOT_APPLICATION)]
     assert app_records, "the application's logs were captured"
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in app_records)
-    assert [n for n in needles(erased) + needles(control) + list(tokens.values()) if n in logs] == []
+    everything = needles(erased) + needles(control) + photo_needles(erased) + photo_needles(control)
+    assert [n for n in [*everything, *tokens.values()] if n in logs] == []
     texts = [n["node"]["text"] for n in notifications]
     assert any(t.endswith("(poistettu)") for t in texts) and not any(erased["name"] in t for t in texts)

@@ -1,0 +1,212 @@
+"""Continue on the phone: the link goes to the contact's own address only, opens the same contact,
+and photos taken there appear on the staff's screen and on the computer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from tortoise import connections
+
+from rapidly.contacts import service as contacts
+from rapidly.media.models import Media
+from rapidly.messaging.models import OutboundMessage
+from tests.conftest import subscribe
+from tests.contacts.test_contacts_api import save, start
+from tests.media import images
+
+SEND = """
+mutation Send($channel: Channel!) {
+  sendContinueLink(channel: $channel) {
+    __typename
+    ... on LinkSent { channel maskedRecipient }
+    ... on InputInvalidError { errors { field code message } }
+    ... on RateLimitedError { retryAfterSeconds }
+    ... on AuthError { message }
+  }
+}
+"""
+
+
+@pytest.fixture
+async def roofing(world):
+    await world.tenant("kattohuolto", name="Kattohuolto Oy")
+
+
+async def contact_with_addresses(gql, phone="040 123 4567", email="maija@example.com") -> str:
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Maija")
+    if phone:
+        await save(gql, token, "phone", phone)
+    if email:
+        await save(gql, token, "email", email)
+    return token
+
+
+async def test_the_link_goes_to_the_contacts_own_address_through_the_outbox(gql, http, roofing):
+    # given
+    token = await contact_with_addresses(gql)
+
+    # when
+    by_sms = (await gql(SEND, {"channel": "SMS"}, token=token))["sendContinueLink"]
+    by_email = (await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]
+
+    # then
+    assert by_sms == {"__typename": "LinkSent", "channel": "SMS", "maskedRecipient": "+358•••••67"}
+    assert by_email == {"__typename": "LinkSent", "channel": "EMAIL", "maskedRecipient": "m•••@example.com"}
+    messages = await OutboundMessage.all().order_by("created_at")
+    assert [(m.channel, m.recipient, m.event) for m in messages] == [
+        ("sms", "+358401234567", "continue_link"),
+        ("email", "maija@example.com", "continue_link"),
+    ]
+    link = messages[0].payload["link"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/continue/rpc_[A-Za-z0-9_-]{43}", link)
+    assert "/my/rpc_" in messages[0].payload["self_service_link"]
+    page = await http.get(link.split(":", 2)[2].split("/", 1)[1].join(["/", ""]))
+    assert page.status_code == 200 and "Lisää kuvia – Kattohuolto Oy" in page.text
+
+
+@pytest.mark.parametrize(
+    ("phone", "email", "channel", "code"),
+    [
+        (None, None, "SMS", "no_address"),
+        (None, None, "EMAIL", "no_address"),
+        ("09 123 4567", None, "SMS", "not_a_mobile_number"),  # a Helsinki landline
+        ("+1 212 555 0100", None, "SMS", "not_a_mobile_number"),  # outside the EEA
+    ],
+)
+async def test_no_link_without_an_own_address_a_mobile_number_in_the_eea(gql, roofing, phone, email, channel, code):
+    # given
+    token = await contact_with_addresses(gql, phone=phone, email=email)
+
+    # when
+    refused = (await gql(SEND, {"channel": channel}, token=token))["sendContinueLink"]
+
+    # then
+    assert [e["code"] for e in refused["errors"]] == [code]
+    assert await OutboundMessage.all().count() == 0
+
+
+async def test_links_are_limited_per_contact(gql, roofing):
+    # given
+    token = await contact_with_addresses(gql)
+    for _ in range(5):
+        assert (await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]["__typename"] == "LinkSent"
+
+    # when
+    sixth = (await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]
+
+    # then
+    assert sixth["__typename"] == "RateLimitedError" and sixth["retryAfterSeconds"] > 0
+    assert await OutboundMessage.all().count() == 5
+
+
+async def test_staff_and_anonymous_callers_cannot_send(gql, roofing, world):
+    # when
+    anonymous = (await gql(SEND, {"channel": "EMAIL"}))["sendContinueLink"]
+    bad_channel = await gql(SEND, {"channel": "CARRIER_PIGEON"}, expect_errors=True)
+
+    # then
+    assert anonymous["__typename"] == "AuthError"
+    assert "CARRIER_PIGEON" not in str(bad_channel) or bad_channel["errors"]
+
+
+async def test_the_continue_link_expires(gql, http, roofing):
+    # given
+    token = await contact_with_addresses(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    link = (await OutboundMessage.first()).payload["link"]
+    path = "/" + link.split("/", 3)[3]
+    await connections.get("default").execute_query(
+        "UPDATE contact_token SET expires_at = now() - interval '1s' WHERE expires_at < now() + interval '1 hour'"
+    )
+
+    # when
+    page = await http.get(path)
+
+    # then
+    assert page.status_code == 404
+
+
+async def continue_path(gql, token: str) -> str:
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    link = (await OutboundMessage.all().order_by("-created_at").first()).payload["link"]
+    return "/" + link.split("/", 3)[3]
+
+
+async def test_the_phone_page_refuses_uploads_without_its_csrf_token(gql, http, roofing):
+    # given
+    token = await contact_with_addresses(gql)
+    path = await continue_path(gql, token)
+    page = (await http.get(path)).text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+
+    # when
+    forged = await http.post(
+        f"{path}/upload",
+        data={"csrf": "0" * 64, "field": "roof_photos"},
+        files={"file": ("a.jpg", images.jpeg(), "image/jpeg")},
+    )
+    cross_site = await http.post(
+        f"{path}/upload",
+        data={"csrf": csrf, "field": "roof_photos"},
+        files={"file": ("a.jpg", images.jpeg(), "image/jpeg")},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    not_multipart = await http.post(f"{path}/upload", data={"csrf": csrf, "field": "roof_photos"})
+    hostile = await http.post(
+        f"{path}/upload",
+        data={"csrf": csrf, "field": "roof_photos"},
+        files={"file": ("a.jpg", images.png_bomb(), "image/jpeg")},
+    )
+    accepted = await http.post(
+        f"{path}/upload",
+        data={"csrf": csrf, "field": "roof_photos"},
+        files={"file": ("a.jpg", images.jpeg(), "image/jpeg")},
+    )
+
+    # then
+    assert [forged.status_code, cross_site.status_code] == [403, 403]
+    assert not_multipart.status_code == 400 and hostile.status_code == 400
+    assert "liikaa pikseleitä" in hostile.text
+    assert accepted.status_code == 303 and accepted.headers["location"].endswith("added=1")
+    assert await Media.all().count() == 1
+
+
+async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the_answers(
+    browser, server, gql, roofing, tmp_path
+):
+    # given: the computer has typed answers and listens to its own contact
+    token = await contact_with_addresses(gql)
+    await save(gql, token, "damage_description", "Pelti irti")
+    path = await continue_path(gql, token)
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(images.jpeg(1200, 900, comment="taken on the roof", gps=True))
+    phone = await browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="fi-FI"
+    )
+    page = await phone.new_page()
+
+    async with subscribe(
+        server.graphql_url, "subscription { myEvents { kind } }", token, hub=server.app.state.hub
+    ) as computer:
+        # when: the phone opens the link, takes a photo and sends it
+        await page.goto(f"{server.url}{path}")
+        file_input = page.locator('input[type="file"]')
+        assert await file_input.get_attribute("accept") == "image/*"
+        assert await file_input.get_attribute("capture") == "environment"
+        await file_input.set_input_files(str(photo))
+        await page.get_by_role("button", name="Lähetä kuva").click()
+
+        # then: the phone shows it, the computer hears of it, the answers are intact
+        await page.get_by_role("status").wait_for()
+        assert "Lisätty: 1 kuvaa" in await page.get_by_role("status").inner_text()
+        assert await page.locator("ul.photos img").count() == 1
+        loaded = await page.locator("ul.photos img").evaluate("img => img.complete && img.naturalWidth > 0")
+        assert loaded
+        assert (await computer.next())["data"]["myEvents"] == {"kind": "MEDIA_ADDED"}
+    contact = await contacts.contact_for_token(token)
+    values = {v.key: v.value for v in (await contacts.values_by_contact([contact.id]))[0]}
+    assert values["damage_description"] == "Pelti irti" and values["name"] == "Maija"
+    assert [(m.width, m.height) for m in await Media.all()] == [(1200, 900)]
+    await phone.close()

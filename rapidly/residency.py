@@ -587,7 +587,9 @@ async def _probe_bucket(settings: Settings, *, aws: bool, host: str) -> _Probe:
     )
     try:
         async with asyncio.timeout(S3_PROBE_TIMEOUT):
-            session = aioboto3.Session()
+            session = aioboto3.Session(
+                aws_access_key_id=settings.s3_access_key_id, aws_secret_access_key=settings.s3_secret_access_key
+            )
             async with session.client(
                 "s3",
                 endpoint_url=settings.s3_endpoint_url,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port, run_cli
 
 
@@ -69,15 +71,16 @@ def test_a_backend_declared_outside_the_eea_stops_the_start(env):
     assert "CH" in result.stderr and "RAPIDLY_STORAGE_COUNTRY" in result.stderr
 
 
-def test_a_bucket_in_london_fails_check_and_stops_serve(env, s3_endpoint):
-    # given
+@pytest.mark.parametrize(("bucket", "country"), [("rapidly-london", "GB"), ("rapidly-zurich", "CH")])
+def test_a_bucket_in_london_or_zurich_fails_check_and_stops_serve(env, s3_endpoint, bucket, country):
+    # given: credentials through Rapidly's own settings
     s3 = {
         **env,
         "RAPIDLY_STORAGE": "s3",
         "RAPIDLY_S3_ENDPOINT_URL": s3_endpoint,
-        "RAPIDLY_S3_BUCKET": "rapidly-london",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "RAPIDLY_S3_BUCKET": bucket,
+        "RAPIDLY_S3_ACCESS_KEY_ID": "testing",
+        "RAPIDLY_S3_SECRET_ACCESS_KEY": "testing",
     }
 
     # when
@@ -87,9 +90,9 @@ def test_a_bucket_in_london_fails_check_and_stops_serve(env, s3_endpoint):
     # then
     assert checked.returncode == 1
     storage_row = next(line for line in checked.stdout.splitlines() if line.startswith("storage"))
-    assert "GB" in storage_row and "OUTSIDE EEA" in storage_row
+    assert country in storage_row and "OUTSIDE EEA" in storage_row
     assert served.returncode != 0
-    assert "GB" in served.stderr and "RAPIDLY_S3_BUCKET" in served.stderr
+    assert country in served.stderr and "RAPIDLY_S3_BUCKET" in served.stderr
 
 
 def test_a_swiss_provider_endpoint_fails_check_and_stops_serve_without_contacting_it(env):

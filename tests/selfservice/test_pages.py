@@ -353,3 +353,23 @@ async def test_me_with_a_hostile_locale_falls_back(gql, roofing):
 
     # then
     assert me["locale"] == "fi"
+
+
+async def test_the_page_and_the_export_show_the_photos_through_signed_links(http, gql, roofing):
+    # given
+    from tests.media import images
+    from tests.media.test_upload_api import upload
+
+    token = await filled(gql)
+    assert (await upload(http, token, images.jpeg(400, 300))).status_code == 200
+
+    # when
+    page = (await http.get(f"/my/{token}?lang=en")).text
+    export = (await http.get(f"/my/{token}/export.json")).json()
+
+    # then
+    src = html.unescape(re.search(r'<img src="([^"]+)"', page).group(1))
+    assert "/media/" in src and "signature=" in src and 'alt="A photo you sent"' in page
+    assert (await http.get(src)).headers["content-type"] == "image/jpeg"
+    assert [(p["field"], p["width"], p["height"]) for p in export["photos"]] == [("roof_photos", 400, 300)]
+    assert (await http.get(export["photos"][0]["downloadUrl"])).status_code == 200

@@ -23,6 +23,7 @@ from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
 from rapidly.erasure.stores import erasure_service
 from rapidly.media.pages import router as media_pages
+from rapidly.messaging.dispatcher import Dispatcher
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema
@@ -73,6 +74,7 @@ async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
         "retention": lambda: retention.sweep(erasure),
         "rate limits": ratelimit.purge_expired,
         "staff sessions": staff.purge_expired_sessions,
+        "expired links": contacts.purge_expired_tokens,
         "abandoned contacts": lambda: contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours)),
         "event log": realtime.prune,
     }
@@ -135,6 +137,8 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
             asyncio.create_task(_finish_erasures(app.state.erasure)),
             asyncio.create_task(_replay_erasures(app.state.erasure)),
         ]
+        if settings.dispatcher_in_serve:
+            background.append(asyncio.create_task(app.state.dispatcher.run()))
         # Start-up objects live for the whole process: keep the cyclic collector from walking them
         # again and again (full collections otherwise pause requests for tens of milliseconds).
         gc.collect()
@@ -162,6 +166,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     app.state.hub = realtime.EventHub()
     app.state.storage = storage_for(settings)
     app.state.erasure = erasure_service(app.state.storage)
+    app.state.dispatcher = Dispatcher(settings, plugins)
 
     graphql = RapidlyGraphQLRouter(
         schema,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -121,6 +122,25 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Send queued messages (email, SMS) until stopped; run as many as you like beside `serve`."""
+    from rapidly.messaging.dispatcher import Dispatcher
+
+    settings = _settings()
+    report = asyncio.run(residency.check_residency(settings))
+    if not report.ok:
+        raise _fail("; ".join(report.failure_lines()))
+    registry = _plugins()
+
+    async def run() -> None:
+        await Dispatcher(settings, registry).run()
+
+    typer.echo("worker: sending queued messages (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        _with_orm(settings, run)
+
+
+@app.command()
 def migrate() -> None:
     """Apply pending database migrations (as the database owner)."""
     settings = _settings()
@@ -209,6 +229,21 @@ def tenant_retention(
     tenant = _with_orm(_settings(), lambda: service.set_retention(slug, None if off else days))
     kept = "until erased" if tenant.retention_days is None else f"{tenant.retention_days} days after last activity"
     typer.echo(f"tenant {tenant.slug} keeps contacts {kept}")
+
+
+@tenant_app.command("messages")
+def tenant_messages(
+    slug: str = typer.Argument(..., help="The tenant's slug."),
+    event: str = typer.Argument(..., help="CONTINUE_LINK, SELF_SERVICE_LINK, PHOTO_REQUEST, NEW_CONTACT, ..."),
+    email: bool = typer.Option(False, "--email", help="Send this event by email."),
+    sms: bool = typer.Option(False, "--sms", help="Send this event by SMS (end users only)."),
+) -> None:
+    """Choose the channels of one message event for a tenant; neither flag switches it off."""
+    from rapidly.messaging import service
+
+    channels = [name for name, on in (("email", email), ("sms", sms)) if on]
+    tenant = _with_orm(_settings(), lambda: service.set_channels(slug, event, channels))
+    typer.echo(f"tenant {tenant.slug}: {event.upper()} by {', '.join(channels) or 'no channel (off)'}")
 
 
 @retention_app.command("run")

@@ -32,6 +32,9 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     return value
 
 
+SMS_TO_FILE = "file:"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -64,6 +67,17 @@ class Settings(BaseSettings):
     media_url_seconds: int = Field(default=300, ge=10, le=86_400)
     #: How long a continue-on-another-device link works.
     continue_link_minutes: int = Field(default=30, ge=1, le=1440)
+    #: The sender address of every email; the display name is the tenant's name.
+    mail_from: str = "noreply@rapidly.invalid"
+    #: The SMS gateway's API token, and the sender name shown on phones (at most 11 characters).
+    sms_token: str | None = None
+    sms_sender: str = Field(default="Rapidly", min_length=1, max_length=11)
+    #: Run the message dispatcher inside `serve` (else run `rapidly worker` processes).
+    dispatcher_in_serve: bool = True
+    #: Attempts per message before it is marked failed (backoff doubles from 30 s, with jitter).
+    message_attempts: int = Field(default=8, ge=1, le=30)
+    #: Messages a tenant may send a day; further ones are not sent.
+    messages_per_tenant_per_day: int = Field(default=1000, ge=1)
     debug: bool = False
     #: Apply pending migrations when `serve` starts.
     migrate_on_start: bool = True
@@ -92,10 +106,16 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("postgresql", "postgres"))
 
-    @field_validator("s3_endpoint_url", "sms_url")
+    @field_validator("s3_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("https", "http"))
+
+    @field_validator("sms_url")
+    @classmethod
+    def _sms_url(cls, value: str | None) -> str | None:
+        """The gateway's HTTPS endpoint, or `file:` (the demo: texts go to a file in the data dir)."""
+        return value if value == SMS_TO_FILE else _check_url(value, ("https", "http"))
 
     @field_validator("smtp_url")
     @classmethod

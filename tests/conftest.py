@@ -36,6 +36,8 @@ from rapidly.plugins import PluginRegistry  # noqa: E402
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 STAFF_PASSWORD = "correct horse battery staple"
 
+pytest_plugins = ["tests.messaging.fixtures"]
+
 
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)

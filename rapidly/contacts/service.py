@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -20,8 +21,9 @@ from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.contacts.values import is_empty, normalise
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import AuthFailed, InputInvalid, NotFound
+from rapidly.messaging import service as messaging
 from rapidly.notifications import service as notifications
-from rapidly.plugins import FieldRole, FieldSpec, PluginRegistry, resolve_locale
+from rapidly.plugins import Channel, FieldRole, FieldSpec, MessageEvent, PluginRegistry, resolve_locale
 from rapidly.ratelimit import service as ratelimit
 from rapidly.realtime import EventKind, publish
 from rapidly.tenants import service as tenants
@@ -34,6 +36,9 @@ ERASERS = [
     SqlEraser("field_values", "DELETE FROM field_value WHERE tenant_id = $1 AND contact_id = $2"),
     SqlEraser("contact_tokens", "DELETE FROM contact_token WHERE tenant_id = $1 AND contact_id = $2"),
 ]
+
+#: Saving a value of these roles may bring the self-service link on that channel.
+ADDRESS_CHANNELS = {FieldRole.EMAIL: Channel.EMAIL, FieldRole.PHONE: Channel.SMS}
 
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
@@ -132,16 +137,29 @@ async def start_contact(settings: Settings, *, slug: str, locale: str | None, cl
         security.keyed_digest(settings.signing_key, "start-contact-ip", ratelimit.network_of(client_ip)),
     )
     tenant = await tenants.get_by_slug(slug)
-    token = security.generate_token(security.CONTACT_TOKEN_PREFIX)
-    async with in_transaction():
-        contact = await Contact.create(tenant=tenant, locale=resolve_locale(locale, tenant.default_locale))
-        await ContactToken.create(
-            tenant=tenant,
-            contact=contact,
-            token_hash=security.hash_token(token),
-            expires_at=datetime.now(UTC) + timedelta(days=settings.contact_token_days),
+    async with in_transaction() as conn:
+        contact = await Contact.create(
+            using_db=conn, tenant=tenant, locale=resolve_locale(locale, tenant.default_locale)
         )
+        return await issue_token(conn, tenant.id, contact.id, timedelta(days=settings.contact_token_days))
+
+
+async def issue_token(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID, lifetime: timedelta) -> str:
+    """A new bearer token for the contact (a link's token); only its SHA-256 is stored."""
+    token = security.generate_token(security.CONTACT_TOKEN_PREFIX)
+    await ContactToken.create(
+        using_db=conn,
+        tenant_id=tenant_id,
+        contact_id=contact_id,
+        token_hash=security.hash_token(token),
+        expires_at=datetime.now(UTC) + lifetime,
+    )
     return token
+
+
+async def purge_expired_tokens() -> int:
+    """Links that no longer work (continue links last 30 minutes)."""
+    return await ContactToken.filter(expires_at__lt=datetime.now(UTC)).delete()
 
 
 async def contact_for_token(token: str) -> Contact | None:
@@ -186,7 +204,10 @@ async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: o
             return SavedValue(key, value, await _stored_at(contact, key))
         if rows[0]["first_save"]:
             await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
+            await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
             await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
+        if value is not None and spec.role in ADDRESS_CHANNELS:
+            await messaging.after_address_saved(conn, tenant, contact.id, ADDRESS_CHANNELS[spec.role], contact.locale)
         await publish(tenant.id, contact.id, EventKind.FIELD_SAVED, connection=conn)
     return SavedValue(key, value, updated_at)
 

@@ -23,8 +23,9 @@ from rapidly.erasure.erasers import SqlEraser, Target
 from rapidly.errors import AuthFailed, InputInvalid
 from rapidly.media import images
 from rapidly.media.models import Media
+from rapidly.messaging import service as messaging
 from rapidly.notifications import service as notifications
-from rapidly.plugins import FieldKind, PluginRegistry
+from rapidly.plugins import FieldKind, MessageEvent, PluginRegistry
 from rapidly.realtime import EventKind, publish
 from rapidly.storage import Storage, contact_prefix, object_key
 
@@ -122,9 +123,11 @@ async def _store(
         await storage.put(object_key(tenant_id, contact_id, media.id), image.data, image.content_type)
         if rows[0]["first_save"]:
             await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
+            await messaging.to_staff(conn, contact.tenant, MessageEvent.NEW_CONTACT, contact_id)
             await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
         else:
             await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
+            await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
         await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
     return media
 

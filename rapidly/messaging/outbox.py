@@ -1,8 +1,11 @@
-"""Writing to the outbox. Every message is bound to one contact and one event and goes to that
-contact's own saved address: there is no way to name another recipient."""
+"""Writing to the outbox. Every message is bound to one event and to one contact (or staff member):
+there is no operation that takes a list of recipients or an address."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -13,25 +16,50 @@ from rapidly.plugins import Channel, MessageEvent
 
 ERASER = SqlEraser("outbound_messages", "DELETE FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2")
 
+_INSERT = """
+INSERT INTO outbound_message (id, tenant_id, contact_id, staff_id, event, channel, locale, payload, dedupe_key,
+                              status, attempts, next_attempt_at, created_at)
+VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7::jsonb, $8, 'PENDING', 0, $9, now())
+ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+RETURNING id
+"""
+
 
 async def enqueue(
     conn: BaseDBAsyncClient,
     *,
     tenant_id: UUID,
-    contact_id: UUID,
     event: MessageEvent,
     channel: Channel,
     locale: str,
-    recipient: str,
-    payload: dict[str, str],
-) -> OutboundMessage:
-    return await OutboundMessage.create(
-        using_db=conn,
-        tenant_id=tenant_id,
-        contact_id=contact_id,
-        event=event.value,
-        channel=channel.value,
-        locale=locale,
-        recipient=recipient,
-        payload=payload,
+    contact_id: UUID | None = None,
+    staff_id: UUID | None = None,
+    payload: dict[str, str] | None = None,
+    dedupe_key: str | None = None,
+    delay: timedelta = timedelta(0),
+) -> UUID | None:
+    """Queue one message in the caller's transaction; None when `dedupe_key` was used before."""
+    rows = await conn.execute_query_dict(
+        _INSERT,
+        [
+            tenant_id,
+            contact_id,
+            staff_id,
+            event.value,
+            channel.value,
+            locale,
+            json.dumps(payload or {}),
+            dedupe_key,
+            datetime.now(UTC) + delay,
+        ],
     )
+    return rows[0]["id"] if rows else None
+
+
+async def messages_by_contact(contact_ids: Sequence[UUID]) -> list[list[OutboundMessage]]:
+    """DataLoader batch: each contact's end-user messages (not the staff's), newest first."""
+    grouped: dict[UUID, list[OutboundMessage]] = {cid: [] for cid in contact_ids}
+    rows = OutboundMessage.filter(contact_id__in=list(contact_ids), staff_id__isnull=True).order_by("-created_at")
+    for row in await rows:
+        grouped[row.contact_id].append(row)  # type: ignore[index]
+    return [grouped[cid] for cid in contact_ids]

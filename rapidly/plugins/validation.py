@@ -253,6 +253,19 @@ def validate_template(
     return result
 
 
+#: What a message template may contain besides text and variables: conditions and these filters.
+#: No loops, macros, blocks or includes, so that rendering is linear in the template's size, and no
+#: filter that can grow its input (center, indent, wordwrap) or reach beyond it.
+ALLOWED_FILTERS = frozenset({"upper", "lower", "title", "capitalize", "trim", "default", "d", "e", "escape"})
+_ALLOWED_STATEMENTS = (
+    jinja2.nodes.Template, jinja2.nodes.Output, jinja2.nodes.TemplateData, jinja2.nodes.If, jinja2.nodes.Name,
+    jinja2.nodes.Const, jinja2.nodes.Filter, jinja2.nodes.Not, jinja2.nodes.And, jinja2.nodes.Or,
+    jinja2.nodes.Compare, jinja2.nodes.Operand, jinja2.nodes.CondExpr,
+)  # fmt: skip
+#: Links come from `{{ link }}` only: a template cannot add a look-alike of the core's links.
+_LITERAL_LINK = re.compile(r"https?:|www\.|//", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=1024)
 def check_template_source(source: str) -> str | None:
     """None when `source` is valid Jinja2 using only `TEMPLATE_VARIABLES`, else what is wrong with it."""
@@ -264,6 +277,14 @@ def check_template_source(source: str) -> str | None:
     unknown = jinja2.meta.find_undeclared_variables(ast) - set(TEMPLATE_VARIABLES)
     if unknown:
         return f"unknown variable(s) {', '.join(sorted(unknown))}; available: {', '.join(TEMPLATE_VARIABLES)}"
+    for node in ast.find_all(jinja2.nodes.Node):
+        if not isinstance(node, _ALLOWED_STATEMENTS):
+            return f"{type(node).__name__} is not allowed: use text, {{{{ variables }}}}, {{% if %}} and simple filters"
+        if isinstance(node, jinja2.nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            return f"filter {node.name!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_FILTERS))}"
+        literal = node.data if isinstance(node, jinja2.nodes.TemplateData) else getattr(node, "value", None)
+        if isinstance(node, jinja2.nodes.TemplateData | jinja2.nodes.Const) and _LITERAL_LINK.search(str(literal)):
+            return "links must come from {{ link }}; the template may not contain addresses of its own"
     return None
 
 

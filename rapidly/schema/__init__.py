@@ -26,6 +26,7 @@ from rapidly.errors import DomainError, InputInvalid
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
 from rapidly.schema.media import MediaMutation
+from rapidly.schema.messaging import MessagingMutation
 from rapidly.schema.notifications import NotificationMutation, NotificationQuery
 from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
@@ -126,7 +127,8 @@ class TokenLimit(MaxTokensLimiter):
 
 Query = merge_types("Query", (ContactQuery, SelfServiceQuery, StaffQuery, NotificationQuery))
 Mutation = merge_types(
-    "Mutation", (StaffMutation, ContactMutation, MediaMutation, ErasureMutation, NotificationMutation)
+    "Mutation",
+    (StaffMutation, ContactMutation, MediaMutation, MessagingMutation, ErasureMutation, NotificationMutation),
 )
 Subscription = merge_types("Subscription", (ContactSubscription,))
 

@@ -20,6 +20,7 @@ from rapidly.realtime import ContactEvent as Event
 from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
 from rapidly.schema.media import Media
+from rapidly.schema.messaging import Message
 from rapidly.schema.pagination import DEFAULT_PAGE, Connection
 from rapidly.schema.permissions import IsStaff
 
@@ -111,6 +112,10 @@ class Contact:
     async def values(self, info: strawberry.Info) -> list[FieldValue]:
         rows = await info.context.read_values(self.model.id)
         return [FieldValue(key=r.key, value=r.value, updated_at=r.updated_at) for r in rows]
+
+    @strawberry.field(description="Messages sent about this contact, newest first: event, channel, status.")
+    async def messages(self, info: strawberry.Info) -> list[Message]:
+        return [Message.of(m) for m in await info.context.loaders.messages.load(self.model.id)]
 
     @strawberry.field(description="Photos, oldest first.")
     async def media(self, info: strawberry.Info) -> list[Media]:

@@ -16,6 +16,7 @@ from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.media import service as media
+from rapidly.messaging import outbox
 from rapidly.plugins import FieldSpec, PluginRegistry
 from rapidly.staff import service as staff_service
 from rapidly.staff.models import StaffUser
@@ -45,6 +46,10 @@ class Loaders:
     @cached_property
     def media(self) -> DataLoader:
         return DataLoader(load_fn=media.media_by_contact)
+
+    @cached_property
+    def messages(self) -> DataLoader:
+        return DataLoader(load_fn=outbox.messages_by_contact)
 
     @cached_property
     def contacts(self) -> DataLoader:

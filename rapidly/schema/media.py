@@ -87,5 +87,5 @@ class MediaMutation:
         contact = await ctx.contact()
         if contact is None:
             raise AuthFailed()
-        masked = await continuation.send_continue_link(ctx.settings, ctx.plugins, contact, channel)  # type: ignore[arg-type]
+        masked = await continuation.send_continue_link(ctx.settings, ctx.plugins, contact, channel, ctx.client_ip)  # type: ignore[arg-type]
         return LinkSent(channel=channel, masked_recipient=masked)

@@ -8,9 +8,11 @@ import strawberry
 from strawberry.scalars import JSON
 
 from rapidly.contacts import service as contacts
+from rapidly.messaging import outbox
 from rapidly.plugins import resolve_locale
 from rapidly.schema.contacts import FieldKindType
 from rapidly.schema.media import Media
+from rapidly.schema.messaging import Message
 from rapidly.selfservice import service
 
 
@@ -35,6 +37,7 @@ class MyData:
     self_service_url: str = strawberry.field(description="My own page: see, download and erase everything.")
     values: list[MyValue]
     media: list[Media] = strawberry.field(description="My photos, oldest first.")
+    messages: list[Message] = strawberry.field(description="Messages sent to me, newest first (not their text).")
 
 
 @strawberry.type
@@ -58,4 +61,5 @@ class SelfServiceQuery:
                 for v in data.values
             ],
             media=[Media.of(m) for m in data.media],
+            messages=[Message.of(m) for m in (await outbox.messages_by_contact([contact.id]))[0]],
         )

@@ -12,6 +12,9 @@ class Tenant(Model):
     default_locale = fields.CharField(max_length=5, default="fi")
     privacy_policy_url = fields.CharField(max_length=500, null=True)
     retention_days = fields.IntField(null=True)
+    #: Which messages go out on which channel: {"SELF_SERVICE_LINK": ["email"], ...}; missing
+    #: events use the defaults in `rapidly.messaging.service.DEFAULT_CHANNELS`.
+    message_channels = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -74,7 +74,7 @@ async def test_delete_my_data_erases_everything_and_answers_with_a_receipt(gql, 
         "field_values": 3,
         "contact_tokens": 1,
         "media": 0,
-        "outbound_messages": 0,
+        "outbound_messages": 2,  # the self-service link by email (waiting), the staff's new-contact email
         "rate_limits": 0,
         "contact_events": 4,
         "media_objects": 0,
@@ -231,7 +231,8 @@ async def test_concurrent_erasures_give_one_ledger_row_and_one_receipt(gql, two_
     receipts = await asyncio.gather(*[erasure.erase(contact.tenant_id, contact.id, Requester.STAFF) for _ in range(5)])
 
     # then
-    assert len({(r.erased_at, tuple(r.removed.items())) for r in receipts}) == 1
+    # the same erasure; a caller that arrived while object storage was being emptied sees it pending
+    assert len({(r.erased_at, r.removed["field_values"], r.removed["contact"]) for r in receipts}) == 1
     assert await Erasure.filter(contact_id=contact.id).count() == 1
     assert await ContactEventLog.filter(contact_id=contact.id, kind="DELETED").count() == 1
 

@@ -1,0 +1,155 @@
+"""Delivery: email through SMTP (aiosmtplib) and SMS through an EU gateway's HTTPS API (httpx).
+
+A failure is a `SendFailed` with a short code ("smtp_451", "sms_http_503", "timeout"); a server's
+own message is never kept, as it may quote the address.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import httpx
+
+from rapidly.config import SMS_TO_FILE, Settings
+from rapidly.messaging.templates import Composed
+
+
+class SendFailed(Exception):
+    def __init__(self, code: str, *, permanent: bool = False) -> None:
+        super().__init__(code)
+        self.code = code
+        #: Retrying cannot help (the recipient was refused): give up at once.
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    message_id: UUID
+    recipient: str
+    sender_name: str
+    composed: Composed
+
+
+class EmailChannel:
+    """`RAPIDLY_SMTP_URL`: `smtp+starttls://user:pass@host:587`, `smtps://user:pass@host:465`, or
+    `smtp://host:25` (no TLS: for a relay on the same host or network only)."""
+
+    def __init__(
+        self, url: str, sender: str, *, tls_context: ssl.SSLContext | None = None, timeout: float = 30
+    ) -> None:
+        parts = urlsplit(url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or {"smtps": 465, "smtp+starttls": 587}.get(parts.scheme, 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.sender = sender
+        self.tls_context = tls_context or ssl.create_default_context()
+        self.timeout = timeout
+
+    def build(self, item: Outgoing) -> EmailMessage:
+        message = EmailMessage()
+        domain = self.sender.rpartition("@")[2] or "localhost"
+        message["From"] = Address(display_name=item.sender_name, addr_spec=self.sender)
+        message["To"] = item.recipient
+        message["Subject"] = item.composed.subject or ""
+        message["Date"] = format_datetime(datetime.now(UTC))
+        # The same ID on every attempt of this message: receivers can tell a retry from a new mail.
+        message["Message-ID"] = f"<{item.message_id.hex}@{domain}>"
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Auto-Response-Suppress"] = "All"
+        message.set_content(item.composed.text)
+        if item.composed.html:
+            message.add_alternative(item.composed.html, subtype="html")
+        return message
+
+    async def send(self, item: Outgoing) -> None:
+        import aiosmtplib
+
+        try:
+            await aiosmtplib.send(
+                self.build(item),
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                use_tls=self.scheme == "smtps",
+                start_tls=self.scheme == "smtp+starttls",
+                tls_context=self.tls_context,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused:
+            raise SendFailed("smtp_recipient_refused", permanent=True) from None
+        except aiosmtplib.SMTPAuthenticationError:
+            raise SendFailed("smtp_auth") from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise SendFailed(f"smtp_{exc.code}", permanent=500 <= exc.code < 600 and exc.code != 554) from None
+        except aiosmtplib.SMTPTimeoutError:
+            raise SendFailed("timeout") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise SendFailed(f"smtp_{type(exc).__name__}"[:40]) from None
+
+
+class GatewayApiSms:
+    """GatewayAPI's EU API (`https://gatewayapi.eu/rest/mtsms`, servers in Denmark): JSON, token auth.
+
+    `RAPIDLY_SMS_URL` is the endpoint; `RAPIDLY_SMS_TOKEN` the API token. The message's ID travels as
+    `userref`, so a retry of the same message can be recognised on the gateway's side.
+    """
+
+    def __init__(self, url: str, token: str, sender: str, *, timeout: float = 15) -> None:
+        self.url = url
+        self.token = token
+        self.sender = sender[:11]
+        self.timeout = timeout
+
+    async def send(self, item: Outgoing) -> None:
+        body = {
+            "sender": self.sender,
+            "message": item.composed.text,
+            "recipients": [{"msisdn": int(item.recipient.lstrip("+"))}],
+            "userref": str(item.message_id),
+        }
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(self.url, json=body, auth=(self.token, ""))
+        except httpx.TimeoutException:
+            raise SendFailed("timeout") from None
+        except httpx.HTTPError as exc:
+            raise SendFailed(f"sms_{type(exc).__name__}"[:40]) from None
+        if response.status_code >= 300:
+            permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+            raise SendFailed(f"sms_http_{response.status_code}", permanent=permanent)
+
+
+class FileSms:
+    """For the demo: texts are appended to a file under the data directory instead of being sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def send(self, item: Outgoing) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(f"--- SMS {item.message_id} to {item.recipient} ---\n{item.composed.text}\n")
+        self.path.chmod(0o600)
+
+
+def channels_for(settings: Settings) -> dict[str, object]:
+    """The configured channels by name ("email", "sms"); a channel without settings is absent."""
+    found: dict[str, object] = {}
+    if settings.smtp_url:
+        found["email"] = EmailChannel(settings.smtp_url, settings.mail_from)
+    if settings.sms_url == SMS_TO_FILE:
+        found["sms"] = FileSms(settings.data_dir / "sms-outbox.txt")
+    elif settings.sms_url:
+        found["sms"] = GatewayApiSms(settings.sms_url, settings.sms_token or "", settings.sms_sender)
+    return found

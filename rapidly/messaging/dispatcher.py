@@ -1,0 +1,214 @@
+"""The dispatcher: claims due messages, addresses them, words them and sends them.
+
+- Claims with `FOR UPDATE SKIP LOCKED` and a lease, so any number of dispatchers (inside `serve`,
+  or `rapidly worker` processes) share the outbox; a dispatcher killed mid-batch loses nothing: its
+  lease runs out and another one sends the message again (at least once; the message's ID travels
+  as Message-ID or the gateway's reference, so a receiver can tell a repeat).
+- A failure is retried with exponential backoff and jitter, up to `message_attempts`; then, or at
+  once for a permanent refusal, the message is FAILED with a short code (visible to staff).
+- The address is read when the message is sent: the contact's own saved email or phone, or the
+  staff member's login email. Limits that protect a recipient (per address, per number range, per
+  tenant and day) suppress the message quietly: the requester is told nothing about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import timedelta
+from uuid import UUID
+
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from rapidly import security
+from rapidly.config import Settings
+from rapidly.contacts import continuation
+from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact, FieldValue
+from rapidly.errors import RateLimited
+from rapidly.messaging import service
+from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
+from rapidly.messaging.templates import RenderError, compose
+from rapidly.plugins import Channel, FieldRole, MessageEvent, PluginRegistry, template_context
+from rapidly.ratelimit import service as ratelimit
+from rapidly.staff.models import StaffUser
+from rapidly.tenants import service as tenants
+from rapidly.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+FIRST_BACKOFF_SECONDS = 30
+MAX_BACKOFF_SECONDS = 3600
+#: Messages one dispatcher sends at once.
+CONCURRENCY = 10
+#: Limits that protect recipients (checked when sending; a hit suppresses the message quietly).
+PER_RECIPIENT = ratelimit.Limit("msg-recipient", 10, 86_400)
+PER_NUMBER_RANGE = ratelimit.Limit("msg-number-range", 200, 86_400)
+PER_CONTACT = ratelimit.Limit("msg-contact", 30, 86_400)
+
+_CLAIM = """
+UPDATE outbound_message SET next_attempt_at = now() + $2::interval, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM outbound_message WHERE status = 'PENDING' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, tenant_id, contact_id, staff_id, event, channel, locale, payload, attempts
+"""
+_SENT = """
+UPDATE outbound_message SET status = 'SENT', sent_at = now(), masked_recipient = $2, payload = '{}'::jsonb,
+    last_error = NULL
+WHERE id = $1
+"""
+_SUPPRESSED = "UPDATE outbound_message SET status = 'SUPPRESSED', last_error = $2, payload = '{}'::jsonb WHERE id = $1"
+_FAILED = "UPDATE outbound_message SET status = 'FAILED', last_error = $2, payload = '{}'::jsonb WHERE id = $1"
+_RETRY = "UPDATE outbound_message SET last_error = $2, next_attempt_at = now() + $3::interval WHERE id = $1"
+
+
+class Suppressed(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, plugins: PluginRegistry, channels: dict[str, object] | None = None) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.channels = channels_for(settings) if channels is None else channels
+        self._wake = asyncio.Event()
+        self.sent = 0
+
+    def wake(self) -> None:
+        """Look at the outbox now (a message was queued in this process)."""
+        self._wake.set()
+
+    async def run(self, idle_seconds: float = 1.0) -> None:
+        """Until cancelled: send what is due, then wait for a wake-up or `idle_seconds`."""
+        while True:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("dispatcher round failed")
+                handled = 0
+            if not handled:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), idle_seconds)
+
+    async def run_once(self, batch: int = 50) -> int:
+        """Claim up to `batch` due messages and handle them; returns how many were claimed."""
+        rows = await connections.get("default").execute_query_dict(_CLAIM, [batch, LEASE])
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(row: dict) -> None:
+            async with gate:
+                await self._handle(row)
+
+        await asyncio.gather(*(one(row) for row in rows))
+        return len(rows)
+
+    async def _handle(self, row: dict) -> None:
+        conn = connections.get("default")
+        try:
+            channel = Channel(row["channel"])
+            sender = self.channels.get(channel.value)
+            if sender is None:
+                raise Suppressed("channel_not_configured")
+            item, masked = await self._prepare(row, channel)
+            await sender.send(item)  # type: ignore[attr-defined]
+        except Suppressed as exc:
+            await conn.execute_query(_SUPPRESSED, [row["id"], exc.code])
+            return
+        except (SendFailed, RenderError) as exc:
+            code = exc.code if isinstance(exc, SendFailed) else "template"
+            permanent = isinstance(exc, RenderError) or exc.permanent
+            if permanent or row["attempts"] >= self.settings.message_attempts:
+                await conn.execute_query(_FAILED, [row["id"], code])
+                log.warning("message %s failed for good (%s)", row["id"], code)
+            else:
+                backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row["attempts"] - 1))
+                delay = timedelta(seconds=backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
+                await conn.execute_query(_RETRY, [row["id"], code, delay])
+                log.info("message %s: attempt %d failed (%s); retrying", row["id"], row["attempts"], code)
+            return
+        await conn.execute_query(_SENT, [row["id"], masked])
+        self.sent += 1
+
+    async def _prepare(self, row: dict, channel: Channel) -> tuple[Outgoing, str]:
+        event = MessageEvent(row["event"])
+        tenant = await Tenant.get(id=row["tenant_id"])
+        if not service.enabled(tenant, event, channel):
+            raise Suppressed("switched_off")
+        info = tenants.tenant_info(tenant)
+        if event.to_staff:
+            staff = await StaffUser.get_or_none(id=row["staff_id"], tenant_id=tenant.id)
+            if staff is None:
+                raise Suppressed("no_address")
+            recipient, name, self_service = staff.email, None, None
+            link = f"{self.settings.base_url}/staff/contacts/{row['contact_id']}"
+        else:
+            recipient, name = await self._contact_address(tenant, row["contact_id"], channel)
+            await self._recipient_limits(tenant.id, row["contact_id"], recipient, channel)
+            link, self_service = await self._links(tenant.id, row["contact_id"], event)
+        await self._tenant_limit(tenant.id)
+        template = self.plugins.message_template(info, event, channel, row["locale"])
+        staff_name = ""
+        context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name, staff_name=staff_name)
+        composed = compose(
+            template,
+            event=event,
+            channel=channel,
+            locale=row["locale"],
+            context=context,
+            self_service_link=self_service,
+        )
+        item = Outgoing(row["id"], recipient, tenant.name, composed)
+        return item, continuation.mask(recipient, channel)
+
+    async def _contact_address(self, tenant: Tenant, contact_id: UUID, channel: Channel) -> tuple[str, str | None]:
+        contact = await Contact.get_or_none(id=contact_id, tenant_id=tenant.id)
+        if contact is None:
+            raise Suppressed("no_contact")
+        values = await FieldValue.filter(contact_id=contact_id, tenant_id=tenant.id)
+        fields = contacts.fields_of(self.plugins, tenant)
+        address = continuation.own_address(values, fields, channel)
+        if not address:
+            raise Suppressed("no_address")
+        if channel == Channel.SMS and not continuation.eea_mobile(address):
+            raise Suppressed("not_an_eea_mobile")
+        return address, contacts.role_value(values, fields, FieldRole.NAME)
+
+    async def _recipient_limits(self, tenant_id: UUID, contact_id: UUID, recipient: str, channel: Channel) -> None:
+        key = self.settings.signing_key
+        try:
+            await ratelimit.hit(PER_CONTACT, str(contact_id), tenant_id, contact_id=contact_id)
+            await ratelimit.hit(PER_RECIPIENT, security.keyed_digest(key, "msg-recipient", recipient.lower()))
+            if channel == Channel.SMS:  # a number range: country code and the first digits
+                await ratelimit.hit(PER_NUMBER_RANGE, security.keyed_digest(key, "msg-range", recipient[:7]))
+        except RateLimited:
+            raise Suppressed("limit_recipient") from None
+
+    async def _tenant_limit(self, tenant_id: UUID) -> None:
+        limit = ratelimit.Limit("msg-tenant-day", self.settings.messages_per_tenant_per_day, 86_400)
+        try:
+            await ratelimit.hit(limit, str(tenant_id), tenant_id)
+        except RateLimited:
+            raise Suppressed("limit_tenant") from None
+
+    async def _links(self, tenant_id: UUID, contact_id: UUID, event: MessageEvent) -> tuple[str, str]:
+        """(the event's link, the self-service link), with tokens made now: none waits in the outbox."""
+        async with in_transaction() as conn:
+            page = await contacts.issue_token(
+                conn, tenant_id, contact_id, timedelta(days=self.settings.contact_token_days)
+            )
+            self_service = contacts.self_service_url(self.settings, page)
+            if event in (MessageEvent.CONTINUE_LINK, MessageEvent.PHOTO_REQUEST):
+                token = await contacts.issue_token(
+                    conn, tenant_id, contact_id, timedelta(minutes=self.settings.continue_link_minutes)
+                )
+                return continuation.continue_url(self.settings, token), self_service
+        return self_service, self_service

@@ -1,0 +1,125 @@
+"""Which messages go out, and the triggers that queue them. A closed set of events (plugins'
+`MessageEvent`), each bound to one contact; never bulk, never free text, never a chosen address."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from rapidly.contacts import continuation
+from rapidly.contacts.models import Contact
+from rapidly.errors import InputInvalid, NotFound
+from rapidly.messaging import outbox
+from rapidly.plugins import Channel, MessageEvent, PluginRegistry
+from rapidly.ratelimit import service as ratelimit
+from rapidly.staff.models import StaffUser
+from rapidly.tenants.models import Tenant
+
+E, S = Channel.EMAIL, Channel.SMS
+#: Per event, the channels a tenant sends on unless it says otherwise (`rapidly tenant messages`).
+#: Staff are reached by email only (a staff account has no phone number).
+DEFAULT_CHANNELS: dict[MessageEvent, tuple[Channel, ...]] = {
+    MessageEvent.CONTINUE_LINK: (E, S),
+    MessageEvent.SELF_SERVICE_LINK: (E,),
+    MessageEvent.PHOTO_REQUEST: (E, S),
+    MessageEvent.CHAT_REPLY: (E,),
+    MessageEvent.NEW_CONTACT: (E,),
+    MessageEvent.MEDIA_ADDED: (),
+    MessageEvent.CHAT_MESSAGE: (E,),
+}
+#: The self-service link waits this long after an address is saved: autosave stores an address
+#: while it is being typed, and the message goes to the address as it is when sent.
+SELF_SERVICE_LINK_DELAY = timedelta(minutes=2)
+PHOTO_REQUESTS_PER_CONTACT = ratelimit.Limit("photo-request-contact", 5, 86_400)
+
+
+def enabled(tenant: Tenant, event: MessageEvent, channel: Channel) -> bool:
+    chosen = (tenant.message_channels or {}).get(event.name)
+    channels = DEFAULT_CHANNELS[event] if chosen is None else tuple(Channel(c) for c in chosen)
+    if event.to_staff and channel != Channel.EMAIL:
+        return False
+    return channel in channels
+
+
+async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
+    """Switch an event's channels for a tenant (`rapidly tenant messages`)."""
+    ev = MessageEvent.coerce(event)
+    if ev is None:
+        raise InputInvalid.one("event", "unknown_event", f"Events: {', '.join(e.name for e in MessageEvent)}.")
+    chosen = [Channel.coerce(c) for c in channels]
+    if None in chosen:
+        raise InputInvalid.one("channel", "unknown_channel", "Channels: email, sms.")
+    if ev.to_staff and Channel.SMS in chosen:
+        raise InputInvalid.one("channel", "staff_email_only", "Staff are reached by email only.")
+    tenant = await Tenant.get_or_none(slug=slug)
+    if tenant is None:
+        raise NotFound("No such tenant.")
+    tenant.message_channels = {**(tenant.message_channels or {}), ev.name: sorted({c.value for c in chosen})}  # type: ignore[union-attr]
+    await tenant.save(update_fields=["message_channels", "updated_at"])
+    return tenant
+
+
+async def after_address_saved(
+    conn: BaseDBAsyncClient, tenant: Tenant, contact_id: UUID, channel: Channel, locale: str
+) -> None:
+    """The first saved email or phone of a contact brings its self-service link, if the tenant wants
+    that: once per contact and channel, a little later (see `SELF_SERVICE_LINK_DELAY`)."""
+    if not enabled(tenant, MessageEvent.SELF_SERVICE_LINK, channel):
+        return
+    await outbox.enqueue(
+        conn,
+        tenant_id=tenant.id,
+        contact_id=contact_id,
+        event=MessageEvent.SELF_SERVICE_LINK,
+        channel=channel,
+        locale=locale,
+        dedupe_key=f"self-service-link:{contact_id}:{channel.value}",
+        delay=SELF_SERVICE_LINK_DELAY,
+    )
+
+
+async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent, contact_id: UUID) -> None:
+    """One email per staff member of the tenant (NEW_CONTACT, MEDIA_ADDED, CHAT_MESSAGE), if enabled.
+    It names no one: the link leads to the contact in the staff's view."""
+    if not enabled(tenant, event, Channel.EMAIL):
+        return
+    for staff_id, locale in await StaffUser.filter(tenant_id=tenant.id).using_db(conn).values_list("id", "locale"):
+        await outbox.enqueue(
+            conn,
+            tenant_id=tenant.id,
+            contact_id=contact_id,
+            staff_id=staff_id,
+            event=event,
+            channel=Channel.EMAIL,
+            locale=locale,
+        )
+
+
+async def request_photo(plugins: PluginRegistry, staff: StaffUser, contact_id: str, channel: Channel) -> None:
+    """A staff member asks one contact of their tenant for a photo: a continue link to the contact's
+    own address. NotFound for an absent or another tenant's contact; InputInvalid without an address."""
+    try:
+        cid = UUID(contact_id) if len(contact_id) <= 64 else None
+    except ValueError:
+        cid = None
+    contact = (
+        await Contact.get_or_none(id=cid, tenant_id=staff.tenant_id, first_saved_at__not_isnull=True) if cid else None
+    )
+    if contact is None:
+        raise NotFound("No such contact.")
+    contact.tenant = staff.tenant
+    await continuation.check_address(plugins, contact, channel)
+    await ratelimit.hit(PHOTO_REQUESTS_PER_CONTACT, str(contact.id), staff.tenant_id, contact_id=contact.id)
+    async with in_transaction() as conn:
+        await outbox.enqueue(
+            conn,
+            tenant_id=staff.tenant_id,
+            contact_id=contact.id,
+            event=MessageEvent.PHOTO_REQUEST,
+            channel=channel,
+            locale=contact.locale,
+            payload={"staff_id": str(staff.id)},
+        )

@@ -1,0 +1,306 @@
+"""Messages through a real SMTP server (STARTTLS, AUTH) and an SMS gateway on loopback: wording,
+the mandatory self-service link, retries, limits, and only ever the contact's own address."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from tortoise import connections
+
+from rapidly.messaging.models import MessageStatus, OutboundMessage
+from tests.contacts.test_contacts_api import save, staff_token, start
+
+SEND = """
+mutation Send($channel: Channel!) { sendContinueLink(channel: $channel) { __typename
+  ... on LinkSent { maskedRecipient } ... on InputInvalidError { errors { code } }
+  ... on RateLimitedError { retryAfterSeconds } } }
+"""
+REQUEST_PHOTO = """
+mutation R($id: ID!, $channel: Channel!) { requestPhoto(contactId: $id, channel: $channel) { __typename
+  ... on PhotoRequested { channel } ... on Error { message } ... on InputInvalidError { errors { code } } } }
+"""
+MESSAGES = "query C($id: ID!) { contact(id: $id) { messages { event channel status maskedRecipient error } } }"
+
+
+@pytest.fixture
+async def roofing(world):
+    await world.tenant("kattohuolto", name="Kattohuolto Oy")
+    await world.staff("kattohuolto", "anna@kattohuolto.example")
+    await world.tenant("verstas", plugin="carrepair_se")
+    await world.staff("verstas", "erik@verstas.example")
+
+
+async def contact(gql, email="maija@example.com", phone="040 123 4567") -> str:
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Maija Meikäläinen")
+    if phone:
+        await save(gql, token, "phone", phone)
+    if email:
+        await save(gql, token, "email", email)
+    return token
+
+
+async def due() -> None:
+    await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
+
+
+async def only(event: str) -> None:
+    """Leave only messages of this event in the outbox (saving an address also queues others)."""
+    await OutboundMessage.exclude(event=event).delete()
+
+
+async def test_the_continue_link_by_email_carries_the_self_service_link_and_button(
+    gql, http, roofing, dispatcher, smtp
+):
+    # given
+    _, mailbox, _ = smtp
+    token = await contact(gql)
+    sent = (await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]
+    await only("continue_link")
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    assert sent == {"__typename": "LinkSent", "maskedRecipient": "m•••@example.com"}
+    [mail] = mailbox.messages
+    assert mail["X-Envelope-To"] == "maija@example.com" and mail["To"] == "maija@example.com"
+    assert mail["From"] == "Kattohuolto Oy <noreply@rapidly.example>"
+    assert mail["Auto-Submitted"] == "auto-generated"
+    row = await OutboundMessage.get()
+    assert mail["Message-ID"] == f"<{row.id.hex}@rapidly.example>" and mail["Date"]
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    continue_link = re.search(r"http://\S+/continue/rpc_\S+", text).group(0)
+    my_link = re.search(r"http://\S+/my/rpc_\S+", text).group(0)
+    assert "Hei Maija Meikäläinen" in text
+    assert f'<a href="{my_link}"' in html and "Poista kaikki tietoni</a>" in html
+    assert (await http.get(continue_link.split("127.0.0.1", 1)[1].split("/", 1)[1].join(["/", ""]))).status_code == 200
+    assert (row.status, row.masked_recipient, row.payload) == (MessageStatus.SENT, "m•••@example.com", {})
+
+
+async def test_the_continue_link_by_sms_goes_to_the_gateway(gql, roofing, dispatcher, gateway):
+    # given
+    token = await contact(gql)
+    await gql(SEND, {"channel": "SMS"}, token=token)
+    await only("continue_link")
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    [request] = gateway.requests
+    body = request["body"]
+    assert body["recipients"] == [{"msisdn": 358401234567}] and body["sender"] == "Kattohuolto"
+    assert "/continue/rpc_" in body["message"] and "/my/rpc_" in body["message"]
+    assert body["userref"] == str((await OutboundMessage.get()).id)
+    assert request["auth"].startswith("Basic ")
+
+
+async def test_the_address_is_the_one_saved_when_the_message_is_sent(gql, roofing, dispatcher, smtp):
+    # given: the self-service link waits a little after the address is typed
+    _, mailbox, _ = smtp
+    token = await contact(gql, email="maija@exam.com", phone=None)
+    await save(gql, token, "email", "maija@example.com")  # still typing
+    queued = await OutboundMessage.filter(event="self_service_link").count()
+    assert await dispatcher.run_once() == 1  # only the staff's new-contact email is due yet
+
+    # when
+    await due()
+    await dispatcher.run_once()
+
+    # then
+    assert queued == 1
+    to = [m["X-Envelope-To"] for m in mailbox.messages]
+    assert sorted(to) == ["anna@kattohuolto.example", "maija@example.com"]
+
+
+async def test_staff_get_an_email_that_names_no_one(gql, roofing, dispatcher, smtp):
+    # given
+    _, mailbox, _ = smtp
+    await contact(gql, email=None, phone=None)
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    [mail] = mailbox.messages
+    assert mail["X-Envelope-To"] == "anna@kattohuolto.example"
+    body = mail.get_body(("plain",)).get_content()
+    assert "Maija" not in body and "Meikäläinen" not in str(mail) and "/staff/contacts/" in body
+    assert "/my/" not in body  # staff messages carry no end-user link
+
+
+async def test_a_451_and_a_dropped_connection_are_retried_without_loss(gql, roofing, dispatcher, smtp):
+    # given
+    _, mailbox, _ = smtp
+    token = await contact(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    await only("continue_link")
+    mailbox.answers.append("451 4.3.0 try again later")
+    mailbox.drops = 1
+
+    # when
+    await dispatcher.run_once()
+    first = await OutboundMessage.get()
+    await due()
+    await dispatcher.run_once()
+    second = await OutboundMessage.get()
+    await due()
+    await dispatcher.run_once()
+
+    # then
+    assert (first.status, first.last_error) == (MessageStatus.PENDING, "smtp_451")
+    assert second.status == MessageStatus.PENDING and second.last_error.startswith("smtp_")
+    final = await OutboundMessage.get()
+    assert (final.status, final.attempts) == (MessageStatus.SENT, 3)
+    assert len(mailbox.messages) == 1
+
+
+async def test_bad_credentials_are_retried_then_the_message_fails_visibly(gql, roofing, settings, plugins, smtp):
+    # given
+    from rapidly.messaging.channels import EmailChannel
+    from rapidly.messaging.dispatcher import Dispatcher
+
+    url, mailbox, client_context = smtp
+    wrong = EmailChannel(url.replace("smtp-secret", "wrong"), "noreply@rapidly.example", tls_context=client_context)
+    dispatcher = Dispatcher(settings.model_copy(update={"message_attempts": 2}), plugins, {"email": wrong})
+    token = await contact(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    await only("continue_link")
+    contact_id = str((await OutboundMessage.get()).contact_id)
+
+    # when
+    await dispatcher.run_once()
+    await due()
+    await dispatcher.run_once()
+
+    # then
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error, row.attempts) == (MessageStatus.FAILED, "smtp_auth", 2)
+    assert mailbox.messages == []
+    shown = (await gql(MESSAGES, {"id": contact_id}, token=await staff_token(gql)))["contact"]["messages"]
+    assert shown == [
+        {
+            "event": "CONTINUE_LINK",
+            "channel": "EMAIL",
+            "status": "FAILED",
+            "maskedRecipient": None,
+            "error": "smtp_auth",
+        }
+    ]
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(503, MessageStatus.PENDING), (400, MessageStatus.FAILED)])
+async def test_gateway_errors_are_retried_unless_permanent(gql, roofing, dispatcher, gateway, status, outcome):
+    # given
+    token = await contact(gql)
+    await gql(SEND, {"channel": "SMS"}, token=token)
+    await only("continue_link")
+    gateway.statuses.append(status)
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error) == (outcome, f"sms_http_{status}")
+    if outcome == MessageStatus.PENDING:
+        await due()
+        await dispatcher.run_once()
+        assert (await OutboundMessage.get()).status == MessageStatus.SENT and len(gateway.requests) == 1
+
+
+async def test_a_gateway_timeout_is_retried(gql, roofing, dispatcher, gateway):
+    # given
+    token = await contact(gql)
+    await gql(SEND, {"channel": "SMS"}, token=token)
+    await only("continue_link")
+    gateway.stalls.append(2.0)
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error) == (MessageStatus.PENDING, "timeout")
+
+
+async def test_limits_that_protect_the_recipient_are_silent_to_the_requester(gql, roofing, dispatcher, smtp):
+    # given: many contacts naming the same address (someone else's, say)
+    _, mailbox, _ = smtp
+    answers = []
+    for _ in range(12):
+        token = await contact(gql, email="victim@example.com", phone=None)
+        answers.append((await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]["__typename"])
+    await only("continue_link")
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    assert answers == ["LinkSent"] * 12
+    statuses = sorted(m.status for m in await OutboundMessage.all())
+    assert statuses.count(MessageStatus.SENT) == 10 and statuses.count(MessageStatus.SUPPRESSED) == 2
+    assert {m.last_error for m in await OutboundMessage.filter(status=MessageStatus.SUPPRESSED)} == {"limit_recipient"}
+    assert len(mailbox.messages) == 10
+
+
+async def test_a_switched_off_event_is_not_sent(gql, roofing, dispatcher, smtp, env):
+    # given
+    from tests.conftest import run_cli
+
+    _, mailbox, _ = smtp
+    switched = run_cli(env, "tenant", "messages", "kattohuolto", "continue_link", "--sms")
+    token = await contact(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    await only("continue_link")
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    assert switched.returncode == 0, switched.stderr
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error) == (MessageStatus.SUPPRESSED, "switched_off")
+    assert mailbox.messages == []
+
+
+async def test_staff_ask_their_own_contact_for_a_photo(gql, roofing, dispatcher, gateway):
+    # given
+    token = await contact(gql)
+    from rapidly.contacts import service as contacts
+
+    contact_id = str((await contacts.contact_for_token(token)).id)
+    anna, erik = await staff_token(gql), await staff_token(gql, "erik@verstas.example")
+
+    # when
+    foreign = (await gql(REQUEST_PHOTO, {"id": contact_id, "channel": "SMS"}, token=erik))["requestPhoto"]
+    absent = (await gql(REQUEST_PHOTO, {"id": str(uuid.uuid4()), "channel": "SMS"}, token=erik))["requestPhoto"]
+    asked = (await gql(REQUEST_PHOTO, {"id": contact_id, "channel": "SMS"}, token=anna))["requestPhoto"]
+    as_contact = await gql(REQUEST_PHOTO, {"id": contact_id, "channel": "SMS"}, token=token, expect_errors=True)
+    await only("photo_request")
+    await dispatcher.run_once()
+
+    # then
+    assert foreign == absent == {"__typename": "NotFoundError", "message": "No such contact."}
+    assert asked == {"__typename": "PhotoRequested", "channel": "SMS"}
+    assert as_contact["errors"]
+    [request] = gateway.requests
+    assert "/continue/rpc_" in request["body"]["message"] and "/my/rpc_" in request["body"]["message"]
+
+
+async def test_no_operation_takes_an_address_or_a_list_of_recipients(gql):
+    # given
+    introspection = "{ __schema { mutationType { fields { name args { name } } } } }"
+
+    # when
+    fields = (await gql(introspection))["__schema"]["mutationType"]["fields"]
+
+    # then
+    args = {f["name"]: {a["name"] for a in f["args"]} for f in fields}
+    assert args["sendContinueLink"] == {"channel"} and args["requestPhoto"] == {"contactId", "channel"}
+    suspicious = {(m, a) for m, names in args.items() for a in names if re.search("recipient|address|phone|to$", a)}
+    assert suspicious == set()

@@ -333,6 +333,8 @@ def demo(
         "database_country": "FI",
         "storage_country": "FI",
     }
+    if not os.environ.get("RAPIDLY_SMS_URL"):
+        overrides["sms_url"] = "file:"  # texts go to a file in the data dir instead of a gateway
     if not os.environ.get("RAPIDLY_BASE_URL"):
         overrides["base_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     settings = _settings(**overrides)
@@ -390,4 +392,8 @@ Be an end user: start a contact, then save answers with its token in the same he
 
 Watch it live as staff (subscription over WebSocket, token in connection_init):
   subscription {{ contactEvents {{ kind contact {{ displayName values {{ key value }} }} }} }}
+
+The end user's own page (see, download, erase everything) is the selfServiceUrl startContact returns.
+Text messages are not sent in the demo: they are written to {settings.data_dir.resolve() / "sms-outbox.txt"}
+(save a phone number, then sendContinueLink(channel: SMS)). Email needs RAPIDLY_SMTP_URL.
 """

@@ -93,6 +93,8 @@ def settings(database_url: str, data_dir: Path, server_port: int) -> Settings:
         login_attempts_per_account=5,
         login_attempts_per_ip=20,
         contacts_per_ip_per_hour=30,
+        # Tests run their own dispatcher against their own SMTP and SMS servers (tests/messaging).
+        dispatcher_in_serve=False,
     )
 
 

@@ -14,9 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tortoise import connections
 
 from rapidly import db
 from rapidly.contacts import service as contacts
+from rapidly.messaging.models import OutboundMessage
 from rapidly.ratelimit import service as ratelimit
 from tests.contacts.test_contacts_api import CONTACT, NOTIFICATIONS, save, staff_token, start
 from tests.media import images
@@ -39,9 +41,10 @@ _NOT_TEXT = (
 )
 
 
-#: Loggers that are not the application's: the test's own HTTP client, and uvicorn's access log,
-#: which `rapidly serve` switches off (pytest re-attaches its capture handler to it).
-_NOT_APPLICATION = ("httpx", "httpcore", "uvicorn.access")
+#: Loggers that are not the application's: the test's own HTTP client, its SMTP server (aiosmtpd's
+#: "mail.log", standing in for the mail relay), and uvicorn's access log, which `rapidly serve`
+#: switches off (pytest re-attaches its capture handler to it).
+_NOT_APPLICATION = ("httpx", "httpcore", "mail.log", "uvicorn.access")
 
 
 def markers(control: bool = False) -> dict[str, object]:
@@ -117,7 +120,7 @@ async def scan(database_url: str, needles: list[str]) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("route", ["page", "deleteMyData", "deleteContact"])
 async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
-    gql, http, world, database_url, caplog, route, server
+    gql, http, world, database_url, caplog, route, server, dispatcher, smtp
 ):
     # given
     caplog.set_level(logging.DEBUG)
@@ -143,6 +146,11 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     viewed = (await gql(CONTACT, {"id": str(contact.id)}, token=anna))["contact"]  # audited
     assert viewed["displayName"] == erased["name"]
     assert (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
+    sent = await gql("mutation { sendContinueLink(channel: EMAIL) { __typename } }", token=tokens["erased"])
+    assert sent["sendContinueLink"]["__typename"] == "LinkSent"
+    await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
+    await dispatcher.run_once()
+    assert any(m["X-Envelope-To"] == erased["email"] for m in smtp[1].messages)
     assert (await http.get(f"/my/{tokens['erased']}")).status_code == 200
     assert (await http.get(f"/my/{tokens['erased']}/export.json")).status_code == 200
     before = await scan(database_url, needles(erased))
@@ -168,6 +176,7 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
 
     # then
     assert await scan(database_url, needles(erased) + photo_needles(erased)) == {}
+    assert await OutboundMessage.filter(contact_id=contact.id).count() == 0
     assert scan_files(media_root, needles(erased) + photo_needles(erased)) == []
     left = [p.relative_to(media_root).parts[:2] for p in media_root.rglob("*") if p.is_file()]
     assert sorted(left) == sorted([(str(contact.tenant_id), str(other.id)), ("erasures", str(contact.tenant_id))])

@@ -9,7 +9,10 @@ import uuid
 import pytest
 from tortoise import connections
 
+from rapidly.contacts import service as contacts
+from rapidly.messaging import outbox
 from rapidly.messaging.models import MessageStatus, OutboundMessage
+from rapidly.plugins import Channel, MessageEvent
 from tests.contacts.test_contacts_api import save, staff_token, start
 
 SEND = """
@@ -271,8 +274,6 @@ async def test_a_switched_off_event_is_not_sent(gql, roofing, dispatcher, smtp, 
 async def test_staff_ask_their_own_contact_for_a_photo(gql, roofing, dispatcher, gateway):
     # given
     token = await contact(gql)
-    from rapidly.contacts import service as contacts
-
     contact_id = str((await contacts.contact_for_token(token)).id)
     anna, erik = await staff_token(gql), await staff_token(gql, "erik@verstas.example")
 
@@ -304,3 +305,66 @@ async def test_no_operation_takes_an_address_or_a_list_of_recipients(gql):
     assert args["sendContinueLink"] == {"channel"} and args["requestPhoto"] == {"contactId", "channel"}
     suspicious = {(m, a) for m, names in args.items() for a in names if re.search("recipient|address|phone|to$", a)}
     assert suspicious == set()
+
+
+@pytest.mark.parametrize("phone", ["0600 123456", "+44 7911 123456"], ids=["premium-rate", "outside-eea"])
+async def test_no_text_to_premium_rate_or_non_eea_numbers_reaches_the_gateway(
+    gql, roofing, dispatcher, gateway, world, phone
+):
+    # given: refused when asked; and a message queued otherwise (a photo request) is stopped at sending
+    token = await contact(gql, email=None, phone=phone)
+    refused = (await gql(SEND, {"channel": "SMS"}, token=token))["sendContinueLink"]
+    found = await contacts.contact_for_token(token)
+    await outbox.enqueue(
+        connections.get("default"),
+        tenant_id=found.tenant_id,
+        contact_id=found.id,
+        event=MessageEvent.PHOTO_REQUEST,
+        channel=Channel.SMS,
+        locale="fi",
+    )
+    await only("photo_request")
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    assert [e["code"] for e in refused["errors"]] == ["not_a_mobile_number"]
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error) == (MessageStatus.SUPPRESSED, "not_an_eea_mobile")
+    assert gateway.requests == []
+
+
+async def test_email_over_implicit_tls(gql, roofing, settings, plugins, certificate_authority):
+    # given: an SMTPS relay (TLS from the first byte, port 465 style)
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    from rapidly.messaging.channels import EmailChannel
+    from rapidly.messaging.dispatcher import Dispatcher
+    from tests.conftest import free_port
+    from tests.messaging.servers import Mailbox
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("localhost", "127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    certificate_authority.configure_trust(client_context)
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=server_context)
+    controller.start()
+    try:
+        channel = EmailChannel(
+            f"smtps://127.0.0.1:{controller.port}", "noreply@rapidly.example", tls_context=client_context
+        )
+        token = await contact(gql)
+        await gql(SEND, {"channel": "EMAIL"}, token=token)
+        await only("continue_link")
+
+        # when
+        await Dispatcher(settings, plugins, {"email": channel}).run_once()
+    finally:
+        controller.stop()
+
+    # then
+    assert [m["X-Envelope-To"] for m in mailbox.messages] == ["maija@example.com"]

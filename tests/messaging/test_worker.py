@@ -1,0 +1,77 @@
+"""`rapidly worker` as its own process: killed in the middle of a batch, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from tortoise import connections
+
+from rapidly.messaging import outbox
+from rapidly.messaging.models import MessageStatus, OutboundMessage
+from rapidly.plugins import Channel, MessageEvent
+from tests.messaging.servers import start_smtp
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
+    # given: 20 staff emails queued, and a slow SMTP relay
+    tenant = await world.tenant("kattohuolto")
+    staff = await world.staff("kattohuolto", "anna@kattohuolto.example")
+    conn = connections.get("default")
+    for _ in range(20):
+        await outbox.enqueue(
+            conn,
+            tenant_id=tenant.id,
+            event=MessageEvent.NEW_CONTACT,
+            channel=Channel.EMAIL,
+            locale="fi",
+            contact_id=None,
+            staff_id=staff.id,
+        )
+    controller, mailbox = start_smtp()
+    mailbox.delay = 0.3
+    worker_env = {**env, "RAPIDLY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}", "RAPIDLY_SMTP_COUNTRY": "FI"}
+    try:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "rapidly", "worker"],
+            env=worker_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for _ in range(300):
+            if len(mailbox.messages) >= 3:
+                break
+            await asyncio.sleep(0.05)
+
+        # when: killed outright mid-batch; its leases run out; another worker takes over
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        delivered_before = len(mailbox.messages)
+        unfinished = await OutboundMessage.filter(status=MessageStatus.PENDING).count()
+        await conn.execute_query("UPDATE outbound_message SET next_attempt_at = now() WHERE status = 'PENDING'")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "rapidly", "worker"],
+            env=worker_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for _ in range(400):
+            if await OutboundMessage.filter(status=MessageStatus.PENDING).count() == 0:
+                break
+            await asyncio.sleep(0.05)
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(10)
+    finally:
+        controller.stop()
+
+    # then
+    assert 3 <= delivered_before < 20 and unfinished > 0
+    rows = await OutboundMessage.all()
+    assert {r.status for r in rows} == {MessageStatus.SENT}
+    delivered = {m["Message-ID"] for m in mailbox.messages}
+    assert delivered == {f"<{r.id.hex}@rapidly.invalid>" for r in rows}  # every one, at least once

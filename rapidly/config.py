@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     #: The SMS gateway's API token, and the sender name shown on phones (at most 11 characters).
     sms_token: str | None = None
     sms_sender: str = Field(default="Rapidly", min_length=1, max_length=11)
+    #: Another gateway's API: `package.module:Class`, a class taking (settings) with an async
+    #: `send(item)` (see docs/plugin_hooks.md, "SMS providers"). Unset: GatewayAPI's EU API.
+    sms_provider: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     #: Run the message dispatcher inside `serve` (else run `rapidly worker` processes).
     dispatcher_in_serve: bool = True
     #: Attempts per message before it is marked failed (backoff doubles from 30 s, with jitter).

@@ -6,6 +6,7 @@ own message is never kept, as it may quote the address.
 
 from __future__ import annotations
 
+import importlib
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,6 +151,9 @@ def channels_for(settings: Settings) -> dict[str, object]:
         found["email"] = EmailChannel(settings.smtp_url, settings.mail_from)
     if settings.sms_url == SMS_TO_FILE:
         found["sms"] = FileSms(settings.data_dir / "sms-outbox.txt")
+    elif settings.sms_url and settings.sms_provider:
+        module, _, name = settings.sms_provider.partition(":")
+        found["sms"] = getattr(importlib.import_module(module), name)(settings)
     elif settings.sms_url:
         found["sms"] = GatewayApiSms(settings.sms_url, settings.sms_token or "", settings.sms_sender)
     return found

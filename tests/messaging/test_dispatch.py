@@ -368,3 +368,52 @@ async def test_email_over_implicit_tls(gql, roofing, settings, plugins, certific
 
     # then
     assert [m["X-Envelope-To"] for m in mailbox.messages] == ["maija@example.com"]
+
+
+class FormGateway:
+    """Another provider's API, as a deployment would plug it in with RAPIDLY_SMS_PROVIDER: a form
+    POST with the number and text, and a bearer token."""
+
+    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
+        self.url, self.token = settings.sms_url, settings.sms_token
+
+    async def send(self, item) -> None:  # type: ignore[no-untyped-def]
+        import httpx
+
+        from rapidly.messaging.channels import SendFailed
+
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.post(
+                self.url,
+                json={"to": item.recipient, "text": item.composed.text, "ref": str(item.message_id)},
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+        if response.status_code >= 300:
+            raise SendFailed(f"sms_http_{response.status_code}")
+
+
+async def test_another_sms_provider_plugs_in_by_setting(gql, roofing, settings, plugins, gateway):
+    # given
+    from rapidly.messaging.channels import channels_for
+    from rapidly.messaging.dispatcher import Dispatcher
+
+    configured = settings.model_copy(
+        update={
+            "sms_url": gateway.url,
+            "sms_token": "t0ken",
+            "sms_provider": "tests.messaging.test_dispatch:FormGateway",
+        }
+    )
+    channels = channels_for(configured)
+    token = await contact(gql)
+    await gql(SEND, {"channel": "SMS"}, token=token)
+    await only("continue_link")
+
+    # when
+    await Dispatcher(configured, plugins, channels).run_once()
+
+    # then
+    assert type(channels["sms"]).__name__ == "FormGateway"
+    [request] = gateway.requests
+    assert request["auth"] == "Bearer t0ken" and request["body"]["to"] == "+358401234567"
+    assert "/my/rpc_" in request["body"]["text"]

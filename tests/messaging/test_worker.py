@@ -75,3 +75,42 @@ async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
     assert {r.status for r in rows} == {MessageStatus.SENT}
     delivered = {m["Message-ID"] for m in mailbox.messages}
     assert delivered == {f"<{r.id.hex}@rapidly.invalid>" for r in rows}  # every one, at least once
+
+
+async def test_serve_sends_messages_itself_by_default(world, env):
+    # given: `rapidly serve` (its own dispatcher on) and an SMTP relay
+    from tests.conftest import free_port
+
+    tenant = await world.tenant("kattohuolto")
+    staff = await world.staff("kattohuolto", "anna@kattohuolto.example")
+    controller, mailbox = start_smtp()
+    serve_env = {**env, "RAPIDLY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}", "RAPIDLY_SMTP_COUNTRY": "FI"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rapidly", "serve", "--port", str(free_port())],
+        env=serve_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        # when
+        await outbox.enqueue(
+            connections.get("default"),
+            tenant_id=tenant.id,
+            event=MessageEvent.NEW_CONTACT,
+            channel=Channel.EMAIL,
+            locale="fi",
+            staff_id=staff.id,
+        )
+        for _ in range(400):
+            if mailbox.messages:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(15)
+        controller.stop()
+
+    # then
+    assert [m["X-Envelope-To"] for m in mailbox.messages] == ["anna@kattohuolto.example"]
+    assert (await OutboundMessage.get()).status == MessageStatus.SENT

@@ -165,7 +165,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
     app.state.plugins = plugins
     app.state.hub = realtime.EventHub()
     app.state.storage = storage_for(settings)
-    app.state.erasure = erasure_service(app.state.storage)
+    app.state.erasure = erasure_service(app.state.storage, settings)
     app.state.dispatcher = Dispatcher(settings, plugins)
 
     graphql = RapidlyGraphQLRouter(

@@ -260,7 +260,7 @@ def retention_run() -> None:
         storage = storage_for(settings)
         await storage.start()
         try:
-            erasure = erasure_service(storage)
+            erasure = erasure_service(storage, settings)
             return await retention.sweep(erasure), await erasure.replay(), await erasure.finish_pending()
         finally:
             await storage.close()

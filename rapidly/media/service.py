@@ -33,6 +33,10 @@ from rapidly.storage import Storage, contact_prefix, object_key
 #: own threads, not the default pool: each thread that decodes keeps a malloc arena of its own.
 CLEANING_AT_ONCE = 1
 _cleaner = ThreadPoolExecutor(max_workers=CLEANING_AT_ONCE, thread_name_prefix="rapidly-images")
+#: Uploads read into memory at once; the others wait in their spooled temporary files, so a burst
+#: of uploads cannot hold more than this many files' worth of memory.
+READING_AT_ONCE = 4
+_reading = asyncio.Semaphore(READING_AT_ONCE)
 
 ERASER = SqlEraser("media", "DELETE FROM media WHERE tenant_id = $1 AND contact_id = $2")
 
@@ -69,13 +73,15 @@ async def upload(
         raise InputInvalid.one("fieldKey", "not_an_image_field", "This field does not take images.")
     limits = spec.effective_limits
     cap = min(settings.media_max_bytes, limits.max_file_bytes or settings.media_max_bytes)
-    data = await read(cap + 1)  # type: ignore[operator]
-    if len(data) > cap:
-        raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
-    if not data:
-        raise InputInvalid.one("file", "empty", "The file is empty.")
-    image = await asyncio.get_running_loop().run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
-    del data
+    async with _reading:
+        data = await read(cap + 1)  # type: ignore[operator]
+        if len(data) > cap:
+            raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
+        if not data:
+            raise InputInvalid.one("file", "empty", "The file is empty.")
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
+        del data
     return await _store(settings, storage, contact, field_key, limits.max_files, image)
 
 

@@ -7,6 +7,8 @@ own message is never kept, as it may quote the address.
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,8 @@ class Outgoing:
     recipient: str
     sender_name: str
     composed: Composed
+    tenant_id: UUID | None = None
+    contact_id: UUID | None = None
 
 
 class EmailChannel:
@@ -87,12 +91,15 @@ class EmailChannel:
                 tls_context=self.tls_context,
                 timeout=self.timeout,
             )
-        except aiosmtplib.SMTPRecipientsRefused:
-            raise SendFailed("smtp_recipient_refused", permanent=True) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # 4xx at RCPT is greylisting or a full mailbox: try again; 5xx is final.
+            codes = [refusal.code for refusal in exc.recipients]
+            permanent = bool(codes) and all(code >= 500 for code in codes)
+            raise SendFailed(f"smtp_rcpt_{min(codes) if codes else 0}", permanent=permanent) from None
         except aiosmtplib.SMTPAuthenticationError:
-            raise SendFailed("smtp_auth") from None
+            raise SendFailed("smtp_auth") from None  # a configuration to fix: retried meanwhile
         except aiosmtplib.SMTPResponseException as exc:
-            raise SendFailed(f"smtp_{exc.code}", permanent=500 <= exc.code < 600 and exc.code != 554) from None
+            raise SendFailed(f"smtp_{exc.code}", permanent=exc.code >= 500) from None
         except aiosmtplib.SMTPTimeoutError:
             raise SendFailed("timeout") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -127,21 +134,47 @@ class GatewayApiSms:
         except httpx.HTTPError as exc:
             raise SendFailed(f"sms_{type(exc).__name__}"[:40]) from None
         if response.status_code >= 300:
-            permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+            # A refused request is final, except credentials (a configuration to fix) and throttling.
+            permanent = 400 <= response.status_code < 500 and response.status_code not in (401, 403, 408, 429)
             raise SendFailed(f"sms_http_{response.status_code}", permanent=permanent)
 
 
 class FileSms:
-    """For the demo: texts are appended to a file under the data directory instead of being sent."""
+    """For the demo: each text is written to `<data dir>/sms-outbox/<tenant>/<contact>/<message>.txt`
+    instead of being sent (readable by the owner only; erasing the contact removes its texts)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
     async def send(self, item: Outgoing) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(f"--- SMS {item.message_id} to {item.recipient} ---\n{item.composed.text}\n")
-        self.path.chmod(0o600)
+        if item.tenant_id is None or item.contact_id is None:
+            raise SendFailed("sms_no_contact", permanent=True)
+        folder = self.root / str(item.tenant_id) / str(item.contact_id)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(folder / f"{item.message_id}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(f"SMS to {item.recipient}\n\n{item.composed.text}\n")
+
+
+@dataclass(frozen=True, slots=True)
+class FileSmsEraser:
+    """The demo's texts of one contact (see `FileSms`)."""
+
+    root: Path
+    store: str = "demo_texts"
+    transactional: bool = False
+
+    async def erase(self, target: object, conn: object) -> int:
+        folder = self.root / str(target.tenant_id) / str(target.contact_id)  # type: ignore[attr-defined]
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for _ in folder.iterdir())
+        shutil.rmtree(folder)
+        return count
+
+
+def demo_texts(settings: Settings) -> Path:
+    return settings.data_dir / "sms-outbox"
 
 
 def channels_for(settings: Settings) -> dict[str, object]:
@@ -150,7 +183,7 @@ def channels_for(settings: Settings) -> dict[str, object]:
     if settings.smtp_url:
         found["email"] = EmailChannel(settings.smtp_url, settings.mail_from)
     if settings.sms_url == SMS_TO_FILE:
-        found["sms"] = FileSms(settings.data_dir / "sms-outbox.txt")
+        found["sms"] = FileSms(demo_texts(settings))
     elif settings.sms_url and settings.sms_provider:
         module, _, name = settings.sms_provider.partition(":")
         found["sms"] = getattr(importlib.import_module(module), name)(settings)

@@ -21,18 +21,28 @@ from datetime import timedelta
 from uuid import UUID
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from rapidly import security
 from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
-from rapidly.contacts.models import Contact, FieldValue
+from rapidly.contacts.models import FieldValue
 from rapidly.errors import RateLimited
 from rapidly.messaging import service
 from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
 from rapidly.messaging.templates import RenderError, compose
-from rapidly.plugins import Channel, FieldRole, MessageEvent, PluginRegistry, template_context
+from rapidly.plugins import (
+    Channel,
+    FieldRole,
+    MessageEvent,
+    PluginError,
+    PluginRegistry,
+    resolve_locale,
+    template_context,
+)
+from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff.models import StaffUser
 from rapidly.tenants import service as tenants
@@ -58,14 +68,17 @@ WHERE id IN (
 )
 RETURNING id, tenant_id, contact_id, staff_id, event, channel, locale, payload, attempts
 """
-_SENT = """
-UPDATE outbound_message SET status = 'SENT', sent_at = now(), masked_recipient = $2, payload = '{}'::jsonb,
+# Every outcome is fenced on the attempt it belongs to: a dispatcher whose lease ran out (and whose
+# message another one took over) cannot overwrite the newer attempt's outcome.
+_FENCE = "WHERE id = $1 AND status = 'PENDING' AND attempts = $2"
+_SENT = f"""
+UPDATE outbound_message SET status = 'SENT', sent_at = now(), masked_recipient = $3, payload = '{{}}'::jsonb,
     last_error = NULL
-WHERE id = $1
-"""
-_SUPPRESSED = "UPDATE outbound_message SET status = 'SUPPRESSED', last_error = $2, payload = '{}'::jsonb WHERE id = $1"
-_FAILED = "UPDATE outbound_message SET status = 'FAILED', last_error = $2, payload = '{}'::jsonb WHERE id = $1"
-_RETRY = "UPDATE outbound_message SET last_error = $2, next_attempt_at = now() + $3::interval WHERE id = $1"
+{_FENCE}
+"""  # noqa: S608 - constants; values are bind parameters
+_SUPPRESSED = f"UPDATE outbound_message SET status = 'SUPPRESSED', last_error = $3, payload = '{{}}'::jsonb {_FENCE}"  # noqa: S608
+_FAILED = f"UPDATE outbound_message SET status = 'FAILED', last_error = $3, payload = '{{}}'::jsonb {_FENCE}"  # noqa: S608
+_RETRY = f"UPDATE outbound_message SET last_error = $3, next_attempt_at = now() + $4::interval {_FENCE}"  # noqa: S608
 
 
 class Suppressed(Exception):
@@ -99,21 +112,22 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), idle_seconds)
 
-    async def run_once(self, batch: int = 50) -> int:
-        """Claim up to `batch` due messages and handle them; returns how many were claimed."""
-        rows = await connections.get("default").execute_query_dict(_CLAIM, [batch, LEASE])
-        gate = asyncio.Semaphore(CONCURRENCY)
+    async def run_once(self) -> int:
+        """Claim as many due messages as are sent at once, and send them; returns how many.
 
-        async def one(row: dict) -> None:
-            async with gate:
-                await self._handle(row)
-
-        await asyncio.gather(*(one(row) for row in rows))
+        No more than that: a claimed message's lease runs from the claim, so one that waited behind
+        others could outlive it and be sent twice.
+        """
+        rows = await connections.get("default").execute_query_dict(_CLAIM, [CONCURRENCY, LEASE])
+        await asyncio.gather(*(self._handle(row) for row in rows))
         return len(rows)
 
     async def _handle(self, row: dict) -> None:
         conn = connections.get("default")
+        fence = [row["id"], row["attempts"]]
         try:
+            if row["attempts"] > self.settings.message_attempts:  # attempts lost to crashed dispatchers
+                raise SendFailed("attempts", permanent=True)
             channel = Channel(row["channel"])
             sender = self.channels.get(channel.value)
             if sender is None:
@@ -121,21 +135,26 @@ class Dispatcher:
             item, masked = await self._prepare(row, channel)
             await sender.send(item)  # type: ignore[attr-defined]
         except Suppressed as exc:
-            await conn.execute_query(_SUPPRESSED, [row["id"], exc.code])
+            await conn.execute_query(_SUPPRESSED, [*fence, exc.code])
             return
-        except (SendFailed, RenderError) as exc:
-            code = exc.code if isinstance(exc, SendFailed) else "template"
-            permanent = isinstance(exc, RenderError) or exc.permanent
+        except Exception as exc:
+            if isinstance(exc, SendFailed):
+                code, permanent = exc.code, exc.permanent
+            elif isinstance(exc, RenderError):
+                code, permanent = "template", True
+            else:  # a plugin, a provider or the database: by type only (messages may quote addresses)
+                code, permanent = f"internal_{type(exc).__name__}"[:40], False
+                log.warning("message %s: %s while sending", row["id"], type(exc).__name__)
             if permanent or row["attempts"] >= self.settings.message_attempts:
-                await conn.execute_query(_FAILED, [row["id"], code])
+                await conn.execute_query(_FAILED, [*fence, code])
                 log.warning("message %s failed for good (%s)", row["id"], code)
             else:
                 backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row["attempts"] - 1))
                 delay = timedelta(seconds=backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
-                await conn.execute_query(_RETRY, [row["id"], code, delay])
+                await conn.execute_query(_RETRY, [*fence, code, delay])
                 log.info("message %s: attempt %d failed (%s); retrying", row["id"], row["attempts"], code)
             return
-        await conn.execute_query(_SENT, [row["id"], masked])
+        await conn.execute_query(_SENT, [*fence, masked])
         self.sent += 1
 
     async def _prepare(self, row: dict, channel: Channel) -> tuple[Outgoing, str]:
@@ -143,36 +162,51 @@ class Dispatcher:
         tenant = await Tenant.get(id=row["tenant_id"])
         if not service.enabled(tenant, event, channel):
             raise Suppressed("switched_off")
-        info = tenants.tenant_info(tenant)
+        first_attempt = row["attempts"] == 1  # limits count messages, not attempts
+        name = self_service = None
         if event.to_staff:
             staff = await StaffUser.get_or_none(id=row["staff_id"], tenant_id=tenant.id)
             if staff is None:
                 raise Suppressed("no_address")
-            recipient, name, self_service = staff.email, None, None
+            recipient = staff.email
             link = f"{self.settings.base_url}/staff/contacts/{row['contact_id']}"
+            if first_attempt:
+                await self._tenant_limit(tenant.id)
         else:
-            recipient, name = await self._contact_address(tenant, row["contact_id"], channel)
-            await self._recipient_limits(tenant.id, row["contact_id"], recipient, channel)
-            link, self_service = await self._links(tenant.id, row["contact_id"], event)
-        await self._tenant_limit(tenant.id)
-        template = self.plugins.message_template(info, event, channel, row["locale"])
-        staff_name = ""
-        context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name, staff_name=staff_name)
-        composed = compose(
-            template,
-            event=event,
-            channel=channel,
-            locale=row["locale"],
-            context=context,
-            self_service_link=self_service,
-        )
-        item = Outgoing(row["id"], recipient, tenant.name, composed)
+            # The contact is held while its address is read and its links are made: an erasure waits,
+            # or has already happened and nothing is sent.
+            async with in_transaction() as conn:
+                locked = await conn.execute_query_dict(
+                    "SELECT id FROM contact WHERE id = $1 AND tenant_id = $2 FOR KEY SHARE",
+                    [row["contact_id"], tenant.id],
+                )
+                if not locked:
+                    raise Suppressed("no_contact")
+                recipient, name = await self._contact_address(tenant, row["contact_id"], channel)
+                if first_attempt:
+                    await self._recipient_limits(tenant.id, row["contact_id"], recipient, channel)
+                    await self._tenant_limit(tenant.id)
+                link, self_service = await self._links(conn, tenant.id, row["contact_id"], event)
+        context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name)
+        words = {"event": event, "channel": channel, "locale": row["locale"], "context": context}
+        try:
+            template = self.plugins.message_template(tenants.tenant_info(tenant), event, channel, row["locale"])
+            composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
+        except (RenderError, PluginError) as exc:
+            # The tenant's wording misbehaved (a link of its own, too long, a failing hook): the
+            # message still goes, in the core's words, with the core's link.
+            log.warning(
+                "message %s: the wording of plugin %s was refused (%s); the core's is used",
+                row["id"],
+                tenant.plugin,
+                type(exc).__name__,
+            )
+            template = DEFAULT_TEMPLATES[(event, channel, resolve_locale(row["locale"]))]
+            composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
+        item = Outgoing(row["id"], recipient, tenant.name, composed, tenant.id, row["contact_id"])
         return item, continuation.mask(recipient, channel)
 
     async def _contact_address(self, tenant: Tenant, contact_id: UUID, channel: Channel) -> tuple[str, str | None]:
-        contact = await Contact.get_or_none(id=contact_id, tenant_id=tenant.id)
-        if contact is None:
-            raise Suppressed("no_contact")
         values = await FieldValue.filter(contact_id=contact_id, tenant_id=tenant.id)
         fields = contacts.fields_of(self.plugins, tenant)
         address = continuation.own_address(values, fields, channel)
@@ -186,7 +220,7 @@ class Dispatcher:
         key = self.settings.signing_key
         try:
             await ratelimit.hit(PER_CONTACT, str(contact_id), tenant_id, contact_id=contact_id)
-            await ratelimit.hit(PER_RECIPIENT, security.keyed_digest(key, "msg-recipient", recipient.lower()))
+            await ratelimit.hit(PER_RECIPIENT, security.keyed_digest(key, "msg-recipient", _mailbox(recipient)))
             if channel == Channel.SMS:  # a number range: country code and the first digits
                 await ratelimit.hit(PER_NUMBER_RANGE, security.keyed_digest(key, "msg-range", recipient[:7]))
         except RateLimited:
@@ -199,16 +233,20 @@ class Dispatcher:
         except RateLimited:
             raise Suppressed("limit_tenant") from None
 
-    async def _links(self, tenant_id: UUID, contact_id: UUID, event: MessageEvent) -> tuple[str, str]:
+    async def _links(
+        self, conn: BaseDBAsyncClient, tenant_id: UUID, contact_id: UUID, event: MessageEvent
+    ) -> tuple[str, str]:
         """(the event's link, the self-service link), with tokens made now: none waits in the outbox."""
-        async with in_transaction() as conn:
-            page = await contacts.issue_token(
-                conn, tenant_id, contact_id, timedelta(days=self.settings.contact_token_days)
-            )
-            self_service = contacts.self_service_url(self.settings, page)
-            if event in (MessageEvent.CONTINUE_LINK, MessageEvent.PHOTO_REQUEST):
-                token = await contacts.issue_token(
-                    conn, tenant_id, contact_id, timedelta(minutes=self.settings.continue_link_minutes)
-                )
-                return continuation.continue_url(self.settings, token), self_service
+        page = await contacts.issue_token(conn, tenant_id, contact_id, timedelta(days=self.settings.contact_token_days))
+        self_service = contacts.self_service_url(self.settings, page)
+        if event in (MessageEvent.CONTINUE_LINK, MessageEvent.PHOTO_REQUEST):
+            lifetime = timedelta(minutes=self.settings.continue_link_minutes)
+            token = await contacts.issue_token(conn, tenant_id, contact_id, lifetime)
+            return continuation.continue_url(self.settings, token), self_service
         return self_service, self_service
+
+
+def _mailbox(address: str) -> str:
+    """One key per mailbox for the per-address limit: "Name+tag@Example.com" is name@example.com."""
+    local, at, domain = address.lower().partition("@")
+    return f"{local.split('+')[0]}{at}{domain}"

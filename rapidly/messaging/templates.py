@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -89,7 +91,9 @@ def compose(
     subject = None
     if channel == Channel.EMAIL:
         subject = " ".join(render(template.subject or "", context, MAX_SUBJECT).split())
-    body = render(template.body, context, MAX_BODY[channel]).strip()
+        _no_links_of_its_own(subject, context)
+    body = _tidy(render(template.body, context, MAX_BODY[channel]))
+    _no_links_of_its_own(body, context)
     if channel == Channel.SMS:
         text = body if event.to_staff else f"{body}\n{SMS_FOOTER[locale]} {self_service_link}"
         return Composed(None, text, None)
@@ -97,6 +101,40 @@ def compose(
         return Composed(subject, body + "\n", _html(body, locale, None))
     text = f"{body}\n\n--\n{FOOTER[locale]}\n{self_service_link}\n"
     return Composed(subject, text, _html(body, locale, self_service_link))
+
+
+#: Anything that mail clients and phones would turn into a link, after NFKC folds look-alike
+#: characters (full-width colons and slashes) into plain ones.
+_LINK_LIKE = re.compile(r"https?:|www\.|//|\b[\w-]+\.[a-z]{2,}/", re.IGNORECASE)
+MAX_LINES = {Channel.EMAIL: 60, Channel.SMS: 12}
+
+
+def _tidy(body: str) -> str:
+    """No runs of empty lines to push the core's part out of sight."""
+    lines = [line.rstrip() for line in body.strip().splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    if len(out) > MAX_LINES[Channel.EMAIL]:
+        raise RenderError("too many lines")
+    return "\n".join(out)
+
+
+def _no_links_of_its_own(text: str, context: dict[str, str]) -> None:
+    """The rendered text may hold the links the core gave it and no others (a template split into
+    pieces can assemble one that the load-time check cannot see)."""
+    # The core's link, and the names (what a person typed is theirs, and goes to them).
+    for allowed in (
+        context.get("link"),
+        context.get("tenant_name"),
+        context.get("contact_name"),
+        context.get("staff_name"),
+    ):
+        if allowed:
+            text = text.replace(allowed, " ")
+    if _LINK_LIKE.search(unicodedata.normalize("NFKC", text)):
+        raise RenderError("the template wrote a link of its own")
 
 
 def _html(body: str, locale: str, self_service_link: str | None) -> str:

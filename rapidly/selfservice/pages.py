@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from rapidly import security
 from rapidly.config import Settings
@@ -158,7 +159,7 @@ async def continue_upload(request: Request, token: str) -> Response:
     settings: Settings = request.app.state.settings
     try:
         form = await request.form(max_files=MAX_FILES_PER_SUBMIT, max_fields=10)
-    except Exception:  # malformed multipart, too many parts
+    except MultiPartException:  # malformed, too many parts (an oversized body is the middleware's 413)
         form = None
     fields = {k: v for k, v in (form or {}).items() if isinstance(v, str)}
     locale = page_locale(request, contact.locale, fields.get("lang"))

@@ -42,7 +42,9 @@ class LocalStorage:
     def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        draft.write_bytes(data)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(draft, path)  # readers see the whole file or none
 
     async def get(self, key: str) -> bytes:
@@ -68,7 +70,10 @@ class LocalStorage:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[StoredObject]:
-        base = self.root / prefix.rstrip("/")
+        parts = prefix.rstrip("/").split("/")
+        if not all(p == JOURNAL or _is_uuid(p) for p in parts) or len(parts) > 3:
+            raise ValueError("not a storage prefix")
+        base = self.root.joinpath(*parts)
         if not base.is_dir():
             return []
         return [

@@ -122,7 +122,7 @@ async def test_erasure_removes_every_version_of_the_contacts_photos(settings, s3
         assert len(versions(s3_endpoint, "rapidly-versioned", prefix)) == 3
 
         # when
-        receipt = await erasure_service(storage).erase(contact.tenant_id, contact.id, Requester.END_USER)
+        receipt = await erasure_service(storage, config).erase(contact.tenant_id, contact.id, Requester.END_USER)
 
         # then
         assert receipt.complete
@@ -146,7 +146,7 @@ async def test_erasure_is_retried_while_the_storage_is_down_and_the_contact_neve
     try:
         async with s3_storage(config) as storage:
             await media.upload(config, plugins, storage, contact, "roof_photos", _reader(images.jpeg()))
-            erasure = erasure_service(storage)
+            erasure = erasure_service(storage, config)
             proxy.refuse = True
 
             # when: erased while the storage is down

@@ -312,3 +312,40 @@ async def test_erasure_removes_the_photos_from_storage(http, gql, roofing, serve
     assert (await http.get(url)).status_code == 404
     root = server.app.state.storage.root
     assert [p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()] == ["erasures"]
+
+
+async def test_a_chunked_upload_without_a_length_is_cut_off_while_it_streams(http, gql, roofing):
+    # given: no Content-Length, so only counting the stream can stop it
+    token = await named_contact(gql)
+    boundary = "rapidlyboundary"
+    operations = json.dumps({"query": UPLOAD, "variables": {"fieldKey": "roof_photos", "file": None}})
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{operations}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{{"0": ["variables.file"]}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="0"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    sent = 0
+
+    async def body():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        yield head
+        for _ in range(40):  # 40 MB, far over the cap
+            sent += 1
+            yield b"\xff" * (1024 * 1024)
+
+    # when
+    response = await http.post(
+        "/graphql",
+        content=body(),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": f"Bearer {token}",
+            "Rapidly-Upload": "1",
+        },
+    )
+
+    # then
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert await Media.all().count() == 0

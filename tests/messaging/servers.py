@@ -27,6 +27,14 @@ class Mailbox:
     #: Close the connection instead of answering the next N DATA commands.
     drops: int = 0
     delay: float = 0.0
+    #: Answers for the next RCPT commands, e.g. ["450 4.2.0 greylisted"]; then accepted.
+    rcpt_answers: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if self.rcpt_answers:
+            return self.rcpt_answers.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         if self.delay:

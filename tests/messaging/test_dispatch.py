@@ -9,10 +9,12 @@ import uuid
 import pytest
 from tortoise import connections
 
+from rapidly import hookimpl
 from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact
 from rapidly.messaging import outbox
 from rapidly.messaging.models import MessageStatus, OutboundMessage
-from rapidly.plugins import Channel, MessageEvent
+from rapidly.plugins import Channel, MessageEvent, MessageTemplate
 from tests.contacts.test_contacts_api import save, staff_token, start
 
 SEND = """
@@ -241,7 +243,8 @@ async def test_limits_that_protect_the_recipient_are_silent_to_the_requester(gql
     await only("continue_link")
 
     # when
-    await dispatcher.run_once()
+    while await dispatcher.run_once():  # ten at a time
+        pass
 
     # then
     assert answers == ["LinkSent"] * 12
@@ -417,3 +420,77 @@ async def test_another_sms_provider_plugs_in_by_setting(gql, roofing, settings, 
     [request] = gateway.requests
     assert request["auth"] == "Bearer t0ken" and request["body"]["to"] == "+358401234567"
     assert "/my/rpc_" in request["body"]["text"]
+
+
+class SplitLink:
+    """A tenant plugin whose wording assembles a look-alike link when rendered."""
+
+    @hookimpl
+    def message_template(self, tenant, event, channel, locale):  # type: ignore[no-untyped-def]
+        body = 'Delete here: http{{""}}s://rapidly-delete.example/my/{{ tenant_name|lower }}'
+        return MessageTemplate(subject=None if channel == "sms" else "Hi", body=body)
+
+
+async def test_a_misbehaving_wording_falls_back_to_the_core_wording_and_the_message_goes(
+    gql, settings, smtp, certificate_authority
+):
+    # given
+    from rapidly.messaging.channels import EmailChannel
+    from rapidly.messaging.dispatcher import Dispatcher
+    from rapidly.plugins import PluginRegistry
+    from rapidly.tenants.models import Tenant
+
+    _, mailbox, client_context = smtp
+    registry = PluginRegistry(load_entrypoints=False)
+    registry.register(SplitLink(), "split_link")
+    tenant = await Tenant.create(slug="sneaky", name="Sneaky Oy", plugin="split_link")
+    contact_row = await Contact.create(tenant=tenant, locale="en")
+    await connections.get("default").execute_query(  # the ORM cannot store a bare JSON string
+        "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
+        "VALUES (gen_random_uuid(), $1, $2, 'email', '\"maija@example.com\"', now())",
+        [tenant.id, contact_row.id],
+    )
+    await outbox.enqueue(
+        connections.get("default"),
+        tenant_id=tenant.id,
+        contact_id=contact_row.id,
+        event=MessageEvent.CONTINUE_LINK,
+        channel=Channel.EMAIL,
+        locale="en",
+    )
+    url = smtp[0]
+    channel = EmailChannel(url, "noreply@rapidly.example", tls_context=client_context)
+
+    # when
+    await Dispatcher(settings, registry, {"email": channel}).run_once()
+
+    # then
+    [mail] = mailbox.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "rapidly-delete.example" not in text and "/my/rpc_" in text and "/continue/rpc_" in text
+    assert (await OutboundMessage.get()).status == MessageStatus.SENT
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"), [("450 4.2.0 greylisted", "PENDING"), ("550 5.1.1 no such user", "FAILED")]
+)
+async def test_a_refused_recipient_is_retried_only_when_the_refusal_is_temporary(
+    gql, roofing, dispatcher, smtp, answer, outcome
+):
+    # given
+    _, mailbox, _ = smtp
+    token = await contact(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    await only("continue_link")
+    mailbox.rcpt_answers.append(answer)
+
+    # when
+    await dispatcher.run_once()
+
+    # then
+    row = await OutboundMessage.get()
+    assert (row.status, row.last_error) == (outcome, f"smtp_rcpt_{answer[:3]}")
+    if outcome == "PENDING":
+        await due()
+        await dispatcher.run_once()
+        assert (await OutboundMessage.get()).status == MessageStatus.SENT and len(mailbox.messages) == 1

@@ -157,3 +157,59 @@ def test_an_end_user_message_without_the_self_service_link_is_refused():
             context=context,
             self_service_link=None,
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'http{{""}}s{{""}}:{{""}}/{{""}}/evil.example/my/x',
+        'https{{":"}}{{"/"}}/evil.example',
+        "{% if 1 %}ht{% endif %}tps://evil.example",
+        "Delete here: https：／／evil.example",  # full-width look-alikes
+        "Delete here: evil.example/my/abc",
+    ],
+    ids=["split-by-expressions", "split-by-constants", "split-by-if", "full-width", "bare-domain"],
+)
+def test_a_link_assembled_at_render_time_is_caught(body):
+    # given: each passes the load-time check, which sees the pieces only
+    template = MessageTemplate(subject=None, body=body)
+    context = template_context(MessageEvent.CONTINUE_LINK, tenant_name="T", link=LINK)
+
+    # when / then
+    with pytest.raises(RenderError, match="link of its own"):
+        compose(
+            template,
+            event=MessageEvent.CONTINUE_LINK,
+            channel=Channel.SMS,
+            locale="en",
+            context=context,
+            self_service_link=MY,
+        )
+
+
+def test_runs_of_empty_lines_cannot_push_the_link_out_of_sight():
+    # given
+    template = MessageTemplate(subject="Hi", body="x" + "\n" * 500 + "y")
+    context = template_context(MessageEvent.CONTINUE_LINK, tenant_name="T", link=LINK)
+
+    # when
+    message = compose(
+        template,
+        event=MessageEvent.CONTINUE_LINK,
+        channel=Channel.EMAIL,
+        locale="en",
+        context=context,
+        self_service_link=MY,
+    )
+
+    # then
+    assert message.text.startswith("x\n\ny\n") and len(message.text.splitlines()) < 10
+    with pytest.raises(RenderError, match="too many lines"):
+        compose(
+            MessageTemplate(subject="Hi", body="x\n." * 2000),
+            event=MessageEvent.CONTINUE_LINK,
+            channel=Channel.EMAIL,
+            locale="en",
+            context=context,
+            self_service_link=MY,
+        )

@@ -34,6 +34,7 @@ MODEL_MODULES = [
     "rapidly.erasure.models",
     "rapidly.media.models",
     "rapidly.messaging.models",
+    "rapidly.chat.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
 EMBEDDED_DATABASE = "rapidly"

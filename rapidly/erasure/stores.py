@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rapidly.chat.service import ERASER as CHAT_ERASER
 from rapidly.config import SMS_TO_FILE, Settings
 from rapidly.contacts.service import ERASERS as CONTACT_ERASERS
 from rapidly.erasure.erasers import Eraser
@@ -24,6 +25,7 @@ def default_erasers(storage: Storage, demo_texts: Path | None = None) -> list[Er
     notifications then read "(deleted)"."""
     return [
         *CONTACT_ERASERS,
+        CHAT_ERASER,
         MEDIA_ERASER,
         OUTBOX_ERASER,
         RATE_LIMIT_ERASER,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from rapidly.config import Settings
@@ -53,6 +54,10 @@ class MediaObjects:
         return await self.storage.delete_prefix(contact_prefix(target.tenant_id, target.contact_id))
 
 
+#: The field key of photos attached to chat messages (no form field has it: keys are slugs).
+CHAT_FIELD = "_chat"
+
+
 async def upload(
     settings: Settings,
     plugins: PluginRegistry,
@@ -72,62 +77,12 @@ async def upload(
     if spec.kind != FieldKind.IMAGE:
         raise InputInvalid.one("fieldKey", "not_an_image_field", "This field does not take images.")
     limits = spec.effective_limits
-    cap = min(settings.media_max_bytes, limits.max_file_bytes or settings.media_max_bytes)
-    async with _reading:
-        data = await read(cap + 1)  # type: ignore[operator]
-        if len(data) > cap:
-            raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
-        if not data:
-            raise InputInvalid.one("file", "empty", "The file is empty.")
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
-        del data
-    return await _store(settings, storage, contact, field_key, limits.max_files, image)
-
-
-async def _store(
-    settings: Settings,
-    storage: Storage,
-    contact: Contact,
-    field_key: str,
-    max_files: int | None,
-    image: images.CleanImage,
-) -> Media:
+    image = await clean_upload(settings, read, limits.max_file_bytes)
     tenant_id, contact_id = contact.tenant_id, contact.id  # type: ignore[attr-defined]
     async with in_transaction() as conn:
-        rows = await conn.execute_query_dict(
-            "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 AND tenant_id = $2 "
-            "FOR NO KEY UPDATE",
-            [contact_id, tenant_id],
-        )
-        if not rows:  # erased since its token was checked
-            raise AuthFailed()
-        counts = await conn.execute_query_dict(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE field_key = $3) AS in_field FROM media "
-            "WHERE tenant_id = $1 AND contact_id = $2",
-            [tenant_id, contact_id, field_key],
-        )
-        if max_files is not None and counts[0]["in_field"] >= max_files:
-            raise InputInvalid.one("file", "field_full", f"This field takes at most {max_files} images.")
-        if counts[0]["total"] >= settings.media_per_contact:
-            raise InputInvalid.one("file", "quota", f"At most {settings.media_per_contact} images per contact.")
-        media = await Media.create(
-            using_db=conn,
-            tenant_id=tenant_id,
-            contact_id=contact_id,
-            field_key=field_key,
-            content_type=image.content_type,
-            width=image.width,
-            height=image.height,
-            size_bytes=len(image.data),
-        )
-        await conn.execute_query(
-            "UPDATE contact SET updated_at = GREATEST(updated_at, clock_timestamp()), "
-            "first_saved_at = COALESCE(first_saved_at, clock_timestamp()) WHERE id = $1",
-            [contact_id],
-        )
-        await storage.put(object_key(tenant_id, contact_id, media.id), image.data, image.content_type)
-        if rows[0]["first_save"]:
+        first_save = await lock_contact(conn, tenant_id, contact_id)
+        media = await store(conn, settings, storage, tenant_id, contact_id, field_key, limits.max_files, image)
+        if first_save:
             await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
             await messaging.to_staff(conn, contact.tenant, MessageEvent.NEW_CONTACT, contact_id)
             await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
@@ -135,6 +90,72 @@ async def _store(
             await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
             await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
         await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
+    return media
+
+
+async def clean_upload(settings: Settings, read: object, max_bytes: int | None = None) -> images.CleanImage:
+    """Read an upload up to its cap and clean it (see `images.clean`); `InputInvalid` otherwise."""
+    cap = min(settings.media_max_bytes, max_bytes or settings.media_max_bytes)
+    async with _reading:
+        data = await read(cap + 1)  # type: ignore[operator]
+        if len(data) > cap:
+            raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
+        if not data:
+            raise InputInvalid.one("file", "empty", "The file is empty.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
+
+
+async def lock_contact(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
+    """Lock the contact for a write and mark it active; True on its first saved content.
+
+    `AuthFailed` when it is gone (erased since its token was checked).
+    """
+    rows = await conn.execute_query_dict(
+        "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 AND tenant_id = $2 FOR NO KEY UPDATE",
+        [contact_id, tenant_id],
+    )
+    if not rows:
+        raise AuthFailed()
+    await conn.execute_query(
+        "UPDATE contact SET updated_at = GREATEST(updated_at, clock_timestamp()), "
+        "first_saved_at = COALESCE(first_saved_at, clock_timestamp()) WHERE id = $1",
+        [contact_id],
+    )
+    return rows[0]["first_save"]
+
+
+async def store(
+    conn: BaseDBAsyncClient,
+    settings: Settings,
+    storage: Storage,
+    tenant_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    field_key: str,
+    max_files: int | None,
+    image: images.CleanImage,
+) -> Media:
+    """Within the caller's transaction, with the contact locked: quotas, the row, the object."""
+    counts = await conn.execute_query_dict(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE field_key = $3) AS in_field FROM media "
+        "WHERE tenant_id = $1 AND contact_id = $2",
+        [tenant_id, contact_id, field_key],
+    )
+    if max_files is not None and counts[0]["in_field"] >= max_files:
+        raise InputInvalid.one("file", "field_full", f"This field takes at most {max_files} images.")
+    if counts[0]["total"] >= settings.media_per_contact:
+        raise InputInvalid.one("file", "quota", f"At most {settings.media_per_contact} images per contact.")
+    media = await Media.create(
+        using_db=conn,
+        tenant_id=tenant_id,
+        contact_id=contact_id,
+        field_key=field_key,
+        content_type=image.content_type,
+        width=image.width,
+        height=image.height,
+        size_bytes=len(image.data),
+    )
+    await storage.put(object_key(tenant_id, contact_id, media.id), image.data, image.content_type)
     return media
 
 

@@ -19,16 +19,19 @@ from rapidly.notifications.models import Notification
 class NotificationKind(StrEnum):
     NEW_CONTACT = "NEW_CONTACT"
     MEDIA_ADDED = "MEDIA_ADDED"
+    CHAT_MESSAGE = "CHAT_MESSAGE"
 
 
 NEW_CONTACT = NotificationKind.NEW_CONTACT
 MEDIA_ADDED = NotificationKind.MEDIA_ADDED
+CHAT_MESSAGE = NotificationKind.CHAT_MESSAGE
 MAX_PAGE = 100
 MAX_MARK = 500
 
 _TEXTS = {
     NEW_CONTACT: {"fi": "Uusi yhteydenotto: {name}", "sv": "Ny kontakt: {name}", "en": "New contact: {name}"},
     MEDIA_ADDED: {"fi": "Uusi kuva: {name}", "sv": "Ny bild: {name}", "en": "New photo: {name}"},
+    CHAT_MESSAGE: {"fi": "Uusi viesti: {name}", "sv": "Nytt meddelande: {name}", "en": "New message: {name}"},
 }
 DELETED = {"fi": "(poistettu)", "sv": "(raderad)", "en": "(deleted)"}
 UNNAMED = {"fi": "(ei nimeä)", "sv": "(inget namn)", "en": "(no name)"}

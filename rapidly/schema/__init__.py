@@ -23,6 +23,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from rapidly.errors import DomainError, InputInvalid
+from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
 from rapidly.schema.media import MediaMutation
@@ -125,10 +126,18 @@ class TokenLimit(MaxTokensLimiter):
         super().__init__(max_token_count=MAX_TOKENS)
 
 
-Query = merge_types("Query", (ContactQuery, SelfServiceQuery, StaffQuery, NotificationQuery))
+Query = merge_types("Query", (ContactQuery, SelfServiceQuery, ChatQuery, StaffQuery, NotificationQuery))
 Mutation = merge_types(
     "Mutation",
-    (StaffMutation, ContactMutation, MediaMutation, MessagingMutation, ErasureMutation, NotificationMutation),
+    (
+        StaffMutation,
+        ContactMutation,
+        MediaMutation,
+        ChatMutation,
+        MessagingMutation,
+        ErasureMutation,
+        NotificationMutation,
+    ),
 )
 Subscription = merge_types("Subscription", (ContactSubscription,))
 

@@ -10,9 +10,11 @@ from strawberry.scalars import JSON
 from rapidly.contacts import service as contacts
 from rapidly.messaging import outbox
 from rapidly.plugins import resolve_locale
+from rapidly.schema.chat import CHAT_PAGE, ChatMessage, conversation
 from rapidly.schema.contacts import FieldKindType
 from rapidly.schema.media import Media
 from rapidly.schema.messaging import Message
+from rapidly.schema.pagination import Connection
 from rapidly.selfservice import service
 
 
@@ -38,6 +40,11 @@ class MyData:
     values: list[MyValue]
     media: list[Media] = strawberry.field(description="My photos, oldest first.")
     messages: list[Message] = strawberry.field(description="Messages sent to me, newest first (not their text).")
+    contact: strawberry.Private[object]
+
+    @strawberry.field(description="My conversation with the company's staff, oldest first.")
+    async def chat_messages(self, first: int | None = CHAT_PAGE, after: str | None = None) -> Connection[ChatMessage]:
+        return await conversation(self.contact, first, after)  # type: ignore[arg-type]
 
 
 @strawberry.type
@@ -62,4 +69,5 @@ class SelfServiceQuery:
             ],
             media=[Media.of(m) for m in data.media],
             messages=[Message.of(m) for m in (await outbox.messages_by_contact([contact.id]))[0]],
+            contact=contact,
         )

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from rapidly.chat.models import ChatMessage
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, FieldValue
 from rapidly.media.models import Media
+from rapidly.media.service import CHAT_FIELD
 from rapidly.plugins import FieldKind, FieldSpec, PluginRegistry
 from rapidly.tenants.models import Tenant
 
 YES = {"fi": "Kyllä", "sv": "Ja", "en": "Yes"}
+CHAT_LABEL = {"fi": "Keskustelu", "sv": "Chatt", "en": "Chat"}
 NO = {"fi": "Ei", "sv": "Nej", "en": "No"}
 
 
@@ -44,6 +47,8 @@ class MyData:
     media: list[Media]
     #: Field key -> label, for the media's fields.
     labels: dict[str, str]
+    #: The whole conversation, oldest first.
+    chat: list[ChatMessage]
 
 
 async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyData:
@@ -66,7 +71,11 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
         privacy_policy_url=tenant.privacy_policy_url,
         values=[_labelled(row, specs.get(row.key), locale, fallback) for row in rows],
         media=await Media.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id"),
-        labels={key: spec.label(locale, fallback) for key, spec in specs.items()},
+        labels={
+            CHAT_FIELD: CHAT_LABEL.get(locale, "Chat"),
+            **{k: spec.label(locale, fallback) for k, spec in specs.items()},
+        },
+        chat=await ChatMessage.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id"),
     )
 
 
@@ -132,5 +141,16 @@ def export(data: MyData, media_urls: list[str]) -> dict:
                 "downloadUrl": url,
             }
             for m, url in zip(data.media, media_urls, strict=True)
+        ],
+        "chat": [
+            {
+                "id": str(c.id),
+                "author": c.author.value,
+                "body": c.body,
+                "photoId": str(c.attachment_id) if c.attachment_id else None,  # type: ignore[attr-defined]
+                "createdAt": c.created_at.isoformat(),
+                "readAt": c.read_at.isoformat() if c.read_at else None,
+            }
+            for c in data.chat
         ],
     }

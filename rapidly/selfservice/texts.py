@@ -4,6 +4,9 @@ from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "fi": {
+        "chat": "Keskustelu",
+        "you": "Sinä",
+        "photo_attached": "kuva liitteenä",
         "photos": "Kuvat",
         "photo_alt": "Lähettämäsi kuva",
         "see_my_data": "Katso tai poista tietosi",
@@ -53,6 +56,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "back": "Takaisin tietoihini",
     },
     "sv": {
+        "chat": "Chatt",
+        "you": "Du",
+        "photo_attached": "bild bifogad",
         "photos": "Bilder",
         "photo_alt": "En bild du skickat",
         "see_my_data": "Se eller radera dina uppgifter",
@@ -102,6 +108,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "back": "Tillbaka till mina uppgifter",
     },
     "en": {
+        "chat": "Conversation",
+        "you": "You",
+        "photo_attached": "photo attached",
         "photos": "Photos",
         "photo_alt": "A photo you sent",
         "see_my_data": "See or delete your data",
@@ -158,9 +167,11 @@ STORES: dict[str, dict[str, str]] = {
     "contact_tokens": {"fi": "Pääsylinkit", "sv": "Åtkomstlänkar", "en": "Access links"},
     "rate_limits": {"fi": "Käyttörajojen laskurit", "sv": "Räknare för begränsningar", "en": "Usage-limit counters"},
     "contact_events": {"fi": "Muutostapahtumat", "sv": "Ändringshändelser", "en": "Change events"},
+    "chat_messages": {"fi": "Keskusteluviestit", "sv": "Chattmeddelanden", "en": "Chat messages"},
     "media": {"fi": "Kuvien tiedot", "sv": "Bilduppgifter", "en": "Photo records"},
     "outbound_messages": {"fi": "Lähtevät viestit", "sv": "Utgående meddelanden", "en": "Outgoing messages"},
     "media_objects": {"fi": "Kuvatiedostot", "sv": "Bildfiler", "en": "Photo files"},
+    "demo_texts": {"fi": "Demon tekstiviestit", "sv": "Demons sms", "en": "Demo text messages"},
     "contact": {"fi": "Yhteystietue", "sv": "Kontaktpost", "en": "Contact record"},
 }
 

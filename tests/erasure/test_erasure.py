@@ -73,6 +73,7 @@ async def test_delete_my_data_erases_everything_and_answers_with_a_receipt(gql, 
     assert removed(receipt) == {
         "field_values": 3,
         "contact_tokens": 1,
+        "chat_messages": 0,
         "media": 0,
         "outbound_messages": 2,  # the self-service link by email (waiting), the staff's new-contact email
         "rate_limits": 0,

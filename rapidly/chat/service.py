@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -93,7 +93,7 @@ async def send(
         await ratelimit.hit(PER_CONTACT, str(contact.id), tenant.id, contact_id=contact.id)
     else:
         await ratelimit.hit(PER_STAFF, str(staff.id), tenant.id)
-    image = await media.clean_upload(settings, attachment) if attachment is not None else None
+    image = await media.clean_upload(settings, attachment, field="attachment") if attachment is not None else None
     async with in_transaction() as conn:
         first_save = await media.lock_contact(conn, tenant.id, contact.id)
         photo = None
@@ -107,18 +107,17 @@ async def send(
             staff_id=staff.id if staff else None,
             body=text,
             attachment=photo,
-            created_at=datetime.now(UTC),
+            created_at=await media.now(conn),
         )
-        bucket = int(time.time()) // NUDGE_SECONDS
         if staff is None:
             if first_save:
                 await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
+                await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
                 await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
             await notifications.notify_staff(conn, tenant.id, notifications.CHAT_MESSAGE, contact.id)
-            await messaging.to_staff(
-                conn, tenant, MessageEvent.CHAT_MESSAGE, contact.id, dedupe=f"chat:{contact.id}:{bucket}"
-            )
-        else:
+            if not await _nudged_lately(conn, contact, MessageEvent.CHAT_MESSAGE):
+                await messaging.to_staff(conn, tenant, MessageEvent.CHAT_MESSAGE, contact.id)
+        elif not await _nudged_lately(conn, contact, MessageEvent.CHAT_REPLY):
             for channel in (Channel.EMAIL, Channel.SMS):
                 if messaging.enabled(tenant, MessageEvent.CHAT_REPLY, channel):
                     await messaging.outbox.enqueue(
@@ -128,11 +127,20 @@ async def send(
                         event=MessageEvent.CHAT_REPLY,
                         channel=channel,
                         locale=contact.locale,
-                        payload={"staff_id": str(staff.id)},
-                        dedupe_key=f"chat-reply:{contact.id}:{channel.value}:{bucket}",
                     )
         await publish(tenant.id, contact.id, EventKind.CHAT_MESSAGE, connection=conn)
     return message
+
+
+async def _nudged_lately(conn: BaseDBAsyncClient, contact: Contact, event: MessageEvent) -> bool:
+    """Whether this conversation queued this kind of message within `NUDGE_SECONDS` (asked with
+    the contact locked, so two messages at once cannot both nudge)."""
+    rows = await conn.execute_query_dict(
+        "SELECT 1 FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2 AND event = $3 "
+        "AND created_at > clock_timestamp() - make_interval(secs => $4) LIMIT 1",
+        [contact.tenant_id, contact.id, event.value, float(NUDGE_SECONDS)],  # type: ignore[attr-defined]
+    )
+    return bool(rows)
 
 
 async def page(contact: Contact, first: int, after: str | None) -> Page:

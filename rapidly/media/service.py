@@ -12,7 +12,8 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -56,6 +57,12 @@ class MediaObjects:
 
 #: The field key of photos attached to chat messages (no form field has it: keys are slugs).
 CHAT_FIELD = "_chat"
+CHAT_PHOTOS_PER_CONTACT = 50
+
+
+async def now(conn: BaseDBAsyncClient) -> datetime:
+    """The database's time: the same clock for every server process, so order follows it."""
+    return (await conn.execute_query_dict("SELECT clock_timestamp() AS now"))[0]["now"]
 
 
 async def upload(
@@ -93,23 +100,30 @@ async def upload(
     return media
 
 
-async def clean_upload(settings: Settings, read: object, max_bytes: int | None = None) -> images.CleanImage:
-    """Read an upload up to its cap and clean it (see `images.clean`); `InputInvalid` otherwise."""
+async def clean_upload(
+    settings: Settings, read: object, max_bytes: int | None = None, *, field: str = "file"
+) -> images.CleanImage:
+    """Read an upload up to its cap and clean it (see `images.clean`); `InputInvalid` naming
+    `field` otherwise."""
     cap = min(settings.media_max_bytes, max_bytes or settings.media_max_bytes)
-    async with _reading:
-        data = await read(cap + 1)  # type: ignore[operator]
-        if len(data) > cap:
-            raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
-        if not data:
-            raise InputInvalid.one("file", "empty", "The file is empty.")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
+    try:
+        async with _reading:
+            data = await read(cap + 1)  # type: ignore[operator]
+            if len(data) > cap:
+                raise InputInvalid.one("file", "too_large", f"The file is larger than {cap // (1024 * 1024)} MB.")
+            if not data:
+                raise InputInvalid.one("file", "empty", "The file is empty.")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_cleaner, images.clean, data, settings.media_max_pixels)
+    except InputInvalid as exc:
+        raise InputInvalid(*(replace(p, field=field) for p in exc.problems)) from None
 
 
 async def lock_contact(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
     """Lock the contact for a write and mark it active; True on its first saved content.
 
-    `AuthFailed` when it is gone (erased since its token was checked).
+    `AuthFailed` when it is gone (erased since its token was checked). The database's clock, not
+    this process's, times what is written under the lock (see `now`).
     """
     rows = await conn.execute_query_dict(
         "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 AND tenant_id = $2 FOR NO KEY UPDATE",
@@ -136,15 +150,17 @@ async def store(
     image: images.CleanImage,
 ) -> Media:
     """Within the caller's transaction, with the contact locked: quotas, the row, the object."""
+    # Chat photos and the form's photos have separate quotas: a chat cannot fill up the form.
     counts = await conn.execute_query_dict(
-        "SELECT count(*) AS total, count(*) FILTER (WHERE field_key = $3) AS in_field FROM media "
-        "WHERE tenant_id = $1 AND contact_id = $2",
-        [tenant_id, contact_id, field_key],
+        "SELECT count(*) FILTER (WHERE (field_key = $4) = ($3 = $4)) AS total, "
+        "count(*) FILTER (WHERE field_key = $3) AS in_field FROM media WHERE tenant_id = $1 AND contact_id = $2",
+        [tenant_id, contact_id, field_key, CHAT_FIELD],
     )
+    quota = CHAT_PHOTOS_PER_CONTACT if field_key == CHAT_FIELD else settings.media_per_contact
     if max_files is not None and counts[0]["in_field"] >= max_files:
         raise InputInvalid.one("file", "field_full", f"This field takes at most {max_files} images.")
-    if counts[0]["total"] >= settings.media_per_contact:
-        raise InputInvalid.one("file", "quota", f"At most {settings.media_per_contact} images per contact.")
+    if counts[0]["total"] >= quota:
+        raise InputInvalid.one("file", "quota", f"At most {quota} images here per contact.")
     media = await Media.create(
         using_db=conn,
         tenant_id=tenant_id,

@@ -81,9 +81,7 @@ async def after_address_saved(
     )
 
 
-async def to_staff(
-    conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent, contact_id: UUID, *, dedupe: str | None = None
-) -> None:
+async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent, contact_id: UUID) -> None:
     """One email per staff member of the tenant (NEW_CONTACT, MEDIA_ADDED, CHAT_MESSAGE), if enabled.
     It names no one: the link leads to the contact in the staff's view."""
     if not enabled(tenant, event, Channel.EMAIL):
@@ -97,7 +95,6 @@ async def to_staff(
             event=event,
             channel=Channel.EMAIL,
             locale=locale,
-            dedupe_key=f"{dedupe}:{staff_id}" if dedupe else None,
         )
 
 

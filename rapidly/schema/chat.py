@@ -32,13 +32,13 @@ class ChatMessage:
     attachment: Media | None
 
     @classmethod
-    def of(cls, row: ChatMessageModel) -> ChatMessage:
+    def of(cls, row: ChatMessageModel, *, for_staff: bool = True) -> ChatMessage:
         photo = row.attachment  # prefetched
         return cls(
             id=strawberry.ID(str(row.id)),
             body=row.body,
             author=row.author,  # type: ignore[arg-type]
-            staff_id=strawberry.ID(str(row.staff_id)) if row.staff_id else None,
+            staff_id=strawberry.ID(str(row.staff_id)) if row.staff_id and for_staff else None,
             created_at=row.created_at,
             read_at=row.read_at,
             attachment=Media.of(photo) if photo else None,  # type: ignore[arg-type]
@@ -56,9 +56,17 @@ SendChatMessageResult = Annotated[
 ]
 
 
-async def conversation(contact: Contact, first: int | None, after: str | None) -> Connection[ChatMessage]:
+async def conversation(
+    contact: Contact, first: int | None, after: str | None, *, for_staff: bool = True
+) -> Connection[ChatMessage]:
+    """A page of the conversation; the end user's copy does not show which staff member wrote."""
     page = await service.page(contact, CHAT_PAGE if first is None else first, after)
-    return Connection.of(page.messages, page.has_next, cursor=service.encode_cursor, node=ChatMessage.of)
+    return Connection.of(
+        page.messages,
+        page.has_next,
+        cursor=service.encode_cursor,
+        node=lambda m: ChatMessage.of(m, for_staff=for_staff),
+    )
 
 
 async def _whose(info: strawberry.Info, contact_id: strawberry.ID | None) -> tuple[Contact, object | None]:
@@ -111,9 +119,14 @@ class ChatMutation:
         contact, staff = await _whose(info, contact_id)
         ctx = info.context
         read = attachment.read if attachment is not None else None  # type: ignore[attr-defined]
-        message = await service.send(ctx.settings, ctx.storage, contact, body, staff=staff, attachment=read)  # type: ignore[arg-type]
+        try:
+            message = await service.send(ctx.settings, ctx.storage, contact, body, staff=staff, attachment=read)  # type: ignore[arg-type]
+        except AuthFailed:
+            if staff is not None:  # erased meanwhile: for staff, simply not there
+                raise NotFound("No such contact.") from None
+            raise
         await message.fetch_related("attachment")
-        return ChatMessageSent(chat_message=ChatMessage.of(message))
+        return ChatMessageSent(chat_message=ChatMessage.of(message, for_staff=staff is not None))
 
     @strawberry.mutation(description="Mark the other side's messages read; returns how many were unread.")
     async def mark_chat_read(self, info: strawberry.Info, contact_id: strawberry.ID | None = None) -> int:

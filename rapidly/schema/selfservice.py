@@ -44,7 +44,7 @@ class MyData:
 
     @strawberry.field(description="My conversation with the company's staff, oldest first.")
     async def chat_messages(self, first: int | None = CHAT_PAGE, after: str | None = None) -> Connection[ChatMessage]:
-        return await conversation(self.contact, first, after)  # type: ignore[arg-type]
+        return await conversation(self.contact, first, after, for_staff=False)  # type: ignore[arg-type]
 
 
 @strawberry.type

@@ -70,7 +70,10 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
         tenant_name=tenant.name,
         privacy_policy_url=tenant.privacy_policy_url,
         values=[_labelled(row, specs.get(row.key), locale, fallback) for row in rows],
-        media=await Media.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id"),
+        # Chat photos belong to the conversation, where they are shown.
+        media=await Media.filter(contact_id=contact.id, tenant_id=tenant.id)
+        .exclude(field_key=CHAT_FIELD)
+        .order_by("created_at", "id"),
         labels={
             CHAT_FIELD: CHAT_LABEL.get(locale, "Chat"),
             **{k: spec.label(locale, fallback) for k, spec in specs.items()},

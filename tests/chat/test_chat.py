@@ -8,6 +8,7 @@ import re
 
 import httpx
 import pytest
+from tortoise import connections
 
 from rapidly.chat.models import ChatMessage
 from rapidly.contacts import service as contacts
@@ -116,7 +117,7 @@ async def test_read_state_is_kept_per_side(gql, roofing):
     assert all(e["node"]["readAt"] for e in thread)
 
 
-async def test_staff_of_another_tenant_can_neither_read_nor_post(gql, roofing):
+async def test_staff_of_another_tenant_can_neither_read_nor_post(gql, roofing, server):
     # given
     token, contact_id = await a_contact(gql)
     await gql(SEND, {"body": "Salainen"}, token=token)
@@ -131,10 +132,16 @@ async def test_staff_of_another_tenant_can_neither_read_nor_post(gql, roofing):
         "sendChatMessage"
     ]
 
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, erik, hub=server.app.state.hub) as events:
+        await gql(SEND, {"body": "Toinen viesti"}, token=token)
+        heard_nothing = await events.nothing_within(0.5)
+
     # then
+    assert heard_nothing
     assert thread is None and read == 0
     assert posted == absent == as_other_contact == {"__typename": "NotFoundError", "message": "No such contact."}
-    assert await ChatMessage.all().count() == 1
+    assert await ChatMessage.all().count() == 2
+    assert (await gql(THREAD, {"id": contact_id}, token=token))["chatMessages"] is None  # a contact token
 
 
 @pytest.mark.parametrize(
@@ -161,24 +168,89 @@ async def test_bad_bodies_are_refused_and_nothing_is_stored(gql, roofing, body, 
     assert await ChatMessage.all().count() == 0
 
 
-async def test_a_lively_conversation_is_throttled_and_limited(gql, roofing):
+async def test_a_lively_conversation_sends_one_email_each_way_per_quarter_hour(gql, roofing):
     # given
     token, contact_id = await a_contact(gql)
     anna = await staff_token(gql)
     await OutboundMessage.all().delete()
 
-    # when
+    # when: a lively exchange; then a quarter of an hour passes; then one more each way
     for i in range(3):
         await gql(SEND, {"body": f"Kysymys {i}"}, token=token)
         await gql(SEND, {"body": f"Vastaus {i}", "contactId": contact_id}, token=anna)
-    answers = [(await gql(SEND, {"body": f"{i}"}, token=token))["sendChatMessage"]["__typename"] for i in range(60)]
+    first_round = sorted((m.event, m.channel) for m in await OutboundMessage.all())
+    await connections.get("default").execute_query(
+        "UPDATE outbound_message SET created_at = created_at - interval '16 minutes'"
+    )
+    await gql(SEND, {"body": "Vielä yksi"}, token=token)
+    await gql(SEND, {"body": "Selvä", "contactId": contact_id}, token=anna)
 
-    # then: one email each way for the whole exchange; the contact's own limit answers in kind
-    events = sorted((m.event, m.channel) for m in await OutboundMessage.all())
-    assert events == [("chat_message", "email"), ("chat_reply", "email")]
-    assert answers.count("RateLimitedError") == 3 and answers[-1] == "RateLimitedError"
+    # then
+    assert first_round == [("chat_message", "email"), ("chat_reply", "email")]
+    assert await OutboundMessage.all().count() == 4
     texts = [n["node"]["text"] for n in (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]]
-    assert "Uusi viesti: Maija" in texts
+    assert texts.count("Uusi viesti: Maija") == 4  # in the app: one per message from the contact
+
+
+async def test_each_side_is_limited(gql, roofing):
+    # given
+    token, _ = await a_contact(gql)
+
+    # when
+    answers = [(await gql(SEND, {"body": f"{i}"}, token=token))["sendChatMessage"]["__typename"] for i in range(62)]
+
+    # then
+    assert answers[:60] == ["ChatMessageSent"] * 60 and answers[60:] == ["RateLimitedError"] * 2
+    assert await ChatMessage.all().count() == 60
+
+
+async def test_the_thread_pages_through_in_order(gql, roofing):
+    # given
+    token, contact_id = await a_contact(gql)
+    anna = await staff_token(gql)
+    for i in range(5):  # alternating: the end user, then staff
+        if i % 2 == 0:
+            await gql(SEND, {"body": f"viesti {i}"}, token=token)
+        else:
+            await gql(SEND, {"body": f"viesti {i}", "contactId": contact_id}, token=anna)
+    paged = """
+    query P($id: ID!, $after: String) { chatMessages(contactId: $id, first: 2, after: $after) {
+      edges { cursor node { body } } pageInfo { hasNextPage endCursor } } }
+    """
+
+    # when
+    bodies, after, pages = [], None, 0
+    while True:
+        page = (await gql(paged, {"id": contact_id, "after": after}, token=anna))["chatMessages"]
+        bodies += [e["node"]["body"] for e in page["edges"]]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    bad = await gql(paged, {"id": contact_id, "after": "not-a-cursor"}, token=anna, expect_errors=True)
+    too_many = await gql(
+        "query P($id: ID!) { chatMessages(contactId: $id, first: 500) { edges { cursor } } }",
+        {"id": contact_id},
+        token=anna,
+        expect_errors=True,
+    )
+
+    # then
+    assert bodies == [f"viesti {i}" for i in range(5)] and pages == 3
+    assert bad["errors"][0]["extensions"]["code"] == "InputInvalid"
+    assert too_many["errors"][0]["extensions"]["code"] == "InputInvalid"
+
+
+async def test_the_end_user_does_not_see_which_staff_member_wrote(gql, roofing):
+    # given
+    token, contact_id = await a_contact(gql)
+    await gql(SEND, {"body": "Vastaus", "contactId": contact_id}, token=await staff_token(gql))
+
+    # when
+    mine = await gql("query { me { chatMessages { edges { node { author staffId } } } } }", token=token)
+
+    # then
+    assert mine["me"]["chatMessages"]["edges"] == [{"node": {"author": "STAFF", "staffId": None}}]
 
 
 async def test_a_photo_rides_along_and_erasure_mid_conversation_leaves_nothing(http, gql, roofing, server):

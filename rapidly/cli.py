@@ -394,6 +394,6 @@ Watch it live as staff (subscription over WebSocket, token in connection_init):
   subscription {{ contactEvents {{ kind contact {{ displayName values {{ key value }} }} }} }}
 
 The end user's own page (see, download, erase everything) is the selfServiceUrl startContact returns.
-Text messages are not sent in the demo: they are written to {settings.data_dir.resolve() / "sms-outbox.txt"}
+Text messages are not sent in the demo: each is written to a file under {settings.data_dir.resolve() / "sms-outbox"}
 (save a phone number, then sendContinueLink(channel: SMS)). Email needs RAPIDLY_SMTP_URL.
 """

@@ -590,3 +590,19 @@ async def test_concurrent_first_saves_notify_once_and_create_once(gql, roofing):
     assert await Notification.all().count() == 1
     assert await ContactEventLog.filter(kind="CREATED").count() == 1
     assert await ContactEventLog.filter(kind="FIELD_SAVED").count() == 3
+
+
+async def test_many_saves_at_once_never_starve_the_connection_pool(gql, roofing, settings):
+    # given: more concurrent saves than the pool has connections, first saves and address fields
+    # among them (the paths that open a transaction)
+    tokens = [await start(gql) for _ in range(25)]
+    fields = [("name", "Maija"), ("phone", "040 123 4567"), ("email", "maija@example.com")]
+
+    # when
+    results = await asyncio.wait_for(
+        asyncio.gather(*[save(gql, token, key, value) for token in tokens for key, value in fields]), 60
+    )
+
+    # then
+    assert len(results) == 75 > settings.database_pool_size
+    assert {r["__typename"] for r in results} == {"FieldSaved"}

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 
 from email_validator import EmailNotValidError, validate_email
 
 from rapidly.errors import InputInvalid
 
 LOCALES = ("fi", "sv", "en")
+#: Longest text taken for an ID: a UUID is 36 characters (45 with a urn: prefix); more is refused unread.
+_MAX_ID = 64
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])")
+
+
+def parse_id(value: str) -> uuid.UUID | None:
+    """An ID given by a client as a UUID, or None when it cannot be one (absent and malformed IDs
+    are then answered alike)."""
+    if len(value) > _MAX_ID:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def clean_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:

@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 
 from rapidly.chat.models import Author, ChatMessage
 from rapidly.config import Settings
+from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import InputInvalid, NotFound
@@ -63,14 +64,12 @@ def clean_body(body: str) -> str:
 
 
 async def contact_of_tenant(tenant_id: uuid.UUID, contact_id: str) -> Contact:
-    """A visible contact of the staff's tenant; NotFound for an absent or another tenant's one."""
-    try:
-        cid = uuid.UUID(contact_id) if len(contact_id) <= 64 else None
-    except ValueError:
-        cid = None
-    contact = await Contact.get_or_none(id=cid, tenant_id=tenant_id).prefetch_related("tenant") if cid else None
-    if contact is None or contact.first_saved_at is None:
+    """A visible contact of the staff's tenant, with its tenant; NotFound for an absent or another
+    tenant's one."""
+    contact = await contacts.get_contact(tenant_id, contact_id)
+    if contact is None:
         raise NotFound("No such contact.")
+    await contact.fetch_related("tenant")
     return contact
 
 

@@ -28,6 +28,7 @@ from rapidly.ratelimit import service as ratelimit
 from rapidly.realtime import EventKind, publish
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
+from rapidly.validation import parse_id
 
 MAX_PAGE = 100
 
@@ -219,9 +220,8 @@ async def _stored_at(contact: Contact, key: str) -> datetime | None:
 
 async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:
     """A visible contact of this tenant; None when absent, not yet started, or another tenant's."""
-    try:
-        cid = uuid.UUID(contact_id)
-    except ValueError:
+    cid = parse_id(contact_id)
+    if cid is None:
         return None
     return await Contact.get_or_none(id=cid, tenant_id=tenant_id, first_saved_at__not_isnull=True)
 

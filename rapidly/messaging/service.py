@@ -10,7 +10,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from rapidly.contacts import continuation
-from rapidly.contacts.models import Contact
+from rapidly.contacts import service as contacts
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import outbox
 from rapidly.plugins import Channel, MessageEvent, PluginRegistry
@@ -101,13 +101,7 @@ async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent,
 async def request_photo(plugins: PluginRegistry, staff: StaffUser, contact_id: str, channel: Channel) -> None:
     """A staff member asks one contact of their tenant for a photo: a continue link to the contact's
     own address. NotFound for an absent or another tenant's contact; InputInvalid without an address."""
-    try:
-        cid = UUID(contact_id) if len(contact_id) <= 64 else None
-    except ValueError:
-        cid = None
-    contact = (
-        await Contact.get_or_none(id=cid, tenant_id=staff.tenant_id, first_saved_at__not_isnull=True) if cid else None
-    )
+    contact = await contacts.get_contact(staff.tenant_id, contact_id)
     if contact is None:
         raise NotFound("No such contact.")
     contact.tenant = staff.tenant

@@ -14,6 +14,7 @@ from tortoise.expressions import Q
 
 from rapidly.errors import InputInvalid
 from rapidly.notifications.models import Notification
+from rapidly.validation import parse_id
 
 
 class NotificationKind(StrEnum):
@@ -69,7 +70,7 @@ async def list_for_staff(staff_id: uuid.UUID, first: int, after: str | None, unr
     if unread_only:
         query = query.filter(read_at__isnull=True)
     if after is not None:
-        anchor = await Notification.get_or_none(id=_uuid_or_none(after), staff_id=staff_id)
+        anchor = await Notification.get_or_none(id=parse_id(after), staff_id=staff_id)
         if anchor is None:
             raise InputInvalid.one("after", "invalid_cursor", "This cursor is not valid.")
         query = query.filter(Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, id__lt=anchor.id))
@@ -84,16 +85,9 @@ async def mark_read(staff_id: uuid.UUID, ids: Sequence[str]) -> int:
     """
     if len(ids) > MAX_MARK:
         raise InputInvalid.one("ids", "too_many", f"Mark at most {MAX_MARK} at a time.")
-    wanted = [u for u in map(_uuid_or_none, ids) if u is not None]
+    wanted = [u for u in map(parse_id, ids) if u is not None]
     if not wanted:
         return 0
     return await Notification.filter(staff_id=staff_id, id__in=wanted, read_at__isnull=True).update(
         read_at=datetime.now(UTC)
     )
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if len(value) <= 64 else None
-    except ValueError:
-        return None

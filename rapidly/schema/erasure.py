@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rapidly.erasure.service import Receipt
 from rapidly.errors import AuthFailed, NotFound
 from rapidly.schema.errors import AuthError, NotFoundError, returns_errors
 from rapidly.schema.permissions import IsStaff
+from rapidly.validation import parse_id
 
 RequesterType = strawberry.enum(Requester, name="ErasureRequester")
 
@@ -65,10 +65,7 @@ class ErasureMutation:
     @returns_errors
     async def delete_contact(self, info: strawberry.Info, id: strawberry.ID) -> DeleteResult:
         staff = await info.context.staff()
-        try:
-            contact_id = uuid.UUID(id) if len(id) <= 64 else None
-        except ValueError:
-            contact_id = None
+        contact_id = parse_id(id)
         if contact_id is None:
             raise NotFound("No such contact.")
         receipt = await info.context.erasure.erase(staff.tenant_id, contact_id, Requester.STAFF)

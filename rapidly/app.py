@@ -22,6 +22,7 @@ from rapidly.contacts import service as contacts
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
 from rapidly.erasure.stores import erasure_service
+from rapidly.errors import for_the_log
 from rapidly.media.pages import router as media_pages
 from rapidly.messaging.dispatcher import Dispatcher
 from rapidly.plugins import PluginError, PluginRegistry
@@ -84,8 +85,8 @@ async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
             try:
                 if done := await job():
                     log.info("maintenance: %s: %d", name, done)
-            except Exception:
-                log.exception("maintenance: %s failed", name)
+            except Exception as exc:
+                log.error("maintenance: %s failed: %s", name, for_the_log(exc))
 
 
 async def _replay_erasures(erasure: ErasureService) -> None:
@@ -93,8 +94,8 @@ async def _replay_erasures(erasure: ErasureService) -> None:
     try:
         if replayed := await erasure.replay():
             log.warning("erased %d contacts again that a restored backup brought back", replayed)
-    except Exception:
-        log.exception("replaying the erasure journal failed; `rapidly retention run` retries it")
+    except Exception as exc:
+        log.error("replaying the erasure journal failed (`rapidly retention run` retries it): %s", for_the_log(exc))
 
 
 async def _finish_erasures(erasure: ErasureService) -> None:
@@ -102,8 +103,8 @@ async def _finish_erasures(erasure: ErasureService) -> None:
         await asyncio.sleep(ERASURE_RETRY_SECONDS)
         try:
             await erasure.finish_pending()
-        except Exception:
-            log.exception("erasure retry round failed")
+        except Exception as exc:
+            log.error("erasure retry round failed: %s", for_the_log(exc))
 
 
 class RapidlyGraphQLRouter(GraphQLRouter):

@@ -6,6 +6,7 @@ submitted values, only field names and codes.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 
@@ -62,3 +63,9 @@ class InputInvalid(DomainError):
 
     def __str__(self) -> str:
         return "; ".join(f"{p.field}: {p.code}" for p in self.problems) or self.message
+
+
+def for_the_log(exc: BaseException) -> str:
+    """An unexpected exception as it may be logged: its type and stack, never its message, which
+    can quote submitted values (a database constraint error quotes the row)."""
+    return f"{type(exc).__name__}\n{''.join(traceback.format_tb(exc.__traceback__))}".rstrip()

@@ -177,3 +177,20 @@ async def test_unexpected_errors_are_masked_and_logged_with_a_reference_but_no_m
     assert "secret.person" not in str(body)
     assert reference in caplog.text and "ValueError" in caplog.text
     assert "secret.person" not in caplog.text
+
+
+def test_an_unexpected_exception_is_logged_by_type_and_stack_never_by_its_message():
+    # given: a database error quoting the row it refused
+    from rapidly.errors import for_the_log
+
+    try:
+        raise ValueError("duplicate key: (email)=(maija@example.com)")
+    except ValueError as exc:
+        error = exc
+
+    # when
+    logged = for_the_log(error)
+
+    # then
+    assert logged.startswith("ValueError") and "test_app.py" in logged
+    assert "maija" not in logged and "duplicate" not in logged

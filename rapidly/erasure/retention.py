@@ -9,7 +9,7 @@ from tortoise import connections
 
 from rapidly.erasure.models import Requester
 from rapidly.erasure.service import ErasureService
-from rapidly.errors import NotFound
+from rapidly.errors import NotFound, for_the_log
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ async def sweep(erasure: ErasureService, batch: int = 200) -> int:
                 erased += 1
             except NotFound:
                 pass  # active again, or erased meanwhile
-            except Exception:
-                log.exception("retention: erasing contact %s failed", row["id"])
+            except Exception as exc:
+                log.error("retention: erasing contact %s failed: %s", row["id"], for_the_log(exc))
                 failed += 1
         if len(fresh) < batch:
             return erased

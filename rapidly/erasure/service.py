@@ -26,7 +26,7 @@ from tortoise.transactions import in_transaction
 
 from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
-from rapidly.errors import NotFound
+from rapidly.errors import NotFound, for_the_log
 from rapidly.realtime import EventKind, publish
 from rapidly.storage import JOURNAL, Storage, journal_key
 
@@ -191,8 +191,8 @@ class ErasureService:
                 try:
                     await self.erase(tenant_id, contact_id, Requester(by))
                     replayed += 1
-                except Exception:
-                    log.exception("replaying the erasure of contact %s failed", contact_id)
+                except Exception as exc:
+                    log.error("replaying the erasure of contact %s failed: %s", contact_id, for_the_log(exc))
         return replayed
 
     async def _attempt(self, erasure_id: uuid.UUID) -> dict | None:

@@ -29,7 +29,7 @@ from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import FieldValue
-from rapidly.errors import RateLimited
+from rapidly.errors import RateLimited, for_the_log
 from rapidly.messaging import service
 from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
 from rapidly.messaging.templates import RenderError, compose
@@ -104,8 +104,8 @@ class Dispatcher:
         while True:
             try:
                 handled = await self.run_once()
-            except Exception:
-                log.exception("dispatcher round failed")
+            except Exception as exc:
+                log.error("dispatcher round failed: %s", for_the_log(exc))
                 handled = 0
             if not handled:
                 self._wake.clear()

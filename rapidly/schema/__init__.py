@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 import uuid
 from collections.abc import Iterator
 
@@ -22,7 +21,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from rapidly.errors import DomainError, InputInvalid
+from rapidly.errors import DomainError, InputInvalid, for_the_log
 from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
@@ -59,9 +58,9 @@ class RapidlySchema(strawberry.Schema):
                 continue
             reference = uuid.uuid4().hex[:16]
             error.extensions = {**(error.extensions or {}), "reference": reference}
-            exc = error.original_error
-            stack = "".join(traceback.format_tb(exc.__traceback__)) if exc else ""
-            log.error("unexpected %s at %s (reference %s)\n%s", type(exc).__name__, error.path, reference, stack)
+            log.error(
+                "unexpected error at %s (reference %s): %s", error.path, reference, for_the_log(error.original_error)
+            )
 
 
 class MaskUnexpectedErrors(MaskErrors):

@@ -183,8 +183,9 @@ def test_an_unexpected_exception_is_logged_by_type_and_stack_never_by_its_messag
     # given: a database error quoting the row it refused
     from rapidly.errors import for_the_log
 
+    quoted = "duplicate key: (email)=(" + "maija" + "@example.com)"  # not in the source line the stack shows
     try:
-        raise ValueError("duplicate key: (email)=(maija@example.com)")
+        raise ValueError(quoted)
     except ValueError as exc:
         error = exc
 

@@ -94,7 +94,7 @@ async def send(
         await ratelimit.hit(PER_STAFF, str(staff.id), tenant.id)
     image = await media.clean_upload(settings, attachment, field="attachment") if attachment is not None else None
     async with in_transaction() as conn:
-        first_save = await media.lock_contact(conn, tenant.id, contact.id)
+        locked = await media.lock_contact(conn, tenant.id, contact.id)
         photo = None
         if image is not None:
             photo = await media.store(conn, settings, storage, tenant.id, contact.id, media.CHAT_FIELD, None, image)
@@ -106,10 +106,10 @@ async def send(
             staff_id=staff.id if staff else None,
             body=text,
             attachment=photo,
-            created_at=await media.now(conn),
+            created_at=locked.at,
         )
         if staff is None:
-            if first_save:
+            if locked.first_save:
                 await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
                 await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
                 await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)

@@ -60,11 +60,6 @@ CHAT_FIELD = "_chat"
 CHAT_PHOTOS_PER_CONTACT = 50
 
 
-async def now(conn: BaseDBAsyncClient) -> datetime:
-    """The database's time: the same clock for every server process, so order follows it."""
-    return (await conn.execute_query_dict("SELECT clock_timestamp() AS now"))[0]["now"]
-
-
 async def upload(
     settings: Settings,
     plugins: PluginRegistry,
@@ -87,7 +82,7 @@ async def upload(
     image = await clean_upload(settings, read, limits.max_file_bytes)
     tenant_id, contact_id = contact.tenant_id, contact.id  # type: ignore[attr-defined]
     async with in_transaction() as conn:
-        first_save = await lock_contact(conn, tenant_id, contact_id)
+        first_save = (await lock_contact(conn, tenant_id, contact_id)).first_save
         media = await store(conn, settings, storage, tenant_id, contact_id, field_key, limits.max_files, image)
         if first_save:
             await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
@@ -119,24 +114,35 @@ async def clean_upload(
         raise InputInvalid(*(replace(p, field=field) for p in exc.problems)) from None
 
 
-async def lock_contact(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
-    """Lock the contact for a write and mark it active; True on its first saved content.
+@dataclass(frozen=True, slots=True)
+class Locked:
+    #: This write is the contact's first saved content (it becomes visible to staff).
+    first_save: bool
+    #: The database's time (one clock for every server process), for what is written under the lock.
+    at: datetime
 
-    `AuthFailed` when it is gone (erased since its token was checked). The database's clock, not
-    this process's, times what is written under the lock (see `now`).
+
+# One round trip: lock the contact, mark it active, and say whether this is its first content.
+_LOCK = """
+WITH before AS (
+    SELECT id, first_saved_at FROM contact WHERE id = $1 AND tenant_id = $2 FOR NO KEY UPDATE
+)
+UPDATE contact SET updated_at = GREATEST(contact.updated_at, clock_timestamp()),
+    first_saved_at = COALESCE(contact.first_saved_at, clock_timestamp())
+FROM before WHERE contact.id = before.id
+RETURNING before.first_saved_at IS NULL AS first_save, clock_timestamp() AS at
+"""
+
+
+async def lock_contact(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> Locked:
+    """Lock the contact for a write and mark it active.
+
+    `AuthFailed` when it is gone (erased since its token was checked).
     """
-    rows = await conn.execute_query_dict(
-        "SELECT first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 AND tenant_id = $2 FOR NO KEY UPDATE",
-        [contact_id, tenant_id],
-    )
+    rows = await conn.execute_query_dict(_LOCK, [contact_id, tenant_id])
     if not rows:
         raise AuthFailed()
-    await conn.execute_query(
-        "UPDATE contact SET updated_at = GREATEST(updated_at, clock_timestamp()), "
-        "first_saved_at = COALESCE(first_saved_at, clock_timestamp()) WHERE id = $1",
-        [contact_id],
-    )
-    return rows[0]["first_save"]
+    return Locked(rows[0]["first_save"], rows[0]["at"])
 
 
 async def store(

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 _EXPIRED = """
 SELECT c.tenant_id, c.id FROM contact c JOIN tenant t ON t.id = c.tenant_id
 WHERE t.retention_days IS NOT NULL AND c.updated_at < now() - make_interval(days => t.retention_days)
+  AND c.id <> ALL($2::uuid[])
 ORDER BY c.updated_at
 LIMIT $1
 """
@@ -27,18 +28,17 @@ async def sweep(erasure: ErasureService, batch: int = 200) -> int:
     Each contact is checked again under its lock, so one that became active (or whose tenant
     switched retention off) since it was listed stays. One that fails is logged and skipped.
     """
-    erased, failed = 0, 0
+    erased, skipped = 0, []
     while True:
-        rows = await connections.get("default").execute_query_dict(_EXPIRED, [batch + failed])
-        fresh = rows[failed:]
-        for row in fresh:
+        rows = await connections.get("default").execute_query_dict(_EXPIRED, [batch, skipped])
+        for row in rows:
             try:
                 await erasure.erase(row["tenant_id"], row["id"], Requester.RETENTION, expired_only=True)
                 erased += 1
-            except NotFound:
-                pass  # active again, or erased meanwhile
+            except NotFound:  # active again, or erased meanwhile
+                skipped.append(row["id"])
             except Exception as exc:
                 log.error("retention: erasing contact %s failed: %s", row["id"], for_the_log(exc))
-                failed += 1
-        if len(fresh) < batch:
+                skipped.append(row["id"])
+        if len(rows) < batch:
             return erased

@@ -494,3 +494,28 @@ async def test_a_refused_recipient_is_retried_only_when_the_refusal_is_temporary
         await due()
         await dispatcher.run_once()
         assert (await OutboundMessage.get()).status == MessageStatus.SENT and len(mailbox.messages) == 1
+
+
+async def test_the_demos_text_files_are_erased_with_the_contact(gql, roofing, settings, plugins, server, tmp_path):
+    # given: texts written to files (RAPIDLY_SMS_URL=file:), as the demo does
+    from rapidly.erasure.models import Requester
+    from rapidly.erasure.stores import erasure_service
+    from rapidly.messaging.channels import channels_for
+    from rapidly.messaging.dispatcher import Dispatcher
+
+    demo = settings.model_copy(update={"sms_url": "file:", "data_dir": tmp_path})
+    token = await contact(gql)
+    await gql(SEND, {"channel": "SMS"}, token=token)
+    await only("continue_link")
+    await Dispatcher(demo, plugins, channels_for(demo)).run_once()
+    found = await contacts.contact_for_token(token)
+    texts = list((tmp_path / "sms-outbox").rglob("*.txt"))
+    assert len(texts) == 1 and "+358401234567" in texts[0].read_text()
+    assert texts[0].stat().st_mode & 0o077 == 0
+
+    # when
+    receipt = await erasure_service(server.app.state.storage, demo).erase(found.tenant_id, found.id, Requester.END_USER)
+
+    # then
+    assert receipt.removed["demo_texts"] == 1 and receipt.complete
+    assert list((tmp_path / "sms-outbox").rglob("*.txt")) == []

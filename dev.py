@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -42,8 +43,12 @@ def main(argv: list[str]) -> int:
 
 def run(command: list[str]) -> int:
     """Run the child to its end. Ctrl-C reaches it too and it stops cleanly (the demo stops its
-    database), so we wait for that instead of killing it as subprocess.call would."""
+    database), so we wait for that instead of killing it as subprocess.call would. A SIGTERM sent
+    to this process alone (a service manager, `timeout`) is passed on, so that the child stops
+    cleanly too instead of being orphaned with its database running."""
     with subprocess.Popen(command, cwd=ROOT) as child:
+        if hasattr(signal, "SIGTERM"):
+            signal.signal(signal.SIGTERM, lambda *_: child.terminate())
         while True:
             try:
                 return child.wait()

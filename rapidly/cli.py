@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
@@ -117,6 +118,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from rapidly.app import create_app
 
     application = create_app(settings, _plugins())
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; by default that
+    # ends the process without its exit handlers, which leaves the embedded PostgreSQL running.
+    # Ending with SystemExit instead runs them (as Ctrl-C does).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # No access log: request paths of links carry tokens, and tokens never reach a log.
     uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
 

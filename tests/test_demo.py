@@ -86,3 +86,33 @@ def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path
         if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftover == []
+
+
+def test_serve_stops_its_embedded_database_on_sigterm(tmp_path):
+    # given: `rapidly demo` as a service manager runs it, stopped with SIGTERM
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAPIDLY_DATA_DIR": str(tmp_path / "data")}
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "rapidly", "demo", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert demo.poll() is None and time.monotonic() < deadline, "demo did not become ready"
+                time.sleep(0.2)
+
+        # when
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
+
+    # then
+    leftover = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftover == []

@@ -145,7 +145,13 @@ def merge(results: list[dict]) -> dict:
 
 
 def load_phase(
-    kind: str, url: str, server_pid: int, pg_pid: int | None, clients: list[dict], args: argparse.Namespace
+    kind: str,
+    url: str,
+    server_pid: int,
+    pg_pid: int | None,
+    clients: list[dict],
+    args: argparse.Namespace,
+    profile: str | None = None,
 ) -> dict:
     procs = max(1, min(args.load_procs, len(clients)))
     start_at = time.time() + (0.3 if procs == 1 else 3.0)  # spawned workers need time to import
@@ -176,8 +182,8 @@ def load_phase(
             },
             window=(warm_end, end_at),
         )
-        if args.profile and kind == "rapidly":
-            profiler = Profiler(args.profile, server_pid, warm_end, args.duration)
+        if profile:
+            profiler = Profiler(profile, server_pid, warm_end, args.duration)
         with monitor:
             if procs == 1:
                 results = [_run_loop({**base, "clients": chunks[0]})]
@@ -192,11 +198,28 @@ def load_phase(
         if profiler is not None:
             profiler.finish()
     merged = merge(results)
-    merged["latencies"].sort()
     merged["monitor"] = monitor
     merged["duration"] = args.duration
-    merged["procs"] = procs
     return merged
+
+
+def combine(rounds: list[dict]) -> dict:
+    """One kind's rounds together: every measured answer, total time, and per-round throughput."""
+    latencies = sorted(x for r in rounds for x in r["latencies"])
+    cpu_groups = {g for r in rounds for g in r["monitor"].cpu_percent}
+    return {
+        "latencies": latencies,
+        "duration": sum(r["duration"] for r in rounds),
+        "round_rps": [len(r["latencies"]) / r["duration"] for r in rounds],
+        "errors": sum(r["errors"] for r in rounds),
+        "errors_outside": sum(r["errors_outside"] for r in rounds),
+        "error_samples": [e for r in rounds for e in r["error_samples"]][:3],
+        "ok_total": sum(r["ok_total"] for r in rounds),
+        "rows_written": sum(r["rows_written"] for r in rounds),
+        "rss_max": max((r["monitor"].rss_max.get("server", 0) for r in rounds), default=None),
+        "rss_end": rounds[-1]["monitor"].rss_end.get("server", rounds[-1]["monitor"].rss_last.get("server")),
+        "cpu": {g: sum(r["monitor"].cpu_percent.get(g, 0.0) for r in rounds) / len(rounds) for g in cpu_groups},
+    }
 
 
 class Profiler:
@@ -204,7 +227,7 @@ class Profiler:
 
     def __init__(self, path: str, pid: int, at: float, duration: float) -> None:
         py_spy = Path(PYTHON).with_name("py-spy")
-        fmt = "speedscope" if path.endswith(".json") else "flamegraph"
+        fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(path).suffix, "flamegraph")
         self.argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(duration)))]
         self.argv += ["--rate", "250", "--format", fmt, "--output", path, "--nonblocking"]
         self.process: subprocess.Popen | None = None
@@ -272,26 +295,22 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
         return len(r["latencies"]) / r["duration"]
 
     rows.append(("requests/s", *each(lambda r: f"{rps(r):.0f}")))
+    rows.append(("requests/s by round", *each(lambda r: " ".join(f"{x:.0f}" for x in r["round_rps"]))))
     for q in (50, 95, 99):
         rows.append((f"p{q} latency ms", *each(lambda r, q=q: f"{percentile(r['latencies'], q):.1f}")))
     rows.append(("max latency ms", *each(lambda r: f"{r['latencies'][-1]:.1f}" if r["latencies"] else "-")))
     rows.append(("ok requests (measured)", *each(lambda r: str(len(r["latencies"])))))
     rows.append(("errors (measured)", *each(lambda r: str(r["errors"]))))
     rows.append(("errors (warm-up/tail)", *each(lambda r: str(r["errors_outside"]))))
-    rows.append(("server RSS max MiB", *each(lambda r: mib(r["monitor"].rss_max.get("server")))))
-    rows.append(
-        (
-            "server RSS end MiB",
-            *each(lambda r: mib(r["monitor"].rss_end.get("server", r["monitor"].rss_last.get("server")))),
-        )
-    )
-    rows.append(("rows written/ok saves, all", *each(lambda r: str(r.get("rows_written", "-")))))
+    rows.append(("server RSS max MiB", *each(lambda r: mib(r["rss_max"]))))
+    rows.append(("server RSS end MiB", *each(lambda r: mib(r["rss_end"]))))
+    rows.append(("rows written/ok saves, all", *each(lambda r: f"{r['rows_written']}/{r['ok_total']}")))
     groups = (("server", "server"), ("postgres", "PostgreSQL"), ("loadgen", "load generator"), ("other", "others"))
     for group, label in groups:
         rows.append(
             (
                 f"CPU {label} % of a core",
-                *each(lambda r, g=group: f"{r['monitor'].cpu_percent.get(g, float('nan')):.0f}"),
+                *each(lambda r, g=group: f"{r['cpu'].get(g, float('nan')):.0f}"),
             )
         )
     out = [table(rows)]
@@ -300,9 +319,11 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
             out.append(f"  {k} error: {sample}")
     if len(order) == 2:
         ratio = rps(results["rapidly"]) / max(rps(results["floor"]), 1e-9)
+        pairs = zip(results["rapidly"]["round_rps"], results["floor"]["round_rps"], strict=True)
+        by_round = [a / max(b, 1e-9) for a, b in pairs]
         p99 = percentile(results["rapidly"]["latencies"], 99)
         out.append("")
-        out.append(f"throughput ratio Rapidly/floor: {ratio:.2f}")
+        out.append(f"throughput ratio Rapidly/floor: {ratio:.2f} (by round: {' '.join(f'{x:.2f}' for x in by_round)})")
         verdict = "PASS" if ratio >= THROUGHPUT_TARGET else "FAIL"
         out.append(f"target  Rapidly >= {THROUGHPUT_TARGET:.0%} of floor throughput: {verdict} ({ratio:.0%})")
         verdict = "PASS" if p99 <= P99_TARGET_MS else "FAIL"
@@ -313,8 +334,11 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
-    parser.add_argument("--duration", type=float, default=15, help="measured seconds per phase (default 15)")
+    parser.add_argument("--duration", type=float, default=5, help="measured seconds per phase (default 5)")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds before measuring (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating Rapidly/floor phases, each kind's summed (default 3)"
+    )
     parser.add_argument(
         "--database-url",
         help="use this PostgreSQL instead of an embedded one; the database (rapidly_bench*) is created and dropped",
@@ -332,11 +356,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="py-spy the Rapidly server during the measured window (FILE.svg flame graph or FILE.json speedscope)",
+        help="py-spy the Rapidly server during the measured window "
+        "(FILE.svg flame graph, FILE.json speedscope, FILE.txt collapsed stacks)",
     )
     args = parser.parse_args()
-    if args.clients < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--clients must be >= 1, --duration > 0, --warmup >= 0")
+    if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--clients and --rounds must be >= 1, --duration > 0, --warmup >= 0")
     return args
 
 
@@ -348,8 +373,8 @@ def main() -> int:
         bench.prepare()
         pg_pid = bench.postgres_pid()
         print(
-            f"saveField benchmark: {args.clients} clients, {args.duration:g} s measured after {args.warmup:g} s "
-            f"warm-up, per phase"
+            f"saveField benchmark: {args.clients} clients, {args.rounds} rounds of Rapidly then floor, each phase "
+            f"{args.duration:g} s measured after {args.warmup:g} s warm-up"
         )
         print(f"os.cpu_count() = {os.cpu_count()} (server, PostgreSQL and load generator share them)")
         print(f"database: {bench.describe_database()}")
@@ -358,24 +383,30 @@ def main() -> int:
         print(f"load generator: {procs} process(es), {client}, one keep-alive HTTP/1.1 connection per client")
         sys.stdout.flush()
 
-        results: dict[str, dict] = {}
+        rounds: dict[str, list[dict]] = {"rapidly": [], "floor": []}
         server = bench.start_rapidly()
         tokens = asyncio.run(_setup_contacts(server.url, args.clients))
         tenant_id, contact_ids = asyncio.run(_contact_ids(bench, args.clients))
         clients = [{"index": i, "token": tokens[i], "contact": contact_ids[i]} for i in range(args.clients)]
         written = asyncio.run(_rows_written(bench))
-        if args.only in (None, "rapidly"):
-            results["rapidly"] = load_phase("rapidly", server.url, server.pid, pg_pid, clients, args)
-        bench.stop(server)
-        if "rapidly" in results:
-            written, before = asyncio.run(_rows_written(bench)), written
-            results["rapidly"]["rows_written"] = f"{written - before}/{results['rapidly']['ok_total']}"
-        if args.only in (None, "floor"):
-            floor = bench.start_floor(tenant_id, contact_ids[0])
-            results["floor"] = load_phase("floor", floor.url, floor.pid, pg_pid, clients, args)
-            bench.stop(floor)
-            written, before = asyncio.run(_rows_written(bench)), written
-            results["floor"]["rows_written"] = f"{written - before}/{results['floor']['ok_total']}"
+        for n in range(args.rounds):
+            for kind in ("rapidly", "floor"):
+                if args.only not in (None, kind):
+                    continue
+                if server is None and kind == "rapidly":
+                    server = bench.start_rapidly()
+                elif server is None:
+                    server = bench.start_floor(tenant_id, contact_ids[0])
+                profile = args.profile if kind == "rapidly" and n == 0 else None
+                result = load_phase(kind, server.url, server.pid, pg_pid, clients, args, profile)
+                bench.stop(server)
+                server = None
+                written, before = asyncio.run(_rows_written(bench)), written
+                result["rows_written"] = written - before
+                rounds[kind].append(result)
+        if server is not None:
+            bench.stop(server)
+        results = {kind: combine(each) for kind, each in rounds.items() if each}
         print()
         print(report(args, results))
         for line in bench.explain([e for r in results.values() for e in r["error_samples"]]):

@@ -104,12 +104,20 @@ def _app_password(settings: Settings, role: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+async def _release_as_is(connection: object) -> None:
+    """asyncpg's pool, on release, already rolls back a transaction left open; its default reset
+    then runs `RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()` as one more round trip
+    per query. Pooled connections carry none of that state here (no SET, no LISTEN: the event hub's
+    connection is not pooled; no session advisory locks or held cursors), so it is skipped."""
+
+
 def tortoise_config(credentials: Credentials, pool_size: int) -> dict:
+    pool = {"minsize": 1, "maxsize": pool_size, "reset": _release_as_is}
     return {
         "connections": {
             "default": {
                 "engine": "tortoise.backends.asyncpg",
-                "credentials": {**credentials.connect_kwargs(), "minsize": 1, "maxsize": pool_size},
+                "credentials": {**credentials.connect_kwargs(), **pool},
             }
         },
         "apps": {

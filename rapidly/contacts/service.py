@@ -7,6 +7,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +22,13 @@ from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.contacts.values import is_empty, normalise
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import AuthFailed, InputInvalid, NotFound
+from rapidly.messaging import outbox
 from rapidly.messaging import service as messaging
 from rapidly.notifications import service as notifications
 from rapidly.plugins import Channel, FieldRole, FieldSpec, MessageEvent, PluginRegistry, resolve_locale
 from rapidly.ratelimit import service as ratelimit
-from rapidly.realtime import EventKind, publish
+from rapidly.realtime import EventKind
+from rapidly.realtime.publish import PUBLISH_CTES
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 from rapidly.validation import parse_id
@@ -44,43 +47,58 @@ ADDRESS_CHANNELS = {FieldRole.EMAIL: Channel.EMAIL, FieldRole.PHONE: Channel.SMS
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 
-# One round trip: lock the contact, upsert the value, and touch the contact if the value changed.
-# - The lock comes first (the upsert reads from it): otherwise two first saves deadlock, each
-#   upsert's foreign-key check share-locking the contact before each touch wants it exclusively.
-# - clock_timestamp(), not now(): overlapping saves must not move "last activity" backwards.
-# - An identical value is not written again (IS DISTINCT FROM): no write, no event.
-_SAVE = """
+# A save is one statement, so one round trip and its own transaction:
+# - lock the contact first (the upsert reads from it): otherwise two first saves deadlock, each
+#   upsert's foreign-key check share-locking the contact before each touch wants it exclusively;
+# - store the value ($5) or, when it is NULL, clear it; an identical value is not written again
+#   (IS DISTINCT FROM), and then nothing else happens: no touch, no event;
+# - touch the contact with clock_timestamp(), not now(): overlapping saves must not move "last
+#   activity" backwards;
+# - publish CREATED (first save) and FIELD_SAVED, which reach listeners when the statement commits;
+# - queue the self-service link when $6 names a channel (the first saved address, see `after_address`).
+_SAVE = f"""
 WITH locked AS (
     SELECT id, first_saved_at IS NULL AS first_save FROM contact WHERE id = $3 FOR NO KEY UPDATE
 ), saved AS (
     INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
-    SELECT $1, $2, locked.id, $4, $5::jsonb, clock_timestamp() FROM locked
+    SELECT $1, $2, locked.id, $4, $5::jsonb, clock_timestamp() FROM locked WHERE $5::jsonb IS NOT NULL
     ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
         SET value = excluded.value, updated_at = excluded.updated_at
         WHERE field_value.value IS DISTINCT FROM excluded.value
     RETURNING updated_at
+), cleared AS (
+    DELETE FROM field_value USING locked
+    WHERE $5::jsonb IS NULL AND field_value.tenant_id = $2 AND field_value.contact_id = locked.id
+        AND field_value.key = $4
+    RETURNING clock_timestamp() AS updated_at
+), changed AS (
+    SELECT updated_at FROM saved UNION ALL SELECT updated_at FROM cleared
 ), touched AS (
     UPDATE contact SET
         updated_at = GREATEST(contact.updated_at, clock_timestamp()),
         first_saved_at = COALESCE(contact.first_saved_at, clock_timestamp())
-    FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM saved)
-)
-SELECT locked.first_save, (SELECT updated_at FROM saved) AS updated_at FROM locked
-"""
-
-# Clearing a value: the same lock, a delete, and the touch.
-_CLEAR = """
-WITH locked AS (
-    SELECT id, first_saved_at IS NULL AS first_save FROM contact WHERE id = $1 FOR NO KEY UPDATE
-), cleared AS (
-    DELETE FROM field_value USING locked WHERE field_value.contact_id = locked.id AND field_value.key = $2
-    RETURNING clock_timestamp() AS updated_at
-), touched AS (
-    UPDATE contact SET updated_at = GREATEST(contact.updated_at, clock_timestamp())
-    FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM cleared)
-)
-SELECT locked.first_save, (SELECT updated_at FROM cleared) AS updated_at FROM locked
-"""
+    FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM changed)
+), to_publish AS (
+    SELECT $2::uuid AS tenant_id, locked.id AS contact_id, event.kind, event.ord
+    FROM locked, (VALUES ('{EventKind.CREATED.value}', 1), ('{EventKind.FIELD_SAVED.value}', 2)) AS event (kind, ord)
+    WHERE EXISTS (SELECT 1 FROM changed) AND (locked.first_save OR event.ord = 2)
+), {PUBLISH_CTES}, to_enqueue AS (
+    SELECT $2::uuid AS tenant_id, locked.id AS contact_id, NULL::uuid AS staff_id,
+           '{MessageEvent.SELF_SERVICE_LINK.value}' AS event, $6::text AS channel, $7::text AS locale,
+           '{{}}'::jsonb AS payload, $8::text AS dedupe_key, $9::timestamptz AS next_attempt_at
+    FROM locked WHERE $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM saved)
+), {outbox.ENQUEUE_CTE}
+SELECT
+    locked.first_save,
+    EXISTS (SELECT 1 FROM changed) AS changed,
+    COALESCE(
+        (SELECT updated_at FROM changed),
+        (SELECT updated_at FROM field_value WHERE tenant_id = $2 AND contact_id = locked.id AND key = $4)
+    ) AS updated_at,
+    (SELECT count(*) FROM notified) AS published,
+    (SELECT count(*) FROM enqueued) AS enqueued
+FROM locked
+"""  # noqa: S608 -- module constants; every value is a bind parameter
 
 
 _CONTACT_COLUMNS = ("id", "tenant_id", "locale", "created_at", "updated_at", "first_saved_at")
@@ -191,31 +209,27 @@ async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: o
     if spec is None:
         raise InputInvalid.one("key", "unknown_field", "This form has no field with that key.")
     value = normalise(spec, raw, default_region=PHONE_REGION.get(tenant.default_locale, "FI"))
-    async with in_transaction() as conn:
-        if is_empty(value):
-            value = None
-            rows = await conn.execute_query_dict(_CLEAR, [contact.id, key])
-        else:
-            encoded = json.dumps(value, ensure_ascii=False)
-            rows = await conn.execute_query_dict(_SAVE, [uuid.uuid4(), tenant.id, contact.id, key, encoded])
+    value = None if is_empty(value) else value
+    link = messaging.self_service_link(tenant, contact, ADDRESS_CHANNELS.get(spec.role)) if value is not None else None
+    params = [
+        uuid.uuid4(),
+        tenant.id,
+        contact.id,
+        key,
+        None if value is None else json.dumps(value, ensure_ascii=False),
+        *(link or (None, None, None, None)),
+    ]
+    # The first save also notifies the staff, in the same transaction. Afterwards (first_saved_at is
+    # never unset) a save is the one statement.
+    first_save_possible = contact.first_saved_at is None
+    async with in_transaction() if first_save_possible else nullcontext(connections.get("default")) as conn:
+        rows = await conn.execute_query_dict(_SAVE, params)
         if not rows:  # erased or purged since its token was checked
             raise AuthFailed()
-        updated_at = rows[0]["updated_at"]
-        if updated_at is None:  # nothing changed: no write, no event
-            return SavedValue(key, value, await _stored_at(contact, key))
-        if rows[0]["first_save"]:
+        if rows[0]["first_save"] and rows[0]["changed"]:
             await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
             await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
-            await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
-        if value is not None and spec.role in ADDRESS_CHANNELS:
-            await messaging.after_address_saved(conn, tenant, contact.id, ADDRESS_CHANNELS[spec.role], contact.locale)
-        await publish(tenant.id, contact.id, EventKind.FIELD_SAVED, connection=conn)
-    return SavedValue(key, value, updated_at)
-
-
-async def _stored_at(contact: Contact, key: str) -> datetime | None:
-    row = await FieldValue.get_or_none(contact_id=contact.id, key=key).only("updated_at")
-    return row.updated_at if row else None
+    return SavedValue(key, value, rows[0]["updated_at"])
 
 
 async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:

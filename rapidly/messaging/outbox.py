@@ -16,13 +16,27 @@ from rapidly.plugins import Channel, MessageEvent
 
 ERASER = SqlEraser("outbound_messages", "DELETE FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2")
 
-_INSERT = """
-INSERT INTO outbound_message (id, tenant_id, contact_id, staff_id, event, channel, locale, payload, dedupe_key,
-                              status, attempts, next_attempt_at, created_at)
-VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7::jsonb, $8, 'PENDING', 0, $9, now())
-ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
-RETURNING id
-"""
+#: A CTE for a statement that queues messages along with its own write: `enqueued` queues one message
+#: for each row of a `to_enqueue (tenant_id, contact_id, staff_id, event, channel, locale, payload,
+#: dedupe_key, next_attempt_at)` CTE defined before it, skipping a `dedupe_key` used before.
+ENQUEUE_CTE = """
+enqueued AS (
+    INSERT INTO outbound_message (id, tenant_id, contact_id, staff_id, event, channel, locale, payload, dedupe_key,
+                                  status, attempts, next_attempt_at, created_at)
+    SELECT gen_random_uuid(), tenant_id, contact_id, staff_id, event, channel, locale, payload, dedupe_key,
+           'PENDING', 0, next_attempt_at, now()
+    FROM to_enqueue
+    ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+    RETURNING id
+)"""
+
+_INSERT = f"""
+WITH to_enqueue AS (
+    SELECT $1::uuid AS tenant_id, $2::uuid AS contact_id, $3::uuid AS staff_id, $4::text AS event, $5::text AS channel,
+           $6::text AS locale, $7::jsonb AS payload, $8::text AS dedupe_key, $9::timestamptz AS next_attempt_at
+), {ENQUEUE_CTE}
+SELECT id FROM enqueued
+"""  # noqa: S608 -- module constants; every value is a bind parameter
 
 
 async def enqueue(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -11,6 +11,7 @@ from tortoise.transactions import in_transaction
 
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
+from rapidly.contacts.models import Contact
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import outbox
 from rapidly.plugins import Channel, MessageEvent, PluginRegistry
@@ -62,23 +63,16 @@ async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
     return tenant
 
 
-async def after_address_saved(
-    conn: BaseDBAsyncClient, tenant: Tenant, contact_id: UUID, channel: Channel, locale: str
-) -> None:
-    """The first saved email or phone of a contact brings its self-service link, if the tenant wants
-    that: once per contact and channel, a little later (see `SELF_SERVICE_LINK_DELAY`)."""
-    if not enabled(tenant, MessageEvent.SELF_SERVICE_LINK, channel):
-        return
-    await outbox.enqueue(
-        conn,
-        tenant_id=tenant.id,
-        contact_id=contact_id,
-        event=MessageEvent.SELF_SERVICE_LINK,
-        channel=channel,
-        locale=locale,
-        dedupe_key=f"self-service-link:{contact_id}:{channel.value}",
-        delay=SELF_SERVICE_LINK_DELAY,
-    )
+def self_service_link(
+    tenant: Tenant, contact: Contact, channel: Channel | None
+) -> tuple[str, str, str, datetime] | None:
+    """For the save of an email or phone (`channel`): the self-service link to queue with it, if the
+    tenant wants that, as (channel, locale, dedupe key, send at). The dedupe key makes it once per
+    contact and channel, whichever address comes first; `SELF_SERVICE_LINK_DELAY` lets typing finish."""
+    if channel is None or not enabled(tenant, MessageEvent.SELF_SERVICE_LINK, channel):
+        return None
+    dedupe_key = f"self-service-link:{contact.id}:{channel.value}"
+    return channel.value, contact.locale, dedupe_key, datetime.now(UTC) + SELF_SERVICE_LINK_DELAY
 
 
 async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent, contact_id: UUID) -> None:

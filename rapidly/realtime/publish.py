@@ -16,24 +16,33 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.realtime.events import CHANNEL, ContactEvent, EventKind
 
-# `kind` is an EventKind value and the rest are integers, UUIDs and a timestamp: nothing here
-# needs JSON escaping, and nothing but IDs, a kind and a time can end up in the payload.
-_PUBLISH = f"""
-WITH e AS (
+#: Two CTEs for a statement that publishes along with its own write: `published` logs one event for
+#: each row of a `to_publish (tenant_id, contact_id, kind, ord)` CTE defined before them, in `ord`
+#: order, and `notified` queues each one's NOTIFY. The statement must read `notified` (a CTE that
+#: writes runs anyway; one that only selects, like this one, runs only when read).
+#: `kind` is an EventKind value and the rest are integers, UUIDs and a timestamp: nothing here
+#: needs JSON escaping, and nothing but IDs, a kind and a time can end up in the payload.
+PUBLISH_CTES = f"""
+published AS (
     INSERT INTO contact_event (tenant_id, contact_id, kind, created_at)
-    VALUES ($1, $2, $3, clock_timestamp())
+    SELECT tenant_id, contact_id, kind, clock_timestamp() FROM to_publish ORDER BY ord
     RETURNING id, tenant_id, contact_id, kind, created_at
-)
-SELECT e.id, e.tenant_id, e.contact_id, e.kind, e.created_at, pg_notify(
-    '{CHANNEL}',
-    format(
-        '{{"seq":%s,"t":"%s","c":"%s","k":"%s","at":"%s"}}',
-        e.id, e.tenant_id, e.contact_id, e.kind,
-        to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-    )
-)
-FROM e
-"""  # noqa: S608 -- a module constant; every value is a bind parameter
+), notified AS (
+    SELECT published.*, pg_notify(
+        '{CHANNEL}',
+        format(
+            '{{"seq":%s,"t":"%s","c":"%s","k":"%s","at":"%s"}}',
+            id, tenant_id, contact_id, kind,
+            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        )
+    ) FROM published
+)"""  # noqa: S608 -- a module constant; every value comes from the rows
+
+_PUBLISH = f"""
+WITH to_publish AS (SELECT $1::uuid AS tenant_id, $2::uuid AS contact_id, $3::text AS kind, 1 AS ord),
+{PUBLISH_CTES}
+SELECT id, tenant_id, contact_id, kind, created_at FROM notified
+"""  # noqa: S608 -- module constants; every value is a bind parameter
 
 #: IDs and kinds only, but they still tell when the contact was active. The DELETED event is
 #: published after the erasers run, so it stays (and is pruned with the rest).

@@ -29,6 +29,7 @@ from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema
 from rapidly.schema.context import Context, bearer_token, get_context
+from rapidly.schema.http import GraphQLOverHTTP
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
 from rapidly.storage import storage_for
@@ -193,6 +194,8 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         ready = await db.ping()
         return JSONResponse({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
 
+    # Innermost of these, so that the size limit and the headers apply to it as to the router.
+    app.add_middleware(GraphQLOverHTTP, schema=schema, context_getter=get_context)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(UploadGuard)
     app.add_middleware(

@@ -51,7 +51,7 @@ class RapidlySchema(strawberry.Schema):
         """Log unexpected errors under a reference, by type and stack only.
 
         An exception's message can quote submitted values (e.g. a database constraint error), so
-        it never reaches the log; the client gets the reference (see `MaskUnexpectedErrors`).
+        it never reaches the log; the client gets the reference (see `public_error`).
         """
         for error in errors:
             if not is_unexpected(error):
@@ -63,21 +63,13 @@ class RapidlySchema(strawberry.Schema):
             )
 
 
-class MaskUnexpectedErrors(MaskErrors):
-    """Unexpected errors become "Unexpected error. Reference: …"; domain errors keep their safe
-    message, with `code` and, for invalid input, the `errors` list in the extensions."""
-
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=lambda error: True)
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        if isinstance(error.original_error, DomainError):
-            return domain_error(error)
-        if is_unexpected(error):
-            return self.masked(error)
-        return error
-
-    def masked(self, error: GraphQLError) -> GraphQLError:
+def public_error(error: GraphQLError) -> GraphQLError:
+    """What the client may see: unexpected errors become "Unexpected error. Reference: …"; domain
+    errors keep their safe message, with `code` and, for invalid input, the `errors` list in the
+    extensions; validation and permission errors pass as they are."""
+    if isinstance(error.original_error, DomainError):
+        return domain_error(error)
+    if is_unexpected(error):
         reference = (error.extensions or {}).get("reference", "")
         return GraphQLError(
             message=f"Unexpected error. Reference: {reference}",
@@ -85,6 +77,17 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL", "reference": reference},
         )
+    return error
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """`public_error` for every operation that Strawberry runs (see `rapidly.schema.http` for the rest)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return public_error(error)
 
 
 def domain_error(error: GraphQLError) -> GraphQLError:
@@ -101,13 +104,12 @@ def domain_error(error: GraphQLError) -> GraphQLError:
 
 # The limit rules are built once: a rule class made per operation would change the validation
 # cache's key every time and make the cache useless.
-_DEPTH_RULE = depth_rule(MAX_DEPTH, None)
-_ALIAS_RULE = alias_rule(MAX_ALIASES)
+LIMIT_RULES = (depth_rule(MAX_DEPTH, None), alias_rule(MAX_ALIASES))
 
 
 class DepthAndAliasLimits(AddValidationRules):
     def __init__(self) -> None:
-        super().__init__([_DEPTH_RULE, _ALIAS_RULE])
+        super().__init__(list(LIMIT_RULES))
 
 
 class Parsed(ParserCache):

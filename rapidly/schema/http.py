@@ -1,0 +1,159 @@
+"""JSON queries and mutations over HTTP, run on graphql-core directly.
+
+Strawberry's HTTP view and extension runner cost more CPU than the whole `saveField` they carry
+(bench/save_field.py), and a JSON POST of a valid query or mutation is the one request shape that
+is hot. This ASGI layer runs exactly that shape on the schema Strawberry built (same resolvers,
+permission classes, context, limits, error log and masking) and leaves everything else to
+Strawberry's router, untouched and with the body replayed: bodies that are not a JSON object with a
+`query`, documents that do not parse or validate, subscriptions, uploads, WebSockets, GraphiQL. So
+every unusual request still gets Strawberry's answer, and only valid documents are cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, execute, parse, specified_rules
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http import process_result
+from strawberry.schema.schema import validate_document
+from strawberry.utils.await_maybe import await_maybe
+
+from rapidly.schema import LIMIT_RULES, MAX_TOKENS, PARSE_CACHE_SIZE, RapidlySchema, public_error
+
+PATH = "/graphql"
+_RULES = (*specified_rules, *LIMIT_RULES)
+_RUNNABLE = {OperationType.QUERY, OperationType.MUTATION}
+
+
+class Documents:
+    """Valid query and mutation documents by their text, parsed and validated once (LRU-bounded:
+    distinct texts cannot grow memory). Anything invalid is not kept, and Strawberry reports it."""
+
+    def __init__(self, schema: RapidlySchema, size: int = PARSE_CACHE_SIZE) -> None:
+        self.schema = schema
+        self.size = size
+        self._valid: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    def get(self, query: str) -> DocumentNode | None:
+        document = self._valid.get(query)
+        if document is not None:
+            self._valid.move_to_end(query)
+            return document
+        try:
+            document = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError:
+            return None
+        if validate_document(self.schema._schema, document, _RULES):
+            return None
+        self._valid[query] = document
+        if len(self._valid) > self.size:
+            self._valid.popitem(last=False)
+        return document
+
+
+def runnable(document: DocumentNode, operation_name: str | None) -> bool:
+    """The named (or only) operation exists and is a query or mutation."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        return len(operations) == 1 and operations[0].operation in _RUNNABLE
+    return any(o.name is not None and o.name.value == operation_name and o.operation in _RUNNABLE for o in operations)
+
+
+class GraphQLOverHTTP:
+    """`POST /graphql` with `Content-Type: application/json`, when the document is valid; see above.
+    `schema` and `context_getter` are those given to Strawberry's router."""
+
+    def __init__(
+        self, app: ASGIApp, schema: RapidlySchema, context_getter: Callable[[HTTPConnection], Awaitable[object]]
+    ) -> None:
+        self.app = app
+        self.schema = schema
+        self.context_getter = context_getter
+        self.documents = Documents(schema)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH and _is_json(scope)):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        request = Request.of(body)
+        document = self.documents.get(request.query) if request is not None else None
+        if request is None or document is None or not runnable(document, request.operation_name):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        context = await self.context_getter(HTTPConnection(scope))
+        result = await await_maybe(
+            execute(
+                self.schema._schema,
+                document,
+                context_value=context,
+                variable_values=request.variables,
+                operation_name=request.operation_name,
+            )
+        )
+        if result.errors:
+            self.schema.process_errors(result.errors)
+            result.errors = [public_error(error) for error in result.errors]
+        payload = json.dumps(process_result(result), separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() == b"application/json"
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+    @classmethod
+    def of(cls, body: bytes) -> Request | None:
+        """The request in a well-formed body; None for anything else."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        request = cls(data.get("query"), data.get("variables"), data.get("operationName"))
+        if not isinstance(request.query, str) or not isinstance(request.variables, dict | None):
+            return None
+        return request if isinstance(request.operation_name, str | None) else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -1,0 +1,208 @@
+"""GraphQL over HTTP: valid JSON queries and mutations run on graphql-core directly
+(`rapidly.schema.http`), everything else goes to Strawberry's router; either way the answer is the same."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncGenerator
+
+import httpx
+import pytest
+import strawberry
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
+from strawberry.fastapi import GraphQLRouter
+
+from rapidly.errors import InputInvalid
+from rapidly.schema import EXTENSIONS, RapidlySchema
+from rapidly.schema.errors import InputInvalidError, returns_errors
+from rapidly.schema.http import Documents, GraphQLOverHTTP
+
+MARKER = "secret.person" + "@example.com"
+
+
+@strawberry.type
+class Echoed:
+    text: str
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def hello(self, info: strawberry.Info, name: str) -> str:
+        return f"hello {name} from {info.context['client']}"
+
+    @strawberry.field
+    def boom(self) -> str:
+        raise ValueError(f"duplicate key value (email)=({MARKER})")
+
+    @strawberry.field
+    def numbers(self) -> list[int]:
+        return [1, 2, 3]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    @returns_errors
+    async def echo(self, text: str) -> Echoed | InputInvalidError:
+        if not text:
+            raise InputInvalid.one("text", "required", "Say something.")
+        return Echoed(text=text)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def ticks(self) -> AsyncGenerator[int, None]:
+        yield 1
+
+
+SCHEMA = RapidlySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=EXTENSIONS)
+
+
+async def context(connection: HTTPConnection) -> dict:
+    return {"client": connection.client.host if connection.client else None}
+
+
+class Apps:
+    """Strawberry's router alone, and the same router behind `GraphQLOverHTTP` (recording what reaches it)."""
+
+    def __init__(self) -> None:
+        self.router = FastAPI()
+        self.router.include_router(GraphQLRouter(SCHEMA, context_getter=context), prefix="/graphql")
+        self.reached: list[str] = []
+
+        async def recording(scope, receive, send):  # type: ignore[no-untyped-def]
+            self.reached.append(scope["path"])
+            await self.router(scope, receive, send)
+
+        self.fast = GraphQLOverHTTP(recording, schema=SCHEMA, context_getter=context)
+
+    async def post(self, app: object, content: bytes, content_type: str = "application/json") -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1234))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/graphql", content=content, headers={"content-type": content_type})
+
+
+def body(query: str, **extra: object) -> bytes:
+    return json.dumps({"query": query, **extra}).encode()
+
+
+def same_answer(a: httpx.Response, b: httpx.Response) -> bool:
+    references = re.compile(r"[0-9a-f]{16}")
+    return a.status_code == b.status_code and references.sub("R", a.text) == references.sub("R", b.text)
+
+
+RUN_DIRECTLY = {
+    "query": body('{ hello(name: "Maija") numbers }'),
+    "variables": body("query Q($n: String!) { hello(name: $n) }", variables={"n": "Maija"}),
+    "chosen operation": body('query A { numbers } query B { hello(name: "x") }', operationName="B"),
+    "mutation": body('mutation { echo(text: "hi") { __typename ... on Echoed { text } } }'),
+    "expected error": body('mutation { echo(text: "") { __typename ... on InputInvalidError { errors { code } } } }'),
+    "unexpected error": body("{ boom numbers }"),
+    "variable of the wrong type": body("query Q($n: String!) { hello(name: $n) }", variables={"n": 5}),
+    "missing variable": body("query Q($n: String!) { hello(name: $n) }"),
+}
+
+LEFT_TO_STRAWBERRY = {
+    "malformed JSON": b"{not json",
+    "not an object": b"[1, 2]",
+    "no query": json.dumps({"variables": {}}).encode(),
+    "query not a string": json.dumps({"query": 5}).encode(),
+    "variables not an object": body("{ numbers }", variables=[1]),
+    "operationName not a string": body("{ numbers }", operationName=5),
+    "syntax error": body("{ numbers "),
+    "unknown field": body("{ nope }"),
+    "too many tokens": body("{ " + " ".join("numbers" for _ in range(2100)) + " }"),
+    "too many aliases": body("{ " + " ".join(f"n{i}: numbers" for i in range(40)) + " }"),
+    "two operations, none chosen": body("query A { numbers } query B { numbers }"),
+    "unknown operation": body("query A { numbers }", operationName="Z"),
+    "subscription": body("subscription { ticks }"),
+}
+
+
+@pytest.mark.parametrize("content", RUN_DIRECTLY.values(), ids=RUN_DIRECTLY.keys())
+async def test_valid_queries_and_mutations_run_directly_with_strawberrys_answer(content):
+    # given
+    apps = Apps()
+
+    # when
+    direct = await apps.post(apps.fast, content)
+    reference = await apps.post(apps.router, content)
+
+    # then
+    assert apps.reached == []
+    assert same_answer(direct, reference), (direct.text, reference.text)
+    assert direct.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("content", LEFT_TO_STRAWBERRY.values(), ids=LEFT_TO_STRAWBERRY.keys())
+async def test_everything_else_is_left_to_strawberry_with_the_body_intact(content):
+    # given
+    apps = Apps()
+
+    # when
+    passed_on = await apps.post(apps.fast, content)
+    reference = await apps.post(apps.router, content)
+
+    # then
+    assert apps.reached == ["/graphql"]
+    assert same_answer(passed_on, reference), (passed_on.text, reference.text)
+
+
+async def test_other_content_types_are_left_to_strawberry():
+    # given
+    apps = Apps()
+
+    # when
+    response = await apps.post(apps.fast, b"query=%7B+numbers+%7D", "application/x-www-form-urlencoded")
+
+    # then
+    assert apps.reached == ["/graphql"] and "numbers" not in response.text
+
+
+async def test_unexpected_errors_run_directly_are_masked_and_logged_with_a_reference_but_no_message(caplog):
+    # given
+    apps = Apps()
+    caplog.set_level(logging.INFO)
+
+    # when
+    answer = (await apps.post(apps.fast, body("{ boom numbers }"))).json()
+
+    # then
+    assert apps.reached == []
+    assert answer["data"] is None or answer["data"].get("numbers") is None
+    error = answer["errors"][0]
+    reference = error["extensions"]["reference"]
+    assert error["message"] == f"Unexpected error. Reference: {reference}"
+    assert error["extensions"]["code"] == "INTERNAL" and error["path"] == ["boom"]
+    assert reference in caplog.text and "ValueError" in caplog.text
+    assert "secret.person" not in answer.__repr__() and "secret.person" not in caplog.text
+
+
+def test_the_document_cache_keeps_valid_documents_only_and_is_bounded():
+    # given
+    documents = Documents(SCHEMA, size=10)
+
+    # when
+    for i in range(30):
+        assert documents.get(f"query Q{i} {{ numbers }}") is not None
+    invalid = [documents.get("{ nope }"), documents.get("{ numbers ")]
+
+    # then
+    assert invalid == [None, None]
+    assert len(documents._valid) == 10
+    assert documents.get("query Q29 { numbers }") is documents.get("query Q29 { numbers }")
+
+
+def test_the_app_runs_its_graphql_requests_directly(settings, plugins):
+    from rapidly.app import create_app
+
+    # when
+    app = create_app(settings, plugins)
+
+    # then: innermost of the middleware, so the size limit and the security headers apply
+    assert app.user_middleware[-1].cls is GraphQLOverHTTP

@@ -5,18 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from rapidly import security
+from rapidly import db, security
 from rapidly.config import Settings
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
 from rapidly.contacts.values import is_empty, normalise
@@ -50,6 +50,8 @@ PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 # A save is one statement, so one round trip and its own transaction:
 # - lock the contact first (the upsert reads from it): otherwise two first saves deadlock, each
 #   upsert's foreign-key check share-locking the contact before each touch wants it exclusively;
+#   and only while its token ($10) is live and its tenant is the version the value was checked
+#   against ($11), or nothing at all happens (see `RecentTokens`);
 # - store the value ($5) or, when it is NULL, clear it; an identical value is not written again
 #   (IS DISTINCT FROM), and then nothing else happens: no touch, no event;
 # - touch the contact with clock_timestamp(), not now(): overlapping saves must not move "last
@@ -58,7 +60,12 @@ PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 # - queue the self-service link when $6 names a channel (the first saved address, see `after_address`).
 _SAVE = f"""
 WITH locked AS (
-    SELECT id, first_saved_at IS NULL AS first_save FROM contact WHERE id = $3 FOR NO KEY UPDATE
+    SELECT c.id, c.first_saved_at IS NULL AS first_save
+    FROM contact c JOIN tenant t ON t.id = c.tenant_id AND t.updated_at = $11
+    WHERE c.id = $3 AND c.tenant_id = $2 AND EXISTS (
+        SELECT 1 FROM contact_token k WHERE k.token_hash = $10 AND k.contact_id = c.id AND k.expires_at > now()
+    )
+    FOR NO KEY UPDATE OF c
 ), saved AS (
     INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
     SELECT $1, $2, locked.id, $4, $5::jsonb, clock_timestamp() FROM locked WHERE $5::jsonb IS NOT NULL
@@ -182,30 +189,96 @@ async def purge_expired_tokens() -> int:
 
 
 async def contact_for_token(token: str) -> Contact | None:
-    """The contact behind a live contact token, with its tenant loaded; None otherwise.
-
-    Every save starts here, so it is one plain statement: building it through the ORM's query
-    builder cost more CPU than the rest of the save (bench/save_field.py).
-    """
+    """The contact behind a live contact token, with its tenant loaded; None otherwise."""
     token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX)
-    if token_hash is None:
+    return await _contact_for_hash(token_hash) if token_hash else None
+
+
+async def _contact_for_hash(token_hash: str) -> Contact | None:
+    # One plain statement: building it through the ORM's query builder cost more CPU than the rest of a save.
+    async with db.connection() as conn:
+        row = await conn.fetchrow(_CONTACT_FOR_TOKEN, token_hash)
+    if row is None:
         return None
-    rows = await connections.get("default").execute_query_dict(_CONTACT_FOR_TOKEN, [token_hash])
-    if not rows:
-        return None
-    row = rows[0]
     contact = Contact._init_from_db(**{f: row[f] for f in _CONTACT_COLUMNS})
     contact.tenant = Tenant._init_from_db(**{f: row[f"t_{f}"] for f in _TENANT_COLUMNS})
     return contact
 
 
-async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: object) -> SavedValue:
-    """Validate and store one answer at once; last write wins, an identical repeat changes nothing.
+@dataclass(slots=True)
+class Saver:
+    """A token's contact, with its tenant and the tenant's fields, as a save needs them."""
 
-    An invalid value raises `InputInvalid` and leaves the stored value as it was.
+    token_hash: str
+    contact: Contact
+    fields: dict[str, FieldSpec]
+    #: The contact has a saved value (or had one): no save of it can be the first any more.
+    saved_before: bool
+
+
+class RecentTokens:
+    """Contact tokens that saved lately, by their hash: the `Saver` for each, so that the next save
+    of an end user who is typing needs no lookup first.
+
+    An entry can never let a save through that a fresh lookup would refuse: the save statement itself
+    checks that the token is still live and the tenant still the version the value was checked
+    against, and does nothing otherwise; the save is then done again after a fresh lookup. Bounded
+    in number and age; only the refusal of an invalid value may come from a tenant's settings as they
+    were up to `max_age` seconds ago."""
+
+    def __init__(self, size: int = 10_000, max_age: float = 60.0) -> None:
+        self.size, self.max_age = size, max_age
+        self._entries: OrderedDict[str, tuple[float, Saver]] = OrderedDict()
+
+    def get(self, token_hash: str) -> Saver | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def remember(self, saver: Saver) -> None:
+        self._entries[saver.token_hash] = (time.monotonic() + self.max_age, saver)
+        self._entries.move_to_end(saver.token_hash)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def forget(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
+
+_recent = RecentTokens()
+
+
+async def save_field(plugins: PluginRegistry, token: str | None, key: str, raw: object) -> SavedValue:
+    """Validate and store one answer at once, for the bearer of a contact token; last write wins, an
+    identical repeat changes nothing.
+
+    An invalid value raises `InputInvalid` and leaves the stored value as it was; a token that is not
+    a live contact token raises `AuthFailed`.
     """
+    token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX) if token else None
+    if token_hash is None:
+        raise AuthFailed()
+    if (saver := _recent.get(token_hash)) is not None:
+        if (saved := await _save(saver, key, raw)) is not None:
+            return saved
+        _recent.forget(token_hash)  # expired, erased, or the tenant changed: look again
+    contact = await _contact_for_hash(token_hash)
+    if contact is None:
+        raise AuthFailed()
+    fields = {f.key: f for f in fields_of(plugins, contact.tenant)}
+    saver = Saver(token_hash, contact, fields, saved_before=contact.first_saved_at is not None)
+    if (saved := await _save(saver, key, raw)) is None:
+        raise AuthFailed()  # erased or expired since the lookup
+    _recent.remember(saver)
+    return saved
+
+
+async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
+    """The save itself; None when the statement found the token dead or the tenant changed."""
+    contact = saver.contact
     tenant: Tenant = contact.tenant
-    spec = next((f for f in fields_of(plugins, tenant) if f.key == key), None)
+    spec = saver.fields.get(key)
     if spec is None:
         raise InputInvalid.one("key", "unknown_field", "This form has no field with that key.")
     value = normalise(spec, raw, default_region=PHONE_REGION.get(tenant.default_locale, "FI"))
@@ -218,18 +291,21 @@ async def save_field(plugins: PluginRegistry, contact: Contact, key: str, raw: o
         key,
         None if value is None else json.dumps(value, ensure_ascii=False),
         *(link or (None, None, None, None)),
+        saver.token_hash,
+        tenant.updated_at,
     ]
-    # The first save also notifies the staff, in the same transaction. Afterwards (first_saved_at is
-    # never unset) a save is the one statement.
-    first_save_possible = contact.first_saved_at is None
-    async with in_transaction() if first_save_possible else nullcontext(connections.get("default")) as conn:
-        rows = await conn.execute_query_dict(_SAVE, params)
-        if not rows:  # erased or purged since its token was checked
-            raise AuthFailed()
-        if rows[0]["first_save"] and rows[0]["changed"]:
-            await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
-            await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
-    return SavedValue(key, value, rows[0]["updated_at"])
+    if saver.saved_before:  # first_saved_at is never unset: one statement
+        async with db.connection() as conn:
+            row = await conn.fetchrow(_SAVE, *params)
+    else:  # the first save also notifies the staff, in the same transaction
+        async with in_transaction() as tx:
+            rows = await tx.execute_query_dict(_SAVE, params)
+            row = rows[0] if rows else None
+            if row and row["first_save"] and row["changed"]:
+                await notifications.notify_staff(tx, tenant.id, notifications.NEW_CONTACT, contact.id)
+                await messaging.to_staff(tx, tenant, MessageEvent.NEW_CONTACT, contact.id)
+        saver.saved_before = row is not None and (row["changed"] or not row["first_save"])
+    return None if row is None else SavedValue(key, value, row["updated_at"])
 
 
 async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:

@@ -14,7 +14,6 @@ from strawberry.scalars import JSON
 
 from rapidly.contacts import service
 from rapidly.contacts.models import Contact as ContactModel
-from rapidly.errors import AuthFailed
 from rapidly.plugins import FieldKind, FieldRole, FieldSpec
 from rapidly.realtime import ContactEvent as Event
 from rapidly.realtime import EventKind, SubscriptionOverflow
@@ -205,10 +204,7 @@ class ContactMutation:
     @strawberry.mutation(description="Contact token: store one answer at once. Null or empty clears it.")
     @returns_errors
     async def save_field(self, info: strawberry.Info, key: str, value: JSON | None = None) -> SaveFieldResult:
-        contact = await info.context.contact()
-        if contact is None:
-            raise AuthFailed()
-        saved = await service.save_field(info.context.plugins, contact, key, value)
+        saved = await service.save_field(info.context.plugins, info.context.bearer, key, value)
         return FieldSaved(value=FieldValue(key=saved.key, value=saved.value, updated_at=saved.updated_at))
 
 

@@ -13,6 +13,8 @@ from tortoise import connections
 from rapidly.audit.models import AuditEvent
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
+from rapidly.messaging import service as messaging
+from rapidly.messaging.models import OutboundMessage
 from rapidly.notifications.models import Notification
 from rapidly.realtime.models import ContactEventLog
 from rapidly.tenants.models import Tenant
@@ -290,6 +292,57 @@ async def test_save_field_needs_a_live_contact_token(gql, roofing, credential):
     # then
     assert result == {"__typename": "AuthError", "message": "Authentication failed."}
     assert await FieldValue.all().count() == 0
+
+
+DELETE_MY_DATA = "mutation { deleteMyData { __typename } }"
+
+
+@pytest.mark.parametrize("change", ["expired", "erased"])
+async def test_every_save_checks_the_token_again_even_right_after_one_that_worked(gql, roofing, change):
+    # given: the token has just saved (so its contact is remembered for the next save)
+    token = await start(gql)
+    assert (await save(gql, token, "name", "Maija"))["__typename"] == "FieldSaved"
+    if change == "expired":
+        await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    else:
+        assert (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]["__typename"] == "ErasureReceipt"
+
+    # when
+    result = await save(gql, token, "name", "Matti")
+
+    # then
+    assert result == {"__typename": "AuthError", "message": "Authentication failed."}
+    assert [v.value for v in await FieldValue.all()] == (["Maija"] if change == "expired" else [])
+
+
+async def test_a_tenants_changed_settings_apply_to_the_very_next_save(gql, roofing):
+    # given: the token has just saved; then the tenant switches the self-service link off
+    token = await start(gql)
+    await save(gql, token, "name", "Maija")
+    await messaging.set_channels("kattohuolto", "SELF_SERVICE_LINK", [])
+
+    # when
+    result = await save(gql, token, "email", "maija@example.com")
+
+    # then
+    assert result["__typename"] == "FieldSaved"
+    assert await OutboundMessage.filter(event="self_service_link").count() == 0
+
+
+def test_remembered_tokens_are_few_and_short_lived():
+    # given
+    recent = contacts.RecentTokens(size=3, max_age=60)
+    stale = contacts.RecentTokens(size=3, max_age=0)
+    savers = [contacts.Saver(f"hash{i}", Contact(), {}, saved_before=True) for i in range(5)]
+
+    # when
+    for saver in savers:
+        recent.remember(saver)
+        stale.remember(saver)
+
+    # then
+    assert [recent.get(s.token_hash) for s in savers] == [None, None, *savers[2:]]
+    assert [stale.get(s.token_hash) for s in savers] == [None] * 5
 
 
 async def test_a_contact_token_cannot_write_another_tenants_fields(gql, roofing, world):

@@ -50,33 +50,33 @@ PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 # A save is one statement, so one round trip and its own transaction:
 # - lock the contact first (the upsert reads from it): otherwise two first saves deadlock, each
 #   upsert's foreign-key check share-locking the contact before each touch wants it exclusively;
-#   and only while its token ($10) is live and its tenant is the version the value was checked
-#   against ($11), or nothing at all happens (see `RecentTokens`);
-# - store the value ($5) or, when it is NULL, clear it; an identical value is not written again
+#   and only while its token ($9) is live and its tenant is the version the value was checked
+#   against ($10), or nothing at all happens (see `RecentTokens`);
+# - store the value ($4) or, when it is NULL, clear it; an identical value is not written again
 #   (IS DISTINCT FROM), and then nothing else happens: no touch, no event;
 # - touch the contact with clock_timestamp(), not now(): overlapping saves must not move "last
 #   activity" backwards;
 # - publish CREATED (first save) and FIELD_SAVED, which reach listeners when the statement commits;
-# - queue the self-service link when $6 names a channel (the first saved address, see `after_address`).
+# - queue the self-service link when $5 names a channel (see `messaging.self_service_link`).
 _SAVE = f"""
 WITH locked AS (
     SELECT c.id, c.first_saved_at IS NULL AS first_save
-    FROM contact c JOIN tenant t ON t.id = c.tenant_id AND t.updated_at = $11
-    WHERE c.id = $3 AND c.tenant_id = $2 AND EXISTS (
-        SELECT 1 FROM contact_token k WHERE k.token_hash = $10 AND k.contact_id = c.id AND k.expires_at > now()
+    FROM contact c JOIN tenant t ON t.id = c.tenant_id AND t.updated_at = $10
+    WHERE c.id = $2 AND c.tenant_id = $1 AND EXISTS (
+        SELECT 1 FROM contact_token k WHERE k.token_hash = $9 AND k.contact_id = c.id AND k.expires_at > now()
     )
     FOR NO KEY UPDATE OF c
 ), saved AS (
     INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
-    SELECT $1, $2, locked.id, $4, $5::jsonb, clock_timestamp() FROM locked WHERE $5::jsonb IS NOT NULL
+    SELECT gen_random_uuid(), $1, locked.id, $3, $4::jsonb, clock_timestamp() FROM locked WHERE $4::jsonb IS NOT NULL
     ON CONFLICT (tenant_id, contact_id, key) DO UPDATE
         SET value = excluded.value, updated_at = excluded.updated_at
         WHERE field_value.value IS DISTINCT FROM excluded.value
     RETURNING updated_at
 ), cleared AS (
     DELETE FROM field_value USING locked
-    WHERE $5::jsonb IS NULL AND field_value.tenant_id = $2 AND field_value.contact_id = locked.id
-        AND field_value.key = $4
+    WHERE $4::jsonb IS NULL AND field_value.tenant_id = $1 AND field_value.contact_id = locked.id
+        AND field_value.key = $3
     RETURNING clock_timestamp() AS updated_at
 ), changed AS (
     SELECT updated_at FROM saved UNION ALL SELECT updated_at FROM cleared
@@ -86,21 +86,21 @@ WITH locked AS (
         first_saved_at = COALESCE(contact.first_saved_at, clock_timestamp())
     FROM locked WHERE contact.id = locked.id AND EXISTS (SELECT 1 FROM changed)
 ), to_publish AS (
-    SELECT $2::uuid AS tenant_id, locked.id AS contact_id, event.kind, event.ord
+    SELECT $1::uuid AS tenant_id, locked.id AS contact_id, event.kind, event.ord
     FROM locked, (VALUES ('{EventKind.CREATED.value}', 1), ('{EventKind.FIELD_SAVED.value}', 2)) AS event (kind, ord)
     WHERE EXISTS (SELECT 1 FROM changed) AND (locked.first_save OR event.ord = 2)
 ), {PUBLISH_CTES}, to_enqueue AS (
-    SELECT $2::uuid AS tenant_id, locked.id AS contact_id, NULL::uuid AS staff_id,
-           '{MessageEvent.SELF_SERVICE_LINK.value}' AS event, $6::text AS channel, $7::text AS locale,
-           '{{}}'::jsonb AS payload, $8::text AS dedupe_key, $9::timestamptz AS next_attempt_at
-    FROM locked WHERE $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM saved)
+    SELECT $1::uuid AS tenant_id, locked.id AS contact_id, NULL::uuid AS staff_id,
+           '{MessageEvent.SELF_SERVICE_LINK.value}' AS event, $5::text AS channel, $6::text AS locale,
+           '{{}}'::jsonb AS payload, $7::text AS dedupe_key, $8::timestamptz AS next_attempt_at
+    FROM locked WHERE $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM saved)
 ), {outbox.ENQUEUE_CTE}
 SELECT
     locked.first_save,
     EXISTS (SELECT 1 FROM changed) AS changed,
     COALESCE(
         (SELECT updated_at FROM changed),
-        (SELECT updated_at FROM field_value WHERE tenant_id = $2 AND contact_id = locked.id AND key = $4)
+        (SELECT updated_at FROM field_value WHERE tenant_id = $1 AND contact_id = locked.id AND key = $3)
     ) AS updated_at,
     (SELECT count(*) FROM notified) AS published,
     (SELECT count(*) FROM enqueued) AS enqueued
@@ -285,7 +285,6 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
     value = None if is_empty(value) else value
     link = messaging.self_service_link(tenant, contact, ADDRESS_CHANNELS.get(spec.role)) if value is not None else None
     params = [
-        uuid.uuid4(),
         tenant.id,
         contact.id,
         key,

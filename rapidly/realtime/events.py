@@ -43,6 +43,11 @@ class ContactEvent:
             separators=(",", ":"),
         )
 
+    @staticmethod
+    def seq_of(payload: str) -> int:
+        """Only the sequence number of a NOTIFY payload (raises like `from_payload`)."""
+        return int(json.loads(payload)["seq"])
+
     @classmethod
     def from_payload(cls, payload: str) -> ContactEvent:
         """Parse a NOTIFY payload; raises ValueError (or KeyError/TypeError) on anything malformed."""

@@ -218,15 +218,21 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[subscriber.tenant_id]
 
-    def _deliver(self, event: ContactEvent) -> bool:
-        """Hand the event to its subscribers unless it was delivered before; True if it was new."""
-        if event.seq in self._seen:
+    def _record(self, seq: int) -> bool:
+        """Note an event's sequence number; False if it was seen before."""
+        if seq in self._seen:
             return False
-        self._seen.add(event.seq)
-        self._seen_order.append(event.seq)
+        self._seen.add(seq)
+        self._seen_order.append(seq)
         while len(self._seen_order) > self.dedupe_window:
             self._seen.discard(self._seen_order.popleft())
-        self._max_seq = max(self._max_seq, event.seq)
+        self._max_seq = max(self._max_seq, seq)
+        return True
+
+    def _deliver(self, event: ContactEvent) -> bool:
+        """Hand the event to its subscribers unless it was delivered before; True if it was new."""
+        if not self._record(event.seq):
+            return False
         for subscriber in list(self._subscribers.get(event.tenant_id, ())):
             if subscriber.matches(event) and not subscriber._offer(event):
                 self._unsubscribe(subscriber)
@@ -240,6 +246,9 @@ class EventHub:
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
+            if self._held is None and not self._subscribers:  # nobody here listens: only the number counts
+                self._record(ContactEvent.seq_of(payload))
+                return
             event = ContactEvent.from_payload(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("realtime listener ignored a malformed notification")  # the payload is not logged

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -23,6 +23,7 @@ from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
 from rapidly.erasure.stores import erasure_service
 from rapidly.errors import for_the_log
+from rapidly.guards import UPLOAD_OVERHEAD_BYTES, BodySizeLimit, SecurityHeaders, UploadGuard
 from rapidly.media.pages import router as media_pages
 from rapidly.messaging.dispatcher import Dispatcher
 from rapidly.plugins import PluginError, PluginRegistry
@@ -117,7 +118,21 @@ class RapidlyGraphQLRouter(GraphQLRouter):
             raise ConnectionRejectionError({"message": "Authentication failed."})
 
 
-def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> FastAPI:
+class RapidlyApp(FastAPI):
+    """FastAPI with `GraphQLOverHTTP` in front of all of its middleware: a JSON query or mutation (a
+    save) passes nothing but what it needs, and that layer applies the size limit and the security
+    headers itself. Everything else goes on through the whole stack, guards included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return GraphQLOverHTTP(
+            super().build_middleware_stack(),
+            schema=schema,
+            context_getter=get_context,
+            max_bytes=self.state.settings.max_request_bytes,
+        )
+
+
+def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> RapidlyApp:
     plugins = plugins or PluginRegistry()
 
     @contextlib.asynccontextmanager
@@ -155,7 +170,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
             await app.state.storage.close()
             await db.close_orm()
 
-    app = FastAPI(
+    app = RapidlyApp(
         title="Rapidly",
         version=__version__,
         lifespan=lifespan,
@@ -194,8 +209,6 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         ready = await db.ping()
         return JSONResponse({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
 
-    # Innermost of these, so that the size limit and the headers apply to it as to the router.
-    app.add_middleware(GraphQLOverHTTP, schema=schema, context_getter=get_context)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(UploadGuard)
     app.add_middleware(
@@ -204,106 +217,3 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Fas
         max_upload_bytes=settings.media_max_bytes + UPLOAD_OVERHEAD_BYTES,
     )
     return app
-
-
-#: Room for the multipart envelope and the operations/map parts around one file.
-UPLOAD_OVERHEAD_BYTES = 256 * 1024
-UPLOAD_HEADERS = (b"rapidly-upload", b"apollo-require-preflight")
-
-
-class UploadGuard:
-    """Multipart requests to /graphql must carry `Rapidly-Upload` (or Apollo's
-    `Apollo-Require-Preflight`): a header a cross-site HTML form cannot send, so a browser must ask
-    first (CORS preflight) and is refused. Without it, 400 and nothing is read."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/graphql") and _is_multipart(scope):
-            headers = dict(scope["headers"])
-            if not any(headers.get(name) for name in UPLOAD_HEADERS):
-                response = JSONResponse(
-                    {"errors": [{"message": "Uploads need the `Rapidly-Upload: 1` header."}]}, status_code=400
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _is_multipart(scope: Scope) -> bool:
-    content_type = dict(scope["headers"]).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"multipart/form-data"
-
-
-class BodySizeLimit:
-    """Refuse request bodies over the cap with 413, counting as they stream in, so an oversized
-    upload is cut off before it is held. Multipart requests (uploads) have their own, larger cap."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.max_upload_bytes = max_upload_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        cap = self.max_upload_bytes if _is_multipart(scope) else self.max_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > cap):
-            await _too_large(send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > cap:
-                    raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _too_large(send)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _too_large(send: Send) -> None:
-    response = JSONResponse({"errors": [{"message": "Request body too large."}]}, status_code=413)
-    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-class SecurityHeaders:
-    """Headers every response carries; the GraphQL API is never cached or framed."""
-
-    HEADERS = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-frame-options", b"DENY"),
-        (b"cache-control", b"no-store"),
-    ]
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self.HEADERS if k not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -21,6 +21,8 @@ from rapidly.schema.errors import InputInvalidError, returns_errors
 from rapidly.schema.http import Documents, GraphQLOverHTTP
 
 MARKER = "secret.person" + "@example.com"
+MAX_BYTES = 64 * 1024
+JSON = {"content-type": "application/json"}
 
 
 @strawberry.type
@@ -79,7 +81,7 @@ class Apps:
             self.reached.append(scope["path"])
             await self.router(scope, receive, send)
 
-        self.fast = GraphQLOverHTTP(recording, schema=SCHEMA, context_getter=context)
+        self.fast = GraphQLOverHTTP(recording, schema=SCHEMA, context_getter=context, max_bytes=MAX_BYTES)
 
     async def post(self, app: object, content: bytes, content_type: str = "application/json") -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1234))  # type: ignore[arg-type]
@@ -198,11 +200,43 @@ def test_the_document_cache_keeps_valid_documents_only_and_is_bounded():
     assert documents.get("query Q29 { numbers }") is documents.get("query Q29 { numbers }")
 
 
-def test_the_app_runs_its_graphql_requests_directly(settings, plugins):
+def test_the_app_runs_json_graphql_requests_before_any_other_middleware(settings, plugins):
     from rapidly.app import create_app
 
     # when
-    app = create_app(settings, plugins)
+    stack = create_app(settings, plugins).build_middleware_stack()
 
-    # then: innermost of the middleware, so the size limit and the security headers apply
-    assert app.user_middleware[-1].cls is GraphQLOverHTTP
+    # then
+    assert isinstance(stack, GraphQLOverHTTP) and stack.max_bytes == settings.max_request_bytes
+
+
+async def test_bodies_over_the_cap_are_refused_before_they_are_read_whole():
+    # given
+    apps = Apps()
+
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 10_000
+
+    # when
+    transport = httpx.ASGITransport(app=apps.fast)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        declared = await client.post("/graphql", content=b" " * (MAX_BYTES + 1), headers=JSON)
+        streamed = await client.post("/graphql", content=chunks(), headers=JSON)
+
+    # then
+    assert declared.status_code == streamed.status_code == 413
+    assert apps.reached == []
+
+
+async def test_answers_carry_the_security_headers():
+    # given
+    apps = Apps()
+
+    # when
+    response = await apps.post(apps.fast, body("{ numbers }"))
+
+    # then
+    assert apps.reached == []
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store" and response.headers["x-frame-options"] == "DENY"

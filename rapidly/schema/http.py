@@ -24,6 +24,7 @@ from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
+from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, read_body, too_large
 from rapidly.schema import LIMIT_RULES, MAX_TOKENS, PARSE_CACHE_SIZE, RapidlySchema, public_error
 
 PATH = "/graphql"
@@ -67,21 +68,34 @@ def runnable(document: DocumentNode, operation_name: str | None) -> bool:
 
 class GraphQLOverHTTP:
     """`POST /graphql` with `Content-Type: application/json`, when the document is valid; see above.
-    `schema` and `context_getter` are those given to Strawberry's router."""
+    `schema` and `context_getter` are those given to Strawberry's router. It reads the body itself,
+    so it refuses one over `max_bytes` (413), and its answers carry the security headers."""
 
     def __init__(
-        self, app: ASGIApp, schema: RapidlySchema, context_getter: Callable[[HTTPConnection], Awaitable[object]]
+        self,
+        app: ASGIApp,
+        schema: RapidlySchema,
+        context_getter: Callable[[HTTPConnection], Awaitable[object]],
+        max_bytes: int,
     ) -> None:
         self.app = app
         self.schema = schema
         self.context_getter = context_getter
+        self.max_bytes = max_bytes
         self.documents = Documents(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH and _is_json(scope)):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        if declared_too_large(scope, self.max_bytes):
+            await too_large(send)
+            return
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await too_large(send)
+            return
         request = Request.of(body)
         document = self.documents.get(request.query) if request is not None else None
         if request is None or document is None or not runnable(document, request.operation_name):
@@ -102,6 +116,7 @@ class GraphQLOverHTTP:
             result.errors = [public_error(error) for error in result.errors]
         payload = json.dumps(process_result(result), separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        headers += SECURITY_HEADERS
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -111,18 +126,6 @@ def _is_json(scope: Scope) -> bool:
         if name == b"content-type":
             return value.split(b";")[0].strip().lower() == b"application/json"
     return False
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)

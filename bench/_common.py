@@ -282,8 +282,15 @@ class Bench:
         return proc
 
     def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20) -> Proc:
-        creds = self.app_credentials()
         port = free_port()
+        argv, env = self.floor_command(tenant_id, contact_id, port, pool_size)
+        proc = self.spawn("floor", argv, env, f"http://127.0.0.1:{port}")
+        wait_ready(proc, "/readyz")
+        return proc
+
+    def floor_command(self, tenant_id: str, contact_id: str, port: int, pool_size: int = 20) -> tuple[list[str], dict]:
+        """The command line and environment of bench/floor_app.py under uvicorn on `port`."""
+        creds = self.app_credentials()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPIDLY_", "FLOOR_"))}
         env.update(
             FLOOR_PG_HOST=creds.host or "",
@@ -298,9 +305,7 @@ class Bench:
         argv = [PYTHON, "-m", "uvicorn", "floor_app:app", "--app-dir", str(BENCH_DIR)]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
         argv += ["--log-level", "warning"]
-        proc = self.spawn("floor", argv, env, f"http://127.0.0.1:{port}")
-        wait_ready(proc, "/readyz")
-        return proc
+        return argv, env
 
     def stop(self, proc: Proc, timeout: float = 15) -> None:
         if proc.process.poll() is None:

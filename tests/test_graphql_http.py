@@ -107,6 +107,7 @@ RUN_DIRECTLY = {
     "unexpected error": body("{ boom numbers }"),
     "variable of the wrong type": body("query Q($n: String!) { hello(name: $n) }", variables={"n": 5}),
     "missing variable": body("query Q($n: String!) { hello(name: $n) }"),
+    "with extensions": body("{ numbers }", extensions={"persistedQuery": None}),
 }
 
 LEFT_TO_STRAWBERRY = {
@@ -116,6 +117,7 @@ LEFT_TO_STRAWBERRY = {
     "query not a string": json.dumps({"query": 5}).encode(),
     "variables not an object": body("{ numbers }", variables=[1]),
     "operationName not a string": body("{ numbers }", operationName=5),
+    "extensions not an object": body("{ numbers }", extensions=5),
     "syntax error": body("{ numbers "),
     "unknown field": body("{ nope }"),
     "too many tokens": body("{ " + " ".join("numbers" for _ in range(2100)) + " }"),
@@ -194,10 +196,27 @@ def test_the_document_cache_keeps_valid_documents_only_and_is_bounded():
         assert documents.get(f"query Q{i} {{ numbers }}") is not None
     invalid = [documents.get("{ nope }"), documents.get("{ numbers ")]
 
+    long = "query Long { numbers }" + " " * 20_000
+    assert documents.get(long) is not None
+
     # then
     assert invalid == [None, None]
-    assert len(documents._valid) == 10
+    assert len(documents._valid) == 10 and long not in documents._valid
     assert documents.get("query Q29 { numbers }") is documents.get("query Q29 { numbers }")
+
+
+def test_a_schema_extension_it_does_not_stand_in_for_is_refused_loudly():
+    # given
+    from strawberry.extensions import SchemaExtension
+
+    class Audit(SchemaExtension):
+        pass
+
+    audited = RapidlySchema(query=Query, extensions=[*EXTENSIONS, Audit])
+
+    # then
+    with pytest.raises(ValueError, match="Audit"):
+        GraphQLOverHTTP(Apps().router, schema=audited, context_getter=context, max_bytes=MAX_BYTES)
 
 
 def test_the_app_runs_json_graphql_requests_before_any_other_middleware(settings, plugins):

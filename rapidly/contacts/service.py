@@ -47,7 +47,9 @@ ADDRESS_CHANNELS = {FieldRole.EMAIL: Channel.EMAIL, FieldRole.PHONE: Channel.SMS
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 
-# A save is one statement, so one round trip and its own transaction:
+# A save is one statement, so one round trip and its own transaction. Parameters: $1 tenant, $2 contact,
+# $3 key, $4 value (JSON, or NULL to clear), $5-$8 the self-service link (channel, locale, dedupe key,
+# send at; NULL for none), $9 the token's hash, $10 the tenant's updated_at. It does this:
 # - lock the contact first (the upsert reads from it): otherwise two first saves deadlock, each
 #   upsert's foreign-key check share-locking the contact before each touch wants it exclusively;
 #   and only while its token ($9) is live and its tenant is the version the value was checked
@@ -98,15 +100,14 @@ WITH locked AS (
 SELECT
     locked.first_save,
     EXISTS (SELECT 1 FROM changed) AS changed,
-    COALESCE(
-        (SELECT updated_at FROM changed),
-        (SELECT updated_at FROM field_value WHERE tenant_id = $1 AND contact_id = locked.id AND key = $3)
-    ) AS updated_at,
+    (SELECT updated_at FROM changed) AS updated_at,
     (SELECT count(*) FROM notified) AS published,
     (SELECT count(*) FROM enqueued) AS enqueued
 FROM locked
 """  # noqa: S608 -- module constants; every value is a bind parameter
 
+
+_STORED_AT = "SELECT updated_at FROM field_value WHERE tenant_id = $1 AND contact_id = $2 AND key = $3"
 
 _CONTACT_COLUMNS = ("id", "tenant_id", "locale", "created_at", "updated_at", "first_saved_at")
 _TENANT_COLUMNS = tuple(Tenant._meta.db_fields)
@@ -260,18 +261,22 @@ async def save_field(plugins: PluginRegistry, token: str | None, key: str, raw: 
     if token_hash is None:
         raise AuthFailed()
     if (saver := _recent.get(token_hash)) is not None:
+        try:
+            if (saved := await _save(saver, key, raw)) is not None:
+                return saved
+        except InputInvalid:
+            pass  # judged by a remembered tenant, for a token not checked yet: judge it afresh
+        _recent.forget(token_hash)
+    for _ in range(2):  # a tenant changed between a lookup and its save makes the save do nothing: again
+        contact = await _contact_for_hash(token_hash)
+        if contact is None:
+            raise AuthFailed()
+        fields = {f.key: f for f in fields_of(plugins, contact.tenant)}
+        saver = Saver(token_hash, contact, fields, saved_before=contact.first_saved_at is not None)
         if (saved := await _save(saver, key, raw)) is not None:
+            _recent.remember(saver)
             return saved
-        _recent.forget(token_hash)  # expired, erased, or the tenant changed: look again
-    contact = await _contact_for_hash(token_hash)
-    if contact is None:
-        raise AuthFailed()
-    fields = {f.key: f for f in fields_of(plugins, contact.tenant)}
-    saver = Saver(token_hash, contact, fields, saved_before=contact.first_saved_at is not None)
-    if (saved := await _save(saver, key, raw)) is None:
-        raise AuthFailed()  # erased or expired since the lookup
-    _recent.remember(saver)
-    return saved
+    raise AuthFailed()  # erased or expired since the lookup
 
 
 async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
@@ -304,7 +309,17 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
                 await notifications.notify_staff(tx, tenant.id, notifications.NEW_CONTACT, contact.id)
                 await messaging.to_staff(tx, tenant, MessageEvent.NEW_CONTACT, contact.id)
         saver.saved_before = row is not None and (row["changed"] or not row["first_save"])
-    return None if row is None else SavedValue(key, value, row["updated_at"])
+    if row is None:
+        return None
+    # Nothing changed: the stored value's time, read afresh (this statement's snapshot may predate an
+    # identical save it waited for).
+    updated_at = row["updated_at"] if row["changed"] else await _stored_at(contact, key)
+    return SavedValue(key, value, updated_at)
+
+
+async def _stored_at(contact: Contact, key: str) -> datetime | None:
+    async with db.connection() as conn:
+        return await conn.fetchval(_STORED_AT, contact.tenant_id, contact.id, key)
 
 
 async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:

@@ -20,14 +20,28 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, execute, parse, specified_rules
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.execution import optimized_is_awaitable
 from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
 from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, read_body, too_large
-from rapidly.schema import LIMIT_RULES, MAX_TOKENS, PARSE_CACHE_SIZE, RapidlySchema, public_error
+from rapidly.schema import (
+    EXTENSIONS,
+    LIMIT_RULES,
+    MAX_TOKENS,
+    PARSE_CACHE_SIZE,
+    FreshLoaders,
+    RapidlySchema,
+    public_error,
+)
 
 PATH = "/graphql"
+#: What the schema's extensions do here instead: token limit, parse and validation caches, depth and
+#: alias rules (`Documents`), masking (`public_error`), fresh loaders (a context per request).
+DONE_HERE = {*EXTENSIONS, FreshLoaders}
+#: Longer documents are run but not kept: the cache must not hold 256 bodies of the maximum size.
+MAX_CACHED_QUERY = 16 * 1024
 _RULES = (*specified_rules, *LIMIT_RULES)
 _RUNNABLE = {OperationType.QUERY, OperationType.MUTATION}
 
@@ -52,6 +66,8 @@ class Documents:
             return None
         if validate_document(self.schema._schema, document, _RULES):
             return None
+        if len(query) > MAX_CACHED_QUERY:
+            return document
         self._valid[query] = document
         if len(self._valid) > self.size:
             self._valid.popitem(last=False)
@@ -78,6 +94,8 @@ class GraphQLOverHTTP:
         context_getter: Callable[[HTTPConnection], Awaitable[object]],
         max_bytes: int,
     ) -> None:
+        if unknown := [e for e in schema.extensions if e not in DONE_HERE]:
+            raise ValueError(f"GraphQLOverHTTP does not run schema extensions {unknown}: do their work here too")
         self.app = app
         self.schema = schema
         self.context_getter = context_getter
@@ -109,6 +127,9 @@ class GraphQLOverHTTP:
                 context_value=context,
                 variable_values=request.variables,
                 operation_name=request.operation_name,
+                is_awaitable=optimized_is_awaitable,
+                executor_class=self.schema.execution_context_class,
+                operation_extensions=request.extensions,
             )
         )
         if result.errors:
@@ -133,6 +154,7 @@ class Request:
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
+    extensions: dict[str, Any] | None
 
     @classmethod
     def of(cls, body: bytes) -> Request | None:
@@ -143,10 +165,14 @@ class Request:
             return None
         if not isinstance(data, dict):
             return None
-        request = cls(data.get("query"), data.get("variables"), data.get("operationName"))
-        if not isinstance(request.query, str) or not isinstance(request.variables, dict | None):
+        request = cls(data.get("query"), data.get("variables"), data.get("operationName"), data.get("extensions"))
+        if not isinstance(request.query, str) or not isinstance(request.operation_name, str | None):
             return None
-        return request if isinstance(request.operation_name, str | None) else None
+        return (
+            request
+            if isinstance(request.variables, dict | None) and isinstance(request.extensions, dict | None)
+            else None
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

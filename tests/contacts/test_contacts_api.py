@@ -298,7 +298,10 @@ DELETE_MY_DATA = "mutation { deleteMyData { __typename } }"
 
 
 @pytest.mark.parametrize("change", ["expired", "erased"])
-async def test_every_save_checks_the_token_again_even_right_after_one_that_worked(gql, roofing, change):
+@pytest.mark.parametrize(
+    ("key", "value"), [("name", "Matti"), ("email", "not an address"), ("nope", "x"), ("name", None)]
+)
+async def test_every_save_checks_the_token_again_even_right_after_one_that_worked(gql, roofing, change, key, value):
     # given: the token has just saved (so its contact is remembered for the next save)
     token = await start(gql)
     assert (await save(gql, token, "name", "Maija"))["__typename"] == "FieldSaved"
@@ -307,8 +310,8 @@ async def test_every_save_checks_the_token_again_even_right_after_one_that_worke
     else:
         assert (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]["__typename"] == "ErasureReceipt"
 
-    # when
-    result = await save(gql, token, "name", "Matti")
+    # when: a valid value, an invalid one, an unknown field, a clearing
+    result = await save(gql, token, key, value)
 
     # then
     assert result == {"__typename": "AuthError", "message": "Authentication failed."}

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -446,6 +446,35 @@ async def staff_login(client: httpx.AsyncClient, url: str) -> str:
     if result["__typename"] != "LoginSuccess":
         raise RuntimeError(f"login: {result}")
     return result["token"]
+
+
+async def save_clients(bench: Bench, url: str, count: int) -> tuple[str, list[dict]]:
+    """`count` contacts started on the Rapidly server at `url`: the tenant's ID and, per client, its
+    index, contact token and contact ID (the floor writes to the same contact rows)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        tokens = await start_contacts(http, url, count)
+    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    try:
+        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
+        rows = await conn.fetch(
+            "SELECT id FROM contact WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2", tenant_id, count
+        )
+    finally:
+        await conn.close()
+    return str(tenant_id), [{"index": i, "token": tokens[i], "contact": str(r["id"])} for i, r in enumerate(rows)]
+
+
+def save_request(floor: bool, client: dict) -> tuple[str, dict[str, str], Callable[[str, object], bytes]]:
+    """The path, headers and body maker of one client's saves: `saveField` with its contact token, or
+    the floor's `POST /save` on its contact row."""
+    if floor:
+        return (
+            "/save",
+            {"content-type": "application/json"},
+            lambda key, value: json.dumps({"key": key, "value": value, "contact": client["contact"]}).encode(),
+        )
+    headers = {"content-type": "application/json", "authorization": f"Bearer {client['token']}"}
+    return "/graphql", headers, save_body
 
 
 def save_body(key: str, value: object) -> bytes:

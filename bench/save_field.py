@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import subprocess
@@ -33,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     PYTHON,
     ROOFING_KEYS,
-    TENANT_SLUG,
     Bench,
     Interrupted,
     Monitor,
@@ -41,9 +39,9 @@ from _common import (
     mib,
     percentile,
     roofing_value,
-    save_body,
+    save_clients,
+    save_request,
     sleep_until,
-    start_contacts,
     table,
 )
 
@@ -57,10 +55,8 @@ THROUGHPUT_TARGET = 0.5
 async def _client(spec: dict, client: dict, result: dict) -> None:
     """One closed-loop client: a request, wait for the answer, the next request."""
     floor = spec["kind"] == "floor"
-    url = spec["url"] + ("/save" if floor else "/graphql")
-    headers = {"content-type": "application/json"}
-    if not floor:
-        headers["authorization"] = f"Bearer {client['token']}"
+    path, headers, body_of = save_request(floor, client)
+    url = spec["url"] + path
     warm_end, end_at = spec["warm_end"], spec["end_at"]
     n = spec["value_base"] + client["index"] * 1_000_000
     raw = RawClient(url) if spec["client"] == "raw" else None
@@ -72,10 +68,7 @@ async def _client(spec: dict, client: dict, result: dict) -> None:
             key = ROOFING_KEYS[step % len(ROOFING_KEYS)]
             value = roofing_value(key, n + step)
             step += 1
-            if floor:
-                body = json.dumps({"key": key, "value": value, "contact": client["contact"]}).encode()
-            else:
-                body = save_body(key, value)
+            body = body_of(key, value)
             began = time.perf_counter()
             try:
                 if raw is not None:
@@ -254,18 +247,6 @@ class Profiler:
 # -- the run ---------------------------------------------------------------------------------------------
 
 
-async def _contact_ids(bench: Bench, count: int) -> tuple[str, list[str]]:
-    conn = await bench.owner.connect()  # type: ignore[union-attr]
-    try:
-        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
-        rows = await conn.fetch(
-            "SELECT id FROM contact WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2", tenant_id, count
-        )
-    finally:
-        await conn.close()
-    return str(tenant_id), [str(r["id"]) for r in rows]
-
-
 async def _rows_written(bench: Bench) -> int:
     """Rows inserted or updated in field_value so far, from PostgreSQL's statistics (complete once the
     server under test has stopped: a backend flushes its counters when it exits)."""
@@ -276,11 +257,6 @@ async def _rows_written(bench: Bench) -> int:
         )
     finally:
         await conn.close()
-
-
-async def _setup_contacts(url: str, count: int) -> list[str]:
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await start_contacts(http, url, count)
 
 
 def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
@@ -385,9 +361,7 @@ def main() -> int:
 
         rounds: dict[str, list[dict]] = {"rapidly": [], "floor": []}
         server = bench.start_rapidly()
-        tokens = asyncio.run(_setup_contacts(server.url, args.clients))
-        tenant_id, contact_ids = asyncio.run(_contact_ids(bench, args.clients))
-        clients = [{"index": i, "token": tokens[i], "contact": contact_ids[i]} for i in range(args.clients)]
+        tenant_id, clients = asyncio.run(save_clients(bench, server.url, args.clients))
         written = asyncio.run(_rows_written(bench))
         for n in range(args.rounds):
             for kind in ("rapidly", "floor"):
@@ -396,7 +370,7 @@ def main() -> int:
                 if server is None and kind == "rapidly":
                     server = bench.start_rapidly()
                 elif server is None:
-                    server = bench.start_floor(tenant_id, contact_ids[0])
+                    server = bench.start_floor(tenant_id, clients[0]["contact"])
                 profile = args.profile if kind == "rapidly" and n == 0 else None
                 result = load_phase(kind, server.url, server.pid, pg_pid, clients, args, profile)
                 bench.stop(server)

@@ -20,28 +20,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     PYTHON,
     ROOFING_KEYS,
-    TENANT_SLUG,
     Bench,
     Interrupted,
     RawClient,
     free_port,
     roofing_value,
-    save_body,
-    start_contacts,
+    save_clients,
+    save_request,
     wait_ready,
 )
 
@@ -52,19 +48,13 @@ async def _drive(url: str, floor: bool, clients: list[dict], saves: int, base: i
     """`saves` saves split over the clients, each client in a closed loop on its own connection."""
 
     async def client(spec: dict, count: int) -> None:
-        raw = RawClient(url + ("/save" if floor else "/graphql"))
-        headers = {"content-type": "application/json"}
-        if not floor:
-            headers["authorization"] = f"Bearer {spec['token']}"
+        path, headers, body_of = save_request(floor, spec)
+        raw = RawClient(url + path)
         try:
             for step in range(count):
                 key = ROOFING_KEYS[step % len(ROOFING_KEYS)]
                 value = roofing_value(key, base + spec["index"] * 1_000_000 + step)
-                if floor:
-                    body = json.dumps({"key": key, "value": value, "contact": spec["contact"]}).encode()
-                else:
-                    body = save_body(key, value)
-                status, content = await raw.post(body, headers)
+                status, content = await raw.post(body_of(key, value), headers)
                 if status != 200 or not (floor or b'"FieldSaved"' in content):
                     raise RuntimeError(f"save failed: HTTP {status}: {content[:200]!r}")
         finally:
@@ -95,21 +85,6 @@ def measure(bench: Bench, name: str, argv: list[str], env: dict, port: int, clie
     return int(totals[-1]) / saves
 
 
-async def _contact_ids(bench: Bench) -> tuple[str, list[str]]:
-    conn = await bench.owner.connect()  # type: ignore[union-attr]
-    try:
-        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
-        rows = await conn.fetch("SELECT id FROM contact WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)
-    finally:
-        await conn.close()
-    return str(tenant_id), [str(r["id"]) for r in rows]
-
-
-async def _start_contacts(url: str, count: int) -> list[str]:
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await start_contacts(http, url, count)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--saves", type=int, default=640, help="saves counted per server (default 640)")
@@ -125,10 +100,8 @@ def main() -> int:
         bench.setup_database()
         bench.prepare()
         server = bench.start_rapidly()
-        tokens = asyncio.run(_start_contacts(server.url, args.clients))
+        tenant_id, clients = asyncio.run(save_clients(bench, server.url, args.clients))
         bench.stop(server)
-        tenant_id, contact_ids = asyncio.run(_contact_ids(bench))
-        clients = [{"index": i, "token": tokens[i], "contact": contact_ids[i]} for i in range(args.clients)]
         print(f"instructions per saveField: {args.saves} saves from {args.clients} clients, under callgrind")
         figures: dict[str, float] = {}
         if args.only in (None, "rapidly"):
@@ -138,7 +111,7 @@ def main() -> int:
             print(f"  Rapidly saveField        {figures['rapidly']:>12,.0f}")
         if args.only in (None, "floor"):
             port = free_port()
-            argv, env = bench.floor_command(tenant_id, contact_ids[0], port)
+            argv, env = bench.floor_command(tenant_id, clients[0]["contact"], port)
             figures["floor"] = measure(bench, "floor", argv, env, port, clients, args.saves)
             print(f"  floor (FastAPI+asyncpg)  {figures['floor']:>12,.0f}")
         if len(figures) == 2:

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from rapidly.config import Settings
@@ -221,8 +221,6 @@ async def init_orm(settings: Settings) -> Credentials:
 def connection() -> AbstractAsyncContextManager[asyncpg.Connection]:
     """A connection from the ORM's pool as asyncpg's own, for the few statements on the hottest path
     (a contact's token, a save): the ORM's query wrapper costs more CPU than they do."""
-    from tortoise import connections
-
     return connections.get("default").acquire_connection()  # type: ignore[return-value]
 
 
@@ -232,8 +230,6 @@ async def close_orm() -> None:
 
 async def ping() -> bool:
     """True when the database answers a trivial query."""
-    from tortoise import connections
-
     try:
         await connections.get("default").execute_query("SELECT 1")
     except Exception:

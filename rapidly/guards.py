@@ -30,9 +30,16 @@ class UploadGuard:
         await self.app(scope, receive, send)
 
 
+def media_type(scope: Scope) -> bytes:
+    """The request's Content-Type without its parameters, lower-cased (b"" when there is none)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower()
+    return b""
+
+
 def _is_multipart(scope: Scope) -> bool:
-    content_type = dict(scope["headers"]).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"multipart/form-data"
+    return media_type(scope) == b"multipart/form-data"
 
 
 class BodySizeLimit:

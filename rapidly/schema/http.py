@@ -25,7 +25,7 @@ from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
-from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, read_body, too_large
+from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, media_type, read_body, too_large
 from rapidly.schema import (
     EXTENSIONS,
     LIMIT_RULES,
@@ -103,7 +103,12 @@ class GraphQLOverHTTP:
         self.documents = Documents(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH and _is_json(scope)):
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == PATH
+            and media_type(scope) == b"application/json"
+        ):
             await self.app(scope, receive, send)
             return
         if declared_too_large(scope, self.max_bytes):
@@ -140,13 +145,6 @@ class GraphQLOverHTTP:
         headers += SECURITY_HEADERS
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-
-
-def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.split(b";")[0].strip().lower() == b"application/json"
-    return False
 
 
 @dataclass(frozen=True, slots=True)

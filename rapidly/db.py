@@ -10,15 +10,18 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.transactions import in_transaction
 
 from rapidly.config import Settings
 
@@ -222,6 +225,43 @@ def connection() -> AbstractAsyncContextManager[asyncpg.Connection]:
     """A connection from the ORM's pool as asyncpg's own, for the few statements on the hottest path
     (a contact's token, a save): the ORM's query wrapper costs more CPU than they do."""
     return connections.get("default").acquire_connection()  # type: ignore[return-value]
+
+
+#: What the innermost open `transaction()` will run once it has committed.
+_after_commit: ContextVar[list[Callable[[], object]] | None] = ContextVar("rapidly_after_commit", default=None)
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    """The ORM's `in_transaction()`, with `on_commit()`: what is registered inside runs once the
+    outermost transaction has committed, and never if it (or the nested one it came from) rolls back."""
+    outer = _after_commit.get()
+    callbacks: list[Callable[[], object]] = []
+    token = _after_commit.set(callbacks)
+    try:
+        async with in_transaction() as conn:
+            yield conn
+    finally:
+        _after_commit.reset(token)
+    if outer is not None:  # nested: committed only when the outer one is
+        outer.extend(callbacks)
+        return
+    for callback in callbacks:
+        callback()
+
+
+def on_commit(callback: Callable[[], object]) -> None:
+    """Run `callback` (synchronously) after the enclosing `transaction()` commits; raises
+    RuntimeError outside one, where there is no commit to wait for."""
+    callbacks = _after_commit.get()
+    if callbacks is None:
+        raise RuntimeError("on_commit() needs an enclosing rapidly.db.transaction()")
+    callbacks.append(callback)
+
+
+def in_transaction_scope() -> bool:
+    """True inside `transaction()`: a write done now is not visible to others before its commit."""
+    return _after_commit.get() is not None
 
 
 async def close_orm() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 
 import psutil
+import pytest
 from tortoise import connections
 
 from rapidly import db
@@ -110,3 +112,34 @@ def test_embedded_server_is_reused_across_runs_and_stopped_cleanly(tmp_path):
         if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
     assert running == []
+
+
+async def test_on_commit_runs_after_the_outermost_commit_and_never_after_a_rollback(server):
+    # given
+    ran: list[str] = []
+
+    # when
+    async with db.transaction():
+        db.on_commit(lambda: ran.append("outer"))
+        async with db.transaction():
+            db.on_commit(lambda: ran.append("nested"))
+        with contextlib.suppress(RuntimeError):
+            async with db.transaction():
+                db.on_commit(lambda: ran.append("nested, rolled back"))
+                raise RuntimeError("the nested write failed")
+        before_commit = list(ran)
+    with contextlib.suppress(RuntimeError):
+        async with db.transaction():
+            db.on_commit(lambda: ran.append("rolled back"))
+            raise RuntimeError("the write failed")
+
+    # then
+    assert before_commit == []
+    assert ran == ["outer", "nested"]
+    assert not db.in_transaction_scope()
+
+
+def test_on_commit_outside_a_transaction_is_refused():
+    # when / then
+    with pytest.raises(RuntimeError, match=r"db\.transaction"):
+        db.on_commit(lambda: None)

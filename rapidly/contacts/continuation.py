@@ -4,9 +4,8 @@ opens the same contact on the phone (`/continue/{token}`) to add photos."""
 from __future__ import annotations
 
 import phonenumbers
-from tortoise.transactions import in_transaction
 
-from rapidly import security
+from rapidly import db, security
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, FieldValue
@@ -45,7 +44,7 @@ async def send_continue_link(
     await ratelimit.hit(
         PER_IP, security.keyed_digest(settings.signing_key, "continue-ip", ratelimit.network_of(client_ip))
     )
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await outbox.enqueue(
             conn,
             tenant_id=contact.tenant_id,

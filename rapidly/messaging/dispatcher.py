@@ -22,9 +22,8 @@ from uuid import UUID
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
-from rapidly import security
+from rapidly import db, security
 from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
@@ -175,7 +174,7 @@ class Dispatcher:
         else:
             # The contact is held while its address is read and its links are made: an erasure waits,
             # or has already happened and nothing is sent.
-            async with in_transaction() as conn:
+            async with db.transaction() as conn:
                 locked = await conn.execute_query_dict(
                     "SELECT id FROM contact WHERE id = $1 AND tenant_id = $2 FOR KEY SHARE",
                     [row["contact_id"], tenant.id],

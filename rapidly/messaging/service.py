@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
+from rapidly import db
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
@@ -101,7 +101,7 @@ async def request_photo(plugins: PluginRegistry, staff: StaffUser, contact_id: s
     contact.tenant = staff.tenant
     await continuation.check_address(plugins, contact, channel)
     await ratelimit.hit(PHOTO_REQUESTS_PER_CONTACT, str(contact.id), staff.tenant_id, contact_id=contact.id)
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await outbox.enqueue(
             conn,
             tenant_id=staff.tenant_id,

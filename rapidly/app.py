@@ -171,6 +171,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
         finally:
             for task in background:
                 task.cancel()
+            await realtime.announcer.drain()
             await app.state.hub.stop()
             await app.state.storage.close()
             await db.close_orm()

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
+from rapidly import db
 from rapidly.chat.models import Author, ChatMessage
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
@@ -93,7 +93,7 @@ async def send(
     else:
         await ratelimit.hit(PER_STAFF, str(staff.id), tenant.id)
     image = await media.clean_upload(settings, attachment, field="attachment") if attachment is not None else None
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         locked = await media.lock_contact(conn, tenant.id, contact.id)
         photo = None
         if image is not None:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
 from rapidly import db, security
 from rapidly.config import Settings
@@ -28,7 +27,7 @@ from rapidly.notifications import service as notifications
 from rapidly.plugins import Channel, FieldRole, FieldSpec, MessageEvent, PluginRegistry, resolve_locale
 from rapidly.ratelimit import service as ratelimit
 from rapidly.realtime import EventKind
-from rapidly.realtime.publish import PUBLISH_CTES
+from rapidly.realtime.publish import PAYLOADS, PUBLISH_CTES, announce_committed
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 from rapidly.validation import parse_id
@@ -58,7 +57,7 @@ PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 #   (IS DISTINCT FROM), and then nothing else happens: no touch, no event;
 # - touch the contact with clock_timestamp(), not now(): overlapping saves must not move "last
 #   activity" backwards;
-# - publish CREATED (first save) and FIELD_SAVED, which reach listeners when the statement commits;
+# - log CREATED (first save) and FIELD_SAVED, and return their payloads to announce after the commit;
 # - queue the self-service link when $5 names a channel (see `messaging.self_service_link`).
 _SAVE = f"""
 WITH locked AS (
@@ -101,7 +100,7 @@ SELECT
     locked.first_save,
     EXISTS (SELECT 1 FROM changed) AS changed,
     (SELECT updated_at FROM changed) AS updated_at,
-    (SELECT count(*) FROM notified) AS published,
+    {PAYLOADS} AS announce,
     (SELECT count(*) FROM enqueued) AS enqueued
 FROM locked
 """  # noqa: S608 -- module constants; every value is a bind parameter
@@ -164,7 +163,7 @@ async def start_contact(settings: Settings, *, slug: str, locale: str | None, cl
         security.keyed_digest(settings.signing_key, "start-contact-ip", ratelimit.network_of(client_ip)),
     )
     tenant = await tenants.get_by_slug(slug)
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         contact = await Contact.create(
             using_db=conn, tenant=tenant, locale=resolve_locale(locale, tenant.default_locale)
         )
@@ -301,13 +300,17 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
     if saver.saved_before:  # first_saved_at is never unset: one statement
         async with db.connection() as conn:
             row = await conn.fetchrow(_SAVE, *params)
+        if row is not None:
+            announce_committed(row["announce"])
     else:  # the first save also notifies the staff, in the same transaction
-        async with in_transaction() as tx:
+        async with db.transaction() as tx:
             rows = await tx.execute_query_dict(_SAVE, params)
             row = rows[0] if rows else None
             if row and row["first_save"] and row["changed"]:
                 await notifications.notify_staff(tx, tenant.id, notifications.NEW_CONTACT, contact.id)
                 await messaging.to_staff(tx, tenant, MessageEvent.NEW_CONTACT, contact.id)
+            if row:
+                announce_committed(row["announce"])
         saver.saved_before = row is not None and (row["changed"] or not row["first_save"])
     if row is None:
         return None

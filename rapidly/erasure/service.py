@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
+from rapidly import db
 from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
 from rapidly.errors import NotFound, for_the_log
@@ -117,7 +117,7 @@ class ErasureService:
         retention sweeper), a contact that became active again meanwhile is left alone (NotFound).
         """
         target = Target(tenant_id, contact_id)
-        async with in_transaction() as conn:
+        async with db.transaction() as conn:
             lock = _LOCK_EXPIRED_CONTACT if expired_only else _LOCK_CONTACT
             found = await conn.execute_query_dict(lock, [contact_id, tenant_id])
             earlier = await conn.execute_query_dict(_LEDGER_ROW, [tenant_id, contact_id])
@@ -198,7 +198,7 @@ class ErasureService:
     async def _attempt(self, erasure_id: uuid.UUID) -> dict | None:
         """One try at each pending outside step, holding the ledger row; None if another process
         holds it or it is complete."""
-        async with in_transaction() as conn:
+        async with db.transaction() as conn:
             rows = await conn.execute_query_dict(_CLAIM, [erasure_id])
             if not rows:
                 return None

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
+from rapidly import db
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
@@ -81,7 +81,7 @@ async def upload(
     limits = spec.effective_limits
     image = await clean_upload(settings, read, limits.max_file_bytes)
     tenant_id, contact_id = contact.tenant_id, contact.id  # type: ignore[attr-defined]
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         first_save = (await lock_contact(conn, tenant_id, contact_id)).first_save
         media = await store(conn, settings, storage, tenant_id, contact_id, field_key, limits.max_files, image)
         if first_save:

@@ -12,6 +12,12 @@ any order) and rows newer than the newest event seen. They are delivered in sequ
 every event, however it arrived, is delivered at most once (a bounded window of recent sequence
 numbers). LISTEN is issued before the log is read and notifications are held back until the
 resync has been delivered, so nothing falls between the two and order is kept.
+
+Events are announced after their writer's commit (`rapidly.realtime.announce`), so a writer that
+dies in between leaves events that are logged but never announced. Each heartbeat therefore also
+sweeps the log: for rows newer than the newest event seen, and for the sequence numbers skipped
+so far (a later number arrived first). A skipped number is looked for at two heartbeats and then
+given up: it was rolled back, or belongs to a transaction still open, whose writer announces it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 _RESYNC = (
     "SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event "
     "WHERE created_at >= $1 OR id > $2 ORDER BY id"
+)
+_SWEEP = (
+    "SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event "
+    "WHERE id > $1 OR id = ANY($2::bigint[]) ORDER BY id LIMIT $3"
 )
 _LATEST = "SELECT clock_timestamp() AS now, coalesce(max(id), 0) AS max_seq FROM contact_event"
 
@@ -122,6 +132,8 @@ class EventHub:
         resync_margin: timedelta = timedelta(seconds=5),
         queue_size: int = 1000,
         dedupe_window: int = 20_000,
+        max_skipped: int = 10_000,
+        sweep_limit: int = 10_000,
         application_name: str = "rapidly-listener",
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
@@ -132,11 +144,14 @@ class EventHub:
         self.resync_margin = resync_margin
         self.queue_size = queue_size
         self.dedupe_window = dedupe_window
+        self.max_skipped = max_skipped
+        self.sweep_limit = sweep_limit
         self.application_name = application_name
         #: Counters for tests and operators.
         self.reconnects = 0
         self.reconnect_failures = 0
         self.resynced = 0
+        self.swept = 0
         self.dropped_subscribers = 0
 
         self._connect_kwargs: dict[str, object] = {}
@@ -148,6 +163,8 @@ class EventHub:
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._max_seq = 0
+        #: Sequence numbers skipped (a later one arrived first), with how many sweeps looked for each.
+        self._skipped: dict[int, int] = {}
         #: Database time at which the current (or last) connection was last known to be listening.
         self._alive_at: datetime | None = None
         #: Notifications held back while a resync is being delivered.
@@ -185,6 +202,11 @@ class EventHub:
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def skipped(self) -> list[int]:
+        """Sequence numbers skipped so far (a later one arrived first) that the sweeps still look for."""
+        return sorted(self._skipped)
 
     @property
     def backend_pid(self) -> int | None:
@@ -226,7 +248,14 @@ class EventHub:
         self._seen_order.append(seq)
         while len(self._seen_order) > self.dedupe_window:
             self._seen.discard(self._seen_order.popleft())
-        self._max_seq = max(self._max_seq, seq)
+        if seq > self._max_seq:
+            for skipped in range(max(self._max_seq + 1, seq - self.max_skipped), seq):
+                self._skipped[skipped] = 0
+            while len(self._skipped) > self.max_skipped:
+                del self._skipped[next(iter(self._skipped))]
+            self._max_seq = seq
+        elif self._skipped:
+            self._skipped.pop(seq, None)
         return True
 
     def _deliver(self, event: ContactEvent) -> bool:
@@ -328,8 +357,25 @@ class EventHub:
                 return "closed"
             try:
                 self._alive_at = await conn.fetchval("SELECT clock_timestamp()", timeout=self.heartbeat_timeout)
+                await self._sweep(conn)
             except Exception as exc:
                 return f"heartbeat failed: {type(exc).__name__}"
+
+    async def _sweep(self, conn: asyncpg.Connection) -> None:
+        """Deliver events that were logged but never announced (their writer died in between)."""
+        looked_for = list(self._skipped)
+        rows = await conn.fetch(_SWEEP, self._max_seq, looked_for, self.sweep_limit, timeout=self.heartbeat_timeout)
+        delivered = sum(self._deliver(ContactEvent.from_row(row)) for row in rows)
+        if delivered:
+            self.swept += delivered
+            log.info("realtime sweep delivered %d logged event(s) that had not been announced", delivered)
+        for seq in looked_for:  # still skipped after two looks: rolled back, or its writer announces it
+            looks = self._skipped.get(seq)
+            if looks is not None:
+                if looks:
+                    del self._skipped[seq]
+                else:
+                    self._skipped[seq] = 1
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

@@ -1,8 +1,8 @@
-"""Publishing an event: one statement writes the log row and queues the NOTIFY.
+"""Publishing an event: the writer logs it in its own transaction, and it is announced once that commits.
 
-PostgreSQL sends a notification when (and only when) the transaction that queued it commits, so
-an event published inside the caller's transaction reaches listeners exactly when its data is
-visible, and a rolled-back write leaves neither a row nor a notification.
+A rolled-back write leaves neither a row nor an announcement, and an event reaches listeners only
+after its data is visible. The NOTIFY itself is sent after the commit, by the process's `Announcer`
+(`rapidly.realtime.announce` says why).
 """
 
 from __future__ import annotations
@@ -11,37 +11,37 @@ from datetime import timedelta
 from uuid import UUID
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 
+from rapidly import db
 from rapidly.erasure.erasers import SqlEraser
-from rapidly.realtime.events import CHANNEL, ContactEvent, EventKind
+from rapidly.realtime.announce import announcer
+from rapidly.realtime.events import ContactEvent, EventKind
 
-#: Two CTEs for a statement that publishes along with its own write: `published` logs one event for
-#: each row of a `to_publish (tenant_id, contact_id, kind, ord)` CTE defined before them, in `ord`
-#: order, and `notified` queues each one's NOTIFY. The statement must read `notified` (a CTE that
-#: writes runs anyway; one that only selects, like this one, runs only when read).
+#: A CTE for a statement that publishes along with its own write: `published` logs one event for
+#: each row of a `to_publish (tenant_id, contact_id, kind, ord)` CTE defined before it, in `ord`
+#: order, and returns each one's NOTIFY `payload`, for `announcer.announce()` once the statement's
+#: transaction has committed (`PAYLOADS` reads them in order).
 #: `kind` is an EventKind value and the rest are integers, UUIDs and a timestamp: nothing here
 #: needs JSON escaping, and nothing but IDs, a kind and a time can end up in the payload.
-PUBLISH_CTES = f"""
+PUBLISH_CTES = """
 published AS (
     INSERT INTO contact_event (tenant_id, contact_id, kind, created_at)
     SELECT tenant_id, contact_id, kind, clock_timestamp() FROM to_publish ORDER BY ord
-    RETURNING id, tenant_id, contact_id, kind, created_at
-), notified AS (
-    SELECT published.*, pg_notify(
-        '{CHANNEL}',
-        format(
-            '{{"seq":%s,"t":"%s","c":"%s","k":"%s","at":"%s"}}',
-            id, tenant_id, contact_id, kind,
-            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-        )
-    ) FROM published
-)"""  # noqa: S608 -- a module constant; every value comes from the rows
+    RETURNING id, tenant_id, contact_id, kind, created_at, format(
+        '{"seq":%s,"t":"%s","c":"%s","k":"%s","at":"%s"}',
+        id, tenant_id, contact_id, kind,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    ) AS payload
+)"""
+
+#: The payloads of `published`, in sequence order, as one text[] column.
+PAYLOADS = "ARRAY(SELECT payload FROM published ORDER BY id)"
 
 _PUBLISH = f"""
 WITH to_publish AS (SELECT $1::uuid AS tenant_id, $2::uuid AS contact_id, $3::text AS kind, 1 AS ord),
 {PUBLISH_CTES}
-SELECT id, tenant_id, contact_id, kind, created_at FROM notified
+SELECT id, tenant_id, contact_id, kind, created_at, payload FROM published
 """  # noqa: S608 -- module constants; every value is a bind parameter
 
 #: IDs and kinds only, but they still tell when the contact was active. The DELETED event is
@@ -58,12 +58,27 @@ async def publish(
     *,
     connection: BaseDBAsyncClient | None = None,
 ) -> ContactEvent:
-    """Log the event and notify every process's hub; pass `connection` (from `in_transaction()`)
-    to make the event commit, or roll back, with the caller's write."""
+    """Log the event and announce it to every process's hub. Inside `db.transaction()` (pass its
+    `connection`) the event commits, or rolls back, with the caller's write, and is announced after
+    the commit; elsewhere it is its own statement and is announced at once."""
     kind = EventKind(kind)
     client = connection or connections.get("default")
+    if isinstance(client, TransactionalDBClient) and not db.in_transaction_scope():
+        raise RuntimeError("publish() in a transaction needs rapidly.db.transaction(), to announce after its commit")
     _, rows = await client.execute_query(_PUBLISH, [tenant_id, contact_id, kind.value])
+    announce_committed([rows[0]["payload"]])
     return ContactEvent.from_row(rows[0])
+
+
+def announce_committed(payloads: list[str]) -> None:
+    """Announce these events once they are committed: after the enclosing `db.transaction()`, or
+    at once outside one (the statement that logged them was its own transaction)."""
+    if not payloads:
+        return
+    if db.in_transaction_scope():
+        db.on_commit(lambda: announcer.announce(payloads))
+    else:
+        announcer.announce(payloads)
 
 
 async def prune(older_than: timedelta = timedelta(hours=1), *, connection: BaseDBAsyncClient | None = None) -> int:

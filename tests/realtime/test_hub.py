@@ -10,87 +10,22 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
-from tortoise.transactions import in_transaction
 
 from rapidly import db
-from rapidly.config import Settings
 from rapidly.realtime import (
     CHANNEL,
     ContactEvent,
     EventHub,
     EventKind,
-    Subscription,
     SubscriptionOverflow,
     prune,
     publish,
 )
 from tests.realtime.proxy import FreezableProxy
-
-StartHub = Callable[..., Awaitable[EventHub]]
-
-
-@pytest.fixture
-def app_credentials(settings: Settings, server) -> db.Credentials:
-    """The app role's credentials, as `db.init_orm` returns them (the server has migrated)."""
-    return db.app_credentials(settings, db.owner_credentials(settings))
-
-
-@pytest.fixture
-async def owner(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await db.Credentials.from_url(settings.database_url).connect()
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def start_hub(app_credentials: db.Credentials) -> AsyncIterator[StartHub]:
-    """Start hubs (one per simulated process); all are stopped after the test."""
-    hubs: list[EventHub] = []
-
-    async def start(credentials: db.Credentials | None = None, **options: object) -> EventHub:
-        hub = EventHub(**options)  # type: ignore[arg-type]
-        hubs.append(hub)
-        await hub.start(credentials or app_credentials)
-        return hub
-
-    yield start
-    for hub in hubs:
-        await hub.stop()
-
-
-async def take(events: Subscription, count: int, timeout: float = 2.0) -> list[ContactEvent]:
-    async with asyncio.timeout(timeout):
-        return [await anext(events) for _ in range(count)]
-
-
-async def nothing_within(events: Subscription, seconds: float) -> bool:
-    try:
-        async with asyncio.timeout(seconds):
-            await anext(events)
-    except TimeoutError:
-        return True
-    return False
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
-async def kill_listener(owner: asyncpg.Connection, hub: EventHub) -> None:
-    """Terminate the hub's listening backend from outside, as an operator or a failover would."""
-    killed = await owner.fetchval(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rapidly-listener' "
-        "AND pid = $1",
-        hub.backend_pid,
-    )
-    assert killed
+from tests.realtime.support import kill_listener, nothing_within, take, until
 
 
 async def test_an_event_published_in_one_process_reaches_subscribers_of_every_process(start_hub):
@@ -161,7 +96,7 @@ async def test_a_lower_sequence_number_committed_while_the_listener_was_down_is_
     inserted, commit = asyncio.Event(), asyncio.Event()
 
     async def slow_request() -> ContactEvent:
-        async with in_transaction() as transaction:
+        async with db.transaction() as transaction:
             event = await publish(tenant, uuid.uuid4(), EventKind.FIELD_SAVED, connection=transaction)
             inserted.set()
             await commit.wait()
@@ -193,7 +128,7 @@ async def test_a_rolled_back_event_is_neither_logged_nor_delivered(start_hub, ow
     async with hub.subscribe(tenant) as events:
         # when
         with pytest.raises(RuntimeError):
-            async with in_transaction() as transaction:
+            async with db.transaction() as transaction:
                 await publish(tenant, uuid.uuid4(), EventKind.CREATED, connection=transaction)
                 raise RuntimeError("the caller's write failed")
         committed = await publish(tenant, uuid.uuid4(), EventKind.CREATED)

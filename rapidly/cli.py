@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import typer
 
-from rapidly import __version__, db, residency
+from rapidly import __version__, db, realtime, residency
 from rapidly.config import ConfigError, Settings, load_settings
 from rapidly.errors import DomainError, InputInvalid
 
@@ -80,6 +80,7 @@ def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]], *, migrate: 
         try:
             return await work()
         finally:
+            await realtime.announcer.drain()  # the events of what it did (a retention run's DELETED)
             await db.close_orm()
 
     try:

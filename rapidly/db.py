@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 from tortoise import Tortoise, connections
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
@@ -227,41 +227,64 @@ def connection() -> AbstractAsyncContextManager[asyncpg.Connection]:
     return connections.get("default").acquire_connection()  # type: ignore[return-value]
 
 
-#: What the innermost open `transaction()` will run once it has committed.
-_after_commit: ContextVar[list[Callable[[], object]] | None] = ContextVar("rapidly_after_commit", default=None)
+class _AfterCommit:
+    """What one `transaction()` runs once it (or the outermost one around it) has committed."""
+
+    __slots__ = ("callbacks", "closed")
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], object]] = []
+        self.closed = False
+
+
+_after_commit: ContextVar[_AfterCommit | None] = ContextVar("rapidly_after_commit", default=None)
 
 
 @asynccontextmanager
 async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
-    """The ORM's `in_transaction()`, with `on_commit()`: what is registered inside runs once the
+    """The ORM's `in_transaction()`, for `on_commit()`: what is registered inside runs once the
     outermost transaction has committed, and never if it (or the nested one it came from) rolls back."""
     outer = _after_commit.get()
-    callbacks: list[Callable[[], object]] = []
-    token = _after_commit.set(callbacks)
+    if outer is None and isinstance(connections.get("default"), TransactionalDBClient):
+        raise RuntimeError("rapidly.db.transaction() inside an ORM transaction it did not open")
+    scope = _AfterCommit()
+    token = _after_commit.set(scope)
     try:
         async with in_transaction() as conn:
             yield conn
     finally:
         _after_commit.reset(token)
+        scope.closed = True
     if outer is not None:  # nested: committed only when the outer one is
-        outer.extend(callbacks)
+        outer.callbacks.extend(scope.callbacks)
         return
-    for callback in callbacks:
-        callback()
+    for callback in scope.callbacks:
+        _run_after_commit(callback)
 
 
 def on_commit(callback: Callable[[], object]) -> None:
-    """Run `callback` (synchronously) after the enclosing `transaction()` commits; raises
-    RuntimeError outside one, where there is no commit to wait for."""
-    callbacks = _after_commit.get()
-    if callbacks is None:
-        raise RuntimeError("on_commit() needs an enclosing rapidly.db.transaction()")
-    callbacks.append(callback)
+    """Run `callback` (synchronous) once what was just written has committed: at the end of the
+    enclosing `transaction()`, or at once outside one (each statement commits as it returns).
+
+    Raises RuntimeError inside an ORM transaction not opened by `transaction()` (nothing would wait
+    for its commit) and in a task that outlived the `transaction()` it was started in."""
+    scope = _after_commit.get()
+    if scope is None:
+        if isinstance(connections.get("default"), TransactionalDBClient):
+            raise RuntimeError("on_commit() in an ORM transaction: open it with rapidly.db.transaction()")
+        _run_after_commit(callback)
+    elif scope.closed:
+        raise RuntimeError("on_commit() after its transaction ended (in a task started inside it)")
+    else:
+        scope.callbacks.append(callback)
 
 
-def in_transaction_scope() -> bool:
-    """True inside `transaction()`: a write done now is not visible to others before its commit."""
-    return _after_commit.get() is not None
+def _run_after_commit(callback: Callable[[], object]) -> None:
+    """The write has committed whatever a callback does: its failure is logged, not raised."""
+    try:
+        callback()
+    except Exception as exc:
+        log.error("an after-commit callback failed: %s", type(exc).__name__)
 
 
 async def close_orm() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from rapidly.staff.models import StaffUser
@@ -170,25 +172,34 @@ async def test_tenant_retention_is_set_shown_and_switched_off(env, world):
     assert (await Tenant.get(slug="kattohuolto")).retention_days is None
 
 
-async def test_retention_run_erases_what_the_tenant_no_longer_keeps(env, world, gql):
+async def test_retention_run_erases_what_the_tenant_no_longer_keeps(env, world, gql, server):
     # given
     from tortoise import connections
 
     from rapidly.contacts.models import Contact
     from rapidly.erasure.models import Erasure
+    from rapidly.realtime import EventKind
     from tests.contacts.test_contacts_api import save, start
 
-    await world.tenant("kattohuolto", retention_days=30)
+    tenant = await world.tenant("kattohuolto", retention_days=30)
     token = await start(gql, "kattohuolto")
     await save(gql, token, "name", "Vanha Asiakas")
     await connections.get("default").execute_query("UPDATE contact SET updated_at = now() - interval '40 days'")
+    hub = server.app.state.hub
+    swept_before = hub.swept
 
     # when
-    result = run_cli(env, "retention", "run")
+    async with hub.subscribe(tenant.id) as events:
+        result = run_cli(env, "retention", "run")
+        async with asyncio.timeout(2):
+            kinds = [(await anext(events)).kind]
+            while kinds[-1] is not EventKind.DELETED:
+                kinds.append((await anext(events)).kind)
 
-    # then
+    # then: staff watching saw the erasure at once (announced by the command before it exited)
     assert result.returncode == 0, result.stderr
     assert "erased 1 contacts past retention" in result.stdout
     assert await Contact.all().count() == 0
     assert (await Erasure.get()).requested_by == "RETENTION"
     assert "Vanha" not in result.stdout + result.stderr
+    assert hub.swept == swept_before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import psutil
 import pytest
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from rapidly import db
 from tests.conftest import run_cli
@@ -132,14 +134,49 @@ async def test_on_commit_runs_after_the_outermost_commit_and_never_after_a_rollb
         async with db.transaction():
             db.on_commit(lambda: ran.append("rolled back"))
             raise RuntimeError("the write failed")
+    db.on_commit(lambda: ran.append("no transaction: at once"))
 
     # then
     assert before_commit == []
-    assert ran == ["outer", "nested"]
-    assert not db.in_transaction_scope()
+    assert ran == ["outer", "nested", "no transaction: at once"]
 
 
-def test_on_commit_outside_a_transaction_is_refused():
-    # when / then
+async def test_a_failing_after_commit_callback_is_logged_and_the_others_still_run(server, caplog):
+    # given
+    ran: list[str] = []
+
+    def fails() -> None:
+        raise ValueError("maija@example.com")
+
+    # when
+    async with db.transaction():
+        db.on_commit(fails)
+        db.on_commit(lambda: ran.append("next"))
+
+    # then: the write committed, so the caller gets no error
+    assert ran == ["next"]
+    assert "after-commit callback failed: ValueError" in caplog.text
+    assert "maija@example.com" not in caplog.text
+
+
+async def test_on_commit_is_refused_where_no_commit_can_be_waited_for(server):
+    # when / then: inside an ORM transaction that db.transaction() did not open
     with pytest.raises(RuntimeError, match=r"db\.transaction"):
+        async with in_transaction():
+            db.on_commit(lambda: None)
+    with pytest.raises(RuntimeError, match=r"ORM transaction it did not open"):
+        async with in_transaction(), db.transaction():
+            pass
+
+    # when / then: from a task that outlived the transaction it was started in
+    release = asyncio.Event()
+
+    async def late() -> None:
+        await release.wait()
         db.on_commit(lambda: None)
+
+    async with db.transaction():
+        leftover = asyncio.create_task(late())
+    release.set()
+    with pytest.raises(RuntimeError, match="after its transaction ended"):
+        await leftover

@@ -2,21 +2,27 @@
 
 A transaction that NOTIFYs holds a cluster-wide lock from its pre-commit until its commit record is
 flushed, so notifying transactions commit one at a time, each waiting for its own WAL flush, and
-saves could not share a flush (group commit). With the NOTIFY in every save, `bench/save_field.py`
-measured about 20% less throughput and a p99 a third higher than without it.
+saves could not share a flush (group commit). With a NOTIFY in every save, `bench/save_field.py`
+measured about a fifth less throughput than with none (see bench/README.md).
 
 So a writer only logs the event (`contact_event`, in its own transaction), and once that has
 committed hands the payload to its process's `Announcer`, which sends whatever has gathered meanwhile
-as one statement: many events, one short transaction, and an asynchronous commit (it writes nothing
-that must survive a crash: the events are already in the log). A process that dies between a
-commit and its announcement leaves events that were logged but never announced; every hub's sweep
-(`EventHub`, at each heartbeat) finds them in the log and delivers them.
+as one statement: many events, one short transaction. It writes no WAL before its commit record, so
+PostgreSQL commits it without waiting for a flush. A process that dies between a commit and its
+announcement leaves events that were logged but never announced; every hub's sweep (`EventHub`, at
+each heartbeat) finds them in the log and delivers them.
+
+Order: one process announces its events in the order their commits returned; events of different
+processes interleave as their batches arrive, not strictly in commit order. Every event carries its
+sequence number, and subscribers fetch the current state rather than replay events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 
@@ -27,20 +33,20 @@ from rapidly.realtime.events import CHANNEL
 
 log = logging.getLogger(__name__)
 
-#: One notification per payload, in order, in one transaction that commits without waiting for
-#: its WAL flush (`set_config(..., true)` is SET LOCAL: it ends with this statement's transaction).
-_ANNOUNCE = f"""
-SELECT set_config('synchronous_commit', 'off', true),
-       (SELECT count(pg_notify('{CHANNEL}', payload)) FROM unnest($1::text[]) AS payload)
-"""  # noqa: S608 -- a module constant; the payloads are a bind parameter
+#: One notification per payload, in the order given.
+_ANNOUNCE = f"SELECT count(pg_notify('{CHANNEL}', payload)) FROM unnest($1::text[]) AS payload"  # noqa: S608 -- a constant
+
+#: Seconds between two warnings about dropped announcements (not one per event).
+_WARN_EVERY = 10.0
 
 
 class Announcer:
     """Sends the NOTIFYs of this process's committed events, in batches, in the order handed over.
 
-    `announce()` never waits: it queues, and one task per event loop sends what has gathered while
-    the previous batch was on its way. A failed batch is tried again with backoff; beyond
-    `max_pending` the oldest payloads are dropped (they stay in the log, for the hubs' sweeps).
+    `announce()` never waits: it queues, and one task sends what has gathered while the previous
+    batch was on its way. A batch that fails is tried again with backoff (one the database refuses
+    as invalid is dropped); beyond `max_pending` the oldest payloads are dropped. Dropped events stay
+    in the log, where the hubs' sweeps find them.
     """
 
     def __init__(
@@ -49,12 +55,14 @@ class Announcer:
         *,
         max_batch: int = 1000,
         max_pending: int = 100_000,
+        timeout: float = 5.0,
         retry_min_seconds: float = 0.05,
         retry_max_seconds: float = 2.0,
     ) -> None:
         self._connection = connection
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.timeout = timeout
         self.retry_min_seconds = retry_min_seconds
         self.retry_max_seconds = retry_max_seconds
         #: Counters for tests and operators.
@@ -63,11 +71,15 @@ class Announcer:
         self.failures = 0
         self.dropped = 0
         self._pending: list[str] = []
+        self._in_flight = 0
         self._task: asyncio.Task[None] | None = None
+        self._warned_at = -_WARN_EVERY
+        self._unwarned = 0
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Payloads not sent yet, the batch on its way included."""
+        return len(self._pending) + self._in_flight
 
     def announce(self, payloads: Iterable[str]) -> None:
         """Queue the NOTIFY payloads of events that have committed."""
@@ -75,14 +87,11 @@ class Announcer:
         self._trim()
         task = self._task
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="rapidly-realtime-announcer")
-
-    def _trim(self) -> None:
-        if len(self._pending) > self.max_pending:
-            excess = len(self._pending) - self.max_pending
-            del self._pending[:excess]
-            self.dropped += excess
-            log.warning("realtime announcer dropped %d event(s); the hubs' sweeps will deliver them", excess)
+            # A context of its own: the caller's may hold an ORM transaction, whose connection
+            # `db.connection()` would otherwise hand out.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="rapidly-realtime-announcer", context=contextvars.Context()
+            )
 
     async def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far has been sent (at shutdown); False if it could not
@@ -94,34 +103,53 @@ class Announcer:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(task)
         except TimeoutError:
+            log.warning("realtime announcer gave up on %d event(s) at shutdown", self.pending)
             task.cancel()
-            log.warning("realtime announcer gave up on %d event(s) at shutdown", len(self._pending))
+            await asyncio.wait([task])
             return False
         return True
+
+    def _trim(self) -> None:
+        excess = len(self._pending) - self.max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self._dropped(excess, "too many waiting")
+
+    def _dropped(self, count: int, why: str) -> None:
+        self.dropped += count
+        self._unwarned += count
+        if time.monotonic() - self._warned_at >= _WARN_EVERY:
+            log.warning(
+                "realtime announcer dropped %d event(s) (%s); the hubs' sweeps deliver them", self._unwarned, why
+            )
+            self._warned_at, self._unwarned = time.monotonic(), 0
 
     async def _run(self) -> None:
         attempt = 0
         while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._in_flight = len(batch)
             try:
-                async with self._connection() as conn:
+                async with asyncio.timeout(self.timeout), self._connection() as conn:
                     await conn.execute(_ANNOUNCE, batch)
-            except Exception as exc:  # whatever it was (the pool closing, too), try again; the type says enough
+            except asyncpg.DataError as exc:  # refused as invalid: trying again would block the rest
+                self._dropped(len(batch), type(exc).__name__)
+            except Exception as exc:  # the database unreachable, the pool closing, a timeout: again
                 self.failures += 1
-                self._announce_again(batch)
+                self._pending[:0] = batch
+                self._trim()
                 delay = min(self.retry_max_seconds, self.retry_min_seconds * 2 ** min(attempt, 16))
                 attempt += 1
                 log.warning("realtime announcer failed (%s); trying again in %.2f s", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
-            self.announced += len(batch)
-            self.batches += 1
-
-    def _announce_again(self, batch: list[str]) -> None:
-        """Put a batch that failed back in front of what has been queued since."""
-        self._pending[:0] = batch
-        self._trim()
+            else:
+                attempt = 0
+                self.announced += len(batch)
+                self.batches += 1
+            finally:
+                self._in_flight = 0
 
 
 #: The process's announcer: events reach the other processes' hubs through it.

@@ -15,9 +15,12 @@ resync has been delivered, so nothing falls between the two and order is kept.
 
 Events are announced after their writer's commit (`rapidly.realtime.announce`), so a writer that
 dies in between leaves events that are logged but never announced. Each heartbeat therefore also
-sweeps the log: for rows newer than the newest event seen, and for the sequence numbers skipped
-so far (a later number arrived first). A skipped number is looked for at two heartbeats and then
-given up: it was rolled back, or belongs to a transaction still open, whose writer announces it.
+sweeps the log for events logged more than `sweep_grace_seconds` ago (announcements on their way
+are left to arrive) that were not delivered: rows newer than the newest event seen, and sequence
+numbers skipped so far (a later number arrived first). A skipped number is looked for until it is
+`give_up_seconds` old: by then it was rolled back, or belongs to a transaction still open, whose
+writer will announce it. A resync after a reconnect covers announcements delayed by less than
+`resync_margin`; the sweeps cover the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -45,11 +49,23 @@ _RESYNC = (
     "SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event "
     "WHERE created_at >= $1 OR id > $2 ORDER BY id"
 )
-_SWEEP = (
-    "SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event "
-    "WHERE id > $1 OR id = ANY($2::bigint[]) ORDER BY id LIMIT $3"
-)
-_LATEST = "SELECT clock_timestamp() AS now, coalesce(max(id), 0) AS max_seq FROM contact_event"
+#: Two index scans, not one `id > $1 OR id = ANY($2)`: a generic plan of that reads the whole log.
+_SWEEP = """
+(SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event
+ WHERE id > $1 AND created_at < clock_timestamp() - $4::interval ORDER BY id LIMIT $3)
+UNION ALL
+(SELECT id, tenant_id, contact_id, kind, created_at FROM contact_event
+ WHERE id = ANY($2::bigint[]))
+ORDER BY id
+"""
+#: The newest sequence number handed out, logged or not: an empty (pruned) log does not make the
+#: numbers before the first new event look skipped.
+_LATEST = """
+SELECT clock_timestamp() AS now, GREATEST(
+    (SELECT coalesce(max(id), 0) FROM contact_event),
+    coalesce(pg_sequence_last_value(pg_get_serial_sequence('contact_event', 'id')::regclass), 0)
+) AS max_seq
+"""
 
 
 class SubscriptionOverflow(Exception):
@@ -134,6 +150,8 @@ class EventHub:
         dedupe_window: int = 20_000,
         max_skipped: int = 10_000,
         sweep_limit: int = 10_000,
+        sweep_grace_seconds: float = 1.0,
+        give_up_seconds: float | None = None,
         application_name: str = "rapidly-listener",
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
@@ -146,12 +164,15 @@ class EventHub:
         self.dedupe_window = dedupe_window
         self.max_skipped = max_skipped
         self.sweep_limit = sweep_limit
+        self.sweep_grace_seconds = sweep_grace_seconds
+        self.give_up_seconds = give_up_seconds if give_up_seconds is not None else max(30.0, 3 * heartbeat_seconds)
         self.application_name = application_name
         #: Counters for tests and operators.
         self.reconnects = 0
         self.reconnect_failures = 0
         self.resynced = 0
         self.swept = 0
+        self.given_up = 0
         self.dropped_subscribers = 0
 
         self._connect_kwargs: dict[str, object] = {}
@@ -163,8 +184,10 @@ class EventHub:
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._max_seq = 0
-        #: Sequence numbers skipped (a later one arrived first), with how many sweeps looked for each.
-        self._skipped: dict[int, int] = {}
+        #: Sequence numbers skipped (a later one arrived first), oldest first, with when they were.
+        self._skipped: OrderedDict[int, float] = OrderedDict()
+        #: One query at a time on the listener connection (the heartbeat's, or `sweep()`'s).
+        self._querying = asyncio.Lock()
         #: Database time at which the current (or last) connection was last known to be listening.
         self._alive_at: datetime | None = None
         #: Notifications held back while a resync is being delivered.
@@ -249,10 +272,13 @@ class EventHub:
         while len(self._seen_order) > self.dedupe_window:
             self._seen.discard(self._seen_order.popleft())
         if seq > self._max_seq:
-            for skipped in range(max(self._max_seq + 1, seq - self.max_skipped), seq):
-                self._skipped[skipped] = 0
-            while len(self._skipped) > self.max_skipped:
-                del self._skipped[next(iter(self._skipped))]
+            if seq > self._max_seq + 1:
+                now = time.monotonic()
+                for skipped in range(max(self._max_seq + 1, seq - self.max_skipped), seq):
+                    self._skipped[skipped] = now
+                while len(self._skipped) > self.max_skipped:
+                    self._skipped.popitem(last=False)
+                    self.given_up += 1
             self._max_seq = seq
         elif self._skipped:
             self._skipped.pop(seq, None)
@@ -356,26 +382,43 @@ class EventHub:
             else:
                 return "closed"
             try:
-                self._alive_at = await conn.fetchval("SELECT clock_timestamp()", timeout=self.heartbeat_timeout)
-                await self._sweep(conn)
+                async with self._querying:
+                    self._alive_at = await conn.fetchval("SELECT clock_timestamp()", timeout=self.heartbeat_timeout)
             except Exception as exc:
                 return f"heartbeat failed: {type(exc).__name__}"
+            try:
+                await self.sweep()
+            except Exception as exc:  # the connection's own failure shows at the next heartbeat
+                log.warning("realtime sweep failed (%s)", type(exc).__name__)
 
-    async def _sweep(self, conn: asyncpg.Connection) -> None:
-        """Deliver events that were logged but never announced (their writer died in between)."""
-        looked_for = list(self._skipped)
-        rows = await conn.fetch(_SWEEP, self._max_seq, looked_for, self.sweep_limit, timeout=self.heartbeat_timeout)
+    async def sweep(self) -> int:
+        """Deliver events that were logged but never announced (their writer died in between);
+        returns how many. Runs at every heartbeat."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return 0
+        now = time.monotonic()
+        grace = self.sweep_grace_seconds
+        looked_for = [seq for seq, at in self._skipped.items() if now - at >= grace]
+        async with self._querying:
+            rows = await conn.fetch(
+                _SWEEP,
+                self._max_seq,
+                looked_for,
+                self.sweep_limit,
+                timedelta(seconds=grace),
+                timeout=self.heartbeat_timeout,
+            )
         delivered = sum(self._deliver(ContactEvent.from_row(row)) for row in rows)
         if delivered:
             self.swept += delivered
             log.info("realtime sweep delivered %d logged event(s) that had not been announced", delivered)
-        for seq in looked_for:  # still skipped after two looks: rolled back, or its writer announces it
-            looks = self._skipped.get(seq)
-            if looks is not None:
-                if looks:
-                    del self._skipped[seq]
-                else:
-                    self._skipped[seq] = 1
+        for seq in looked_for:  # found, or still missing: rolled back, or its writer announces it
+            at = self._skipped.get(seq)
+            if at is not None and now - at >= self.give_up_seconds:
+                del self._skipped[seq]
+                self.given_up += 1
+        return delivered
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

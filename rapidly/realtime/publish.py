@@ -11,7 +11,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from rapidly import db
 from rapidly.erasure.erasers import SqlEraser
@@ -60,25 +60,20 @@ async def publish(
 ) -> ContactEvent:
     """Log the event and announce it to every process's hub. Inside `db.transaction()` (pass its
     `connection`) the event commits, or rolls back, with the caller's write, and is announced after
-    the commit; elsewhere it is its own statement and is announced at once."""
+    the commit; elsewhere it is its own statement and is announced at once. Inside an ORM
+    transaction not opened by `db.transaction()` it raises RuntimeError (and so rolls back)."""
     kind = EventKind(kind)
     client = connection or connections.get("default")
-    if isinstance(client, TransactionalDBClient) and not db.in_transaction_scope():
-        raise RuntimeError("publish() in a transaction needs rapidly.db.transaction(), to announce after its commit")
     _, rows = await client.execute_query(_PUBLISH, [tenant_id, contact_id, kind.value])
     announce_committed([rows[0]["payload"]])
     return ContactEvent.from_row(rows[0])
 
 
 def announce_committed(payloads: list[str]) -> None:
-    """Announce these events once they are committed: after the enclosing `db.transaction()`, or
-    at once outside one (the statement that logged them was its own transaction)."""
-    if not payloads:
-        return
-    if db.in_transaction_scope():
+    """Announce these logged events once they have committed (`db.on_commit`: refused, and so
+    rolled back, inside an ORM transaction not opened by `db.transaction()`)."""
+    if payloads:
         db.on_commit(lambda: announcer.announce(payloads))
-    else:
-        announcer.announce(payloads)
 
 
 async def prune(older_than: timedelta = timedelta(hours=1), *, connection: BaseDBAsyncClient | None = None) -> int:

@@ -171,6 +171,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.wait(background, timeout=5)  # done before the last events are announced
             await realtime.announcer.drain()
             await app.state.hub.stop()
             await app.state.storage.close()

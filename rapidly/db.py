@@ -247,6 +247,8 @@ async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
     outer = _after_commit.get()
     if outer is None and isinstance(connections.get("default"), TransactionalDBClient):
         raise RuntimeError("rapidly.db.transaction() inside an ORM transaction it did not open")
+    if outer is not None and outer.closed:
+        raise RuntimeError("rapidly.db.transaction() after its outer transaction ended (in a task started inside it)")
     scope = _AfterCommit()
     token = _after_commit.set(scope)
     try:
@@ -277,6 +279,12 @@ def on_commit(callback: Callable[[], object]) -> None:
         raise RuntimeError("on_commit() after its transaction ended (in a task started inside it)")
     else:
         scope.callbacks.append(callback)
+
+
+def transaction_open() -> bool:
+    """True while a transaction is open here: `transaction()`'s, or the ORM's own."""
+    scope = _after_commit.get()
+    return (scope is not None and not scope.closed) or isinstance(connections.get("default"), TransactionalDBClient)
 
 
 def _run_after_commit(callback: Callable[[], object]) -> None:

@@ -122,7 +122,7 @@ async def test_on_commit_runs_after_the_outermost_commit_and_never_after_a_rollb
 
     # when
     async with db.transaction():
-        db.on_commit(lambda: ran.append("outer"))
+        db.on_commit(lambda: ran.append("outer" if not db.transaction_open() else "outer, before the commit"))
         async with db.transaction():
             db.on_commit(lambda: ran.append("nested"))
         with contextlib.suppress(RuntimeError):
@@ -179,4 +179,16 @@ async def test_on_commit_is_refused_where_no_commit_can_be_waited_for(server):
         leftover = asyncio.create_task(late())
     release.set()
     with pytest.raises(RuntimeError, match="after its transaction ended"):
+        await leftover
+
+    async def late_transaction() -> None:
+        await release.wait()
+        async with db.transaction():
+            pass
+
+    release.clear()
+    async with db.transaction():
+        leftover = asyncio.create_task(late_transaction())
+    release.set()
+    with pytest.raises(RuntimeError, match="outer transaction ended"):
         await leftover

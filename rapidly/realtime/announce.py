@@ -47,7 +47,8 @@ class Announcer:
     `announce()` never waits: it queues, and one task sends what has gathered while the previous
     batch was on its way. A batch that fails is tried again with backoff (one the database refuses
     as invalid is dropped); beyond `max_pending` the oldest payloads are dropped. Dropped events stay
-    in the log, where the hubs' sweeps find them.
+    in the log, where the hubs' sweeps find them (`max_pending` is no more than the hubs'
+    `max_skipped`, the run of missing numbers a sweep looks for).
     """
 
     def __init__(
@@ -55,7 +56,7 @@ class Announcer:
         connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] = db.connection,
         *,
         max_batch: int = 1000,
-        max_pending: int = 100_000,
+        max_pending: int = 10_000,
         timeout: float = 5.0,
         retry_min_seconds: float = 0.05,
         retry_max_seconds: float = 2.0,
@@ -83,13 +84,15 @@ class Announcer:
         return len(self._pending) + self._in_flight
 
     def announce(self, payloads: Iterable[str]) -> None:
-        """Queue the NOTIFY payloads of events that have committed."""
+        """Queue the NOTIFY payloads of events that have committed. Call it where no transaction is
+        open, as `db.on_commit()` does: the sending task copies the caller's context, and a
+        transaction's connection there would carry every later batch."""
         self._pending.extend(payloads)
         self._trim()
         task = self._task
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            # Started from an after-commit callback, or outside any transaction (`db.on_commit`),
-            # so the context it copies holds no ORM transaction for `db.connection()` to hand out.
+            if db.transaction_open():
+                raise RuntimeError("announce() inside a transaction: use rapidly.db.on_commit()")
             self._task = asyncio.get_running_loop().create_task(self._run(), name="rapidly-realtime-announcer")
 
     async def drain(self, timeout: float = 5.0) -> bool:
@@ -136,6 +139,7 @@ class Announcer:
                 self._dropped(len(batch), type(exc).__name__)
             except Exception as exc:  # the database unreachable, the pool closing, a timeout: again
                 self.failures += 1
+                self._in_flight = 0
                 self._pending[:0] = batch
                 self._trim()
                 delay = min(self.retry_max_seconds, self.retry_min_seconds * 2 ** min(attempt, 16))

@@ -20,7 +20,9 @@ are left to arrive) that were not delivered: rows newer than the newest event se
 numbers skipped so far (a later number arrived first). A skipped number is looked for until it is
 `give_up_seconds` old: by then it was rolled back, or belongs to a transaction still open, whose
 writer will announce it. A resync after a reconnect covers announcements delayed by less than
-`resync_margin`; the sweeps cover the rest.
+`resync_margin`; the sweeps cover the rest. Not covered: the numbers taken by transactions still
+open when the hub starts (it begins at the sequence's last value), should their writer then die
+between commit and announcement.
 """
 
 from __future__ import annotations
@@ -392,8 +394,9 @@ class EventHub:
                 log.warning("realtime sweep failed (%s)", type(exc).__name__)
 
     async def sweep(self) -> int:
-        """Deliver events that were logged but never announced (their writer died in between);
-        returns how many. Runs at every heartbeat."""
+        """Deliver events logged more than `sweep_grace_seconds` ago that never arrived: their writer
+        died before announcing them, or the announcement is late (its announcer retrying); returns
+        how many. Runs at every heartbeat."""
         conn = self._conn
         if conn is None or conn.is_closed():
             return 0
@@ -407,7 +410,7 @@ class EventHub:
                 looked_for,
                 self.sweep_limit,
                 timedelta(seconds=grace),
-                timeout=self.heartbeat_timeout,
+                timeout=max(self.heartbeat_timeout, 1.0),
             )
         delivered = sum(self._deliver(ContactEvent.from_row(row)) for row in rows)
         if delivered:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
 from tortoise.transactions import in_transaction
 
 from rapidly import db
-from rapidly.realtime import Announcer, ContactEvent, EventKind, announcer, publish
+from rapidly.realtime import CHANNEL, Announcer, ContactEvent, EventKind, announcer, publish
 from tests.contacts.test_contacts_api import save, start
 from tests.realtime.support import nothing_within, take
 
@@ -32,15 +33,28 @@ RETURNING id, tenant_id, contact_id, kind, created_at
 """
 
 
+async def count_notifications(owner: asyncpg.Connection, tenant: uuid.UUID) -> Callable[[], int]:
+    """LISTEN on the owner's connection; returns how many notifications of `tenant` have arrived."""
+    seen: list[str] = []
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if json.loads(payload)["t"] == str(tenant):
+            seen.append(payload)
+
+    await owner.add_listener(CHANNEL, on_notify)
+    return lambda: len(seen)
+
+
 async def log_without_announcing(owner: asyncpg.Connection, tenant: uuid.UUID, count: int = 1) -> list[ContactEvent]:
     """What a writer that died after its commit leaves behind: logged events nobody announced."""
     return [ContactEvent.from_row(row) for row in await owner.fetch(_LOG, tenant, count)]
 
 
-async def test_an_event_is_announced_by_the_process_announcer_once_its_transaction_has_committed(start_hub):
-    # given
+async def test_an_event_is_announced_by_the_process_announcer_once_its_transaction_has_committed(start_hub, owner):
+    # given: our own LISTEN, to count what travels
     hub = await start_hub()
     tenant = uuid.uuid4()
+    notifications = await count_notifications(owner, tenant)
     await announcer.drain()
     before = announcer.announced
     async with hub.subscribe(tenant) as events:
@@ -51,11 +65,13 @@ async def test_an_event_is_announced_by_the_process_announcer_once_its_transacti
             before_commit = await nothing_within(events, 0.3)
         received = await take(events, 1)
         await announcer.drain()
+        await asyncio.sleep(0.2)
 
-    # then: sent in a statement of its own, not as a NOTIFY inside the writer's transaction
+    # then: one NOTIFY, sent by the announcer in a statement of its own after the commit
     assert before_commit and handed_over_before_commit == 0
     assert received == [event]
     assert announcer.announced - before == 1
+    assert notifications() == 1
 
 
 async def test_publish_in_an_orm_transaction_that_cannot_wait_for_its_commit_is_refused(start_hub, owner):
@@ -73,7 +89,7 @@ async def test_publish_in_an_orm_transaction_that_cannot_wait_for_its_commit_is_
 
 async def test_events_whose_writer_died_before_announcing_them_are_delivered_by_the_sweep(start_hub, owner):
     # given
-    hub = await start_hub(heartbeat_seconds=NO_HEARTBEAT, sweep_grace_seconds=0.3)
+    hub = await start_hub(heartbeat_seconds=NO_HEARTBEAT, sweep_grace_seconds=1.5)
     tenant = uuid.uuid4()
     async with hub.subscribe(tenant) as events:
         # when: a writer dies before announcing one event, another announces its own, and a third
@@ -83,7 +99,7 @@ async def test_events_whose_writer_died_before_announcing_them_are_delivered_by_
         [lost_last] = await log_without_announcing(owner, tenant)
         assert await take(events, 1) == [announced]
         within_grace = await hub.sweep()  # announcements may still be on their way: left alone
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.5)
         after_grace = await hub.sweep()
         received = await take(events, 2)
         again = await hub.sweep()
@@ -97,7 +113,7 @@ async def test_events_whose_writer_died_before_announcing_them_are_delivered_by_
 
 async def test_a_rolled_back_sequence_number_is_looked_for_until_it_is_old_then_given_up(start_hub):
     # given
-    hub = await start_hub(heartbeat_seconds=NO_HEARTBEAT, sweep_grace_seconds=0.0, give_up_seconds=0.5)
+    hub = await start_hub(heartbeat_seconds=NO_HEARTBEAT, sweep_grace_seconds=0.0, give_up_seconds=2.0)
     tenant = uuid.uuid4()
     async with hub.subscribe(tenant) as events:
         with pytest.raises(RuntimeError):
@@ -111,7 +127,7 @@ async def test_a_rolled_back_sequence_number_is_looked_for_until_it_is_old_then_
         skipped_at_first = hub.skipped
         await hub.sweep()
         skipped_while_young = hub.skipped
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)
         await hub.sweep()
 
         # then
@@ -227,6 +243,16 @@ async def test_a_batch_the_database_refuses_is_dropped_without_holding_up_the_ne
     assert (sender.dropped, sender.failures, sender.announced) == (1, 0, 1)
 
 
+async def test_announcing_from_inside_a_transaction_is_refused(server):
+    # given: an idle announcer, whose sending task would copy the caller's context
+    sender = Announcer()
+
+    # when / then
+    with pytest.raises(RuntimeError, match="on_commit"):
+        async with db.transaction():
+            sender.announce(['{"seq":1}'])
+
+
 async def test_drain_gives_up_after_its_timeout_and_leaves_no_task():
     # given: a database that never answers
     @contextlib.asynccontextmanager
@@ -246,10 +272,11 @@ async def test_drain_gives_up_after_its_timeout_and_leaves_no_task():
     assert {task for task in asyncio.all_tasks() if not task.done()} - tasks_before == set()
 
 
-async def test_saves_are_announced_once_each_by_the_process_announcer(gql, server, world):
+async def test_saves_are_announced_once_each_by_the_process_announcer(gql, server, world, owner):
     # given
     tenant = await world.tenant("kattohuolto")
     tokens = [await start(gql) for _ in range(10)]
+    notifications = await count_notifications(owner, tenant.id)
     await announcer.drain()
     before = announcer.announced
     async with server.app.state.hub.subscribe(tenant.id) as events:
@@ -265,3 +292,4 @@ async def test_saves_are_announced_once_each_by_the_process_announcer(gql, serve
     assert [event.kind for event in received].count(EventKind.CREATED) == 10
     assert len({event.seq for event in received}) == 60 and quiet
     assert announcer.announced - before == 60
+    assert notifications() == 60

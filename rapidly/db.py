@@ -20,10 +20,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.exceptions import ConfigurationError
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
 from rapidly.config import Settings
+from rapidly.errors import for_the_log
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +247,7 @@ async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
     """The ORM's `in_transaction()`, for `on_commit()`: what is registered inside runs once the
     outermost transaction has committed, and never if it (or the nested one it came from) rolls back."""
     outer = _after_commit.get()
-    if outer is None and isinstance(connections.get("default"), TransactionalDBClient):
+    if outer is None and _orm_transaction_open():
         raise RuntimeError("rapidly.db.transaction() inside an ORM transaction it did not open")
     if outer is not None and outer.closed:
         raise RuntimeError("rapidly.db.transaction() after its outer transaction ended (in a task started inside it)")
@@ -272,7 +274,7 @@ def on_commit(callback: Callable[[], object]) -> None:
     for its commit) and in a task that outlived the `transaction()` it was started in."""
     scope = _after_commit.get()
     if scope is None:
-        if isinstance(connections.get("default"), TransactionalDBClient):
+        if _orm_transaction_open():
             raise RuntimeError("on_commit() in an ORM transaction: open it with rapidly.db.transaction()")
         _run_after_commit(callback)
     elif scope.closed:
@@ -284,7 +286,16 @@ def on_commit(callback: Callable[[], object]) -> None:
 def transaction_open() -> bool:
     """True while a transaction is open here: `transaction()`'s, or the ORM's own."""
     scope = _after_commit.get()
-    return (scope is not None and not scope.closed) or isinstance(connections.get("default"), TransactionalDBClient)
+    return (scope is not None and not scope.closed) or _orm_transaction_open()
+
+
+def _orm_transaction_open() -> bool:
+    """True inside the ORM's `in_transaction()`; False where the ORM is not set up at all."""
+    try:
+        client = connections.get("default")
+    except (RuntimeError, ConfigurationError):
+        return False
+    return isinstance(client, TransactionalDBClient)
 
 
 def _run_after_commit(callback: Callable[[], object]) -> None:
@@ -292,7 +303,7 @@ def _run_after_commit(callback: Callable[[], object]) -> None:
     try:
         callback()
     except Exception as exc:
-        log.error("an after-commit callback failed: %s", type(exc).__name__)
+        log.error("an after-commit callback failed: %s", for_the_log(exc))
 
 
 async def close_orm() -> None:

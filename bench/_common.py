@@ -143,6 +143,18 @@ class Bench:
         self.secret_key = secrets.token_urlsafe(48) if database_url else None
         atexit.register(self.close)
 
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """Clean up; a Ctrl-C or SIGTERM ends the script with status 130 once that is done."""
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt | Interrupted)
+        if interrupted:
+            print("\ninterrupted; cleaning up", file=sys.stderr)
+        self.close()
+        if interrupted:
+            raise SystemExit(130)
+
     # -- the database -----------------------------------------------------------------------------
 
     def setup_database(self) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import STAFF_EMAIL, Bench, Interrupted, Monitor, free_port, mib, table
+from _common import STAFF_EMAIL, Bench, Monitor, free_port, mib, table
 from aiosmtpd.controller import Controller
 
 
@@ -72,67 +72,62 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    bench = Bench(args.database_url)
     counter = Counter()
     controller = Controller(counter, hostname="127.0.0.1", port=free_port())
-    try:
-        bench.setup_database()
-        bench.prepare(staff=True)
-        controller = Controller(counter, hostname="127.0.0.1", port=free_port())
-        controller.start()
-        env = {
-            "RAPIDLY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
-            "RAPIDLY_SMTP_COUNTRY": "FI",
-            "RAPIDLY_MESSAGES_PER_TENANT_PER_DAY": "100000000",
-        }
-        workers = [
-            bench.spawn(f"worker-{i}", [sys.executable, "-m", "rapidly", "worker"], bench.env(**env), "")
-            for i in range(args.workers)
-        ]
-        time.sleep(3)  # both up and polling
-        print(
-            f"dispatch benchmark: {args.messages} emails, {args.workers} `rapidly worker` processes, "
-            f"local SMTP (aiosmtpd, plain) in the benchmark process"
-        )
-        print(f"os.cpu_count() = {os.cpu_count()}; database: {bench.describe_database()}")
-        pg_pid = bench.postgres_pid()
-        monitor = Monitor(
-            rss_pids={w.name: w.pid for w in workers},
-            cpu_groups={
-                "workers": ([w.pid for w in workers], False),
-                "postgres": ([pg_pid] if pg_pid else [], True),
-                "bench": ([os.getpid()], False),
-            },
-        )
-        with monitor:
-            monitor.mark_start()
-            r = asyncio.run(measure(bench, args, counter))
-            monitor.mark_end()
-        rows = [
-            ("", "value"),
-            ("messages queued", str(args.messages)),
-            ("received by SMTP (distinct)", f"{counter.received} ({len(counter.ids)})"),
-            ("outbox by status", ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))),
-            ("seconds", f"{r['elapsed']:.2f}"),
-            ("messages/s", f"{args.messages / r['elapsed']:.0f}"),
-            *[(f"{w.name} RSS max MiB", mib(monitor.rss_max.get(w.name))) for w in workers],
-        ]
-        for group, label in (
-            ("workers", "workers"),
-            ("postgres", "PostgreSQL"),
-            ("bench", "SMTP + bench"),
-            ("other", "others"),
-        ):
-            rows.append((f"CPU {label} % of a core", f"{monitor.cpu_percent.get(group, float('nan')):.0f}"))
-        print()
-        print(table(rows))
-        return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        controller.stop()
-        bench.close()
+    with Bench(args.database_url) as bench:
+        try:
+            bench.setup_database()
+            bench.prepare(staff=True)
+            controller.start()
+            env = {
+                "RAPIDLY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
+                "RAPIDLY_SMTP_COUNTRY": "FI",
+                "RAPIDLY_MESSAGES_PER_TENANT_PER_DAY": "100000000",
+            }
+            workers = [
+                bench.spawn(f"worker-{i}", [sys.executable, "-m", "rapidly", "worker"], bench.env(**env), "")
+                for i in range(args.workers)
+            ]
+            time.sleep(3)  # both up and polling
+            print(
+                f"dispatch benchmark: {args.messages} emails, {args.workers} `rapidly worker` processes, "
+                f"local SMTP (aiosmtpd, plain) in the benchmark process"
+            )
+            print(f"os.cpu_count() = {os.cpu_count()}; database: {bench.describe_database()}")
+            pg_pid = bench.postgres_pid()
+            monitor = Monitor(
+                rss_pids={w.name: w.pid for w in workers},
+                cpu_groups={
+                    "workers": ([w.pid for w in workers], False),
+                    "postgres": ([pg_pid] if pg_pid else [], True),
+                    "bench": ([os.getpid()], False),
+                },
+            )
+            with monitor:
+                monitor.mark_start()
+                r = asyncio.run(measure(bench, args, counter))
+                monitor.mark_end()
+            rows = [
+                ("", "value"),
+                ("messages queued", str(args.messages)),
+                ("received by SMTP (distinct)", f"{counter.received} ({len(counter.ids)})"),
+                ("outbox by status", ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))),
+                ("seconds", f"{r['elapsed']:.2f}"),
+                ("messages/s", f"{args.messages / r['elapsed']:.0f}"),
+                *[(f"{w.name} RSS max MiB", mib(monitor.rss_max.get(w.name))) for w in workers],
+            ]
+            for group, label in (
+                ("workers", "workers"),
+                ("postgres", "PostgreSQL"),
+                ("bench", "SMTP + bench"),
+                ("other", "others"),
+            ):
+                rows.append((f"CPU {label} % of a core", f"{monitor.cpu_percent.get(group, float('nan')):.0f}"))
+            print()
+            print(table(rows))
+            return 0
+        finally:
+            controller.stop()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Bench, Interrupted, percentile, table
+from _common import Bench, percentile, table
 
 from rapidly.realtime import CHANNEL, Announcer
 from rapidly.realtime.publish import PUBLISH_CTES
@@ -107,8 +107,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three modes (2)")
     parser.add_argument("--database-url", help="a scratch database called rapidly_bench* (default: embedded)")
     args = parser.parse_args()
-    bench = Bench(args.database_url)
-    try:
+    with Bench(args.database_url) as bench:
         bench.setup_database()
         bench.prepare(staff=False)
         connect = bench.owner.connect_kwargs()  # type: ignore[union-attr]
@@ -134,11 +133,6 @@ def main() -> int:
         after = sum(r["commits"] for r in results["announced after commit"])
         print(f"\nannounced after commit / NOTIFY inside: {after / inside:.2f}x the commits")
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        bench.close()
 
 
 if __name__ == "__main__":

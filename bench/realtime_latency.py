@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ROOFING_KEYS,
     Bench,
-    Interrupted,
     Monitor,
     RawPool,
     is_saved,
@@ -276,8 +275,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    bench = Bench(args.database_url)
-    try:
+    with Bench(args.database_url) as bench:
         bench.setup_database()
         bench.prepare(staff=True)
         print(
@@ -320,11 +318,6 @@ def main() -> int:
         for line in bench.explain(result["failures"]):
             print(line)
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        bench.close()
 
 
 if __name__ == "__main__":

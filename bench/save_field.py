@@ -33,7 +33,6 @@ from _common import (
     PYTHON,
     ROOFING_KEYS,
     Bench,
-    Interrupted,
     Monitor,
     RawClient,
     mib,
@@ -343,8 +342,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    bench = Bench(args.database_url)
-    try:
+    with Bench(args.database_url) as bench:
         bench.setup_database()
         bench.prepare()
         pg_pid = bench.postgres_pid()
@@ -388,11 +386,6 @@ def main() -> int:
         if args.profile and "rapidly" in results:
             print(f"\nprofile of the Rapidly server during the measured window: {args.profile}")
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        bench.close()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from _common import (
     PYTHON,
     ROOFING_KEYS,
     Bench,
-    Interrupted,
     RawClient,
     free_port,
     roofing_value,
@@ -95,8 +94,7 @@ def main() -> int:
         parser.error("--saves must be at least --clients, and --clients at least 1")
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         raise SystemExit("valgrind (with callgrind_control) is needed: apt-get install valgrind")
-    bench = Bench(None)
-    try:
+    with Bench(None) as bench:
         bench.setup_database()
         bench.prepare()
         server = bench.start_rapidly()
@@ -118,11 +116,6 @@ def main() -> int:
             ratio = figures["floor"] / figures["rapidly"]
             print(f"floor / Rapidly: {ratio:.2f} (the throughput ratio, were the server's CPU all that counted)")
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        bench.close()
 
 
 if __name__ == "__main__":

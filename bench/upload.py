@@ -27,7 +27,7 @@ from PIL import ExifTags, Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Bench, Interrupted, Monitor, gql, mib, percentile, table
+from _common import Bench, Monitor, gql, mib, percentile, table
 
 RSS_GROWTH_TARGET = 200 * 1024 * 1024
 FIELD, FIELD_FILES = "roof_photos", 10
@@ -120,8 +120,7 @@ def main() -> int:
     parser.add_argument("--size-mb", type=float, default=3.0)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    bench = Bench(args.database_url)
-    try:
+    with Bench(args.database_url) as bench:
         bench.setup_database()
         bench.prepare()
         photo = phone_photo(args.size_mb)
@@ -173,11 +172,6 @@ def main() -> int:
             f"({growth / 1e6:.0f} MB)"
         )
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        bench.close()
 
 
 if __name__ == "__main__":

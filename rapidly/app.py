@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 from strawberry.exceptions import ConnectionRejectionError
@@ -19,21 +19,23 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from rapidly import __version__, db, realtime, residency
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
+from rapidly.cors import CrossOrigin, own_origin
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
 from rapidly.erasure.stores import erasure_service
-from rapidly.errors import for_the_log
+from rapidly.errors import DomainError, for_the_log
 from rapidly.guards import UPLOAD_OVERHEAD_BYTES, BodySizeLimit, SecurityHeaders, UploadGuard
 from rapidly.media.pages import router as media_pages
 from rapidly.messaging.dispatcher import Dispatcher
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
-from rapidly.schema import schema
+from rapidly.schema import RETRY_AFTER_SECONDS, schema, status_of
 from rapidly.schema.context import Context, bearer_token, get_context
 from rapidly.schema.http import GraphQLOverHTTP
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
 from rapidly.storage import storage_for
+from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 
 log = logging.getLogger(__name__)
@@ -111,26 +113,46 @@ async def _finish_erasures(erasure: ErasureService) -> None:
 
 
 class RapidlyGraphQLRouter(GraphQLRouter):
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """Strawberry's own handshake check, for another site's origin: the same rule as `CrossOrigin`,
+        which has just read the listed origins before letting the handshake through."""
+        return origin == own_origin(request.app.state.settings.base_url) or origins.listed.knows(origin)
+
+    def create_response(self, response_data: object, sub_response: Response) -> Response:
+        """503 with `Retry-After` when a backend was unreachable, as on the direct path (`status_of`)."""
+        response = super().create_response(response_data, sub_response)  # type: ignore[arg-type]
+        errors = response_data.get("errors") if isinstance(response_data, dict) else None
+        if status_of(errors) == 503:
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     async def on_ws_connect(self, context: Context) -> None:
         """WebSockets authenticate once, in `connection_init`: `{"authorization": "Bearer <token>"}`."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         context.authenticate(bearer_token(params.get("authorization")))
-        if await context.staff() is None and await context.contact() is None:
+        try:
+            signed_in = await context.staff() is not None or await context.contact() is not None
+        except DomainError as exc:  # a credential used from a website its tenant does not list
+            raise ConnectionRejectionError({"message": exc.message}) from None
+        if not signed_in:
             raise ConnectionRejectionError({"message": "Authentication failed."})
 
 
 class RapidlyApp(FastAPI):
     """FastAPI with `GraphQLOverHTTP` in front of all of its middleware: a JSON query or mutation (a
     save) passes nothing but what it needs, and that layer applies the size limit and the security
-    headers itself. Everything else goes on through the whole stack, guards included."""
+    headers itself. Everything else goes on through the whole stack, guards included. In front of
+    both, `CrossOrigin` decides which websites' browsers may use the API."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return GraphQLOverHTTP(
+        graphql = GraphQLOverHTTP(
             super().build_middleware_stack(),
             schema=schema,
             context_getter=get_context,
             max_bytes=self.state.settings.max_request_bytes,
         )
+        return CrossOrigin(graphql, self.state.settings.base_url, origins.listed)
 
 
 def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> RapidlyApp:

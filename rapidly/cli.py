@@ -252,6 +252,22 @@ def tenant_messages(
     typer.echo(f"tenant {tenant.slug}: {event.upper()} by {', '.join(channels) or 'no channel (off)'}")
 
 
+@tenant_app.command("origins")
+def tenant_origins(
+    slug: str = typer.Argument(..., help="The tenant's slug."),
+    add: list[str] = typer.Option([], "--add", help="Allow this website, e.g. https://www.example.fi (repeatable)."),  # noqa: B008
+    remove: list[str] = typer.Option([], "--remove", help="No longer allow this website (repeatable)."),  # noqa: B008
+) -> None:
+    """List the websites (origins) whose pages may use the tenant's form, or change them."""
+    from rapidly.tenants import service
+
+    tenant = _with_orm(_settings(), lambda: service.change_origins(slug, add=add, remove=remove))
+    if not tenant.allowed_origins:
+        typer.echo(f"tenant {tenant.slug} lists no origins: its form works only from Rapidly's own pages")
+    for origin in tenant.allowed_origins:
+        typer.echo(origin)
+
+
 @retention_app.command("run")
 def retention_run() -> None:
     """Erase now what `serve` erases in the background: contacts past their tenant's retention,

@@ -212,6 +212,9 @@ async def _empty_database(request: pytest.FixtureRequest) -> AsyncIterator[None]
             await conn.execute(f"TRUNCATE {tables} CASCADE")
     finally:
         await conn.close()
+    from rapidly.tenants.origins import listed
+
+    listed.forget()  # the origins of this test's tenants are gone
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

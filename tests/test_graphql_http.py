@@ -219,14 +219,16 @@ def test_a_schema_extension_it_does_not_stand_in_for_is_refused_loudly():
         GraphQLOverHTTP(Apps().router, schema=audited, context_getter=context, max_bytes=MAX_BYTES)
 
 
-def test_the_app_runs_json_graphql_requests_before_any_other_middleware(settings, plugins):
+def test_the_app_runs_json_graphql_requests_before_any_other_middleware_but_the_origin_check(settings, plugins):
     from rapidly.app import create_app
+    from rapidly.cors import CrossOrigin
 
     # when
     stack = create_app(settings, plugins).build_middleware_stack()
 
     # then
-    assert isinstance(stack, GraphQLOverHTTP) and stack.max_bytes == settings.max_request_bytes
+    assert isinstance(stack, CrossOrigin)
+    assert isinstance(stack.app, GraphQLOverHTTP) and stack.app.max_bytes == settings.max_request_bytes
 
 
 async def test_bodies_over_the_cap_are_refused_before_they_are_read_whole():

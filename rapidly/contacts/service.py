@@ -28,6 +28,7 @@ from rapidly.plugins import Channel, FieldRole, FieldSpec, MessageEvent, PluginR
 from rapidly.ratelimit import service as ratelimit
 from rapidly.realtime import EventKind
 from rapidly.realtime.publish import PAYLOADS, PUBLISH_CTES, announce_committed
+from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 from rapidly.validation import parse_id
@@ -145,24 +146,30 @@ def fields_of(plugins: PluginRegistry, tenant: Tenant) -> list[FieldSpec]:
     return plugins.contact_fields(tenants.tenant_info(tenant))
 
 
-async def form(plugins: PluginRegistry, slug: str, locale: str | None) -> FormView | None:
+async def form(plugins: PluginRegistry, slug: str, locale: str | None, origin: str | None = None) -> FormView | None:
+    """The tenant's form; None for an unknown tenant, `OriginNotAllowed` from a website it does not list."""
     try:
         tenant = await tenants.get_by_slug(slug)
     except NotFound:
         return None
+    origins.require(tenant, origin)
     return FormView(tenant, resolve_locale(locale, tenant.default_locale), fields_of(plugins, tenant))
 
 
-async def start_contact(settings: Settings, *, slug: str, locale: str | None, client_ip: str) -> str:
+async def start_contact(
+    settings: Settings, *, slug: str, locale: str | None, client_ip: str, origin: str | None = None
+) -> str:
     """A new, empty contact; returns its token. Public, so limited per client address.
 
     An unsupported locale falls back to the tenant's, as the form does (a browser may ask for "de").
+    From a browser on another website, the tenant must list that website (`OriginNotAllowed`).
     """
     await ratelimit.hit(
         ratelimit.Limit("start-contact-ip", settings.contacts_per_ip_per_hour, 3600),
         security.keyed_digest(settings.signing_key, "start-contact-ip", ratelimit.network_of(client_ip)),
     )
     tenant = await tenants.get_by_slug(slug)
+    origins.require(tenant, origin)
     async with db.transaction() as conn:
         contact = await Contact.create(
             using_db=conn, tenant=tenant, locale=resolve_locale(locale, tenant.default_locale)
@@ -249,17 +256,21 @@ class RecentTokens:
 _recent = RecentTokens()
 
 
-async def save_field(plugins: PluginRegistry, token: str | None, key: str, raw: object) -> SavedValue:
+async def save_field(
+    plugins: PluginRegistry, token: str | None, key: str, raw: object, origin: str | None = None
+) -> SavedValue:
     """Validate and store one answer at once, for the bearer of a contact token; last write wins, an
     identical repeat changes nothing.
 
     An invalid value raises `InputInvalid` and leaves the stored value as it was; a token that is not
-    a live contact token raises `AuthFailed`.
+    a live contact token raises `AuthFailed`; a browser on a website that the contact's tenant does
+    not list, `OriginNotAllowed`.
     """
     token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX) if token else None
     if token_hash is None:
         raise AuthFailed()
-    if (saver := _recent.get(token_hash)) is not None:
+    # A remembered tenant that refuses the origin may predate the origin's listing: look it up afresh.
+    if (saver := _recent.get(token_hash)) is not None and origins.allows(saver.contact.tenant, origin):
         try:
             if (saved := await _save(saver, key, raw)) is not None:
                 return saved
@@ -270,6 +281,7 @@ async def save_field(plugins: PluginRegistry, token: str | None, key: str, raw: 
         contact = await _contact_for_hash(token_hash)
         if contact is None:
             raise AuthFailed()
+        origins.require(contact.tenant, origin)
         fields = {f.key: f for f in fields_of(plugins, contact.tenant)}
         saver = Saver(token_hash, contact, fields, saved_before=contact.first_saved_at is not None)
         if (saved := await _save(saver, key, raw)) is not None:

@@ -151,16 +151,19 @@ class ContactEvent:
 
 
 StartContactResult = Annotated[
-    ContactSession | NotFoundError | RateLimitedError, strawberry.union("StartContactResult")
+    ContactSession | NotFoundError | RateLimitedError | AuthError, strawberry.union("StartContactResult")
 ]
 SaveFieldResult = Annotated[FieldSaved | InputInvalidError | AuthError, strawberry.union("SaveFieldResult")]
 
 
 @strawberry.type
 class ContactQuery:
-    @strawberry.field(description="Public: the tenant's name, privacy policy and fields; null for an unknown tenant.")
+    @strawberry.field(
+        description="Public: the tenant's name, privacy policy and fields; null for an unknown tenant. From a "
+        "browser on another website, that website must be among the tenant's allowed origins."
+    )
     async def form(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> Form | None:
-        view = await service.form(info.context.plugins, tenant, locale)
+        view = await service.form(info.context.plugins, tenant, locale, origin=info.context.origin)
         if view is None:
             return None
         fallback = view.tenant.default_locale
@@ -194,17 +197,22 @@ class ContactQuery:
 
 @strawberry.type
 class ContactMutation:
-    @strawberry.mutation(description="Public: a new contact and its token.")
+    @strawberry.mutation(
+        description="Public: a new contact and its token. `AuthError` from a website the tenant does not list."
+    )
     @returns_errors
     async def start_contact(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> StartContactResult:
         ctx = info.context
-        token = await service.start_contact(ctx.settings, slug=tenant, locale=locale, client_ip=ctx.client_ip)
+        token = await service.start_contact(
+            ctx.settings, slug=tenant, locale=locale, client_ip=ctx.client_ip, origin=ctx.origin
+        )
         return ContactSession(token=token, self_service_url=service.self_service_url(ctx.settings, token))
 
     @strawberry.mutation(description="Contact token: store one answer at once. Null or empty clears it.")
     @returns_errors
     async def save_field(self, info: strawberry.Info, key: str, value: JSON | None = None) -> SaveFieldResult:
-        saved = await service.save_field(info.context.plugins, info.context.bearer, key, value)
+        ctx = info.context
+        saved = await service.save_field(ctx.plugins, ctx.bearer, key, value, origin=ctx.origin)
         return FieldSaved(value=FieldValue(key=saved.key, value=saved.value, updated_at=saved.updated_at))
 
 

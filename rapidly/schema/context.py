@@ -15,11 +15,13 @@ from rapidly.audit import service as audit
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
+from rapidly.cors import foreign_origin, own_origin
 from rapidly.media import service as media
 from rapidly.messaging import outbox
 from rapidly.plugins import FieldSpec, PluginRegistry
 from rapidly.staff import service as staff_service
 from rapidly.staff.models import StaffUser
+from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ class Context(BaseContext):
     storage: Storage
     client_ip: str
     bearer: str | None
+    #: The website a browser sent this from, when it is not Rapidly's own (see `rapidly.cors`).
+    origin: str | None = None
     _staff: object = field(default=_UNSET, repr=False)
     _contact: object = field(default=_UNSET, repr=False)
     _fields: list[FieldSpec] | None = field(default=None, repr=False)
@@ -104,15 +108,23 @@ class Context(BaseContext):
         return await self.loaders.media.load(contact_id)
 
     async def staff(self) -> StaffUser | None:
-        """The authenticated staff member, resolved once per request."""
+        """The authenticated staff member, resolved once per request.
+
+        Raises `OriginNotAllowed` when a browser sent the request from a website that the staff
+        member's tenant does not list: a credential works from its own tenant's sites only."""
         if self._staff is _UNSET:
             self._staff = await staff_service.staff_for_token(self.bearer) if self.bearer else None
+        if self._staff is not None:
+            origins.require(self._staff.tenant, self.origin)  # type: ignore[attr-defined]
         return self._staff  # type: ignore[return-value]
 
     async def contact(self) -> Contact | None:
-        """The end user behind a contact token, resolved once per request."""
+        """The end user behind a contact token, resolved once per request; `OriginNotAllowed` as
+        for `staff()`."""
         if self._contact is _UNSET:
             self._contact = await contacts.contact_for_token(self.bearer) if self.bearer else None
+        if self._contact is not None:
+            origins.require(self._contact.tenant, self.origin)  # type: ignore[attr-defined]
         return self._contact  # type: ignore[return-value]
 
     async def tenant(self) -> Tenant | None:
@@ -156,4 +168,5 @@ async def get_context(connection: HTTPConnection) -> Context:
         client_ip=connection.client.host if connection.client else "unknown",
         # WebSockets authenticate in connection_init only (see RapidlyGraphQLRouter.on_ws_connect).
         bearer=bearer_token(connection.headers.get("authorization")) if connection.scope["type"] == "http" else None,
+        origin=foreign_origin(connection.scope, own_origin(state.settings.base_url)),
     )

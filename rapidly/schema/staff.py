@@ -19,6 +19,10 @@ class TenantType:
     retention_days: int | None = strawberry.field(
         description="Contacts inactive for longer are erased; null keeps them until erased."
     )
+    allowed_origins: list[str] = strawberry.field(
+        description="Websites whose pages may use the form and the API from a browser, e.g. "
+        '"https://www.example.fi" (`rapidly tenant origins`); Rapidly\'s own pages always may.'
+    )
 
 
 @strawberry.type
@@ -40,6 +44,7 @@ class Staff:
                 slug=tenant.slug,
                 name=tenant.name,
                 retention_days=tenant.retention_days,
+                allowed_origins=list(tenant.allowed_origins or []),
             ),
         )
 

@@ -1,4 +1,5 @@
 from tortoise import fields
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise.models import Model
 
 
@@ -15,6 +16,9 @@ class Tenant(Model):
     #: Which messages go out on which channel: {"SELF_SERVICE_LINK": ["email"], ...}; missing
     #: events use the defaults in `rapidly.messaging.service.DEFAULT_CHANNELS`.
     message_channels = fields.JSONField(default=dict)
+    #: Websites that may use this tenant's form from the browser: origins such as
+    #: "https://www.example.fi" (see `rapidly.tenants.origins`).
+    allowed_origins = fields.JSONField(default=list, db_default=SqlDefault("'[]'::jsonb"))
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
 
+from rapidly import db
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.plugins import PluginRegistry, TenantInfo
 from rapidly.tenants.models import Tenant
+from rapidly.tenants.origins import MAX_ORIGINS, clean_origin, listed
 from rapidly.validation import SLUG, clean_https_url, clean_locale, clean_slug, clean_text
 
 MIN_RETENTION_DAYS = 1
@@ -81,6 +84,38 @@ async def set_retention(slug: str, days: int | None) -> Tenant:
     tenant.retention_days = days
     await tenant.save(update_fields=["retention_days", "updated_at"])
     return tenant
+
+
+async def change_origins(slug: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Tenant:
+    """Add and remove allowed origins (see `rapidly.tenants.origins`); every input is checked first,
+    so a bad one changes nothing. Adding a listed origin again changes nothing; removing one that is
+    not listed is an error (a typo must not pass for a removal)."""
+    added = [clean_origin(origin, "add") for origin in add]
+    removed = [clean_origin(origin, "remove") for origin in remove]
+    async with db.transaction() as conn:
+        found = Tenant.filter(slug=slug).using_db(conn).select_for_update().first()
+        tenant = await found if SLUG.fullmatch(slug) else None
+        if tenant is None:
+            raise NotFound("No such tenant.")
+        origins = list(tenant.allowed_origins or [])
+        if missing := [origin for origin in removed if origin not in origins]:
+            raise InputInvalid.one("remove", "not_listed", f"Not among the allowed origins: {', '.join(missing)}.")
+        origins = [origin for origin in origins if origin not in removed]
+        origins += [origin for origin in dict.fromkeys(added) if origin not in origins]
+        if len(origins) > MAX_ORIGINS:
+            raise InputInvalid.one("add", "too_many", f"A company may list at most {MAX_ORIGINS} origins.")
+        if origins != tenant.allowed_origins:
+            tenant.allowed_origins = origins
+            await tenant.save(using_db=conn, update_fields=["allowed_origins", "updated_at"])
+            db.on_commit(listed.forget)
+    return tenant
+
+
+async def set_origins(slug: str, origins: Sequence[str]) -> Tenant:
+    """Exactly these allowed origins (the demo's sample site, whatever port it has this time)."""
+    tenant = await get_by_slug(slug)
+    listed = list(dict.fromkeys(clean_origin(origin) for origin in origins))
+    return await change_origins(slug, add=listed, remove=[o for o in tenant.allowed_origins if o not in listed])
 
 
 async def ensure_tenant(plugins: PluginRegistry, *, slug: str, **details: str) -> Tenant:

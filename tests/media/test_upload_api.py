@@ -39,9 +39,12 @@ async def upload(
     field: str = "roof_photos",
     filename: str = "photo.jpg",
     guard: bool = True,
+    origin: str | None = None,
 ) -> httpx.Response:
     operations = {"query": UPLOAD, "variables": {"fieldKey": field, "file": None}}
     headers = {"Rapidly-Upload": "1"} if guard else {}
+    if origin:
+        headers["Origin"] = origin
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return await http.post(

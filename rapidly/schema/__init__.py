@@ -21,7 +21,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from rapidly.errors import DomainError, InputInvalid, for_the_log
+from rapidly.errors import DomainError, InputInvalid, for_the_log, is_unavailable
 from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
@@ -32,6 +32,11 @@ from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
 
 log = logging.getLogger("rapidly.graphql")
+
+#: `extensions.code` of an error that a retry may cure (a backend is unreachable); the HTTP answer is then 503.
+UNAVAILABLE = "UNAVAILABLE"
+#: What `Retry-After` says then: long enough for a database restart to be noticed, short for a typist.
+RETRY_AFTER_SECONDS = 2
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -58,19 +63,32 @@ class RapidlySchema(strawberry.Schema):
                 continue
             reference = uuid.uuid4().hex[:16]
             error.extensions = {**(error.extensions or {}), "reference": reference}
+            if is_unavailable(error.original_error):  # an outage: one line each, not a stack each
+                log.warning(
+                    "unavailable at %s (reference %s): %s", error.path, reference, type(error.original_error).__name__
+                )
+                continue
             log.error(
                 "unexpected error at %s (reference %s): %s", error.path, reference, for_the_log(error.original_error)
             )
 
 
 def public_error(error: GraphQLError) -> GraphQLError:
-    """What the client may see: unexpected errors become "Unexpected error. Reference: …"; domain
+    """What the client may see: an unreachable backend is `UNAVAILABLE` (retry); other unexpected
+    errors become "Unexpected error. Reference: …"; domain
     errors keep their safe message, with `code` and, for invalid input, the `errors` list in the
     extensions; validation and permission errors pass as they are."""
     if isinstance(error.original_error, DomainError):
         return domain_error(error)
     if is_unexpected(error):
         reference = (error.extensions or {}).get("reference", "")
+        if is_unavailable(error.original_error):
+            return GraphQLError(
+                message="The service is unavailable for a moment; try again shortly.",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": UNAVAILABLE, "retryAfterSeconds": RETRY_AFTER_SECONDS, "reference": reference},
+            )
         return GraphQLError(
             message=f"Unexpected error. Reference: {reference}",
             nodes=error.nodes,
@@ -78,6 +96,17 @@ def public_error(error: GraphQLError) -> GraphQLError:
             extensions={"code": "INTERNAL", "reference": reference},
         )
     return error
+
+
+def status_of(errors: object) -> int:
+    """The HTTP status of an answer with these (public) errors: 503 when a backend was unreachable,
+    so that every client, and every proxy, knows to retry; 200 otherwise (GraphQL errors are data)."""
+    if isinstance(errors, list):
+        for error in errors:
+            extensions = error.extensions if isinstance(error, GraphQLError) else (error or {}).get("extensions")
+            if (extensions or {}).get("code") == UNAVAILABLE:
+                return 503
+    return 200
 
 
 class MaskUnexpectedErrors(MaskErrors):

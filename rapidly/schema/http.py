@@ -31,9 +31,11 @@ from rapidly.schema import (
     LIMIT_RULES,
     MAX_TOKENS,
     PARSE_CACHE_SIZE,
+    RETRY_AFTER_SECONDS,
     FreshLoaders,
     RapidlySchema,
     public_error,
+    status_of,
 )
 
 PATH = "/graphql"
@@ -137,13 +139,17 @@ class GraphQLOverHTTP:
                 operation_extensions=request.extensions,
             )
         )
+        status = 200
         if result.errors:
             self.schema.process_errors(result.errors)
             result.errors = [public_error(error) for error in result.errors]
+            status = status_of(result.errors)
         payload = json.dumps(process_result(result), separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        if status == 503:
+            headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
         headers += SECURITY_HEADERS
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 

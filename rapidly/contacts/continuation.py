@@ -3,7 +3,12 @@ opens the same contact on the phone (`/continue/{token}`) to add photos."""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
 import phonenumbers
+import segno
 
 from rapidly import db, security
 from rapidly.config import Settings
@@ -19,11 +24,51 @@ from rapidly.residency import EEA_COUNTRIES
 #: with RateLimitedError). Limits that protect the recipient apply when the message is sent.
 PER_CONTACT = ratelimit.Limit("continue-link-contact", 5, 3600)
 PER_IP = ratelimit.Limit("continue-link-ip", 20, 3600)
+#: Links one contact may have shown on screen (each is a token row until it expires).
+SHOWN_PER_CONTACT = ratelimit.Limit("continue-link-shown", 20, 3600)
 _MOBILE = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
 def continue_url(settings: Settings, token: str) -> str:
     return f"{settings.base_url}/continue/{token}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueLink:
+    url: str
+    expires_at: datetime
+
+
+async def continue_link(settings: Settings, contact: Contact) -> ContinueLink:
+    """A short-lived link that opens this contact on another device, for the screen to show (as a QR
+    code): nothing is sent anywhere. Its token is the contact's like any other and dies with it."""
+    await ratelimit.hit(SHOWN_PER_CONTACT, str(contact.id), contact.tenant_id, contact_id=contact.id)
+    lifetime = timedelta(minutes=settings.continue_link_minutes)
+    expires_at = datetime.now(UTC) + lifetime
+    async with db.transaction() as conn:
+        token = await contacts.issue_token(conn, contact.tenant_id, contact.id, lifetime)
+    return ContinueLink(continue_url(settings, token), expires_at)
+
+
+def qr_svg(text: str, title: str) -> str:
+    """`text` as a QR code: a standalone SVG document (dark modules on white, with the quiet zone the
+    standard asks for), scaled by its viewBox to whatever size it is shown at."""
+    out = io.BytesIO()
+    segno.make(text, error="m").save(
+        out,
+        kind="svg",
+        xmldecl=False,
+        svgns=True,
+        nl=False,
+        omitsize=True,
+        border=4,
+        dark="#000",
+        light="#fff",
+        title=title,
+        svgclass=None,
+        lineclass=None,
+    )
+    return out.getvalue().decode("utf-8")
 
 
 def own_address(values: list, fields: list, channel: Channel) -> str | None:

@@ -1,4 +1,5 @@
-"""Photos: `uploadMedia` (GraphQL multipart request) and `sendContinueLink` to add them from a phone."""
+"""Photos: `uploadMedia` (GraphQL multipart request), and `createContinueLink` (a QR code on screen) and
+`sendContinueLink` (a message) to add them from a phone."""
 
 from __future__ import annotations
 
@@ -56,7 +57,17 @@ class LinkSent:
     masked_recipient: str = strawberry.field(description="The contact's own address, partly hidden.")
 
 
+@strawberry.type(description="A link that opens this contact on another device, to show on screen; nothing is sent.")
+class ContinueLink:
+    url: str = strawberry.field(description="The phone page, `/continue/{token}`; anyone holding it sees this contact.")
+    qr_svg: str = strawberry.field(description="The link as a QR code: a standalone SVG document.")
+    expires_at: datetime
+
+
 UploadMediaResult = Annotated[MediaUploaded | InputInvalidError | AuthError, strawberry.union("UploadMediaResult")]
+CreateContinueLinkResult = Annotated[
+    ContinueLink | AuthError | RateLimitedError, strawberry.union("CreateContinueLinkResult")
+]
 SendLinkResult = Annotated[
     LinkSent | InputInvalidError | AuthError | RateLimitedError, strawberry.union("SendLinkResult")
 ]
@@ -76,6 +87,20 @@ class MediaMutation:
             raise AuthFailed()
         media = await service.upload(ctx.settings, ctx.plugins, ctx.storage, contact, field_key, file.read)  # type: ignore[attr-defined]
         return MediaUploaded(media=Media.of(media))
+
+    @strawberry.mutation(
+        description="Contact token: a short-lived link to this contact, and its QR code, for the screen to show: "
+        "scanned with a phone, it opens the phone page to add photos. Nothing is sent."
+    )
+    @returns_errors
+    async def create_continue_link(self, info: strawberry.Info) -> CreateContinueLinkResult:
+        ctx = info.context
+        contact = await ctx.contact()
+        if contact is None:
+            raise AuthFailed()
+        link = await continuation.continue_link(ctx.settings, contact)
+        qr = continuation.qr_svg(link.url, title="QR: continue on your phone")
+        return ContinueLink(url=link.url, qr_svg=qr, expires_at=link.expires_at)
 
     @strawberry.mutation(
         description="Contact token: send a link that opens this contact on another device, to my own "

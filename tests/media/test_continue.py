@@ -4,6 +4,7 @@ and photos taken there appear on the staff's screen and on the computer."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tortoise import connections
@@ -213,3 +214,93 @@ async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the
     assert values["damage_description"] == "Pelti irti" and values["name"] == "Maija"
     assert [(m.width, m.height) for m in await Media.all()] == [(1200, 900)]
     await phone.close()
+
+
+# -- the QR code on the computer's screen ---------------------------------------------------------------
+
+SHOW = """
+mutation Show {
+  createContinueLink {
+    __typename
+    ... on ContinueLink { url qrSvg expiresAt }
+    ... on RateLimitedError { retryAfterSeconds }
+    ... on AuthError { message }
+  }
+}
+"""
+
+
+async def test_the_qr_link_opens_the_same_contact_on_the_phone_and_sends_nothing(gql, http, roofing, settings):
+    # given
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Maija")
+    await OutboundMessage.all().delete()
+
+    # when
+    shown = (await gql(SHOW, token=token))["createContinueLink"]
+    page = await http.get(shown["url"])
+    upload = await http.post(
+        shown["url"] + "/upload",
+        data={"csrf": re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text).group(1), "field": "roof_photos"},
+        files={"file": ("photo.jpg", images.jpeg(), "image/jpeg")},
+        headers={"Origin": settings.base_url},
+    )
+
+    # then
+    assert shown["__typename"] == "ContinueLink"
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/continue/rpc_[A-Za-z0-9_-]{43}", shown["url"])
+    assert shown["url"].split("/continue/")[1] != token  # a link of its own, not the form's token
+    lifetime = datetime.fromisoformat(shown["expiresAt"]) - datetime.now(UTC)
+    assert timedelta(minutes=settings.continue_link_minutes - 1) < lifetime <= timedelta(
+        minutes=settings.continue_link_minutes
+    )
+    assert page.status_code == 200 and "Lisää kuvia – Kattohuolto Oy" in page.text
+    assert upload.status_code == 303
+    assert await Media.filter(field_key="roof_photos").count() == 1
+    assert await OutboundMessage.all().count() == 0  # nothing sent: it was only shown
+
+
+def test_the_qr_code_is_a_plain_svg_of_the_link():
+    # given
+    from xml.etree import ElementTree
+
+    from rapidly.contacts.continuation import qr_svg
+
+    # when
+    svg = qr_svg("http://127.0.0.1:8000/continue/rpc_" + "A" * 43, title="QR <script>alert(1)</script>")
+    root = ElementTree.fromstring(svg)
+
+    # then
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox")
+    tags = {element.tag.split("}")[1] for element in root.iter()}
+    assert tags == {"svg", "title", "path"}
+    assert "<script" not in svg and all(not name.startswith("on") for e in root.iter() for name in e.attrib)
+
+
+async def test_qr_links_need_a_live_contact_token_and_are_limited(gql, roofing):
+    # given
+    token = await start(gql, "kattohuolto")
+
+    # when
+    anonymous = (await gql(SHOW))["createContinueLink"]
+    forged = (await gql(SHOW, token="rpc_" + "A" * 43))["createContinueLink"]
+    shown = [(await gql(SHOW, token=token))["createContinueLink"]["__typename"] for _ in range(20)]
+    over = (await gql(SHOW, token=token))["createContinueLink"]
+
+    # then
+    assert anonymous["__typename"] == forged["__typename"] == "AuthError"
+    assert set(shown) == {"ContinueLink"}
+    assert over["__typename"] == "RateLimitedError" and over["retryAfterSeconds"] > 0
+
+
+async def test_the_qr_links_token_is_erased_with_the_contact(gql, http, roofing):
+    # given
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Maija")
+    url = (await gql(SHOW, token=token))["createContinueLink"]["url"]
+
+    # when
+    await gql("mutation { deleteMyData { __typename } }", token=token)
+
+    # then
+    assert (await http.get(url)).status_code == 404

@@ -37,6 +37,7 @@ from rapidly.staff import service as staff
 from rapidly.storage import storage_for
 from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
+from rapidly.web.assets import router as web_assets
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     app.include_router(graphql, prefix="/graphql")
     app.include_router(selfservice_pages)
     app.include_router(media_pages)
+    app.include_router(web_assets)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

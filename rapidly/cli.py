@@ -36,6 +36,7 @@ app.add_typer(retention_app, name="retention")
 DEMO_TENANT = "demo"
 DEMO_PLUGIN = "roofing_fi"
 DEMO_STAFF_EMAIL = "staff@demo.example"
+DEMO_COMPANY = "Demo Kattohuolto Oy"
 
 
 def main() -> None:
@@ -113,10 +114,12 @@ def serve(
     _serve(_settings(), host, port)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, sites: dict[int, object] | None = None) -> None:
+    """Serve the app on `port`, and each of `sites` (the demo's company page) on a port of its own."""
     import uvicorn
 
     from rapidly.app import create_app
+    from rapidly.web.demo_site import ByPort
 
     application = create_app(settings, _plugins())
     # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; by default that
@@ -124,7 +127,13 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     # Ending with SystemExit instead runs them (as Ctrl-C does).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # No access log: request paths of links carry tokens, and tokens never reach a log.
-    uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
+    options = {"host": host, "access_log": False, "log_config": None}
+    if not sites:
+        uvicorn.run(application, port=port, **options)  # type: ignore[arg-type]
+        return
+    config = uvicorn.Config(ByPort(application, sites), port=port, **options)  # type: ignore[arg-type]
+    sockets = [config.bind_socket(), *(uvicorn.Config(None, host=host, port=p).bind_socket() for p in sites)]  # type: ignore[arg-type]
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 @app.command()
@@ -345,8 +354,10 @@ def _read_password() -> str:
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    site_port: int | None = typer.Option(None, help="Port of the sample company website (default: PORT + 1)."),
 ) -> None:
-    """Start a demo: embedded PostgreSQL, local storage declared in Finland, a demo tenant and staff user."""
+    """Start a demo: embedded PostgreSQL, local storage declared in Finland, a demo tenant and staff user,
+    and a sample company website (another origin) with the form on it."""
     # The demo always runs on this machine: embedded database, local storage, both declared Finnish.
     overrides: dict[str, object] = {
         "debug": True,
@@ -361,28 +372,37 @@ def demo(
         overrides["base_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     settings = _settings(**overrides)
     password = secrets.token_urlsafe(12)
-    _with_orm(settings, lambda: _ensure_demo_data(password), migrate=True)
-    typer.echo(_demo_banner(settings, password))
-    _serve(settings, host, port)
+    site_port = site_port or port + 1
+    site_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{site_port}"
+    site_origins = [site_url, f"http://localhost:{site_port}"]
+    _with_orm(settings, lambda: _ensure_demo_data(password, site_origins), migrate=True)
+    typer.echo(_demo_banner(settings, password, site_url))
+    from rapidly.cors import own_origin
+    from rapidly.web.demo_site import DemoSite
+
+    site = DemoSite(own_origin(settings.base_url), DEMO_TENANT, DEMO_COMPANY)
+    _serve(settings, host, port, sites={site_port: site})
 
 
-async def _ensure_demo_data(password: str) -> None:
-    """The demo tenant and staff user; the password is new on every start."""
+async def _ensure_demo_data(password: str, site_origins: list[str]) -> None:
+    """The demo tenant, listing the sample website's origins, and its staff user; the password is new
+    on every start."""
     from rapidly.staff import service as staff_service
     from rapidly.tenants import service as tenant_service
 
     await tenant_service.ensure_tenant(
         _plugins(),
         slug=DEMO_TENANT,
-        name="Demo Kattohuolto Oy",
+        name=DEMO_COMPANY,
         plugin=DEMO_PLUGIN,
         default_locale="fi",
         privacy_policy_url="https://demo.example/tietosuoja",
     )
+    await tenant_service.set_origins(DEMO_TENANT, site_origins)
     await staff_service.create_or_reset(tenant_slug=DEMO_TENANT, email=DEMO_STAFF_EMAIL, password=password)
 
 
-def _demo_banner(settings: Settings, password: str) -> str:
+def _demo_banner(settings: Settings, password: str, site_url: str) -> str:
     login = (
         f'mutation {{ login(email: "{DEMO_STAFF_EMAIL}", password: "{password}") '
         "{ __typename ... on LoginSuccess { token staff { email tenant { name } } } ... on Error { message } } }"
@@ -397,6 +417,7 @@ def _demo_banner(settings: Settings, password: str) -> str:
     )
     return f"""
 Rapidly {__version__} demo
+  company page: {site_url}   <- start here: the form on a sample company's own website
   data:        {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
   residency:   database and storage run on this machine, declared as Finland (FI) for the demo
   GraphiQL:    {settings.graphql_url}

@@ -1,0 +1,111 @@
+// A client of Rapidly's public GraphQL API, as any website could write it: JSON over `fetch`,
+// multipart uploads with progress, and subscriptions over graphql-transport-ws. No cookies: the
+// token is a bearer token, sent by the page that holds it.
+
+/** A failure that a retry may cure: the network, a 5xx, `UNAVAILABLE`, a rate limit. */
+export class Unavailable extends Error {
+  constructor (retryAfterSeconds = 0) {
+    super('unavailable')
+    this.retryable = true
+    this.retryAfter = retryAfterSeconds
+  }
+}
+
+/** The request was refused and would be again (e.g. `OriginNotAllowed`): `code` says why. */
+export class Refused extends Error {
+  constructor (message, code) {
+    super(message)
+    this.code = code
+  }
+}
+
+function retryAfter (response) {
+  const seconds = Number(response.headers.get('Retry-After'))
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 300) : 0
+}
+
+function answer (status, body, seconds) {
+  if (status >= 500 || body === null || typeof body !== 'object') throw new Unavailable(seconds)
+  const error = body.errors?.[0]
+  if (error) {
+    const code = error.extensions?.code
+    if (code === 'UNAVAILABLE') throw new Unavailable(error.extensions.retryAfterSeconds ?? seconds)
+    throw new Refused(error.message, code)
+  }
+  return body.data
+}
+
+export class Api {
+  constructor (endpoint) {
+    this.endpoint = new URL(endpoint)
+    this.socketUrl = this.endpoint.href.replace(/^http/, 'ws')
+  }
+
+  /** The operation's `data`; throws `Unavailable` or `Refused`. */
+  async call (query, variables = {}, token = null) {
+    const headers = { 'Content-Type': 'application/json' }
+    if (token) headers.Authorization = `Bearer ${token}`
+    let response
+    try {
+      response = await fetch(this.endpoint, {
+        method: 'POST', headers, body: JSON.stringify({ query, variables }), credentials: 'omit', cache: 'no-store'
+      })
+    } catch {
+      throw new Unavailable()
+    }
+    const body = await response.json().catch(() => null)
+    return answer(response.status, body, retryAfter(response))
+  }
+
+  /** A GraphQL multipart request with one file at `variables[name]`; `progress(fraction)` as it goes. */
+  upload (query, variables, name, file, token, progress = () => {}) {
+    const form = new FormData()
+    form.append('operations', JSON.stringify({ query, variables: { ...variables, [name]: null } }))
+    form.append('map', JSON.stringify({ 0: [`variables.${name}`] }))
+    form.append('0', file, 'upload')
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest()
+      request.open('POST', this.endpoint)
+      request.setRequestHeader('Rapidly-Upload', '1')
+      if (token) request.setRequestHeader('Authorization', `Bearer ${token}`)
+      request.responseType = 'json'
+      request.upload.onprogress = (event) => event.lengthComputable && progress(event.loaded / event.total)
+      request.onerror = request.ontimeout = () => reject(new Unavailable())
+      request.onload = () => {
+        const seconds = Number(request.getResponseHeader('Retry-After')) || 0
+        try { resolve(answer(request.status, request.response, seconds)) } catch (error) { reject(error) }
+      }
+      request.send(form)
+    })
+  }
+
+  /** Subscribe until `close()`; reconnects with backoff and calls `onReconnect` so that the caller
+   *  can fetch what it missed. `onEnd(code)` when the server ends it for good. */
+  subscribe (query, token, { onNext, onEnd = () => {}, onReconnect = () => {} }) {
+    let socket; let closed = false; let attempt = 0; let timer; let ended = false
+    const open = () => {
+      socket = new WebSocket(this.socketUrl, 'graphql-transport-ws')
+      const send = (message) => socket.send(JSON.stringify(message))
+      socket.onopen = () => send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })
+      socket.onmessage = (message) => {
+        let data
+        try { data = JSON.parse(message.data) } catch { return }
+        if (data.type === 'connection_ack') {
+          send({ id: '1', type: 'subscribe', payload: { query } })
+          if (attempt > 0) onReconnect()
+          attempt = 0
+        } else if (data.type === 'ping') send({ type: 'pong' })
+        else if (data.type === 'next') onNext(data.payload?.data)
+        else if (data.type === 'complete' || data.type === 'error') { ended = true; socket.close(1000) }
+      }
+      socket.onclose = (event) => {
+        if (closed) return
+        if (ended || event.code === 4403 || event.code === 4400) { closed = true; onEnd(event.code); return }
+        attempt += 1
+        timer = setTimeout(open, Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2))
+      }
+    }
+    open()
+    return { close () { closed = true; clearTimeout(timer); socket?.close(1000) } }
+  }
+}

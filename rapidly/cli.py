@@ -133,7 +133,8 @@ def _serve(settings: Settings, host: str, port: int, sites: dict[int, object] | 
         return
     config = uvicorn.Config(ByPort(application, sites), port=port, **options)  # type: ignore[arg-type]
     sockets = [config.bind_socket(), *(uvicorn.Config(None, host=host, port=p).bind_socket() for p in sites)]  # type: ignore[arg-type]
-    uvicorn.Server(config).run(sockets=sockets)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal end
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 @app.command()

@@ -19,11 +19,11 @@ LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { .
 
 def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path):
     # given
-    port = free_port()
+    port, site_port = free_port(), free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAPIDLY_DATA_DIR": str(tmp_path / "data")}
     log = (tmp_path / "demo.log").open("w")  # a file, so the server's log can never fill a pipe and stall it
     demo = subprocess.Popen(
-        [sys.executable, "-m", "rapidly", "demo", "--port", str(port)],
+        [sys.executable, "-m", "rapidly", "demo", "--port", str(port), "--site-port", str(site_port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -66,11 +66,24 @@ def test_demo_comes_up_prints_credentials_that_log_in_and_stops_cleanly(tmp_path
             json={"query": "{ contacts { edges { node { displayName } } } }"},
             headers={"Authorization": f"Bearer {token}"},
         ).json()["data"]["contacts"]
+        site = f"http://127.0.0.1:{site_port}"
+        company_page = httpx.get(site)
+        from_the_site = httpx.post(
+            url, json={"query": '{ form(tenant: "demo") { tenantName } }'}, headers={"Origin": site}
+        )
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=30)
 
     # then
+    first_url = re.search(r"https?://\S+", banner).group(0)
+    assert first_url == site and "start here" in banner.splitlines()[2]
+    assert company_page.status_code == 200
+    assert f'<script type="module" src="http://127.0.0.1:{port}/embed/form.js"></script>' in company_page.text
+    assert '<rapidly-form tenant="demo"></rapidly-form>' in company_page.text
+    assert "unsafe-inline" not in company_page.headers["content-security-policy"]
+    assert from_the_site.headers["access-control-allow-origin"] == site
+    assert from_the_site.json()["data"]["form"]["tenantName"] == "Demo Kattohuolto Oy"
     assert f"GraphiQL:    {url}" in banner
     assert "Finland (FI)" in banner
     assert "mutation { login(" in banner and 'startContact(tenant: "demo"' in banner
@@ -94,7 +107,10 @@ def test_serve_stops_its_embedded_database_on_sigterm(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAPIDLY_DATA_DIR": str(tmp_path / "data")}
     with (tmp_path / "demo.log").open("w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "rapidly", "demo", "--port", str(port)], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "rapidly", "demo", "--port", str(port), "--site-port", str(free_port())],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 60
         while True:

@@ -251,8 +251,10 @@ async def test_the_qr_link_opens_the_same_contact_on_the_phone_and_sends_nothing
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/continue/rpc_[A-Za-z0-9_-]{43}", shown["url"])
     assert shown["url"].split("/continue/")[1] != token  # a link of its own, not the form's token
     lifetime = datetime.fromisoformat(shown["expiresAt"]) - datetime.now(UTC)
-    assert timedelta(minutes=settings.continue_link_minutes - 1) < lifetime <= timedelta(
-        minutes=settings.continue_link_minutes
+    assert (
+        timedelta(minutes=settings.continue_link_minutes - 1)
+        < lifetime
+        <= timedelta(minutes=settings.continue_link_minutes)
     )
     assert page.status_code == 200 and "Lisää kuvia – Kattohuolto Oy" in page.text
     assert upload.status_code == 303

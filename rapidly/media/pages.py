@@ -14,7 +14,9 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; sandbox",
     "X-Content-Type-Options": "nosniff",
     "Content-Disposition": "inline",
-    "Cross-Origin-Resource-Policy": "same-origin",
+    # The embedded form shows the photos on the company's own site, another origin. The URL is the
+    # secret (signed, short-lived), as with S3's presigned URLs, which send no such header at all.
+    "Cross-Origin-Resource-Policy": "cross-origin",
 }
 _TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 

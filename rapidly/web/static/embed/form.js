@@ -33,7 +33,7 @@ const CHAT = `query Chat($after: String) { me { chatMessages(first: 50, after: $
 const EVENTS = 'subscription Events { myEvents { kind } }'
 const UPLOAD = `mutation Upload($fieldKey: String!, $file: Upload!) { uploadMedia(fieldKey: $fieldKey, file: $file) {
   __typename ... on InputInvalidError { errors { field code message } } ... on Error { message } } }`
-const SHOW_QR = `mutation ShowQr { createContinueLink { __typename ... on ContinueLink { qrSvg expiresAt }
+const SHOW_QR = `mutation ShowQr { createContinueLink { __typename ... on ContinueLink { url qrSvg expiresAt }
   ... on Error { message } } }`
 const SEND_LINK = `mutation SendLink($channel: Channel!) { sendContinueLink(channel: $channel) { __typename
   ... on LinkSent { maskedRecipient } ... on InputInvalidError { errors { field code message } } ... on Error { message } } }`
@@ -235,7 +235,7 @@ export class RapidlyForm extends HTMLElement {
   #imageView (field, entry, { id, title, why, help, described }) {
     const input = el('input', { id, type: 'file', accept: IMAGE_TYPES, multiple: true, 'aria-describedby': described })
     const progress = el('progress', { max: 1, value: 0, hidden: true, 'aria-labelledby': `${id}-status` })
-    entry.photos = el('ul', { class: 'photos', 'aria-label': field.label })
+    entry.photos = el('ul', { class: 'photos' })
     entry.control = input
     entry.read = () => entry.photos.children.length || null
     input.addEventListener('change', async () => {

@@ -12,7 +12,7 @@
 import { el, safeSvg } from '../lib/dom.js'
 import { Api, Refused, Unavailable } from '../lib/graphql.js'
 import { SaveQueue } from '../lib/save-queue.js'
-import { TEXTS, fill, pickLocale } from './texts.js'
+import { fill, pickLocale, textsFor } from './texts.js'
 
 const BASE = new URL('../', import.meta.url)
 const api = new Api(new URL('graphql', BASE))
@@ -53,7 +53,7 @@ function failure (result) {
 }
 
 export class RapidlyForm extends HTMLElement {
-  #root; #t = TEXTS.en; #form = null; #token = null; #starting = null; #events = null
+  #root; #t = null; #form = null; #token = null; #starting = null; #events = null
   #fields = new Map(); #queue; #live; #mine; #doneNote; #chatList; #chatInput; #chatError; #qr; #linkNote
   #chatCursor = null; #chatSeen = new Set(); #uploading = 0; #troubled = false; #doneAsked = false
 
@@ -97,17 +97,16 @@ export class RapidlyForm extends HTMLElement {
 
   async #load (attempt) {
     const locale = pickLocale(this.getAttribute('locale'), document.documentElement.lang)
-    this.#t = TEXTS[locale] || TEXTS.en
+    const asked = api.call(FORM, { tenant: this.tenant, locale }).then((data) => ({ form: data.form }), (error) => ({ error }))
+    this.#t ??= await textsFor(locale)
     if (attempt === 0) this.#root.replaceChildren(el('p', { role: 'status' }, this.#t.loading))
-    let form
-    try {
-      form = (await api.call(FORM, { tenant: this.tenant, locale })).form
-    } catch (error) {
-      if (error instanceof Refused) {
-        console.warn(`rapidly-form: ${error.message}`) // for the site's developer: e.g. an origin to list
-        this.#root.replaceChildren(el('p', { role: 'alert' }, this.#t.notAllowed))
-        return
-      }
+    const { form, error } = await asked
+    if (error instanceof Refused) {
+      console.warn(`rapidly-form: ${error.message}`) // for the site's developer: e.g. an origin to list
+      this.#root.replaceChildren(el('p', { role: 'alert' }, this.#t.notAllowed))
+      return
+    }
+    if (error) {
       this.#root.replaceChildren(el('p', { role: 'status' }, this.#t.loadFailed))
       setTimeout(() => this.#load(attempt + 1), Math.min(30_000, 1000 * 2 ** attempt))
       return
@@ -117,7 +116,7 @@ export class RapidlyForm extends HTMLElement {
       return
     }
     this.#form = form
-    this.#t = TEXTS[form.locale] || TEXTS.en
+    if (form.locale !== locale) this.#t = await textsFor(form.locale)
     this.#build()
     this.dispatchEvent(new CustomEvent('rapidly-ready', { bubbles: true, detail: { locale: form.locale } }))
     await this.#restore()

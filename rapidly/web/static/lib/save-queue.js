@@ -100,7 +100,9 @@ export class SaveQueue extends EventTarget {
   }
 
   #emit (key, state, errors = null) {
-    this.fields.get(key).state = state
+    const field = this.fields.get(key)
+    if (field.state === state && !errors) return // typing on while waiting: nothing new to show
+    field.state = state
     this.dispatchEvent(new CustomEvent('state', { detail: { key, state, errors } }))
   }
 }

@@ -1,0 +1,246 @@
+"""The browser code's own logic, unit by unit, in Chromium: the save queue (timing, order, retries),
+DOM building without markup, the SVG rebuilder, the texts. Each test imports a module from Rapidly's
+origin into a blank page and drives it with its injected dependencies."""
+
+from __future__ import annotations
+
+import pytest
+
+QUEUE = """
+async ({ script }) => {
+  const { SaveQueue } = await import('/lib/save-queue.js')
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  const retryable = (retryAfter = 0) => Object.assign(new Error('down'), { retryable: true, retryAfter })
+  const log = { sent: [], states: [], inFlight: 0, maxInFlight: 0 }
+  let behaviour = async () => ({})
+  const queue = new SaveQueue(async (key, value) => {
+    log.sent.push([key, value])
+    log.inFlight += 1
+    log.maxInFlight = Math.max(log.maxInFlight, log.inFlight)
+    try { return await behaviour(key, value) } finally { log.inFlight -= 1 }
+  }, { delay: 40, retryBase: 30, retryMax: 120, random: () => 1 })
+  queue.addEventListener('state', (event) => log.states.push([event.detail.key, event.detail.state]))
+  const until = async (condition, ms = 3000) => {
+    const end = Date.now() + ms
+    while (!condition()) { if (Date.now() > end) throw new Error('timed out'); await sleep(5) }
+  }
+  await eval(script)
+  return { sent: log.sent, states: log.states, maxInFlight: log.maxInFlight, unsaved: queue.unsaved }
+}
+"""
+
+
+@pytest.fixture
+async def blank(browser, server):
+    """A page of Rapidly's origin to import modules into."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{server.url}/healthz")
+    yield page
+    await context.close()
+
+
+async def run_queue(page, script: str) -> dict:
+    return await page.evaluate(QUEUE, {"script": f"(async () => {{ {script} }})()"})
+
+
+async def test_a_burst_of_typing_is_one_save_of_the_last_value(blank):
+    result = await run_queue(
+        blank,
+        """
+        for (const value of ['M', 'Ma', 'Mai', 'Maij', 'Maija']) { queue.set('name', value); await sleep(5) }
+        await until(() => log.states.some(([, s]) => s === 'saved'))
+        """,
+    )
+    assert result["sent"] == [["name", "Maija"]]
+    assert result["states"] == [["name", "waiting"], ["name", "saving"], ["name", "saved"]]
+    assert result["unsaved"] is False
+
+
+async def test_one_save_per_field_in_flight_and_the_last_write_wins(blank):
+    result = await run_queue(
+        blank,
+        """
+        behaviour = () => sleep(80).then(() => ({}))
+        queue.set('name', 'A', { now: true })
+        await sleep(20)                      // A is in flight
+        queue.set('name', 'AB'); queue.set('name', 'ABC')
+        queue.set('email', 'x@example.com', { now: true })
+        await until(() => log.sent.length === 3 && !queue.unsaved)
+        """,
+    )
+    assert result["sent"] == [["name", "A"], ["email", "x@example.com"], ["name", "ABC"]]
+    assert result["maxInFlight"] == 2  # the two fields in parallel, never two saves of one field
+    assert result["states"][-1][1] == "saved"
+
+
+async def test_a_failing_save_is_retried_with_backoff_sending_what_was_typed_since(blank):
+    result = await run_queue(
+        blank,
+        """
+        let failures = 2
+        behaviour = async () => { if (failures-- > 0) throw retryable(); return {} }
+        queue.set('name', 'Ma', { now: true })
+        await until(() => log.states.some(([, s]) => s === 'retrying'))
+        queue.set('name', 'Maija')           // typed while it is failing
+        await until(() => !queue.unsaved)
+        """,
+    )
+    assert result["sent"] == [["name", "Ma"], ["name", "Maija"], ["name", "Maija"]]
+    assert [s for _, s in result["states"]] == [
+        "waiting",
+        "saving",
+        "retrying",
+        "saving",
+        "retrying",
+        "saving",
+        "saved",
+    ]
+
+
+async def test_retry_after_is_a_floor_for_the_backoff(blank):
+    result = await run_queue(
+        blank,
+        """
+        let first = true; const times = []
+        behaviour = async () => { times.push(Date.now()); if (first) { first = false; throw retryable(0.3) } return {} }
+        queue.set('name', 'M', { now: true })
+        await until(() => !queue.unsaved)
+        log.sent.push(['gap', times[1] - times[0]])
+        """,
+    )
+    assert result["sent"][-1][1] >= 290
+
+
+async def test_a_refused_value_is_not_retried_until_it_changes(blank):
+    result = await run_queue(
+        blank,
+        """
+        behaviour = async (key, value) => (value.endsWith('.com') ? {} : { invalid: [{ code: 'invalid_email' }] })
+        queue.set('email', 'maija@', { now: true })
+        await until(() => queue.state('email') === 'invalid')
+        await sleep(150)
+        queue.set('email', 'maija@', { now: true })   // the same again: nothing to send
+        queue.set('email', 'maija@example.com', { now: true })
+        await until(() => queue.state('email') === 'saved')
+        """,
+    )
+    assert result["sent"] == [["email", "maija@"], ["email", "maija@example.com"]]
+
+
+async def test_a_refusal_for_good_stops_and_says_failed(blank):
+    result = await run_queue(
+        blank,
+        """
+        behaviour = async () => { throw Object.assign(new Error('no'), { code: 'AuthError' }) }
+        queue.set('name', 'M', { now: true })
+        await until(() => queue.state('name') === 'failed')
+        await sleep(150)
+        """,
+    )
+    assert result["sent"] == [["name", "M"]] and result["states"][-1] == ["name", "failed"]
+
+
+async def test_unsaved_while_waiting_in_flight_or_retrying_and_flush_and_retry_now(blank):
+    result = await run_queue(
+        blank,
+        """
+        const seen = []
+        let down = true
+        behaviour = async () => { if (down) throw retryable(); return {} }
+        const slow = new (queue.constructor)(async () => ({}), { delay: 10_000 })
+        slow.set('story', 'long text')
+        seen.push(slow.unsaved)              // waiting for its pause
+        slow.flush()
+        await until(() => slow.state('story') === 'saved')
+        seen.push(slow.unsaved)
+        queue.set('name', 'M', { now: true })
+        await until(() => queue.state('name') === 'retrying')
+        seen.push(queue.unsaved)
+        down = false
+        queue.retryNow()
+        await until(() => queue.state('name') === 'saved', 100)   // at once, not after the backoff
+        seen.push(queue.unsaved)
+        log.sent.push(['seen', seen])
+        """,
+    )
+    assert result["sent"][-1] == ["seen", [True, False, True, False]]
+
+
+async def test_clear_drops_everything_pending(blank):
+    result = await run_queue(
+        blank,
+        """
+        queue.set('name', 'Maija')
+        queue.clear()
+        await sleep(120)
+        """,
+    )
+    assert result["sent"] == [] and result["unsaved"] is False
+
+
+async def test_el_puts_text_in_text_nodes_only(blank):
+    shown = await blank.evaluate(
+        """async () => {
+          const { el } = await import('/lib/dom.js')
+          let clicked = 0
+          const node = el('p', { class: 'x', title: '"><b>', hidden: false, onclick: () => clicked++ },
+                          '<img src=x onerror=alert(1)>', null, ['<b>bold</b>'])
+          node.click()
+          return { title: node.getAttribute('title'), hidden: node.hasAttribute('hidden'),
+                   children: node.children.length, clicked, text: node.textContent }
+        }"""
+    )
+    assert shown["children"] == 0 and shown["clicked"] == 1
+    assert shown["text"] == "<img src=x onerror=alert(1)><b>bold</b>"
+    assert shown["title"] == '"><b>' and shown["hidden"] is False
+
+
+async def test_safe_svg_keeps_shapes_and_drops_everything_else(blank):
+    kept = await blank.evaluate(
+        """async () => {
+          const { safeSvg } = await import('/lib/dom.js')
+          const hostile = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10" onload="window.__x=1">
+            <title>t</title><script>window.__x=2</script>
+            <path d="M0 0h1" stroke="#000" onclick="window.__x=3" style="x"/>
+            <foreignObject><div xmlns="http://www.w3.org/1999/xhtml">hi</div></foreignObject>
+            <a href="javascript:alert(1)"><rect x="1" y="1" width="2" height="2"/></a>
+            <rect x="3" y="3" width="2" height="2" fill="#000"/></svg>`
+          const svg = safeSvg(hostile, 'QR code')
+          document.body.append(svg)
+          return { html: svg.outerHTML, ran: window.__x ?? null,
+                   broken: safeSvg('not xml <', 'x').outerHTML }
+        }"""
+    )
+    assert kept["ran"] is None
+    assert kept["html"] == (
+        '<svg viewBox="0 0 10 10" role="img" aria-label="QR code"><path d="M0 0h1" stroke="#000"></path>'
+        '<rect x="3" y="3" width="2" height="2" fill="#000"></rect></svg>'
+    )
+    assert kept["broken"].startswith("<svg")
+
+
+async def test_every_text_is_there_in_every_language(blank):
+    checked = await blank.evaluate(
+        """async () => {
+          const { LOCALES, fill, pickLocale, textsFor } = await import('/embed/texts.js')
+          const TEXTS = Object.fromEntries(await Promise.all(LOCALES.map(async (l) => [l, await textsFor(l)])))
+          const names = (text) => (text.match(/\\{\\w+\\}/g) || []).join()
+          const keys = (texts) => [...Object.keys(texts), ...Object.keys(texts.errors).map((k) => 'errors.' + k)].sort()
+          return {
+            missing: LOCALES.map((l) => [l, keys(TEXTS.en).filter((k) => !keys(TEXTS[l]).includes(k))]),
+            extra: LOCALES.map((l) => [l, keys(TEXTS[l]).filter((k) => !keys(TEXTS.en).includes(k))]),
+            placeholders: LOCALES.flatMap((l) => Object.entries(TEXTS[l])
+              .filter(([k, v]) => typeof v === 'string' && names(v) !== names(TEXTS.en[k])).map(([k]) => l + ':' + k)),
+            fill: fill('{a} and {b} and {c}', { a: 1, b: '<x>' }),
+            picks: [pickLocale('sv', 'fi'), pickLocale(null, 'fi-FI'), pickLocale('de', 'EN-gb'), pickLocale('', 'de')],
+            fallback: (await textsFor('de')) === TEXTS.en,
+          }
+        }"""
+    )
+    assert checked["missing"] == [["fi", []], ["sv", []], ["en", []]]
+    assert checked["extra"] == [["fi", []], ["sv", []], ["en", []]]
+    assert checked["placeholders"] == []
+    assert checked["fill"] == "1 and <x> and {c}"
+    assert checked["picks"] == ["sv", "fi", "en", None]
+    assert checked["fallback"] is True

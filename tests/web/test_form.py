@@ -79,6 +79,8 @@ async def test_every_field_kind_is_filled_by_its_label_saved_and_seen_live_by_st
     anna = await staff_token(gql, "anna@kattohuolto.example")
     async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, hub=server.app.state.hub) as events:
         page = await visitor.new_page()
+        requested: set[str] = set()
+        page.on("request", lambda request: requested.add(re.match(r"^\w+://[^/]+", request.url).group(0)))
         await page.goto(every_kind_site.embedding(server.url, "everykind"))
         await expect(page.get_by_role("heading", name="Every Kind Oy", exact=True)).to_be_visible()
 
@@ -121,6 +123,8 @@ async def test_every_field_kind_is_filled_by_its_label_saved_and_seen_live_by_st
     assert await page.locator("#rf-name-why").inner_text() == "Why we ask: Why we ask for name."
     assert await page.locator("rapidly-form .photos img").count() == 1
     assert visitor.problems == []  # nothing blocked by the page's CSP, nothing failed
+    ws = server.url.replace("http://", "ws://")
+    assert requested <= {every_kind_site.url, server.url, ws}  # nothing from any other host
 
 
 async def test_the_contact_starts_with_the_first_answer_not_on_page_load(server, gql, every_kind_site, visitor):
@@ -132,7 +136,7 @@ async def test_the_contact_starts_with_the_first_answer_not_on_page_load(server,
 
     # then: nothing stored, nothing started
     assert await contact_token(page) is None
-    assert await page.locator(".mine").inner_text() == "Nothing about you is stored until you answer."
+    assert await page.locator(".my-data").inner_text() == "Nothing about you is stored until you answer."
 
     # when
     await page.get_by_label("name (en)").fill("Maija")
@@ -256,7 +260,7 @@ async def test_a_page_the_tenant_does_not_list_gets_no_form_and_no_contact(serve
     await page.goto(company_site.embedding(server.url, "kattohuolto"))
 
     # then: refused by the tenant, said so, and nothing started
-    await expect(page.locator("rapidly-form [role=alert]")).to_have_text("This form cannot be used on this website.")
+    await expect(page.locator("rapidly-form [role=status]")).to_have_text("This form cannot be used on this website.")
     assert await page.locator("rapidly-form input").count() == 0
     attempt = await page.evaluate(
         """async (url) => {
@@ -442,7 +446,7 @@ async def test_erasing_from_the_own_page_empties_the_open_form(server, every_kin
     # then: the form forgets it all
     await expect(page.get_by_label("name (en)")).to_have_value("", timeout=10_000)
     assert await contact_token(page) is None
-    await expect(page.locator(".mine")).to_have_text("Nothing about you is stored until you answer.")
+    await expect(page.locator(".my-data")).to_have_text("Nothing about you is stored until you answer.")
 
 
 # -- keyboard and accessibility ----------------------------------------------------------------------------

@@ -19,12 +19,27 @@ export class Refused extends Error {
   }
 }
 
-function retryAfter (response) {
-  const seconds = Number(response.headers.get('Retry-After'))
-  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 300) : 0
+/** Selections of a mutation result's failure members, for `outcome`: every result has `FAILED`; add
+ *  `INVALID` and `LIMITED` where its union has those members. */
+export const FAILED = '__typename ... on Error { message }'
+export const INVALID = '... on InputInvalidError { errors { field code message } }'
+export const LIMITED = '... on RateLimitedError { retryAfterSeconds }'
+
+/** A mutation's result (its one root field): the `success` member, or `{ invalid: errors }` for
+ *  `InputInvalidError`; a rate limit throws `Unavailable`, any other member `Refused` (its
+ *  `code` is the member's name, e.g. `AuthError`). */
+export function outcome (data, success) {
+  const result = Object.values(data)[0]
+  if (result.__typename === success) return result
+  if (result.__typename === 'InputInvalidError') return { invalid: result.errors }
+  if (result.__typename === 'RateLimitedError') throw new Unavailable(result.retryAfterSeconds)
+  throw new Refused(result.message, result.__typename)
 }
 
-function answer (status, body, seconds) {
+/** The `data` of an answer; throws `Unavailable` for a 5xx (`retryAfter` from its header, in
+ *  seconds) or `UNAVAILABLE`, `Refused` for any other error. */
+function answer (status, body, retryAfter) {
+  const seconds = Math.min(Number(retryAfter) || 0, 300)
   if (status >= 500 || body === null || typeof body !== 'object') throw new Unavailable(seconds)
   const error = body.errors?.[0]
   if (error) {
@@ -41,6 +56,11 @@ export class Api {
     this.socketUrl = this.endpoint.href.replace(/^http/, 'ws')
   }
 
+  /** A mutation's `outcome`. */
+  async mutate (query, variables, token, success) {
+    return outcome(await this.call(query, variables, token), success)
+  }
+
   /** The operation's `data`; throws `Unavailable` or `Refused`. */
   async call (query, variables = {}, token = null) {
     const headers = { 'Content-Type': 'application/json' }
@@ -54,7 +74,7 @@ export class Api {
       throw new Unavailable()
     }
     const body = await response.json().catch(() => null)
-    return answer(response.status, body, retryAfter(response))
+    return answer(response.status, body, response.headers.get('Retry-After'))
   }
 
   /** A GraphQL multipart request with one file at `variables[name]`; `progress(fraction)` as it goes. */
@@ -72,8 +92,9 @@ export class Api {
       request.upload.onprogress = (event) => event.lengthComputable && progress(event.loaded / event.total)
       request.onerror = request.ontimeout = () => reject(new Unavailable())
       request.onload = () => {
-        const seconds = Number(request.getResponseHeader('Retry-After')) || 0
-        try { resolve(answer(request.status, request.response, seconds)) } catch (error) { reject(error) }
+        try {
+          resolve(answer(request.status, request.response, request.getResponseHeader('Retry-After')))
+        } catch (error) { reject(error) }
       }
       request.send(form)
     })

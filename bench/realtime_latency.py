@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -24,7 +23,6 @@ from collections import deque
 from pathlib import Path
 
 import httpx
-import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -33,6 +31,8 @@ from _common import (
     Bench,
     Monitor,
     RawPool,
+    Subscriber,
+    identify_contacts,
     is_saved,
     mib,
     percentile,
@@ -44,76 +44,6 @@ from _common import (
 )
 
 P99_TARGET_MS = 100.0
-SUBSCRIPTION = "subscription { contactEvents { kind contactId } }"
-
-
-class Subscriber:
-    """A graphql-transport-ws client: every `next` is handed to `on_event(received_at, kind, contact_id)`."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.replace("http://", "ws://") + "/graphql"
-        self.token = token
-        self.on_event = lambda at, kind, cid: None
-        self.problems: list[str] = []
-        self._task: asyncio.Task | None = None
-        self._ws = None
-
-    async def __aenter__(self) -> Subscriber:
-        self._ws = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"], max_queue=None)
-        await self._ws.send(
-            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}})
-        )
-        ack = json.loads(await asyncio.wait_for(self._ws.recv(), 10))
-        if ack["type"] != "connection_ack":
-            raise RuntimeError(f"subscription refused: {ack}")
-        await self._ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}))
-        self._task = asyncio.create_task(self._receive())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._ws is not None:
-            await self._ws.close()
-
-    async def _receive(self) -> None:
-        ws = self._ws
-        try:
-            async for raw in ws:  # type: ignore[union-attr]
-                at = time.perf_counter()
-                message = json.loads(raw)
-                if message["type"] == "ping":
-                    await ws.send(json.dumps({"type": "pong"}))  # type: ignore[union-attr]
-                elif message["type"] == "next" and message["payload"].get("data"):
-                    event = message["payload"]["data"]["contactEvents"]
-                    self.on_event(at, event["kind"], event["contactId"])
-                else:
-                    self.problems.append(str(message)[:300])
-        except websockets.ConnectionClosed as exc:
-            self.problems.append(f"subscription closed: {exc}")
-
-
-async def _identify_contacts(http: httpx.AsyncClient, url: str, sub: Subscriber, tokens: list[str]) -> list[str]:
-    """Save once per contact, one at a time, and learn its ID from the events that arrive on B."""
-    arrived: asyncio.Queue = asyncio.Queue()
-    sub.on_event = lambda at, kind, cid: arrived.put_nowait((kind, cid))
-    ids = []
-    for i, token in enumerate(tokens):
-        response = await http.post(
-            f"{url}/graphql",
-            content=save_body("name", f"Kontakti {i}"),
-            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-        )
-        if not is_saved(response.content):
-            raise RuntimeError(f"first save failed: {response.text[:300]}")
-        while True:
-            kind, cid = await asyncio.wait_for(arrived.get(), 10)
-            if kind == "FIELD_SAVED":
-                break
-        ids.append(cid)
-    if len(set(ids)) != len(ids):
-        raise RuntimeError("events did not identify the contacts one to one")
-    return ids
 
 
 async def measure(args: argparse.Namespace, a_url: str, b_url: str, monitor_window: list) -> dict:
@@ -122,7 +52,7 @@ async def measure(args: argparse.Namespace, a_url: str, b_url: str, monitor_wind
         staff = await staff_login(http, a_url)
         tokens = await start_contacts(http, a_url, args.contacts)
         async with Subscriber(b_url, staff) as sub:
-            contact_ids = await _identify_contacts(http, a_url, sub, tokens)
+            contact_ids = await identify_contacts(http, a_url, sub, tokens)
             raw = RawPool(f"{a_url}/graphql", args.connections) if args.client == "raw" else None
 
             pending: dict[str, deque] = {cid: deque() for cid in contact_ids}

@@ -98,6 +98,11 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def backlog(self) -> int:
+        """Events queued and not yet taken."""
+        return len(self._items)
+
     def matches(self, event: ContactEvent) -> bool:
         return event.tenant_id == self.tenant_id and (self.contact_id is None or event.contact_id == self.contact_id)
 

@@ -221,13 +221,20 @@ async def _events(
 ) -> AsyncGenerator[ContactEvent, None]:
     async with info.context.hub.subscribe(tenant_id, contact_id) as events:
         try:
+            # The credentials are checked again before delivering the events that had arrived when
+            # the check began: one check covers a backlog, so a busy tenant's stream keeps up, and
+            # no event published after a session ends is delivered.
+            covered = 0
             async for event in events:
                 info.context.fresh_loaders()  # each event is read afresh
                 if contact_id is not None and event.kind == EventKind.DELETED:
                     yield ContactEvent.of(event)  # the end user's own erasure: the last event there is
                     return
-                if not await info.context.still_signed_in():
-                    raise GraphQLError("The session has ended; sign in again.")
+                if covered == 0:
+                    covered = 1 + events.backlog
+                    if not await info.context.still_signed_in():
+                        raise GraphQLError("The session has ended; sign in again.")
+                covered -= 1
                 yield ContactEvent.of(event)
         except SubscriptionOverflow:
             raise GraphQLError("Events arrived faster than this client read them; subscribe again.") from None

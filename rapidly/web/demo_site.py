@@ -61,21 +61,22 @@ class DemoSite:
         self.page = page.encode()
         self.policy = csp(rapidly_origin, storage_origin).encode()
 
+    def respond(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body for a GET of `path`."""
+        headers = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+        if path == "/":
+            headers += [(b"content-type", b"text/html; charset=utf-8"), (b"content-security-policy", self.policy)]
+            return 200, headers, self.page
+        if path == "/site.css":
+            return 200, [*headers, (b"content-type", b"text/css; charset=utf-8")], _CSS.encode()
+        if path == "/favicon.ico":
+            return 204, headers, b""
+        return 404, [*headers, (b"content-type", b"text/plain; charset=utf-8")], b"Not found"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
-        if scope["path"] == "/":
-            status, body = 200, self.page
-            headers += [(b"content-type", b"text/html; charset=utf-8"), (b"content-security-policy", self.policy)]
-        elif scope["path"] == "/favicon.ico":
-            status, body = 204, b""
-        elif scope["path"] == "/site.css":
-            status, body = 200, _CSS.encode()
-            headers.append((b"content-type", b"text/css; charset=utf-8"))
-        else:
-            status, body = 404, b"Not found"
-            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        status, headers, body = self.respond(scope["path"])
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
 

@@ -95,9 +95,8 @@ export class RapidlyForm extends HTMLElement {
     this.#form = form
     if (form.locale !== locale) this.#t = await textsFor(form.locale)
     const more = this.#build()
-    await this.#restore()
-    await more
-    this.#tell('ready', { locale: form.locale })
+    this.#tell('ready', { locale: form.locale }) // the fields can be typed into
+    await Promise.all([this.#restore(), more])
   }
 
   /** The contact token of this tab: read (no argument), kept (a token) or dropped (null). */

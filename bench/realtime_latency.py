@@ -220,7 +220,6 @@ def main() -> int:
         a = bench.start_rapidly("rapidly-A")
         b = bench.start_rapidly("rapidly-B")
         pg_pid = bench.postgres_pid()
-        window: list[float] = []
         monitor = Monitor(
             rss_pids={"A": a.pid, "B": b.pid},
             cpu_groups={
@@ -231,18 +230,7 @@ def main() -> int:
             },
         )
 
-        async def run() -> dict:
-            # The window is known only once set-up is done: the monitor picks it up from `window`.
-            task = asyncio.create_task(measure(args, a.url, b.url, window))
-            while not window and not task.done():
-                await asyncio.sleep(0.01)
-            if window:
-                monitor.set_window(*window)
-            return await task
-
-        with monitor:
-            result = asyncio.run(run())
-            monitor.wait_window()
+        result = monitor.measure(lambda window: measure(args, a.url, b.url, window))
         print()
         print(report(args, result, monitor))
         for line in bench.explain(result["failures"]):

@@ -73,3 +73,20 @@ def test_code_is_clean_under_ruff():
     # then
     assert lint.returncode == 0, lint.stdout
     assert formatting.returncode == 0, formatting.stdout
+
+
+def test_every_file_the_package_reads_is_in_its_package_data():
+    # given: the files under rapidly/ that are not Python (templates, stylesheets, the browser code)
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rapidly"]
+    package = ROOT / "rapidly"
+    data = [
+        path.relative_to(package)
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    ]
+
+    # then: a wheel (and so the Docker image) carries each of them
+    missing = [str(path) for path in data if not any(path.match(pattern) for pattern in patterns)]
+    assert data and missing == []

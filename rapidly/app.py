@@ -23,13 +23,13 @@ from rapidly.cors import CrossOrigin, own_origin
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
 from rapidly.erasure.stores import erasure_service
-from rapidly.errors import DomainError, for_the_log
+from rapidly.errors import RETRY_AFTER_SECONDS, DomainError, for_the_log
 from rapidly.guards import UPLOAD_OVERHEAD_BYTES, BodySizeLimit, SecurityHeaders, UploadGuard
 from rapidly.media.pages import router as media_pages
 from rapidly.messaging.dispatcher import Dispatcher
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
-from rapidly.schema import RETRY_AFTER_SECONDS, schema, status_of
+from rapidly.schema import schema, status_of
 from rapidly.schema.context import Context, bearer_token, get_context
 from rapidly.schema.http import GraphQLOverHTTP
 from rapidly.selfservice.pages import router as selfservice_pages

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE
 from rapidly.guards import SECURITY_HEADERS
 from rapidly.tenants.origins import ListedOrigins
 
@@ -33,8 +34,13 @@ _PREFLIGHT_VARY = (b"vary", b"Origin, Access-Control-Request-Method, Access-Cont
 
 @functools.lru_cache(maxsize=8)
 def own_origin(base_url: str) -> str:
+    """Rapidly's origin (`RAPIDLY_BASE_URL`'s) as browsers write it: lower case, no default port."""
     parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    port = "" if parts.port in (None, {"https": 443, "http": 80}.get(scheme)) else f":{parts.port}"
+    return f"{scheme}://{host}{port}"
 
 
 def foreign_origin(scope: Scope, own: str) -> str | None:
@@ -77,10 +83,12 @@ class CrossOrigin:
                 await send({"type": "websocket.close", "code": 1008})
             return
         headers = {name: value for name, value in scope["headers"]}
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+        if allowed is None:  # no list could be read yet: the database is unreachable
+            await _answer(send, 503, _UNAVAILABLE, [_VARY, (b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+        elif scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
             await self._preflight(origin, allowed, headers, send)
         elif not allowed:
-            await _refuse(send, [_VARY])
+            await _answer(send, 403, _REFUSAL, [_VARY])
         else:
             await self.app(scope, receive, _granting(origin, send))
 
@@ -92,7 +100,7 @@ class CrossOrigin:
             if name.strip()
         }
         if not allowed or method not in ALLOWED_METHODS or not asked <= ALLOWED_HEADERS:
-            await _refuse(send, [_PREFLIGHT_VARY])
+            await _answer(send, 403, _REFUSAL, [_PREFLIGHT_VARY])
             return
         grant = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
@@ -135,12 +143,24 @@ _REFUSAL = json.dumps(
 ).encode()
 
 
-async def _refuse(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+_UNAVAILABLE = json.dumps(
+    {
+        "errors": [
+            {
+                "message": "The service is unavailable for a moment; try again shortly.",
+                "extensions": {"code": UNAVAILABLE, "retryAfterSeconds": RETRY_AFTER_SECONDS},
+            }
+        ]
+    }
+).encode()
+
+
+async def _answer(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(_REFUSAL)).encode()),
+        (b"content-length", str(len(body)).encode()),
         *extra,
         *SECURITY_HEADERS,
     ]
-    await send({"type": "http.response.start", "status": 403, "headers": headers})
-    await send({"type": "http.response.body", "body": _REFUSAL})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,8 @@ submitted values, only field names and codes.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import traceback
 from dataclasses import dataclass
 
@@ -74,27 +76,53 @@ class InputInvalid(DomainError):
         return "; ".join(f"{p.field}: {p.code}" for p in self.problems) or self.message
 
 
-#: SQLSTATEs of a database that cannot serve now: connection exceptions (class 08), shutting down or
-#: starting up (57P01-57P03), too many connections (53300).
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+#: `extensions.code` of an error that a retry may cure (a backend is unreachable); HTTP says 503.
+UNAVAILABLE = "UNAVAILABLE"
+#: What `Retry-After` says then: long enough for a database restart to be noticed, short for a typist.
+RETRY_AFTER_SECONDS = 2
+
+#: SQLSTATEs of a database that cannot serve now: the connection was lost or refused (08000, 08003,
+#: 08006, 08001, 08004), the server is shutting down or starting up (57P01-57P03), it has no room for
+#: another connection (53300). Not 08P01 (a protocol violation is a bug) nor authentication.
+_UNAVAILABLE_SQLSTATES = frozenset({"08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03", "53300"})
+#: Where a missing or refused socket means "the database is not there": asyncpg opening a connection.
+_CONNECTING = ("asyncpg/connect_utils.py", "asyncpg\\connect_utils.py")
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """The exception (or one it came from) says that a backend cannot be reached now: the client
-    should retry. A refused or missing socket, a timeout, a dropped connection (`OSError` in all its
-    forms: services catch the OSErrors that are about the input, e.g. an undecodable image), a
-    database going down or starting up, an object store out of reach."""
+    """The exception (or one it was raised from) says that a backend cannot be reached now, so the
+    client should retry: a refused, reset or timed-out connection, a name that does not resolve, the
+    database's socket missing while connecting (PostgreSQL stopped), the database shutting down or
+    starting up or full, the object store out of reach. Not a TLS failure (a misconfiguration, no
+    retry cures it), nor a local file that is missing or not writable (a bug or a full disk)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError):
+        if _unreachable(current):
             return True
-        if str(getattr(current, "sqlstate", "") or "").startswith(_UNAVAILABLE_SQLSTATES):
+        current = current.__cause__
+    return False
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, ssl.SSLError):
+        return False
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(exc, OSError) and _raised_while_connecting(exc):
+        return True
+    if getattr(exc, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
+        return True
+    return any(_is_botocore_connection_error(c) for c in type(exc).__mro__)
+
+
+def _raised_while_connecting(exc: BaseException) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.endswith(_CONNECTING):
             return True
-        if any(_is_botocore_connection_error(c) for c in type(current).__mro__):
-            return True
-        current = current.__cause__ or current.__context__
+        frame = frame.tb_next
     return False
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -17,6 +19,7 @@ from tests.media.test_upload_api import UPLOAD
 from tests.outage import StoppableRapidly
 
 ME = "query { me { values { key value } } }"
+FORM = '{ form(tenant: "kattohuolto") { tenantName } }'
 
 
 def closed_port() -> int:
@@ -36,9 +39,27 @@ async def test_what_counts_as_a_backend_out_of_reach():
     except RuntimeError as exc:
         wrapped = exc
 
+    try:
+        Path("/nonexistent-dir/media/x.jpg").read_bytes()
+    except FileNotFoundError as exc:
+        missing_file = exc
+    try:
+        try:
+            Path("/nonexistent-dir/x").read_bytes()
+        except FileNotFoundError:
+            {}["a bug while handling it"]
+    except KeyError as exc:
+        bug_meanwhile = exc
+
     # then
     assert is_unavailable(refused.value) and is_unavailable(no_socket.value)
     assert is_unavailable(wrapped)
+    assert is_unavailable(ConnectionResetError()) and is_unavailable(TimeoutError())
+    assert not is_unavailable(missing_file)  # a file of ours: a bug, not an outage
+    assert not is_unavailable(PermissionError(13, "denied"))
+    assert not is_unavailable(bug_meanwhile)  # only what an error was raised *from* counts
+    assert not is_unavailable(ssl.SSLCertVerificationError("certificate verify failed"))
+    assert not is_unavailable(asyncpg.exceptions.ProtocolViolationError("08P01"))
     assert is_unavailable(asyncpg.exceptions.CannotConnectNowError("starting up"))
     assert is_unavailable(asyncpg.exceptions.TooManyConnectionsError("too many"))
     assert not is_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate"))
@@ -83,11 +104,15 @@ def test_while_the_database_is_down_every_path_says_503_and_retry(rapidly_alone)
             files={"0": ("photo.jpg", images.jpeg(), "application/octet-stream")},
             headers={"Authorization": f"Bearer {token}", "Rapidly-Upload": "1"},
         )
+        # a browser on a company's site, before this process could ever read the allowed origins
+        from_a_site = api.post(
+            url, json={"query": FORM, "variables": {}}, headers={"Origin": "https://www.kattohuolto.fi"}
+        )
     finally:
         rapidly_alone.start_database()
 
     # then: each says so, the same way
-    for answer in (save, start, upload):
+    for answer in (save, start, upload, from_a_site):
         assert answer.status_code == 503, answer.text
         assert answer.headers["retry-after"] == "2"
         error = answer.json()["errors"][0]

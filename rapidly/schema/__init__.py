@@ -21,7 +21,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from rapidly.errors import DomainError, InputInvalid, for_the_log, is_unavailable
+from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE, DomainError, InputInvalid, for_the_log, is_unavailable
 from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
@@ -32,11 +32,6 @@ from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
 
 log = logging.getLogger("rapidly.graphql")
-
-#: `extensions.code` of an error that a retry may cure (a backend is unreachable); the HTTP answer is then 503.
-UNAVAILABLE = "UNAVAILABLE"
-#: What `Retry-After` says then: long enough for a database restart to be noticed, short for a typist.
-RETRY_AFTER_SECONDS = 2
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30

@@ -151,7 +151,7 @@ class ContactEvent:
 
 
 StartContactResult = Annotated[
-    ContactSession | NotFoundError | RateLimitedError | AuthError, strawberry.union("StartContactResult")
+    ContactSession | NotFoundError | RateLimitedError, strawberry.union("StartContactResult")
 ]
 SaveFieldResult = Annotated[FieldSaved | InputInvalidError | AuthError, strawberry.union("SaveFieldResult")]
 
@@ -197,9 +197,7 @@ class ContactQuery:
 
 @strawberry.type
 class ContactMutation:
-    @strawberry.mutation(
-        description="Public: a new contact and its token. `AuthError` from a website the tenant does not list."
-    )
+    @strawberry.mutation(description="Public: a new contact and its token.")
     @returns_errors
     async def start_contact(self, info: strawberry.Info, tenant: str, locale: str | None = None) -> StartContactResult:
         ctx = info.context

@@ -66,13 +66,17 @@ def error_result(exc: errors.DomainError) -> Error:
 def returns_errors(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn a `DomainError` raised by the services into its union member.
 
-    The resolver's return annotation must be a union that includes the member.
+    The resolver's return annotation must be a union that includes the member. `OriginNotAllowed`
+    is not an answer of the operation but a refusal of the request: it stays a top-level error (its
+    `extensions.code` says so) for every operation alike, so no client takes it for a dead token.
     """
 
     @functools.wraps(resolver)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         try:
             return await resolver(*args, **kwargs)
+        except errors.OriginNotAllowed:
+            raise
         except errors.DomainError as exc:
             return error_result(exc)
 

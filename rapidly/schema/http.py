@@ -25,13 +25,13 @@ from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
+from rapidly.errors import RETRY_AFTER_SECONDS
 from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, media_type, read_body, too_large
 from rapidly.schema import (
     EXTENSIONS,
     LIMIT_RULES,
     MAX_TOKENS,
     PARSE_CACHE_SIZE,
-    RETRY_AFTER_SECONDS,
     FreshLoaders,
     RapidlySchema,
     public_error,

@@ -72,5 +72,7 @@ class StaffMutation:
     @returns_errors
     async def login(self, info: strawberry.Info, email: str, password: str) -> LoginResult:
         ctx = info.context
-        result = await service.login(ctx.settings, email=email, password=password, client_ip=ctx.client_ip)
+        result = await service.login(
+            ctx.settings, email=email, password=password, client_ip=ctx.client_ip, origin=ctx.origin
+        )
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))

@@ -16,6 +16,7 @@ from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff.models import StaffSession, StaffUser
+from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.validation import clean_email, clean_locale
 
@@ -68,8 +69,13 @@ async def create_or_reset(*, tenant_slug: str, email: str, password: str) -> Sta
     return staff
 
 
-async def login(settings: Settings, *, email: str, password: str, client_ip: str) -> LoginResult:
-    """Same error, and one argon2 verification, whether the email is unknown or the password wrong.
+async def login(
+    settings: Settings, *, email: str, password: str, client_ip: str, origin: str | None = None
+) -> LoginResult:
+    """Same error, and one argon2 verification, whether the email is unknown or the password wrong,
+    or the request comes from a website (`origin`) that the staff member's tenant does not list: a
+    page of one company's site learns nothing about another company's staff, not even whether a
+    password is right.
 
     Only failures count. The per-account budget is kept per client network, so guessing from
     elsewhere cannot lock a staff member out; the per-network budget stops spraying many accounts.
@@ -88,7 +94,7 @@ async def login(settings: Settings, *, email: str, password: str, client_ip: str
     await ratelimit.check(*network_limit)
     staff = await StaffUser.get_or_none(email=normalised).select_related("tenant")
     verified = await _argon2(security.verify_password, staff.password_hash if staff else None, password)
-    if staff is None or not verified:
+    if staff is None or not verified or not origins.allows(staff.tenant, origin):
         await ratelimit.hit(*account)
         await ratelimit.hit(*network_limit)
         raise AuthFailed()

@@ -15,6 +15,8 @@ import re
 import time
 from urllib.parse import urlsplit
 
+import idna
+
 from rapidly import db
 from rapidly.errors import InputInvalid, OriginNotAllowed
 from rapidly.tenants.models import Tenant
@@ -62,7 +64,10 @@ def clean_origin(value: str, field: str = "origin") -> str:
 
 
 def _host(hostname: str) -> str | None:
-    """The host as a browser serialises it: an IP address, or lower-case punycode labels."""
+    """The host as a browser serialises it (the WHATWG URL standard): an IP address, or lower-case
+    labels with international names in punycode by UTS #46, non-transitional, as browsers map them
+    ("faß.de" is xn--fa-hia.de, not fass.de). A host that ends in a number is not a name: it must be
+    a plain IPv4 address (browsers would read "127.1" as 127.0.0.1)."""
     try:
         address = ipaddress.ip_address(hostname)
     except ValueError:
@@ -70,11 +75,13 @@ def _host(hostname: str) -> str | None:
     else:
         return f"[{address.compressed}]" if address.version == 6 else address.compressed
     try:
-        ascii_host = hostname.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        ascii_host = idna.encode(hostname.rstrip("."), uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return None
     labels = ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", labels[-1]):
         return None
     return ascii_host
 
@@ -119,12 +126,16 @@ class ListedOrigins:
         self._read_at = 0.0
         self._reading: asyncio.Task[None] | None = None
 
-    async def contains(self, origin: str) -> bool:
+    async def contains(self, origin: str) -> bool | None:
+        """Whether some tenant lists `origin`; None while no list could be read at all (the database
+        has been unreachable since this process started)."""
         if self._must_read:
-            await self._read()
+            if self._reading is None:  # one read, however many requests wait for it
+                self._reading = asyncio.create_task(self._read())
+            await asyncio.shield(self._reading)
         elif time.monotonic() - self._read_at > self.ttl and self._reading is None:
             self._reading = asyncio.create_task(self._read())
-        return self.knows(origin)
+        return None if self._origins is None else origin in self._origins
 
     def knows(self, origin: str) -> bool:
         """`contains` without reading: from the set as last read."""

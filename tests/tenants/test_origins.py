@@ -26,6 +26,8 @@ VIEWER = "query { viewer { __typename tenant { slug allowedOrigins } } }"
         ("http://[::1]:8080", "http://[::1]:8080"),
         ("https://[2001:DB8::1]", "https://[2001:db8::1]"),
         ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ("https://faß.de", "https://xn--fa-hia.de"),  # as browsers map it (UTS #46), not fass.de
+        ("https://XN--FA-HIA.DE", "https://xn--fa-hia.de"),
         ("https://www.example.fi.", "https://www.example.fi"),
     ],
 )
@@ -57,6 +59,10 @@ def test_an_origin_is_stored_as_browsers_send_it(given, stored):
         ("http://192.168.1.10:8000", "https_required"),
         ("https://" + "a" * 300 + ".fi", "invalid_origin"),
         ("https://example.fi\r\nX-Evil: 1", "invalid_origin"),
+        ("https://127.1", "invalid_origin"),  # browsers read it as 127.0.0.1
+        ("https://0x7f000001", "invalid_origin"),
+        ("https://example.123", "invalid_origin"),
+        ("https://a_b.example", "invalid_origin"),
     ],
 )
 def test_what_is_not_an_origin_is_refused_with_a_reason(given, code):

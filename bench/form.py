@@ -59,7 +59,7 @@ from _common import (
 STATIC = files("rapidly.web").joinpath("static")
 FIRST = ["embed/form.js", "embed/texts.js", "embed/texts-fi.js", "embed/form.css"]
 FIRST += ["lib/dom.js", "lib/graphql.js", "lib/save-queue.js"]
-LATER = ["embed/chat.js", "embed/phone.js"]
+LATER = ["embed/chat.js", "embed/photos.js"]
 READY = "addEventListener('rapidly-ready', () => { window.__ready = performance.now() }, true)"
 FORM_FILES_DONE = (
     "Math.max(...performance.getEntriesByType('resource').filter(e => /[/](embed|lib)[/]/.test(e.name))"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -266,11 +267,11 @@ async def test_a_page_the_tenant_does_not_list_gets_no_form_and_no_contact(serve
         """async (url) => {
             const response = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'},
               body: JSON.stringify({query: 'mutation { startContact(tenant: "kattohuolto") { __typename } }'})})
-            return (await response.json()).data.startContact.__typename
+            return (await response.json()).errors[0].extensions.code
         }""",
         server.graphql_url,
     )
-    assert attempt == "AuthError"
+    assert attempt == "OriginNotAllowed"
 
 
 async def test_an_origin_no_tenant_lists_gets_no_cors_grant_at_all(server, world, company_site, visitor):
@@ -501,7 +502,7 @@ async def test_no_serious_accessibility_violations_in_any_language(server, roofi
     await expect(page.locator(".photos img")).to_have_count(1, timeout=10_000)
     await page.locator(".continue button").first.click()
     await expect(page.locator(".qr svg")).to_be_visible()
-    await page.locator("#rf-chat-input").fill("Hei")
+    await page.locator("#rapidly-chat-input").fill("Hei")
     await page.locator(".chat-panel button").click()
     await expect(page.locator(".chat li")).to_have_count(1)
 
@@ -529,3 +530,92 @@ async def test_no_serious_accessibility_violations_in_any_language(server, roofi
     )
     assert small == []
     await context.close()
+
+
+# -- the contact's life, in harder cases -------------------------------------------------------------------
+
+
+async def test_typing_while_a_reload_restores_goes_to_the_same_contact(server, gql, every_kind_site, visitor):
+    # given: a contact, and a reload whose `me` query is slow to answer
+    anna = await staff_token(gql, "anna@kattohuolto.example")
+    page = await visitor.new_page()
+    await page.goto(every_kind_site.embedding(server.url, "everykind"))
+    await page.get_by_label("name (en)").fill("Maija")
+    await saved(page, "name")
+
+    async def slow_me(route) -> None:  # type: ignore[no-untyped-def]
+        if "query Me(" in (route.request.post_data or ""):
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(server.graphql_url, slow_me)
+
+    # when: the visitor types before the restore has answered
+    await page.reload()
+    await page.get_by_label("email (en)").fill("maija@example.com")
+    await saved(page, "email")
+
+    # then: one contact, with both answers
+    contact = await only_contact(gql, anna)
+    assert {v["key"] for v in contact["values"]} == {"name", "email"}
+    await expect(page.get_by_label("name (en)")).to_have_value("Maija")
+
+
+async def test_a_token_that_stopped_working_starts_the_form_anew_without_resending_old_answers(
+    server, gql, every_kind_site, visitor
+):
+    # given: answers saved, then the contact's token expires (as it would after 30 days)
+    from rapidly.contacts.models import ContactToken
+
+    anna = await staff_token(gql, "anna@kattohuolto.example")
+    page = await visitor.new_page()
+    await page.goto(every_kind_site.embedding(server.url, "everykind"))
+    await page.get_by_label("name (en)").fill("Maija")
+    await page.get_by_label("story (en)").fill("Vuotaa")
+    await saved(page, "name", "story")
+    before = await only_contact(gql, anna)
+    await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    # when: the visitor goes on typing
+    await page.get_by_label("story (en)").press_sequentially(" yhä")
+
+    # then: the form says so where they are, starts anew, and sends nothing of the old answers anywhere
+    notice = page.locator(".note[role=status]").first
+    await expect(notice).to_have_text(
+        "Your earlier answers are no longer stored; what you type now is saved anew.", timeout=10_000
+    )
+    await expect(page.get_by_label("name (en)")).to_have_value("")
+    await page.wait_for_timeout(1000)
+    assert await only_contact(gql, anna) == before
+    assert await contact_token(page) is None
+
+
+async def test_the_form_keeps_working_when_the_page_moves_it(server, gql, every_kind_site, visitor):
+    # given
+    anna = await staff_token(gql, "anna@kattohuolto.example")
+    page = await visitor.new_page()
+    await page.goto(every_kind_site.embedding(server.url, "everykind"))
+    await page.get_by_label("name (en)").fill("Maija")
+    await saved(page, "name")
+    contact_id = (await only_contact(gql, anna))["id"]
+
+    # when: a single-page app moves the element elsewhere in the page
+    await page.evaluate("() => document.body.append(Object.assign(document.createElement('aside'), { id: 'moved' }))")
+    await page.evaluate("() => document.querySelector('#moved').append(document.querySelector('rapidly-form'))")
+    await gql(SEND_CHAT, {"body": "Tulemme huomenna.", "contactId": contact_id}, token=anna)
+    await page.get_by_label("story (en)").fill("Vuotaa")
+
+    # then: live events still arrive, saves still go, and leaving with unsaved edits still asks
+    await expect(page.locator("#moved .chat li.theirs .body")).to_have_text("Tulemme huomenna.", timeout=10_000)
+    await saved(page, "story")
+    assert await page.locator("#moved rapidly-form").count() == 1
+
+
+async def test_the_form_declares_its_language_inside_the_page(server, every_kind_site, visitor):
+    # given: an English form on a Finnish page
+    page = await visitor.new_page()
+    await page.goto(every_kind_site.embedding(server.url, "everykind", lang="fi", attributes='locale="en"'))
+    await expect(page.get_by_label("name (en)")).to_be_visible()
+
+    # then: screen readers read it as English
+    assert await page.locator("rapidly-form .rapidly").get_attribute("lang") == "en"

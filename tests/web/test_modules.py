@@ -4,6 +4,8 @@ origin into a blank page and drives it with its injected dependencies."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 QUEUE = """
@@ -128,17 +130,24 @@ async def test_a_refused_value_is_not_retried_until_it_changes(blank):
     assert result["sent"] == [["email", "maija@"], ["email", "maija@example.com"]]
 
 
-async def test_a_refusal_for_good_stops_and_says_failed(blank):
+async def test_a_refusal_for_good_stops_says_failed_and_keeps_the_value_unsaved(blank):
     result = await run_queue(
         blank,
         """
-        behaviour = async () => { throw Object.assign(new Error('no'), { code: 'AuthError' }) }
+        let refuse = true
+        const no = Object.assign(new Error('no'), { code: 'OriginNotAllowed' })
+        behaviour = async () => { if (refuse) throw no; return {} }
         queue.set('name', 'M', { now: true })
         await until(() => queue.state('name') === 'failed')
         await sleep(150)
+        log.sent.push(['unsaved after failing', queue.unsaved])
+        refuse = false
+        queue.set('name', 'M', { now: true })   // the same value again: sent, since it never was stored
+        await until(() => queue.state('name') === 'saved')
         """,
     )
-    assert result["sent"] == [["name", "M"]] and result["states"][-1] == ["name", "failed"]
+    assert result["sent"] == [["name", "M"], ["unsaved after failing", True], ["name", "M"]]
+    assert ["name", "failed"] in result["states"] and result["unsaved"] is False
 
 
 async def test_unsaved_while_waiting_in_flight_or_retrying_and_flush_and_retry_now(blank):
@@ -244,3 +253,53 @@ async def test_every_text_is_there_in_every_language(blank):
     assert checked["fill"] == "1 and <x> and {c}"
     assert checked["picks"] == ["sv", "fi", "en", None]
     assert checked["fallback"] is True
+
+
+async def test_a_subscription_comes_back_after_the_server_ends_it_and_stops_when_refused(blank):
+    # given: a graphql-transport-ws server on loopback that ends the first stream after one event
+    # (as Rapidly's does when a client falls behind), accepts the second, and refuses the third
+    import json
+
+    import websockets
+
+    connections: list[str] = []
+
+    async def handler(ws) -> None:  # type: ignore[no-untyped-def]
+        init = json.loads(await ws.recv())
+        connections.append(init["payload"]["authorization"])
+        if len(connections) == 3:
+            await ws.close(4403, "Forbidden")
+            return
+        await ws.send(json.dumps({"type": "connection_ack"}))
+        subscribe = json.loads(await ws.recv())
+        await ws.send(json.dumps({"id": subscribe["id"], "type": "next", "payload": {"data": {"n": len(connections)}}}))
+        if len(connections) == 1:
+            await ws.send(json.dumps({"id": subscribe["id"], "type": "complete"}))
+            await asyncio.sleep(0.5)
+        else:
+            await ws.close(1011)  # the server restarting
+
+    async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["graphql-transport-ws"]) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+
+        # when
+        seen = await blank.evaluate(
+            """async (port) => {
+              const { Api } = await import('/lib/graphql.js')
+              const api = new Api(`http://127.0.0.1:${port}/graphql`)
+              const seen = []
+              await new Promise((resolve) => {
+                api.subscribe('subscription { n }', 'rpc_x', {
+                  onNext: (data) => seen.push(['next', data.n]),
+                  onReconnect: () => seen.push(['reconnected']),
+                  onEnd: (code) => { seen.push(['end', code]); resolve() },
+                })
+              })
+              return seen
+            }""",
+            port,
+        )
+
+    # then
+    assert seen == [["next", 1], ["reconnected"], ["next", 2], ["end", 4403]]
+    assert connections == ["Bearer rpc_x"] * 3

@@ -18,15 +18,15 @@ export class Chat {
   /** `form` is what the panel needs of the form: see `RapidlyForm#session`. */
   constructor (form) {
     const { t, company } = (this.form = form)
-    this.list = el('ol', { class: 'chat', tabindex: 0, 'aria-labelledby': 'rf-chat' })
-    this.input = el('textarea', { id: 'rf-chat-input', rows: 2, maxlength: 4000 })
+    this.list = el('ol', { class: 'chat', tabindex: 0, 'aria-labelledby': 'rapidly-chat' })
+    this.input = el('textarea', { id: 'rapidly-chat-input', rows: 2, maxlength: 4000 })
     this.error = el('p', { class: 'error', role: 'alert' })
     const send = (event) => { event.preventDefault(); this.send() }
-    this.view = el('section', { class: 'chat-panel', 'aria-labelledby': 'rf-chat' },
-      el('h3', { id: 'rf-chat' }, fill(t.chatHeading, { company })),
+    this.view = el('section', { class: 'chat-panel', 'aria-labelledby': 'rapidly-chat' },
+      el('h3', { id: 'rapidly-chat' }, fill(t.chatHeading, { company })),
       this.list,
       el('form', { onsubmit: send },
-        el('label', { for: 'rf-chat-input' }, t.chatLabel), this.input, this.error,
+        el('label', { for: 'rapidly-chat-input' }, t.chatLabel), this.input, this.error,
         el('button', { type: 'submit' }, t.send)))
   }
 

@@ -10,7 +10,7 @@
 // the answers themselves are never written to the browser's storage.
 
 import { el } from '../lib/dom.js'
-import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable, outcome } from '../lib/graphql.js'
+import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
 import { SaveQueue } from '../lib/save-queue.js'
 import { fill, pickLocale, textsFor } from './texts.js'
 
@@ -24,34 +24,34 @@ const START = `mutation Start($tenant: String!, $locale: String) { startContact(
   ... on ContactSession { token selfServiceUrl } ${LIMITED} ${FAILED} } }`
 const SAVE = `mutation Save($key: String!, $value: JSON) { saveField(key: $key, value: $value) { ${INVALID} ${FAILED} } }`
 const ME = 'query Me($locale: String) { me(locale: $locale) { selfServiceUrl values { key value } } }'
-const MEDIA = 'query Media { me { media { id fieldKey url } } }'
 const EVENTS = 'subscription Events { myEvents { kind } }'
-const UPLOAD = `mutation Upload($fieldKey: String!, $file: Upload!) {
-  uploadMedia(fieldKey: $fieldKey, file: $file) { ${INVALID} ${FAILED} } }`
 const INPUT_TYPES = { EMAIL: 'email', PHONE: 'tel', DATE: 'date' }
 const AUTOCOMPLETE = { NAME: 'name', EMAIL: 'email', PHONE: 'tel' }
 const empty = (value) => value === null || value === '' || value === false || value?.length === 0
 
 export class RapidlyForm extends HTMLElement {
-  #root; #t; #form; #queue; #live; #mine; #doneNote; #chat
-  #token = null; #starting = null; #events = null; #fields = new Map(); #uploading = 0; #troubled = false; #doneAsked = false
+  #root; #t; #form; #queue; #live; #mine; #notice; #doneNote; #chat; #restoring; #extras
+  #token = null; #starting = null; #events = null; #fields = new Map(); #photos = null; #troubled = false; #doneAsked = false
 
   get tenant () { return this.getAttribute('tenant') || '' }
 
   /** True while something typed or chosen is not yet stored. */
-  get unsaved () { return this.#queue.unsaved || this.#uploading > 0 }
+  get unsaved () { return this.#queue.unsaved || this.#photos?.uploading > 0 }
 
   connectedCallback () {
-    if (this.#root) return
+    addEventListener('beforeunload', this.#leaving)
+    addEventListener('online', this.#online)
+    document.addEventListener('visibilitychange', this.#hidden)
+    if (this.#root) { // moved in the page: listen again
+      if (this.#token) this.#listen()
+      return
+    }
     this.#root = el('div', { class: 'rapidly', hidden: true })
     const show = () => { this.#root.hidden = false }
     const style = el('link', { rel: 'stylesheet', href: new URL('embed/form.css', BASE), onload: show, onerror: show })
     this.attachShadow({ mode: 'open' }).append(style, this.#root)
     this.#queue = new SaveQueue((key, value) => this.#save(key, value))
     this.#queue.addEventListener('state', (event) => this.#showState(event.detail))
-    addEventListener('beforeunload', this.#leaving)
-    addEventListener('online', this.#online)
-    document.addEventListener('visibilitychange', this.#hidden)
     this.#load(0)
   }
 
@@ -60,6 +60,7 @@ export class RapidlyForm extends HTMLElement {
     removeEventListener('online', this.#online)
     document.removeEventListener('visibilitychange', this.#hidden)
     this.#events?.close()
+    this.#events = null
   }
 
   #leaving = (event) => {
@@ -84,6 +85,7 @@ export class RapidlyForm extends HTMLElement {
     const { form, error } = await asked
     if (error instanceof Refused) console.warn(`rapidly-form: ${error.message}`) // for the site's developer
     if (error && !(error instanceof Refused)) {
+      if (attempt === 3) console.warn('rapidly-form: no answer from Rapidly yet; is this site\'s origin listed for the tenant?')
       this.#say(this.#t.loadFailed)
       setTimeout(() => this.#load(attempt + 1), Math.min(30_000, 1000 * 2 ** attempt))
       return
@@ -94,9 +96,11 @@ export class RapidlyForm extends HTMLElement {
     }
     this.#form = form
     if (form.locale !== locale) this.#t = await textsFor(form.locale)
+    this.#root.lang = form.locale
+    this.#restoring = this.#restore() // a first keystroke meanwhile waits for it (see #contact)
     const more = this.#build()
     this.#tell('ready', { locale: form.locale }) // the fields can be typed into
-    await Promise.all([this.#restore(), more])
+    await Promise.all([this.#restoring, more])
   }
 
   /** The contact token of this tab: read (no argument), kept (a token) or dropped (null). */
@@ -134,14 +138,16 @@ export class RapidlyForm extends HTMLElement {
     const { fields, tenantName, privacyPolicyUrl } = this.#form
     const t = this.#t
     const photos = fields.some((field) => field.kind === 'IMAGE')
-    const slots = [el('div'), el('div')] // the phone section and the chat, in a moment
+    const slots = [el('div'), el('div')] // the photos' phone section and the chat, in a moment
     this.#live = el('p', { class: 'sr', role: 'status' })
     this.#mine = el('p', { class: 'my-data' }, t.nothingStored)
+    this.#notice = el('p', { class: 'note', role: 'status', tabindex: -1 })
     this.#doneNote = el('p', { class: 'note', role: 'status' })
-    this.#root.replaceChildren(el('section', { 'aria-labelledby': 'rf-title' },
-      el('h2', { id: 'rf-title' }, tenantName),
+    this.#root.replaceChildren(el('section', { 'aria-labelledby': 'rapidly-title' },
+      el('h2', { id: 'rapidly-title' }, tenantName),
       el('p', {}, t.intro),
       this.#mine,
+      this.#notice,
       fields.map((field) => this.#fieldView(field)),
       slots[0],
       el('div', { class: 'done' }, el('button', { type: 'button', class: 'primary', onclick: () => this.#done() }, t.done), this.#doneNote),
@@ -149,15 +155,16 @@ export class RapidlyForm extends HTMLElement {
       privacyPolicyUrl && el('p', {}, el('a', { href: privacyPolicyUrl, target: '_blank', rel: 'noopener noreferrer' }, t.privacyPolicy)),
       this.#live))
     // The fields work already; the rest is loaded now, not before them.
-    return Promise.all([photos && import('./phone.js'), import('./chat.js')]).then(([phone, chat]) => {
+    this.#extras = Promise.all([photos && import('./photos.js'), import('./chat.js')]).then(([module, chat]) => {
       const session = this.#session()
-      if (phone) slots[0].replaceWith(new phone.Phone(session).view)
+      if (module) slots[0].replaceWith((this.#photos = new module.Photos(session)).view)
       slots[1].replaceWith((this.#chat = new chat.Chat(session)).view)
-      this.#chat.load().catch(() => {})
+      this.#catchUp()
     })
+    return this.#extras
   }
 
-  /** What the chat and the phone section need of the form. */
+  /** What the chat and the photos need of the form. */
   #session () {
     const locale = this.#form.locale
     return {
@@ -167,7 +174,8 @@ export class RapidlyForm extends HTMLElement {
       token: () => this.#token,
       contact: () => this.#contact(),
       announce: (text) => { this.#live.textContent = text },
-      explain: (problem) => this.#explain(problem),
+      explain: (problem, field) => this.#explain(problem, field),
+      images: () => [...this.#fields.values()].filter((entry) => entry.photos),
       clock: (iso) => new Date(iso).toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit' })
     }
   }
@@ -205,7 +213,8 @@ export class RapidlyForm extends HTMLElement {
       entry.control.addEventListener('change', async () => {
         const files = [...entry.control.files]
         entry.control.value = ''
-        for (const file of files) await this.#upload(entry, file, progress)
+        await this.#extras
+        for (const file of files) await this.#photos.upload(entry, file, progress)
       })
       entry.photos = el('ul', { class: 'photos' })
       entry.read = () => entry.photos.children.length || null
@@ -251,7 +260,10 @@ export class RapidlyForm extends HTMLElement {
     entry.status.textContent = state === 'invalid' ? (typing ? t.notYet : '') : t[state] || ''
     entry.status.dataset.state = state
     entry.error.textContent = wrong && errors?.length ? this.#explain(errors[0], entry.field) : ''
-    entry.control.setAttribute('aria-invalid', String(state === 'invalid' || state === 'failed'))
+    const invalid = String(state === 'invalid' || state === 'failed')
+    for (const control of entry.control.localName === 'fieldset' ? entry.control.querySelectorAll('input') : [entry.control]) {
+      control.setAttribute('aria-invalid', invalid)
+    }
     if (state === 'saved') this.#tell('saved', { key })
     if (state === 'retrying' && !this.#troubled) {
       this.#troubled = true
@@ -284,8 +296,9 @@ export class RapidlyForm extends HTMLElement {
   // -- the contact and its answers -----------------------------------------------------------------
 
   /** The contact's token, starting the contact if there is none yet (once, however many ask). */
-  #contact () {
-    if (this.#token) return Promise.resolve(this.#token)
+  async #contact () {
+    await this.#restoring // after a reload, the contact it continues
+    if (this.#token) return this.#token
     this.#starting ??= api.mutate(START, { tenant: this.tenant, locale: this.#form.locale }, null, 'ContactSession')
       .then((session) => {
         this.#adopt(session.token, session.selfServiceUrl)
@@ -300,9 +313,25 @@ export class RapidlyForm extends HTMLElement {
     this.#token = token
     this.#stored(token)
     if (selfServiceUrl) this.#mine.replaceChildren(el('a', { href: selfServiceUrl, target: '_blank', rel: 'noopener noreferrer' }, this.#t.myData))
-    this.#events?.close()
-    this.#events = api.subscribe(EVENTS, token, { onNext: (data) => this.#onEvent(data?.myEvents?.kind), onReconnect: () => this.#catchUp() })
+    this.#listen()
     this.#catchUp()
+  }
+
+  /** Live events of this contact: photos from the phone, the company's messages, an erasure. */
+  #listen () {
+    this.#events?.close()
+    this.#events = api.subscribe(EVENTS, this.#token, {
+      onNext: (data) => this.#onEvent(data?.myEvents?.kind),
+      onReconnect: () => this.#catchUp(),
+      onEnd: () => this.#stillThere() // the token was refused: gone, or the database just restarted
+    })
+  }
+
+  async #stillThere () {
+    const token = this.#token
+    const me = await api.call(ME, {}, token).then((data) => data.me, (error) => (error instanceof Unavailable ? undefined : null))
+    if (me === null && token === this.#token) this.#erased(this.#t.restarted)
+    else if (me === undefined) setTimeout(() => this.#token === token && this.#listen(), 5000)
   }
 
   #forget () {
@@ -317,47 +346,12 @@ export class RapidlyForm extends HTMLElement {
     try {
       return await api.mutate(SAVE, { key, value }, token, 'FieldSaved')
     } catch (error) {
-      if (error.code !== 'AuthError' || this.#token !== token) throw error
-      this.#forget() // the contact is gone (erased, expired): what is typed now starts a new one
-      this.#live.textContent = this.#t.restarted
-      throw new Unavailable()
-    }
-  }
-
-  // -- photos and the phone ------------------------------------------------------------------------
-
-  async #upload (entry, file, progress) {
-    const { field, status, error } = entry
-    const report = (fraction) => {
-      progress.value = fraction
-      status.textContent = fill(this.#t.uploading, { percent: Math.round(fraction * 100) })
-    }
-    this.#uploading += 1
-    progress.hidden = false
-    error.textContent = ''
-    report(0)
-    try {
-      const token = await this.#contact()
-      const result = outcome(await api.upload(UPLOAD, { fieldKey: field.key }, 'file', file, token, report), 'MediaUploaded')
-      status.textContent = result.invalid ? '' : this.#t.photoAdded
-      if (result.invalid) error.textContent = this.#explain(result.invalid[0], field)
-      else await this.#refreshMedia()
-    } catch (failure) {
-      status.textContent = ''
-      error.textContent = this.#explain(failure)
-    } finally {
-      this.#uploading -= 1
-      progress.hidden = true
-    }
-  }
-
-  async #refreshMedia () {
-    const me = this.#token && (await api.call(MEDIA, {}, this.#token).catch(() => ({}))).me
-    if (!me) return
-    for (const { field, photos } of this.#fields.values()) {
-      const mine = me.media.filter((media) => media.fieldKey === field.key)
-      photos?.replaceChildren(...mine.map((media, i) => el('li', {},
-        el('img', { src: media.url, alt: fill(this.#t.photoAlt, { n: i + 1, label: field.label }), width: 96, height: 96 }))))
+      if (error.code !== 'AuthError') throw error
+      // The contact is gone: erased (from the end user's own page, or by the company) while no event
+      // could say so, or expired. As after an erasure, the form starts anew; nothing it held is sent
+      // to a new contact, which would undo the erasure.
+      if (this.#token === token) this.#erased(this.#t.restarted)
+      throw new Unavailable() // (a save of a form rebuilt since is dropped by the queue)
     }
   }
 
@@ -365,23 +359,26 @@ export class RapidlyForm extends HTMLElement {
 
   /** What changed while no events could arrive (before a subscription, after a reconnect). */
   #catchUp () {
-    this.#refreshMedia()
+    this.#photos?.refresh()
     this.#chat?.load().catch(() => {})
   }
 
   #onEvent (kind) {
-    if (kind === 'MEDIA_ADDED') this.#refreshMedia()
+    if (kind === 'MEDIA_ADDED') this.#photos?.refresh()
     else if (kind === 'CHAT_MESSAGE') this.#chat?.load().catch(() => {})
     else if (kind === 'DELETED') this.#erased()
   }
 
-  /** The contact was erased (from the end user's own page, or by the company): start afresh. */
-  #erased () {
+  /** The contact was erased (from the end user's own page, or by the company), or its token no
+   *  longer works: the form starts afresh, and says so where focus was. */
+  #erased (notice = this.#t.erased) {
+    const hadFocus = this.shadowRoot.activeElement !== null
     this.#queue.clear()
     this.#forget()
     this.#fields.clear()
     this.#build()
-    this.#live.textContent = this.#doneNote.textContent = this.#t.erased
+    this.#notice.textContent = notice
+    if (hadFocus) this.#notice.focus()
     this.#tell('erased')
   }
 }

@@ -100,10 +100,12 @@ export class Api {
     })
   }
 
-  /** Subscribe until `close()`; reconnects with backoff and calls `onReconnect` so that the caller
-   *  can fetch what it missed. `onEnd(code)` when the server ends it for good. */
+  /** Subscribe until `close()`. Whatever ends the stream (the network, a server restart, the server
+   *  completing it: too many events unread, the database away) is followed by a new connection, with
+   *  backoff, and `onReconnect()` so that the caller can fetch what it missed; only a refused
+   *  credential ends it for good, with `onEnd(code)`. */
   subscribe (query, token, { onNext, onEnd = () => {}, onReconnect = () => {} }) {
-    let socket; let closed = false; let attempt = 0; let timer; let ended = false
+    let socket; let closed = false; let attempt = 0; let timer
     const open = () => {
       socket = new WebSocket(this.socketUrl, 'graphql-transport-ws')
       const send = (message) => socket.send(JSON.stringify(message))
@@ -117,11 +119,11 @@ export class Api {
           attempt = 0
         } else if (data.type === 'ping') send({ type: 'pong' })
         else if (data.type === 'next') onNext(data.payload?.data)
-        else if (data.type === 'complete' || data.type === 'error') { ended = true; socket.close(1000) }
+        else if (data.type === 'complete' || data.type === 'error') socket.close(1000)
       }
       socket.onclose = (event) => {
         if (closed) return
-        if (ended || event.code === 4403 || event.code === 4400) { closed = true; onEnd(event.code); return }
+        if (event.code === 4403 || event.code === 4400) { closed = true; onEnd(event.code); return }
         attempt += 1
         timer = setTimeout(open, Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2))
       }

@@ -19,7 +19,7 @@ export class SaveQueue extends EventTarget {
    *  field already holds is not sent again (but `now` still ends its pause). */
   set (key, value, { now = false } = {}) {
     const field = this.#field(key)
-    if (field.version > 0 && JSON.stringify(value) === JSON.stringify(field.value)) {
+    if (field.version > 0 && field.state !== 'failed' && JSON.stringify(value) === JSON.stringify(field.value)) {
       if (now && field.state === 'waiting') { clearTimeout(field.timer); this.#send(key) }
       return
     }
@@ -45,9 +45,10 @@ export class SaveQueue extends EventTarget {
     }
   }
 
-  /** True while a typed value is not yet stored: waiting, in flight or being retried. */
+  /** True while a typed value is not yet stored: waiting, in flight, being retried, or refused for
+   *  a reason other than the value (it is still only in the page). */
   get unsaved () {
-    for (const field of this.fields.values()) if (field.done < field.version) return true
+    for (const field of this.fields.values()) if (field.done < field.version || field.state === 'failed') return true
     return false
   }
 

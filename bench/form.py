@@ -78,7 +78,7 @@ def sizes() -> list[tuple[str, ...]]:
     return [
         ("", "bytes", "gzip bytes", "files"),
         ("before the fields work (one language)", *row("", FIRST)[1:]),
-        ("chat and phone section, right after", *row("", LATER)[1:]),
+        ("chat and photos, loaded right after", *row("", LATER)[1:]),
         ("in all", *row("", FIRST + LATER)[1:]),
     ]
 
@@ -261,7 +261,7 @@ def main() -> int:
                         *(f"{percentile(loaded['ready'], q):.0f}" for q in (50, 90, 100)),
                     ),
                     (
-                        "every file of the form loaded (chat, phone)",
+                        "every file of the form loaded (chat, photos)",
                         *(f"{percentile(loaded['complete'], q):.0f}" for q in (50, 90, 100)),
                     ),
                 ]

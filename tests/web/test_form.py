@@ -221,11 +221,16 @@ async def test_a_reload_continues_the_same_contact_with_its_answers(server, gql,
 
 
 async def test_leaving_with_unsaved_edits_asks_first(server, every_kind_site, visitor):
-    # given: a value typed a moment ago, still waiting for its pause
+    # given: a value typed that has not reached the server
     page = await visitor.new_page()
     await page.goto(every_kind_site.embedding(server.url, "everykind"))
     await page.get_by_label("name (en)").fill("Maija")
     await saved(page, "name")
+
+    async def hold(route) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(30)  # the save never arrives while the test looks: the edit stays unsent
+
+    await page.route(server.graphql_url, hold)
     await page.get_by_label("story (en)").fill("Vuotaa")
     asked: list[str] = []
 

@@ -78,6 +78,12 @@ async def list_for_staff(staff_id: uuid.UUID, first: int, after: str | None, unr
     return Page(notifications=rows[:first], has_next=len(rows) > first)
 
 
+async def unread_count(staff_id: uuid.UUID, limit: int = 1000) -> int:
+    """How many of the staff member's notifications are unread, counted up to `limit` (a badge says
+    "999+" long before that)."""
+    return await Notification.filter(staff_id=staff_id, read_at__isnull=True).limit(limit).count()
+
+
 async def mark_read(staff_id: uuid.UUID, ids: Sequence[str]) -> int:
     """Mark the staff member's own unread notifications read; returns how many changed.
 

@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 
 from rapidly.contacts import service
 from rapidly.contacts.models import Contact as ContactModel
-from rapidly.plugins import FieldKind, FieldRole, FieldSpec
+from rapidly.plugins import FieldKind, FieldRole, FieldSpec, resolve_locale
 from rapidly.realtime import ContactEvent as Event
 from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, RateLimitedError, returns_errors
@@ -174,18 +174,32 @@ class ContactQuery:
             fields=[FieldDefinition.of(spec, view.locale, fallback) for spec in view.fields],
         )
 
-    @strawberry.field(permission_classes=[IsStaff], description="The fields of the signed-in staff's tenant.")
-    async def fields(self, info: strawberry.Info) -> list[FieldDefinition]:
+    @strawberry.field(
+        permission_classes=[IsStaff],
+        description="The fields of the signed-in staff's tenant, in `locale` (default: the staff member's).",
+    )
+    async def fields(self, info: strawberry.Info, locale: str | None = None) -> list[FieldDefinition]:
         staff = await info.context.staff()
-        locale = staff.locale
+        locale = resolve_locale(locale, staff.locale)
         return [FieldDefinition.of(spec, locale, staff.tenant.default_locale) for spec in await info.context.fields()]
 
-    @strawberry.field(permission_classes=[IsStaff], description="Most recently active first.")
+    @strawberry.field(
+        permission_classes=[IsStaff],
+        description="Most recently active first. `search`: only contacts with a value that holds this text "
+        "(at least 3 characters, any case; a phone number also as typed without its country code).",
+    )
     async def contacts(
-        self, info: strawberry.Info, first: int | None = DEFAULT_PAGE, after: str | None = None
+        self,
+        info: strawberry.Info,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+        search: str | None = None,
     ) -> Connection[Contact]:
         staff = await info.context.staff()
-        page = await service.list_contacts(staff.tenant_id, DEFAULT_PAGE if first is None else first, after)
+        region = service.PHONE_REGION.get(staff.tenant.default_locale, "FI")
+        page = await service.list_contacts(
+            staff.tenant_id, DEFAULT_PAGE if first is None else first, after, search, region
+        )
         return Connection.of(page.contacts, page.has_next, cursor=service.encode_cursor, node=Contact.of)
 
     @strawberry.field(permission_classes=[IsStaff], description="Null if absent or another tenant's.")

@@ -10,8 +10,10 @@ import strawberry
 from rapidly.erasure.models import Requester
 from rapidly.erasure.service import Receipt
 from rapidly.errors import AuthFailed, NotFound
+from rapidly.plugins import resolve_locale
 from rapidly.schema.errors import AuthError, NotFoundError, returns_errors
 from rapidly.schema.permissions import IsStaff
+from rapidly.selfservice.texts import store_name
 from rapidly.validation import parse_id
 
 RequesterType = strawberry.enum(Requester, name="ErasureRequester")
@@ -21,6 +23,10 @@ RequesterType = strawberry.enum(Requester, name="ErasureRequester")
 class StoreCount:
     store: str = strawberry.field(description='Where the data was, e.g. "field_values".')
     count: int = strawberry.field(description="How many items were removed there.")
+
+    @strawberry.field(description='The store\'s name for people, in `locale` (fi, sv, en): "Saved answers".')
+    def name(self, locale: str | None = None) -> str:
+        return store_name(self.store, resolve_locale(locale, "en"))
 
 
 @strawberry.type(description="What an erasure removed. IDs, a time and counts: nothing personal.")

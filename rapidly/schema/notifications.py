@@ -9,7 +9,7 @@ import strawberry
 from rapidly.contacts import service as contacts
 from rapidly.notifications import service
 from rapidly.notifications.models import Notification as NotificationModel
-from rapidly.plugins import FieldRole
+from rapidly.plugins import FieldRole, resolve_locale
 from rapidly.schema.pagination import DEFAULT_PAGE, Connection
 from rapidly.schema.permissions import IsStaff
 
@@ -36,15 +36,17 @@ class Notification:
             model=row,
         )
 
-    @strawberry.field(description='Worded now: an erased contact reads "(deleted)".')
-    async def text(self, info: strawberry.Info) -> str:
+    @strawberry.field(
+        description='Worded now, in `locale` (default: the reader\'s): an erased contact reads "(deleted)".'
+    )
+    async def text(self, info: strawberry.Info, locale: str | None = None) -> str:
         staff = await info.context.staff()
         contact = await info.context.loaders.contacts.load(self.model.contact_id)
         name = None
         if contact is not None:
             values = await info.context.read_values(contact.id)
             name = contacts.role_value(values, await info.context.fields(), FieldRole.NAME)
-        return service.render(self.kind, staff.locale, name, erased=contact is None)
+        return service.render(self.kind, resolve_locale(locale, staff.locale), name, erased=contact is None)
 
 
 @strawberry.type

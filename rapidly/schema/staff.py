@@ -6,9 +6,27 @@ from typing import Annotated
 
 import strawberry
 
+from rapidly.messaging import service as messaging
+from rapidly.notifications import service as notifications
+from rapidly.plugins import Channel, MessageEvent
 from rapidly.schema.errors import AuthError, RateLimitedError, returns_errors
+from rapidly.schema.media import ChannelType
 from rapidly.staff import service
 from rapidly.staff.models import StaffUser
+from rapidly.tenants.models import Tenant
+
+
+@strawberry.type
+class MessageChannels:
+    event: str = strawberry.field(description='A message event, e.g. "SELF_SERVICE_LINK".')
+    channels: list[ChannelType] = strawberry.field(description="How it is sent; none: not at all.")
+
+    @classmethod
+    def all_of(cls, tenant: Tenant) -> list[MessageChannels]:
+        return [
+            cls(event=event.name, channels=[c for c in Channel if messaging.enabled(tenant, event, c)])  # type: ignore[misc]
+            for event in MessageEvent
+        ]
 
 
 @strawberry.type(name="Tenant")
@@ -18,6 +36,9 @@ class TenantType:
     name: str
     retention_days: int | None = strawberry.field(
         description="Contacts inactive for longer are erased; null keeps them until erased."
+    )
+    message_channels: list[MessageChannels] = strawberry.field(
+        description="Which messages go out, and how (`rapidly tenant messages`)."
     )
     allowed_origins: list[str] = strawberry.field(
         description="Websites whose pages may use the form and the API from a browser, e.g. "
@@ -32,6 +53,10 @@ class Staff:
     locale: str
     tenant: TenantType
 
+    @strawberry.field(description="How many of my notifications are unread (counted up to 1,000).")
+    async def unread_notifications(self) -> int:
+        return await notifications.unread_count(self.id)  # type: ignore[arg-type]
+
     @classmethod
     def from_model(cls, staff: StaffUser) -> Staff:
         tenant = staff.tenant
@@ -45,6 +70,7 @@ class Staff:
                 name=tenant.name,
                 retention_days=tenant.retention_days,
                 allowed_origins=list(tenant.allowed_origins or []),
+                message_channels=MessageChannels.all_of(tenant),
             ),
         )
 
@@ -76,3 +102,7 @@ class StaffMutation:
             ctx.settings, email=email, password=password, client_ip=ctx.client_ip, origin=ctx.origin
         )
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))
+
+    @strawberry.mutation(description="Staff token: end this session; true when it was live.")
+    async def logout(self, info: strawberry.Info) -> bool:
+        return await service.logout(info.context.bearer)

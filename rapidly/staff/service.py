@@ -132,6 +132,13 @@ async def _argon2(function: Callable[..., T], *args: object) -> T:
     return await asyncio.to_thread(limited)
 
 
+async def logout(token: str | None) -> bool:
+    """End the session of this staff token; False when there was none (the answer is the same for
+    any other token)."""
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX) if token else None
+    return bool(token_hash and await StaffSession.filter(token_hash=token_hash).delete())
+
+
 async def purge_expired_sessions() -> int:
     return await StaffSession.filter(expires_at__lte=datetime.now(UTC)).delete()
 

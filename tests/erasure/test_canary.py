@@ -91,6 +91,19 @@ def markers(control: bool = False) -> dict[str, object]:
     }
 
 
+SEARCH = "query S($q: String) { contacts(search: $q) { edges { node { id } } } }"
+
+
+async def found_by_search(gql, staff: str, values: dict[str, object]) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """{needle: [contact IDs]} for the markers of the form's answers (the chat is not searched), as the
+    staff's search, served by the values' trigram index, finds them."""
+    found = {}
+    for needle in (n for n in needles(values) if not n.startswith(("canary chat", "canary reply"))):
+        edges = (await gql(SEARCH, {"q": needle}, token=staff))["contacts"]["edges"]
+        found[needle] = [edge["node"]["id"] for edge in edges]
+    return found
+
+
 def needles(values: dict[str, object]) -> list[str]:
     """The strings the database may hold while the contact exists: every value that can be told
     apart from other data (the photo's name and EXIF are never stored: see `photo_needles`)."""
@@ -187,6 +200,8 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     assert (await http.get(f"/my/{tokens['erased']}")).status_code == 200
     assert (await http.get(f"/my/{tokens['erased']}/export.json")).status_code == 200
     before = await scan(database_url, needles(erased))
+    searched = await found_by_search(gql, anna, erased)
+    assert set(searched) and all(ids == [str(contact.id)] for ids in searched.values()), "searched before erasure"
     assert set(before) == set(needles(erased)), "the scan must find every marker before erasure"
     assert await scan(database_url, photo_needles(erased)) == {}, "a photo's name and EXIF are never stored"
     assert scan_files(media_root, photo_needles(erased) + needles(erased)) == []
@@ -216,6 +231,8 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
         {(str(contact.tenant_id), str(other.id)): 2, ("erasures", str(contact.tenant_id)): 1}
     )
     assert set(await scan(database_url, needles(control))) == set(needles(control)), "positive control"
+    assert all(ids == [] for ids in (await found_by_search(gql, anna, erased)).values())
+    assert all(ids == [str(other.id)] for ids in (await found_by_search(gql, anna, control)).values())
     app_records = [r for r in caplog.records if not r.name.startswith(_NOT_APPLICATION)]
     assert app_records, "the application's logs were captured"
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in app_records)

@@ -38,6 +38,7 @@ from rapidly.storage import storage_for
 from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.web.assets import router as web_assets
+from rapidly.web.pages import router as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,9 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     graphql = RapidlyGraphQLRouter(
         schema,
         context_getter=get_context,
-        graphql_ide="graphiql" if settings.debug else None,
+        # No GraphiQL: Strawberry's loads React and its own code from a public CDN, and no page of
+        # Rapidly loads anything from another host. The console is the browser client.
+        graphql_ide=None,
         allow_queries_via_get=False,
         # Uploads (GraphQL multipart request spec); `UploadGuard` requires a header that no
         # cross-site form can send, which is the CSRF protection Strawberry asks for.
@@ -230,6 +233,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     app.include_router(selfservice_pages)
     app.include_router(media_pages)
     app.include_router(web_assets)
+    app.include_router(web_pages)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

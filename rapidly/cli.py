@@ -114,14 +114,18 @@ def serve(
     _serve(_settings(), host, port)
 
 
-def _serve(settings: Settings, host: str, port: int, sites: dict[int, object] | None = None) -> None:
-    """Serve the app on `port`, and each of `sites` (the demo's company page) on a port of its own."""
+def _serve(
+    settings: Settings, host: str, port: int, sites: dict[int, object] | None = None, site_url: str | None = None
+) -> None:
+    """Serve the app on `port`, and each of `sites` (the demo's company page, at `site_url`, which
+    Rapidly's own `/` then links to) on a port of its own."""
     import uvicorn
 
     from rapidly.app import create_app
     from rapidly.web.demo_site import ByPort
 
     application = create_app(settings, _plugins())
+    application.state.demo_site_url = site_url
     # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; by default that
     # ends the process without its exit handlers, which leaves the embedded PostgreSQL running.
     # Ending with SystemExit instead runs them (as Ctrl-C does).
@@ -361,7 +365,6 @@ def demo(
     and a sample company website (another origin) with the form on it."""
     # The demo always runs on this machine: embedded database, local storage, both declared Finnish.
     overrides: dict[str, object] = {
-        "debug": True,
         "database_url": None,
         "storage": "local",
         "database_country": "FI",
@@ -382,7 +385,7 @@ def demo(
     from rapidly.web.demo_site import DemoSite
 
     site = DemoSite(own_origin(settings.base_url), DEMO_TENANT, DEMO_COMPANY)
-    _serve(settings, host, port, sites={site_port: site})
+    _serve(settings, host, port, sites={site_port: site}, site_url=site_url)
 
 
 async def _ensure_demo_data(password: str, site_origins: list[str]) -> None:
@@ -404,10 +407,6 @@ async def _ensure_demo_data(password: str, site_origins: list[str]) -> None:
 
 
 def _demo_banner(settings: Settings, password: str, site_url: str) -> str:
-    login = (
-        f'mutation {{ login(email: "{DEMO_STAFF_EMAIL}", password: "{password}") '
-        "{ __typename ... on LoginSuccess { token staff { email tenant { name } } } ... on Error { message } } }"
-    )
     start = (
         f'mutation {{ startContact(tenant: "{DEMO_TENANT}", locale: "en") '
         "{ __typename ... on ContactSession { token selfServiceUrl } ... on Error { message } } }"
@@ -419,25 +418,22 @@ def _demo_banner(settings: Settings, password: str, site_url: str) -> str:
     return f"""
 Rapidly {__version__} demo
   company page: {site_url}   <- start here: the form on a sample company's own website
-  data:        {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
-  residency:   database and storage run on this machine, declared as Finland (FI) for the demo
-  GraphiQL:    {settings.graphql_url}
-  staff login: {DEMO_STAFF_EMAIL} / {password}   (tenant "{DEMO_TENANT}", plugin {DEMO_PLUGIN})
+  console:      {settings.base_url}/console   <- and here, in a second window, as the company's staff
+  staff login:  {DEMO_STAFF_EMAIL} / {password}   (tenant "{DEMO_TENANT}", plugin {DEMO_PLUGIN})
+  data:         {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
+  residency:    database and storage run on this machine, declared as Finland (FI) for the demo
 
-Paste into GraphiQL. Sign in as staff, then send the token as the header {{"Authorization": "Bearer <token>"}}
-and ask  {{ viewer {{ email }} contacts {{ edges {{ node {{ displayName }} }} }} }}
+Type in the company page as a customer: each answer arrives in the console as you type. Chat, ask for
+a photo (the request is a text message, written to {settings.data_dir.resolve() / "sms-outbox"}), and
+delete the contact; the customer's own page is the link in the form.
 
-  {login}
-
-Be an end user: start a contact, then save answers with its token in the same header
+The API, as the form and the console use it: GraphQL at {settings.graphql_url} (POST JSON; WebSocket with
+graphql-transport-ws). Start a contact, then save answers with its token as the header
+"Authorization: Bearer <token>":
 
   {start}
   {save}
 
-Watch it live as staff (subscription over WebSocket, token in connection_init):
-  subscription {{ contactEvents {{ kind contact {{ displayName values {{ key value }} }} }} }}
-
-The end user's own page (see, download, erase everything) is the selfServiceUrl startContact returns.
-Text messages are not sent in the demo: each is written to a file under {settings.data_dir.resolve() / "sms-outbox"}
-(save a phone number, then sendContinueLink(channel: SMS)). Email needs RAPIDLY_SMTP_URL.
+Staff sign in with `login` and watch everything live with `subscription {{ contactEvents {{ kind contactId }} }}`.
+Email needs RAPIDLY_SMTP_URL. Stop with Ctrl-C.
 """

@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     message_attempts: int = Field(default=8, ge=1, le=30)
     #: Messages a tenant may send a day; further ones are not sent.
     messages_per_tenant_per_day: int = Field(default=1000, ge=1)
-    debug: bool = False
     #: Apply pending migrations when `serve` starts.
     migrate_on_start: bool = True
     #: Connections in the application's pool (Tortoise's default of 5 starves 32 clients).

@@ -1,4 +1,4 @@
-"""The HTTP surface: health checks, GraphiQL, limits, masking, headers, WebSocket protocol."""
+"""The HTTP surface: health checks, no GraphiQL, limits, masking, headers, WebSocket protocol."""
 
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ async def test_health_and_readiness(http):
     assert ready.status_code == 200 and ready.json() == {"status": "ok"}
 
 
-async def test_graphiql_is_off_unless_debug(http):
+async def test_no_graphiql_it_would_load_from_a_cdn(http):
     # when
     page = await http.get("/graphql", headers={"Accept": "text/html"})
 
     # then
-    assert page.status_code == 404
+    assert page.status_code == 404 and b"unpkg" not in page.content
 
 
 async def test_responses_carry_security_headers(http):

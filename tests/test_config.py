@@ -65,7 +65,7 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
         ("RAPIDLY_SMS_COUNTRY", "Sweden", "RAPIDLY_SMS_COUNTRY: must be an ISO 3166 alpha-2"),
         ("RAPIDLY_DATABASE_POOL_SIZE", "1", "RAPIDLY_DATABASE_POOL_SIZE: Input should be greater than or equal to 2"),
         ("RAPIDLY_SECRET_KEY", "short", "RAPIDLY_SECRET_KEY: String should have at least 32 characters"),
-        ("RAPIDLY_DEBUG", "perhaps", "RAPIDLY_DEBUG: Input should be a valid boolean"),
+        ("RAPIDLY_MIGRATE_ON_START", "perhaps", "RAPIDLY_MIGRATE_ON_START: Input should be a valid boolean"),
     ],
 )
 def test_a_malformed_setting_is_named_in_the_error(monkeypatch, name, value, expected):

@@ -1,4 +1,4 @@
-"""`/embed/*` and `/lib/*`: the browser code, served from the package, to any website.
+"""`/embed/*`, `/lib/*` and `/console/*`: the browser code, served from the package, to any website.
 
 The files are read once at import. They are public and carry no credentials, so any origin may load
 them (`Access-Control-Allow-Origin: *`, which module scripts need) and embed them
@@ -15,7 +15,7 @@ from importlib.resources import files
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-AREAS = ("embed", "lib")
+AREAS = ("embed", "lib", "console")
 MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
@@ -52,6 +52,7 @@ router = APIRouter()
 
 @router.api_route("/embed/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 @router.api_route("/lib/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/console/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 async def asset(request: Request, name: str) -> Response:
     found = ASSETS.get(request.url.path)
     if found is None:

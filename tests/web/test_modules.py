@@ -232,7 +232,8 @@ async def test_safe_svg_keeps_shapes_and_drops_everything_else(blank):
 async def test_every_text_is_there_in_every_language(blank):
     checked = await blank.evaluate(
         """async () => {
-          const { LOCALES, fill, pickLocale, textsFor } = await import('/embed/texts.js')
+          const { LOCALES, fill, pickLocale } = await import('/lib/i18n.js')
+          const { textsFor } = await import('/embed/texts.js')
           const TEXTS = Object.fromEntries(await Promise.all(LOCALES.map(async (l) => [l, await textsFor(l)])))
           const names = (text) => (text.match(/\\{\\w+\\}/g) || []).join()
           const keys = (texts) => [...Object.keys(texts), ...Object.keys(texts.errors).map((k) => 'errors.' + k)].sort()

@@ -3,7 +3,7 @@
 
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
-import { fill } from './texts.js'
+import { fill } from '../lib/i18n.js'
 
 const MESSAGE = 'id body author createdAt'
 const CHAT = `query Chat($after: String) { me { chatMessages(first: 50, after: $after) {

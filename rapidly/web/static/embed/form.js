@@ -12,7 +12,8 @@
 import { el } from '../lib/dom.js'
 import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
 import { SaveQueue } from '../lib/save-queue.js'
-import { fill, pickLocale, textsFor } from './texts.js'
+import { fill, pickLocale } from '../lib/i18n.js'
+import { textsFor } from './texts.js'
 
 const BASE = new URL('../', import.meta.url)
 const api = new Api(new URL('graphql', BASE))

@@ -5,7 +5,7 @@
 
 import { el, safeSvg } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED, outcome } from '../lib/graphql.js'
-import { fill } from './texts.js'
+import { fill } from '../lib/i18n.js'
 
 const MEDIA = 'query Media { me { media { id fieldKey url } } }'
 const UPLOAD = `mutation Upload($fieldKey: String!, $file: Upload!) {

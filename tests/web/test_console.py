@@ -1,0 +1,384 @@
+"""The staff console in headless Chromium: staff in one browser, a customer in the form in another."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from playwright.async_api import expect
+
+from rapidly.staff.models import StaffSession
+from rapidly.tenants import service as tenants
+from tests.chat.test_chat import SEND as SEND_CHAT
+from tests.conftest import STAFF_PASSWORD
+from tests.contacts.test_contacts_api import save, staff_token, start
+from tests.web.conftest import CompanySite
+from tests.web.test_form import AXE, HOSTILE
+
+CONTACT_ID = "query { me { contactId } }"
+
+
+@pytest.fixture
+async def roofing_site(world, company_site: CompanySite) -> CompanySite:
+    await world.tenant("kattohuolto", name="Kattohuolto Oy", retention_days=365)
+    await world.staff("kattohuolto")
+    await tenants.change_origins("kattohuolto", add=[company_site.url])
+    return company_site
+
+
+@pytest.fixture
+async def staff_browser(browser):
+    """Staff's own browser: a context of its own, recording every request it makes."""
+    context = await browser.new_context(locale="en-GB")
+    context.requests = []  # type: ignore[attr-defined]
+    context.on("request", lambda request: context.requests.append(request.url))  # type: ignore[attr-defined]
+    yield context
+    await context.close()
+
+
+async def sign_in(page, server, email: str = "anna@kattohuolto.example", password: str = STAFF_PASSWORD) -> None:
+    await page.goto(f"{server.url}/console")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
+
+
+async def a_customer(gql, tenant: str = "kattohuolto", **values: object) -> str:
+    token = await start(gql, tenant)
+    for key, value in values.items():
+        assert (await save(gql, token, key, value))["__typename"] == "FieldSaved"
+    return token
+
+
+async def test_staff_watch_a_customer_type_chat_ask_for_a_photo_and_erase(
+    server, gql, roofing_site, visitor, staff_browser, browser, dispatcher, gateway
+):
+    # given: staff signed in to the console, and a customer on the company's site
+    console = await staff_browser.new_page()
+    await sign_in(console, server)
+    customer = await visitor.new_page()
+    await customer.goto(roofing_site.embedding(server.url, "kattohuolto"))
+
+    # when: the customer types; then staff see the new contact arrive, active
+    await customer.locator("#rf-name").fill("Maija Meikäläinen")
+    started = time.monotonic()
+    arrived = console.get_by_role("link", name=re.compile("Maija Meikäläinen"))
+    await expect(arrived).to_be_visible(timeout=5_000)
+    within = time.monotonic() - started
+    assert "answering now" in await arrived.inner_text()
+
+    # when: staff open it while the customer goes on typing
+    await arrived.click()
+    await expect(console.get_by_role("heading", level=1, name="Maija Meikäläinen")).to_be_visible()
+    await customer.locator("#rf-phone").fill("040 123 4567")
+
+    # then: each value appears there live, with its label
+    await expect(console.locator(".answers")).to_contain_text("Phone number", timeout=5_000)
+    await expect(console.locator(".answers")).to_contain_text("+358401234567")
+
+    # when: chat, both ways
+    await console.get_by_label("Your message").fill("Hei! Milloin katto vuoti?")
+    await console.get_by_role("button", name="Send", exact=True).click()
+    await expect(customer.locator(".chat li.theirs .body")).to_have_text("Hei! Milloin katto vuoti?", timeout=5_000)
+    await customer.get_by_label("Your message").fill("Eilen illalla.")
+    await customer.get_by_role("button", name="Send", exact=True).click()
+    await expect(console.locator(".chat li.theirs .body")).to_have_text("Eilen illalla.", timeout=5_000)
+
+    # when: staff ask for a photo, by text message
+    await console.get_by_label("Send the request by").select_option("SMS")
+    await console.get_by_role("button", name="Ask for a photo").click()
+    await expect(console.locator("section[aria-labelledby=ask-heading] .note")).to_have_text(
+        "The request was sent by text message."
+    )
+    await dispatcher.run_once()
+
+    # then: it reaches the customer's own phone number, with the link to the phone page
+    [sms] = [r for r in gateway.requests if "/continue/" in r["body"]["message"]]
+    assert sms["body"]["recipients"] == [{"msisdn": 358401234567}]
+
+    # when: a second staff session watches the list, and the first deletes the contact
+    second = await (await browser.new_context(locale="en-GB")).new_page()
+    await sign_in(second, server)
+    await expect(second.get_by_role("link", name=re.compile("Maija Meikäläinen"))).to_be_visible()
+    await console.get_by_role("button", name="Delete contact").click()
+    dialog = console.get_by_role("alertdialog")
+    await expect(dialog).to_contain_text("cannot be undone")
+    await dialog.get_by_role("button", name="Delete everything").click()
+
+    # then: the receipt, store by store; gone from the other session's list and from the form
+    await expect(console.get_by_role("heading", level=1, name="Erased")).to_be_visible()
+    rows = await console.locator("tbody tr").all_inner_texts()
+    assert "Saved answers\t2" in rows and "Chat messages\t2" in rows and "Contact record\t1" in rows
+    await expect(second.get_by_role("link", name=re.compile("Maija Meikäläinen"))).to_have_count(0, timeout=3_000)
+    await expect(customer.locator("#rf-name")).to_have_value("", timeout=5_000)
+    await second.context.close()
+    assert within < 3, f"the new contact took {within:.1f} s to arrive"
+
+
+async def test_markup_and_script_in_every_value_and_message_stay_text(server, gql, world, staff_browser):
+    # given: a customer of a form with every kind of field, whose every answer is hostile
+    await world.tenant("everykind", plugin="every_kind", name="Every Kind Oy")
+    await world.staff("everykind")
+    token = await a_customer(gql, "everykind", name=HOSTILE[0], story="\n".join(HOSTILE), email="x@example.com")
+    contact_id = (await gql(CONTACT_ID, token=token))["me"]["contactId"]
+    anna = await staff_token(gql)
+    for body in HOSTILE:
+        await gql(SEND_CHAT, {"body": body}, token=token)
+        await gql(SEND_CHAT, {"body": body, "contactId": contact_id}, token=anna)
+    page = await staff_browser.new_page()
+
+    # when
+    await sign_in(page, server)
+    await page.get_by_role("link", name=re.compile(re.escape(HOSTILE[0]))).click()
+    await expect(page.locator(".chat li")).to_have_count(2 * len(HOSTILE))
+
+    # then: shown as written, nothing ran, no element came of it
+    assert await page.get_by_role("heading", level=1).inner_text() == HOSTILE[0]
+    assert "\n".join(HOSTILE) in await page.locator(".answers").inner_text()
+    assert await page.locator(".chat .body").all_inner_texts() == [b for b in HOSTILE for _ in range(2)]
+    assert await page.evaluate("() => window.__pwned") is None
+    assert await page.locator("main script, main style, main svg, main iframe, .answers img, .chat img").count() == 0
+
+
+async def test_no_request_of_the_console_leaves_rapidlys_origin(server, gql, roofing_site, staff_browser):
+    # given
+    await a_customer(gql, name="Maija", phone="0401234567")
+    page = await staff_browser.new_page()
+
+    # when: every view
+    await sign_in(page, server)
+    await page.get_by_role("link", name=re.compile("Maija")).click()
+    await expect(page.get_by_role("heading", level=1, name="Maija")).to_be_visible()
+    for view in ("Notifications", "Settings", "Contacts"):
+        await page.get_by_role("navigation").get_by_role("link", name=re.compile(view)).click()
+        await expect(page.get_by_role("heading", level=1, name=view)).to_be_visible()
+
+    # then
+    ws = server.url.replace("http://", "ws://")
+    assert staff_browser.requests and all(url.startswith((server.url, ws)) for url in staff_browser.requests)
+    assert "Bearer" not in json.dumps(staff_browser.requests) and "rps_" not in json.dumps(staff_browser.requests)
+
+
+async def test_search_notifications_and_settings(server, gql, roofing_site, staff_browser):
+    # given
+    await a_customer(gql, name="Maija Virtanen", email="maija@example.fi")
+    await a_customer(gql, name="Matti Korhonen", phone="050 765 4321")
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when: a search
+    await page.get_by_label("Search contacts").fill("050 765")
+    await page.get_by_label("Search contacts").press("Enter")
+
+    # then
+    await expect(page.locator(".contacts li")).to_have_count(1)
+    await expect(page.locator(".contacts li")).to_contain_text("Matti Korhonen")
+
+    # when: the notifications, unread, then read
+    navigation = page.get_by_role("navigation")
+    await expect(navigation).to_contain_text("2 unread")
+    await navigation.get_by_role("link", name=re.compile("Notifications")).click()
+    await expect(page.locator(".notifications li.unread")).to_have_count(2)
+    await page.get_by_role("button", name="Mark all as read").click()
+
+    # then
+    await expect(page.locator(".notifications li.unread")).to_have_count(0)
+    await expect(navigation).not_to_contain_text("unread")
+
+    # when: the settings
+    await navigation.get_by_role("link", name="Settings").click()
+
+    # then
+    settings = page.locator(".settings")
+    await expect(settings).to_contain_text("365 days after they were last active")
+    await expect(settings).to_contain_text(roofing_site.url)
+    await expect(settings).to_contain_text("PHOTO_REQUEST: email, text message")
+
+
+async def test_the_console_speaks_fi_sv_and_en_and_remembers_the_choice(server, roofing_site, staff_browser):
+    # given
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when
+    await page.get_by_label("Language").select_option("fi")
+
+    # then
+    await expect(page.get_by_role("heading", level=1, name="Yhteydenotot")).to_be_visible()
+    assert await page.evaluate("document.documentElement.lang") == "fi"
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1, name="Yhteydenotot")).to_be_visible()
+    await page.get_by_label("Kieli").select_option("sv")
+    await expect(page.get_by_role("heading", level=1, name="Kontakter")).to_be_visible()
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+
+
+async def test_wrong_credentials_are_told_and_nothing_else(server, roofing_site, staff_browser):
+    # given
+    page = await staff_browser.new_page()
+    await page.goto(f"{server.url}/console")
+
+    # when
+    for email in ("anna@kattohuolto.example", "nobody@example.com"):
+        await page.get_by_label("Email").fill(email)
+        await page.get_by_label("Password").fill("wrong password")
+        await page.get_by_role("button", name="Sign in").click()
+
+        # then: the same words for a wrong password and an unknown account
+        await expect(page.get_by_role("alert")).to_have_text("The email address or the password is not right.")
+        await expect(page.get_by_label("Password")).to_have_value("")
+    assert await page.evaluate("() => sessionStorage.length") == 0
+
+
+async def test_a_session_revoked_while_the_console_is_open_signs_it_out(server, gql, roofing_site, staff_browser):
+    # given
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when: the session ends (a password reset signs out every session), and a customer types
+    await StaffSession.all().delete()
+    await a_customer(gql, name="Maija")
+
+    # then: the console says so and signs out, its token forgotten
+    await expect(page.get_by_role("alert")).to_have_text("Your session has ended. Sign in again.", timeout=10_000)
+    await expect(page.get_by_label("Password")).to_be_visible()
+    assert await page.evaluate("() => sessionStorage.length") == 0
+
+
+async def test_another_companys_contact_is_the_same_as_a_missing_one(server, gql, world, staff_browser):
+    # given: a customer of the car repair shop, and roofing staff
+    await world.tenant("kattohuolto", name="Kattohuolto Oy")
+    await world.staff("kattohuolto")
+    await world.tenant("bilverkstad", plugin="carrepair_se", default_locale="sv")
+    token = await a_customer(gql, "bilverkstad", name="Erik Andersson")
+    theirs = (await gql(CONTACT_ID, token=token))["me"]["contactId"]
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when
+    answers = []
+    for contact_id in (theirs, "00000000-0000-0000-0000-000000000000", "not-an-id", "%3Cscript%3E"):
+        await page.goto(f"{server.url}/console#/contacts/{contact_id}")
+        await expect(page.locator("main [role=status]")).to_contain_text("There is no such contact")
+        answers.append(await page.locator("main").inner_text())
+
+    # then
+    assert len(set(answers)) == 1 and "Erik" not in answers[0]
+
+
+async def test_an_oversized_chat_message_is_refused_with_a_reason(server, gql, roofing_site, staff_browser):
+    # given
+    await a_customer(gql, name="Maija")
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+    await page.get_by_role("link", name=re.compile("Maija")).click()
+
+    # when: past the field's own limit (as a script could)
+    await page.get_by_label("Your message").evaluate("(box) => { box.value = 'x'.repeat(5000) }")
+    await page.get_by_role("button", name="Send", exact=True).click()
+
+    # then
+    await expect(page.locator("section[aria-labelledby=chat-heading] [role=alert]")).to_have_text("This is too long.")
+    await expect(page.locator(".chat li.mine")).to_have_count(0)
+
+
+# -- keyboard and accessibility ----------------------------------------------------------------------------
+
+
+async def test_sign_in_and_erase_with_the_keyboard_alone(server, gql, roofing_site, staff_browser):
+    # given
+    await a_customer(gql, name="Maija")
+    page = await staff_browser.new_page()
+    await page.goto(f"{server.url}/console")
+
+    # when: signing in (the email field has the focus)
+    await expect(page.get_by_label("Email")).to_be_focused()
+    await page.keyboard.type("anna@kattohuolto.example")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(STAFF_PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
+
+    async def tab_to(name: str) -> None:
+        for _ in range(40):
+            await page.keyboard.press("Tab")
+            if (await page.evaluate("() => document.activeElement.textContent")).startswith(name):
+                return
+        raise AssertionError(f"{name} is not reachable with Tab")
+
+    # when: to the contact, to "Delete contact", and through the confirmation
+    await tab_to("Maija")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1, name="Maija")).to_be_visible()
+    await tab_to("Delete contact")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("alertdialog")).to_be_visible()
+    focused_first = await page.evaluate("() => document.activeElement.textContent")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")
+
+    # then: the safe choice had the focus first; erased
+    assert focused_first == "Cancel"
+    await expect(page.get_by_role("heading", level=1, name="Erased")).to_be_visible()
+
+
+@pytest.mark.parametrize("locale", ["fi", "sv", "en"])
+async def test_no_serious_accessibility_violations_in_any_language(server, gql, roofing_site, browser, locale):
+    # given: a contact with answers, a chat, a photo request
+    token = await a_customer(gql, name="Maija", phone="040 123 4567", damage_description="Vuotaa")
+    await gql(SEND_CHAT, {"body": "Hei"}, token=token)
+    context = await browser.new_context(locale=locale)
+    page = await context.new_page()
+    await page.goto(f"{server.url}/console")
+    pages = {}
+    pages["sign-in"] = await scan(page)
+    await page.locator("#email").fill("anna@kattohuolto.example")
+    await page.locator("#password").fill(STAFF_PASSWORD)
+    await page.locator("form button").click()
+    await expect(page.locator(".contacts li")).to_have_count(1)
+    pages["list"] = await scan(page)
+    await page.locator(".contacts a").click()
+    await expect(page.locator(".chat li")).to_have_count(1)
+    pages["contact"] = await scan(page)
+    for name in ("notifications", "settings"):
+        await page.goto(f"{server.url}/console#/{name}")
+        await page.wait_for_timeout(300)
+        pages[name] = await scan(page)
+
+    # then
+    assert pages == {name: [] for name in pages}, json.dumps(pages, indent=1)
+    await context.close()
+
+
+async def scan(page) -> list:  # type: ignore[no-untyped-def]
+    """axe-core's serious and critical violations on the page (axe is loaded by the test only)."""
+    await page.evaluate(AXE)
+    result = await page.evaluate(
+        """() => axe.run(document, {runOnly: {type: 'tag', values:
+            ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})"""
+    )
+    assert result["passes"]
+    return [
+        (v["id"], [n["target"] for n in v["nodes"]])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+async def test_the_console_page_allows_nothing_inline_and_nothing_from_elsewhere(http):
+    # when
+    page = await http.get("/console")
+    home = await http.get("/")
+
+    # then
+    for answer in (page, home):
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert '<script type="module" src="/console/console.js"></script>' in page.text

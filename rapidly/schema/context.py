@@ -16,6 +16,7 @@ from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.cors import foreign_origin, own_origin
+from rapidly.errors import OriginNotAllowed
 from rapidly.media import service as media
 from rapidly.messaging import outbox
 from rapidly.plugins import FieldSpec, PluginRegistry
@@ -91,7 +92,15 @@ class Context(BaseContext):
         self.loaders = Loaders(self)
 
     async def still_signed_in(self) -> bool:
-        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens)."""
+        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens).
+
+        A staff member's live stream asks this often: for them, one short query whether the session
+        is still live and its tenant still lists the origin (`OriginNotAllowed` otherwise)."""
+        if isinstance(self._staff, StaffUser):
+            listed = await staff_service.live_session_origins(self.bearer)
+            if listed is not None and self.origin is not None and self.origin not in listed:
+                raise OriginNotAllowed()
+            return listed is not None
         self._staff = self._contact = _UNSET
         return await self.staff() is not None or await self.contact() is not None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TypeVar
 
 from tortoise.exceptions import IntegrityError
 
-from rapidly import security
+from rapidly import db, security
 from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid
 from rapidly.ratelimit import service as ratelimit
@@ -130,6 +131,25 @@ async def _argon2(function: Callable[..., T], *args: object) -> T:
             return function(*args)
 
     return await asyncio.to_thread(limited)
+
+
+_LIVE_SESSION = """
+SELECT t.allowed_origins FROM staff_session s JOIN tenant t ON t.id = s.tenant_id
+WHERE s.token_hash = $1 AND s.expires_at > now()
+"""
+
+
+async def live_session_origins(token: str | None) -> list[str] | None:
+    """The allowed origins of the staff token's tenant while its session is live; None once it is not.
+
+    One plain statement: a staff member's live events check their session again and again (see
+    `rapidly.schema.contacts._events`), and the ORM's query builder cost more than the query."""
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX) if token else None
+    if token_hash is None:
+        return None
+    async with db.connection() as conn:
+        row = await conn.fetchrow(_LIVE_SESSION, token_hash)
+    return None if row is None else json.loads(row["allowed_origins"])
 
 
 async def logout(token: str | None) -> bool:

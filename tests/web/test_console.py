@@ -14,6 +14,7 @@ from rapidly.tenants import service as tenants
 from tests.chat.test_chat import SEND as SEND_CHAT
 from tests.conftest import STAFF_PASSWORD
 from tests.contacts.test_contacts_api import save, staff_token, start
+from tests.media import images
 from tests.web.conftest import CompanySite
 from tests.web.test_form import AXE, HOSTILE
 
@@ -87,6 +88,21 @@ async def test_staff_watch_a_customer_type_chat_ask_for_a_photo_and_erase(
     await customer.get_by_role("button", name="Send", exact=True).click()
     await expect(console.locator(".chat li.theirs .body")).to_have_text("Eilen illalla.", timeout=5_000)
 
+    # when: the customer sends a photo from the form
+    await customer.locator("#rf-roof_photos").set_input_files(
+        files=[{"name": "roof.jpg", "mimeType": "image/jpeg", "buffer": images.jpeg(640, 480)}]
+    )
+
+    # then: it appears on the contact's page, and opens larger
+    thumbnail = console.get_by_role("button", name=re.compile("Open photo 1"))
+    await expect(thumbnail).to_be_visible(timeout=5_000)
+    await thumbnail.click()
+    large = console.get_by_role("dialog").get_by_role("img")
+    await expect(large).to_be_visible()
+    assert await large.evaluate("img => img.naturalWidth") == 640
+    await console.get_by_role("dialog").get_by_role("button", name="Close").click()
+    await expect(console.get_by_role("dialog")).to_have_count(0)
+
     # when: staff ask for a photo, by text message
     await console.get_by_label("Send the request by").select_option("SMS")
     await console.get_by_role("button", name="Ask for a photo").click()
@@ -112,6 +128,7 @@ async def test_staff_watch_a_customer_type_chat_ask_for_a_photo_and_erase(
     await expect(console.get_by_role("heading", level=1, name="Erased")).to_be_visible()
     rows = await console.locator("tbody tr").all_inner_texts()
     assert "Saved answers\t2" in rows and "Chat messages\t2" in rows and "Contact record\t1" in rows
+    assert "Photo files\t1" in rows
     await expect(second.get_by_role("link", name=re.compile("Maija Meikäläinen"))).to_have_count(0, timeout=3_000)
     await expect(customer.locator("#rf-name")).to_have_value("", timeout=5_000)
     await second.context.close()

@@ -42,7 +42,10 @@ const ERASE = `mutation Erase($id: ID!, $locale: String) { deleteContact(id: $id
 const NOTIFICATIONS = `query Notifications($locale: String) { notifications(first: 50) {
   edges { node { id contactId text(locale: $locale) createdAt readAt } } } }`
 const MARK_READ = 'mutation MarkRead($ids: [ID!]!) { markNotificationsRead(ids: $ids) }'
-const EVENTS = 'subscription Events { contactEvents { kind contactId } }'
+const EVENTS = 'subscription Events { contactEvents { kind contactId at } }'
+// How often the list reads again the name of a contact that keeps changing: the event says when, not
+// what, and each read of a contact is audited, so not on every keystroke.
+const NAME_EVERY_MS = 10_000
 
 class Console {
   #t; #locale; #token; #viewer; #labels = new Map(); #events = null; #view = null; #live; #badge; #main
@@ -202,8 +205,8 @@ class Console {
     this.#view.load().catch((error) => this.#view.problem?.(this.explain(error)))
   }
 
-  #onEvent ({ kind, contactId }) {
-    this.#view?.onEvent?.(kind, contactId)
+  #onEvent ({ kind, contactId, at }) {
+    this.#view?.onEvent?.(kind, contactId, at)
     if (kind !== 'FIELD_SAVED') this.#refreshUnread()
   }
 
@@ -249,7 +252,7 @@ function frame (title) {
 }
 
 class ContactList {
-  #items = new Map(); #after = null; #search = ''; #typing = new Map()
+  #items = new Map(); #shown = new Map(); #after = null; #search = ''; #typing = new Map(); #reading = new Set()
 
   constructor (app) {
     const t = (this.app = app).t
@@ -282,14 +285,15 @@ class ContactList {
     const t = this.app.t
     this.note.textContent = ''
     const data = await this.app.call(CONTACTS, { after: this.#after, search: this.#search || null })
-    for (const { node } of data.contacts.edges) this.#put(node, false)
+    for (const { node } of data.contacts.edges) this.#put(node, 'end')
     this.#after = data.contacts.pageInfo.endCursor
     this.more.hidden = !data.contacts.pageInfo.hasNextPage
     this.empty.textContent = this.#items.size ? '' : this.#search ? t.noMatches : t.noContacts
   }
 
-  /** Show a contact: at the top when it was just active, else in its place at the end. */
-  #put (contact, top) {
+  /** Show a contact (`id`, `displayName`, `updatedAt`): at the top (just active), at the end (a page
+   *  read), or where it is (its name read again). */
+  #put (contact, where) {
     const t = this.app.t
     const typing = Date.now() - (this.#typing.get(contact.id) || 0) < TYPING_MS
     const item = el('li', { 'data-id': contact.id, class: typing ? 'typing' : null },
@@ -297,26 +301,46 @@ class ContactList {
         el('span', { class: 'name' }, contact.displayName || t.unnamed),
         el('span', { class: 'quiet' }, fill(t.lastActive, { time: this.app.when(contact.updatedAt) })),
         typing ? el('span', { class: 'active' }, t.typing) : null))
-    this.#items.get(contact.id)?.remove()
+    const old = this.#items.get(contact.id)
     this.#items.set(contact.id, item)
-    if (top) this.list.prepend(item)
-    else this.list.append(item)
+    this.#shown.set(contact.id, contact)
+    if (where === 'here' && old) old.replaceWith(item)
+    else {
+      old?.remove()
+      if (where === 'top') this.list.prepend(item)
+      else this.list.append(item)
+    }
     this.empty.textContent = ''
   }
 
-  async onEvent (kind, id) {
+  /** An event moves its contact to the top at once, from what it says (when); the contact's name,
+   *  which the event does not carry, is read again at most every NAME_EVERY_MS per contact. */
+  onEvent (kind, id, at) {
     if (kind === 'DELETED') {
       this.#items.get(id)?.remove()
       this.#items.delete(id)
       return
     }
+    const shown = this.#shown.get(id)
     if (this.#search && !this.#items.has(id)) return // a search shows what matched when it was made
     if (kind === 'FIELD_SAVED') {
       this.#typing.set(id, Date.now())
       setTimeout(() => this.#items.get(id)?.classList.remove('typing'), TYPING_MS)
     }
-    const contact = (await this.app.call(ONE, { id }).catch(() => null))?.contact
-    if (contact) this.#put(contact, true)
+    if (shown && this.#items.has(id)) this.#put({ ...shown, updatedAt: at || shown.updatedAt }, 'top')
+    this.#read(id, shown && this.#items.has(id) ? NAME_EVERY_MS : 0)
+  }
+
+  #read (id, after) {
+    if (this.#reading.has(id)) return
+    this.#reading.add(id)
+    setTimeout(async () => {
+      this.#reading.delete(id)
+      const contact = (await this.app.call(ONE, { id }).catch(() => null))?.contact
+      if (!contact) return
+      if (this.#items.has(id)) this.#put(contact, 'here')
+      else if (!this.#search) this.#put(contact, 'top')
+    }, after)
   }
 }
 

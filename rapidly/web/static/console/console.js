@@ -48,7 +48,7 @@ const EVENTS = 'subscription Events { contactEvents { kind contactId at } }'
 const NAME_EVERY_MS = 10_000
 
 class Console {
-  #t; #locale; #token; #viewer; #labels = new Map(); #events = null; #view = null; #live; #badge; #main
+  #t; #locale; #token; #viewer; #labels = new Map(); #events = null; #view = null; #live; #badge; #main; #ready = 0
 
   constructor (root) { this.root = root }
 
@@ -115,7 +115,7 @@ class Console {
     this.#events?.close()
     this.#events = api.subscribe(EVENTS, this.#token, {
       onNext: (event) => event?.contactEvents && this.#onEvent(event.contactEvents),
-      onReconnect: () => this.#route(),
+      onReady: () => this.#ready++ && this.#route(), // not on the first: the view has just read it all
       onEnd: () => this.#checkSession()
     })
     this.#route()

@@ -323,7 +323,7 @@ export class RapidlyForm extends HTMLElement {
     this.#events?.close()
     this.#events = api.subscribe(EVENTS, this.#token, {
       onNext: (data) => this.#onEvent(data?.myEvents?.kind),
-      onReconnect: () => this.#catchUp(),
+      onReady: () => this.#catchUp(),
       onEnd: () => this.#stillThere() // the token was refused: gone, or the database just restarted
     })
   }

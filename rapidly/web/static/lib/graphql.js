@@ -2,6 +2,9 @@
 // multipart uploads with progress, and subscriptions over graphql-transport-ws. No cookies: the
 // token is a bearer token, sent by the page that holds it.
 
+/** How long after a subscription is sent the server has surely taken it (it answers nothing). */
+const READY_MS = 250
+
 /** A failure that a retry may cure: the network, a 5xx, `UNAVAILABLE`, a rate limit. */
 export class Unavailable extends Error {
   constructor (retryAfterSeconds = 0) {
@@ -102,12 +105,13 @@ export class Api {
 
   /** Subscribe until `close()`. Whatever ends the stream (the network, a server restart, the server
    *  completing it: too many events unread, the database away) is followed by a new connection, with
-   *  backoff, and `onReconnect()` so that the caller can fetch what it missed; only a refused
-   *  credential ends it for good, with `onEnd(code)`. */
-  subscribe (query, token, { onNext, onEnd = () => {}, onReconnect = () => {} }) {
+   *  backoff; only a refused credential ends it for good, with `onEnd(code)`. Each connection calls
+   *  `onReady()` once its subscription has surely been taken (the protocol confirms nothing), so that
+   *  the caller can read what it may have missed before then: a page opened, a network back. */
+  subscribe (query, token, { onNext, onEnd = () => {}, onReady = () => {} }) {
     let socket; let closed = false; let attempt = 0; let timer
     const open = () => {
-      socket = new WebSocket(this.socketUrl, 'graphql-transport-ws')
+      const current = socket = new WebSocket(this.socketUrl, 'graphql-transport-ws')
       const send = (message) => socket.send(JSON.stringify(message))
       socket.onopen = () => send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })
       socket.onmessage = (message) => {
@@ -115,8 +119,8 @@ export class Api {
         try { data = JSON.parse(message.data) } catch { return }
         if (data.type === 'connection_ack') {
           send({ id: '1', type: 'subscribe', payload: { query } })
-          if (attempt > 0) onReconnect()
           attempt = 0
+          setTimeout(() => !closed && socket === current && current.readyState === WebSocket.OPEN && onReady(), READY_MS)
         } else if (data.type === 'ping') send({ type: 'pong' })
         else if (data.type === 'next') onNext(data.payload?.data)
         else if (data.type === 'complete' || data.type === 'error') socket.close(1000)

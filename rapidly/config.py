@@ -188,6 +188,8 @@ class Settings(BaseSettings):
 
 #: Variables with our prefix that are not settings of the service itself.
 NOT_SETTINGS = frozenset({"RAPIDLY_TEST_DATABASE_URL"})
+#: Settings that are gone, and what to do instead.
+REMOVED = {"RAPIDLY_DEBUG": "it served GraphiQL, which loaded its code from a CDN and is gone: use /console"}
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -198,6 +200,8 @@ def load_settings(**overrides: object) -> Settings:
     """
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | NOT_SETTINGS
     unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known)
+    if removed := [f"{name}: {REMOVED[name]}" for name in unknown if name in REMOVED]:
+        raise ConfigError("settings no longer used (unset them):\n  " + "\n  ".join(removed))
     if unknown:
         raise ConfigError("unknown settings (misspelt?):\n  " + "\n  ".join(unknown))
     try:

@@ -147,6 +147,11 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
         await tortoise_migrate(config=tortoise_config(owner, 2), progress=progress)
         await Tortoise.close_connections()
         await _ensure_app_role(lock, settings, owner)
+        if not await lock.fetchval("SELECT lower('ÅÄÖ') = 'åäö'"):
+            log.warning(
+                "the database's character type knows no letters but ASCII's: a search for 'åsa' will not find "
+                "'Åsa'; create it with a UTF-8 locale (e.g. LOCALE 'C.UTF-8')"
+            )
     finally:
         await lock.close()  # releases the advisory lock with the session
 
@@ -345,7 +350,9 @@ class EmbeddedServer:
         admin = Credentials.from_url(server.get_uri())
         credentials = replace(admin, database=EMBEDDED_DATABASE)
         server.psql(  # a constant name; psql takes no bind parameters
-            f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE}' WHERE NOT EXISTS "  # noqa: S608
+            # Unicode's case rules whatever the machine's locale: search folds case with lower().
+            f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE} TEMPLATE template0 ENCODING ''UTF8'' "  # noqa: S608
+            "LOCALE_PROVIDER builtin BUILTIN_LOCALE ''C.UTF-8''' WHERE NOT EXISTS "
             f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec\n"
             # A constraint error's DETAIL quotes the row's values: keep them out of the server log.
             "ALTER SYSTEM SET log_error_verbosity = 'terse';\n"

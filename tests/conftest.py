@@ -292,11 +292,15 @@ class World:
         )  # type: ignore[arg-type]
 
     async def staff(
-        self, tenant_slug: str = "kattohuolto", email: str = "anna@kattohuolto.example", password: str = STAFF_PASSWORD
+        self,
+        tenant_slug: str = "kattohuolto",
+        email: str = "anna@kattohuolto.example",
+        password: str = STAFF_PASSWORD,
+        locale: str | None = None,
     ):  # type: ignore[no-untyped-def]
         from rapidly.staff import service
 
-        return await service.create_staff(tenant_slug=tenant_slug, email=email, password=password)
+        return await service.create_staff(tenant_slug=tenant_slug, email=email, password=password, locale=locale)
 
 
 @pytest.fixture

@@ -139,3 +139,15 @@ def test_a_misspelt_setting_is_an_error_not_a_silent_default(monkeypatch):
 
     # then
     assert "RAPIDLY_DATABSE_URL" in str(error.value)
+
+
+def test_a_setting_that_is_gone_says_what_to_do_instead(monkeypatch):
+    # given: RAPIDLY_DEBUG served GraphiQL, which is gone
+    monkeypatch.setenv("RAPIDLY_DEBUG", "true")
+
+    # when
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+
+    # then
+    assert "RAPIDLY_DEBUG" in str(error.value) and "/console" in str(error.value)

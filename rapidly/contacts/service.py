@@ -414,14 +414,17 @@ def search_patterns(text: str, region: str) -> list[str]:
         digits = re.sub(r"\D", "", words)
         code = phonenumbers.country_code_for_region(region.upper())
         found = [] if " " in words else [words]
-        if words.startswith("+"):
-            found.append("+" + digits)
+        if words.startswith(("+", "00")):  # an international number: "+358 40", "00358 40"
+            found.append("+" + (digits[2:] if words.startswith("00") else digits))
         elif digits.startswith("0") and code:
             found.append(f"+{code}{digits[1:]}")
         else:
             found.append(digits)
     escaped = (w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in dict.fromkeys(found))
-    return [f"%{w}%" for w in escaped if len(w) >= SEARCH_MIN_LENGTH]
+    patterns = [f"%{w}%" for w in escaped if len(w) >= SEARCH_MIN_LENGTH]
+    if not patterns:  # "1 2": too few digits to search for
+        raise InputInvalid.one("search", "too_short", f"Type at least {SEARCH_MIN_LENGTH} characters.")
+    return patterns
 
 
 def encode_cursor(contact: Contact) -> str:

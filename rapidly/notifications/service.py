@@ -12,6 +12,7 @@ from enum import StrEnum
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
+from rapidly import db
 from rapidly.errors import InputInvalid
 from rapidly.notifications.models import Notification
 from rapidly.validation import parse_id
@@ -81,7 +82,12 @@ async def list_for_staff(staff_id: uuid.UUID, first: int, after: str | None, unr
 async def unread_count(staff_id: uuid.UUID, limit: int = 1000) -> int:
     """How many of the staff member's notifications are unread, counted up to `limit` (a badge says
     "999+" long before that)."""
-    return await Notification.filter(staff_id=staff_id, read_at__isnull=True).limit(limit).count()
+    async with db.connection() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM notification WHERE staff_id = $1 AND read_at IS NULL LIMIT $2) n",
+            staff_id,
+            limit,
+        )
 
 
 async def mark_read(staff_id: uuid.UUID, ids: Sequence[str]) -> int:

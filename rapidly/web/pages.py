@@ -91,7 +91,7 @@ async def home(request: Request) -> HTMLResponse:
     links = [item("/console", t["console"], t["console_about"])]
     if demo:
         links.append(item(demo, t["demo"], t["demo_about"]))
-    links.append(item("/graphql", t["api"], t["api_about"]))
+    links.append(f"<li>{t['api']}: <code>/graphql</code>, {t['api_about']}</li>")
     page = f"""<!doctype html>
 <html lang="{locale}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rapidly</title><link rel="stylesheet" href="/console/console.css"></head>

@@ -49,6 +49,7 @@ async def names(gql, token, search, **variables) -> list[str]:  # type: ignore[n
         ("040 123 4567", ["Maija Meikäläinen"]),  # stored as +358401234567
         ("0401234567", ["Maija Meikäläinen"]),
         ("+358 50 765", ["Matti Virtanen"]),
+        ("00358 40 123", ["Maija Meikäläinen"]),
         ("4567", ["Maija Meikäläinen"]),
         ("kattokatu", ["Liisa Virtanen"]),
         ("irti 50%", ["Matti Virtanen"]),
@@ -78,7 +79,14 @@ async def test_search_pages_like_the_list(gql, customers):
 
 @pytest.mark.parametrize(
     ("search", "code"),
-    [("ab", "too_short"), ("   a  ", "too_short"), ("x" * 101, "too_long"), ("x" * 100_000, "too_long")],
+    [
+        ("ab", "too_short"),
+        ("   a  ", "too_short"),
+        ("1 2", "too_short"),  # too few digits, once the spaces are gone
+        ("1 - 2", "too_short"),
+        ("x" * 101, "too_long"),
+        ("x" * 100_000, "too_long"),
+    ],
 )
 async def test_a_search_too_short_or_too_long_is_refused_with_a_reason(gql, customers, search, code):
     # when
@@ -98,3 +106,18 @@ async def test_an_empty_search_is_the_whole_list_and_anonymous_gets_nothing(gql,
     # then
     assert len(everyone) == 3
     assert anonymous["data"] is None and anonymous["errors"][0]["message"] == "Staff sign-in required."
+
+
+async def test_what_a_search_found_is_audited_as_read(gql, customers):
+    # given
+    from rapidly.audit.models import AuditEvent
+
+    before = await AuditEvent.all().count()
+
+    # when: only IDs asked for, but a match tells what the values hold
+    found = await gql('query { contacts(search: "virtanen") { edges { node { id } } } }', token=customers)
+
+    # then
+    ids = {edge["node"]["id"] for edge in found["contacts"]["edges"]}
+    audited = await AuditEvent.all().order_by("created_at").offset(before)
+    assert len(ids) == 2 and {str(a.contact_id) for a in audited} == ids

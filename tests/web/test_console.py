@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from playwright.async_api import expect
@@ -19,12 +18,19 @@ from tests.web.conftest import CompanySite
 from tests.web.test_form import AXE, HOSTILE
 
 CONTACT_ID = "query { me { contactId } }"
+#: Notes (on the page's clock, Date.now()) when a contact with this name first shows in the list.
+APPEARS = """(name) => new MutationObserver((changes, observer) => {
+  if ([...document.querySelectorAll('.contacts .name')].some((n) => n.textContent === name)) {
+    window.__appeared = Date.now()
+    observer.disconnect()
+  }
+}).observe(document, { childList: true, subtree: true, characterData: true })"""
 
 
 @pytest.fixture
 async def roofing_site(world, company_site: CompanySite) -> CompanySite:
     await world.tenant("kattohuolto", name="Kattohuolto Oy", retention_days=365)
-    await world.staff("kattohuolto")
+    await world.staff("kattohuolto", locale="en")  # the console speaks the staff member's language
     await tenants.change_origins("kattohuolto", add=[company_site.url])
     return company_site
 
@@ -63,12 +69,14 @@ async def test_staff_watch_a_customer_type_chat_ask_for_a_photo_and_erase(
     customer = await visitor.new_page()
     await customer.goto(roofing_site.embedding(server.url, "kattohuolto"))
 
-    # when: the customer types; then staff see the new contact arrive, active
+    # when: the customer types; then staff see the new contact arrive, active (the two pages note the
+    # moments on the same clock: the customer's last keystroke, and the contact appearing in the list)
+    await console.evaluate(APPEARS, "Maija Meikäläinen")
+    typed = await customer.evaluate("() => Date.now()")
     await customer.locator("#rf-name").fill("Maija Meikäläinen")
-    started = time.monotonic()
     arrived = console.get_by_role("link", name=re.compile("Maija Meikäläinen"))
     await expect(arrived).to_be_visible(timeout=5_000)
-    within = time.monotonic() - started
+    within = (await console.evaluate("() => window.__appeared") - typed) / 1000
     assert "answering now" in await arrived.inner_text()
 
     # when: staff open it while the customer goes on typing
@@ -132,13 +140,13 @@ async def test_staff_watch_a_customer_type_chat_ask_for_a_photo_and_erase(
     await expect(second.get_by_role("link", name=re.compile("Maija Meikäläinen"))).to_have_count(0, timeout=3_000)
     await expect(customer.locator("#rf-name")).to_have_value("", timeout=5_000)
     await second.context.close()
-    assert within < 3, f"the new contact took {within:.1f} s to arrive"
+    assert within < 1, f"the new contact took {within:.2f} s to arrive"
 
 
 async def test_markup_and_script_in_every_value_and_message_stay_text(server, gql, world, staff_browser):
     # given: a customer of a form with every kind of field, whose every answer is hostile
     await world.tenant("everykind", plugin="every_kind", name="Every Kind Oy")
-    await world.staff("everykind")
+    await world.staff("everykind", locale="en")
     token = await a_customer(gql, "everykind", name=HOSTILE[0], story="\n".join(HOSTILE), email="x@example.com")
     contact_id = (await gql(CONTACT_ID, token=token))["me"]["contactId"]
     anna = await staff_token(gql)
@@ -212,7 +220,7 @@ async def test_search_notifications_and_settings(server, gql, roofing_site, staf
     settings = page.locator(".settings")
     await expect(settings).to_contain_text("365 days after they were last active")
     await expect(settings).to_contain_text(roofing_site.url)
-    await expect(settings).to_contain_text("PHOTO_REQUEST: email, text message")
+    await expect(settings).to_contain_text("photo request: email, text message")
 
 
 async def test_the_console_speaks_fi_sv_and_en_and_remembers_the_choice(server, roofing_site, staff_browser):
@@ -270,7 +278,7 @@ async def test_a_session_revoked_while_the_console_is_open_signs_it_out(server, 
 async def test_another_companys_contact_is_the_same_as_a_missing_one(server, gql, world, staff_browser):
     # given: a customer of the car repair shop, and roofing staff
     await world.tenant("kattohuolto", name="Kattohuolto Oy")
-    await world.staff("kattohuolto")
+    await world.staff("kattohuolto", locale="en")
     await world.tenant("bilverkstad", plugin="carrepair_se", default_locale="sv")
     token = await a_customer(gql, "bilverkstad", name="Erik Andersson")
     theirs = (await gql(CONTACT_ID, token=token))["me"]["contactId"]
@@ -399,3 +407,50 @@ async def test_the_console_page_allows_nothing_inline_and_nothing_from_elsewhere
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["x-frame-options"] == "DENY"
     assert '<script type="module" src="/console/console.js"></script>' in page.text
+
+
+async def test_live_updates_keep_the_keyboard_focus_and_titles_name_no_one(server, gql, roofing_site, staff_browser):
+    # given: two contacts, and staff on the list with the keyboard on the second one
+    token = await a_customer(gql, name="Maija")
+    await a_customer(gql, name="Matti")
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+    maija = page.get_by_role("link", name=re.compile("Maija"))
+    await maija.focus()
+
+    # when: Maija goes on typing (she rises to the top)
+    await save(gql, token, "phone", "040 123 4567")
+
+    # then: the focus stays on her, and the list says she is answering
+    await expect(page.locator(".contacts li").first).to_contain_text("answering now")
+    await expect(maija).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1, name="Maija")).to_be_visible()
+    assert "Maija" not in await page.title()  # titles are kept in the browser's history
+
+
+async def test_an_idle_console_signs_out_when_looked_at_after_its_session_ended(server, roofing_site, staff_browser):
+    # given
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when: the session ends elsewhere, nothing happens, and the tab is looked at again
+    await StaffSession.all().delete()
+    await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+
+    # then
+    await expect(page.get_by_role("alert")).to_have_text("Your session has ended. Sign in again.")
+
+
+async def test_the_sign_in_page_speaks_the_browsers_language(server, roofing_site, browser):
+    # given
+    context = await browser.new_context(locale="fi-FI")
+    page = await context.new_page()
+
+    # when
+    await page.goto(f"{server.url}/console")
+
+    # then
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Kirjaudu konsoliin")
+    assert await page.evaluate("document.documentElement.lang") == "fi"
+    await context.close()

@@ -6,6 +6,7 @@
 // No cookie means no CSRF: the browser never sends the token by itself, only this code does. Against
 // XSS the console relies on never letting any script in: a CSP of `script-src 'self'` without
 // 'unsafe-inline', no third-party code, and every value and message put in the page as text.
+// Page titles name no one: they end up in the browser's history.
 
 import { el } from '../lib/dom.js'
 import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
@@ -15,6 +16,12 @@ const api = new Api(new URL('/graphql', location.origin))
 const TOKEN_KEY = 'rapidly-console-token'
 const LOCALE_KEY = 'rapidly-console-locale' // a preference, not personal data
 const TYPING_MS = 10_000
+// How often the list reads again the name of a contact that keeps changing: the event says when, not
+// what, and each read of a contact is audited, so not on every keystroke.
+const NAME_EVERY_MS = 10_000
+// A console left open checks its session this often (and when it is looked at again), so that one
+// ended elsewhere (a password reset) stops showing anything.
+const SESSION_EVERY_MS = 60_000
 const LANGUAGE_NAMES = { fi: 'Suomi', sv: 'Svenska', en: 'English' }
 
 const LOGIN = `mutation Login($email: String!, $password: String!) { login(email: $email, password: $password) {
@@ -43,22 +50,25 @@ const NOTIFICATIONS = `query Notifications($locale: String) { notifications(firs
   edges { node { id contactId text(locale: $locale) createdAt readAt } } } }`
 const MARK_READ = 'mutation MarkRead($ids: [ID!]!) { markNotificationsRead(ids: $ids) }'
 const EVENTS = 'subscription Events { contactEvents { kind contactId at } }'
-// How often the list reads again the name of a contact that keeps changing: the event says when, not
-// what, and each read of a contact is audited, so not on every keystroke.
-const NAME_EVERY_MS = 10_000
 
 class Console {
-  #t; #locale; #token; #viewer; #labels = new Map(); #events = null; #view = null; #live; #badge; #main; #ready = 0
+  #t; #locale; #token; #viewer; #labels = new Map(); #events = null; #view = null; #live; #badge; #main; #watch
 
   constructor (root) { this.root = root }
 
   async start () {
-    this.#locale = pickLocale(localStorage.getItem(LOCALE_KEY), navigator.language) || 'en'
-    this.#t = await textsFor(this.#locale)
+    await this.#speak(pickLocale(localStorage.getItem(LOCALE_KEY), navigator.language) || 'en')
     this.#token = sessionStorage.getItem(TOKEN_KEY)
     addEventListener('hashchange', () => this.#route())
+    document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && this.#checkSession())
     if (this.#token) await this.#enter()
     else this.#signIn()
+  }
+
+  async #speak (locale) {
+    this.#locale = locale
+    this.#t = await textsFor(locale)
+    document.documentElement.lang = locale
   }
 
   // -- the session ---------------------------------------------------------------------------------
@@ -66,7 +76,9 @@ class Console {
   #signIn (notice = '') {
     const t = this.#t
     this.#events?.close()
-    this.#events = this.#token = this.#viewer = null
+    clearInterval(this.#watch)
+    this.#view?.close?.()
+    this.#events = this.#token = this.#viewer = this.#view = null
     sessionStorage.removeItem(TOKEN_KEY)
     document.title = t.title
     const email = el('input', { id: 'email', type: 'email', autocomplete: 'username', required: true })
@@ -109,15 +121,21 @@ class Console {
       return void setTimeout(() => this.#enter(), 3000)
     }
     if (!data.viewer) return this.#signIn(this.#t.sessionEnded)
+    if (!localStorage.getItem(LOCALE_KEY) && data.viewer.locale !== this.#locale && LOCALES.includes(data.viewer.locale)) {
+      await this.#speak(data.viewer.locale) // the staff member's own language, unless they chose one here
+      return this.#enter()
+    }
     this.#viewer = data.viewer
     this.#labels = new Map(data.fields.map((field) => [field.key, field]))
     this.#shell()
     this.#events?.close()
     this.#events = api.subscribe(EVENTS, this.#token, {
       onNext: (event) => event?.contactEvents && this.#onEvent(event.contactEvents),
-      onReady: () => this.#ready++ && this.#route(), // not on the first: the view has just read it all
+      onReady: () => this.#view?.refresh?.().catch(() => {}), // what was missed before the stream was taken
       onEnd: () => this.#checkSession()
     })
+    clearInterval(this.#watch)
+    this.#watch = setInterval(() => this.#checkSession(), SESSION_EVERY_MS)
     this.#route()
   }
 
@@ -131,21 +149,22 @@ class Console {
     try {
       return await (success ? api.mutate(query, variables, this.#token, success) : api.call(query, variables, this.#token))
     } catch (error) {
-      if (error instanceof Refused && error.code !== 'NotFoundError') await this.#checkSession()
+      if (error instanceof Refused && !['NotFoundError', 'InputInvalid'].includes(error.code)) await this.#checkSession()
       throw error
     }
   }
 
   async #checkSession () {
+    if (!this.#token) return
     const viewer = await api.call(UNREAD, {}, this.#token).then((data) => data.viewer, (error) => (error instanceof Unavailable ? true : null))
     if (!viewer && this.#token) this.#signIn(this.#t.sessionEnded)
+    else if (viewer?.unreadNotifications !== undefined) this.#showUnread(viewer.unreadNotifications)
   }
 
   // -- the frame -----------------------------------------------------------------------------------
 
   #shell () {
     const t = this.#t
-    document.documentElement.lang = this.#locale
     this.#badge = el('span', { class: 'badge' })
     this.#live = el('p', { class: 'sr', role: 'status' })
     this.#main = el('main', { id: 'main' })
@@ -172,9 +191,7 @@ class Console {
 
   async #switch (locale) {
     localStorage.setItem(LOCALE_KEY, locale)
-    this.#locale = locale
-    this.#t = await textsFor(locale)
-    document.documentElement.lang = locale
+    await this.#speak(locale)
     if (this.#token) await this.#enter()
     else this.#signIn()
     document.getElementById('language')?.focus()
@@ -184,30 +201,27 @@ class Console {
     this.#badge.textContent = count ? fill(this.#t.unread, { count: count >= 1000 ? '999+' : count }) : ''
   }
 
-  async #refreshUnread () {
-    const data = await this.#call(UNREAD).catch(() => null)
-    if (data?.viewer) this.#showUnread(data.viewer.unreadNotifications)
-  }
-
   /** Show the view the address names; its heading takes the focus, so a screen reader starts there. */
   #route () {
     if (!this.#viewer) return
     const [, name, id] = location.hash.split('/')
+    let contactId = null
+    try { contactId = id && decodeURIComponent(id) } catch { contactId = '-' } // a malformed address: no such contact
     this.#view?.close?.()
     const views = { notifications: Notifications, settings: Settings }
-    this.#view = name === 'contacts' && id ? new ContactPage(this, decodeURIComponent(id)) : new (views[name] || ContactList)(this)
+    const view = this.#view = name === 'contacts' && contactId ? new ContactPage(this, contactId) : new (views[name] || ContactList)(this)
+    document.title = `${view.title} – ${this.#t.title}`
     for (const a of this.root.querySelectorAll('nav a')) {
-      const current = a.getAttribute('href') === `#/${name || 'contacts'}`
-      if (current) a.setAttribute('aria-current', 'page')
+      if (a.getAttribute('href') === `#/${name || 'contacts'}`) a.setAttribute('aria-current', 'page')
       else a.removeAttribute('aria-current')
     }
-    this.#main.replaceChildren(this.#view.element)
-    this.#view.load().catch((error) => this.#view.problem?.(this.explain(error)))
+    this.#main.replaceChildren(view.element)
+    view.load().catch((error) => view.problem?.(this.explain(error)))
   }
 
   #onEvent ({ kind, contactId, at }) {
     this.#view?.onEvent?.(kind, contactId, at)
-    if (kind !== 'FIELD_SAVED') this.#refreshUnread()
+    if (kind !== 'FIELD_SAVED') this.refreshUnread()
   }
 
   // -- what the views use --------------------------------------------------------------------------
@@ -233,13 +247,19 @@ class Console {
     return field?.kind === 'CHOICE' ? label(value) : String(value)
   }
 
+  /** A problem in the reader's language: the server away, an input refused (by its code), or as said. */
   explain (problem) {
     if (problem instanceof Unavailable) return this.#t.unavailable
-    return this.#t.errors[problem.code] || problem.message
+    const code = problem.errors?.[0]?.code ?? problem.code
+    return this.#t.errors[code] || problem.errors?.[0]?.message || problem.message
   }
 
-  unreadChanged (count) { this.#showUnread(count) }
-  refreshUnread () { return this.#refreshUnread() }
+  event (code) { return this.#t.events[code] || code }
+
+  async refreshUnread () {
+    const data = await this.#call(UNREAD).catch(() => null)
+    if (data?.viewer) this.#showUnread(data.viewer.unreadNotifications)
+  }
 }
 
 /** A view's frame: its heading (which takes the focus when shown) and a note for problems. */
@@ -252,10 +272,12 @@ function frame (title) {
 }
 
 class ContactList {
-  #items = new Map(); #shown = new Map(); #after = null; #search = ''; #typing = new Map(); #reading = new Set()
+  #items = new Map(); #shown = new Map(); #after = null; #search = ''; #generation = 0
+  #typing = new Map(); #timers = new Map(); #reading = new Set(); #erased = new Set()
 
   constructor (app) {
     const t = (this.app = app).t
+    this.title = t.contacts
     const { element, note } = frame(t.contacts)
     this.element = element
     this.note = note
@@ -263,14 +285,12 @@ class ContactList {
     const search = (event) => {
       event.preventDefault()
       this.#search = input.value.trim()
-      this.#after = null
-      this.list.replaceChildren()
-      this.#items.clear()
-      this.load().catch((error) => this.problem(app.explain(error)))
+      this.#restart()
+      this.load().then(() => app.announce(fill(t.found, { count: this.#items.size })), (error) => this.problem(app.explain(error)))
     }
     this.list = el('ul', { class: 'contacts' })
     this.empty = el('p', { class: 'quiet' })
-    this.more = el('button', { type: 'button', hidden: true, onclick: () => this.load() }, t.loadMore)
+    this.more = el('button', { type: 'button', hidden: true, onclick: () => this.load().catch((error) => this.problem(app.explain(error))) }, t.loadMore)
     element.append(
       el('form', { class: 'search', role: 'search', onsubmit: search },
         el('label', { for: 'search' }, t.search), input,
@@ -280,36 +300,56 @@ class ContactList {
   }
 
   problem (text) { this.note.textContent = text }
+  close () { this.closed = true }
 
+  #restart () {
+    this.#generation += 1
+    this.#after = null
+    this.list.replaceChildren()
+    this.#items.clear()
+  }
+
+  /** The next page (the first, after a search or a restart). A page of an older search is dropped. */
   async load () {
     const t = this.app.t
+    const generation = this.#generation
     this.note.textContent = ''
     const data = await this.app.call(CONTACTS, { after: this.#after, search: this.#search || null })
+    if (generation !== this.#generation || this.closed) return
     for (const { node } of data.contacts.edges) this.#put(node, 'end')
     this.#after = data.contacts.pageInfo.endCursor
     this.more.hidden = !data.contacts.pageInfo.hasNextPage
     this.empty.textContent = this.#items.size ? '' : this.#search ? t.noMatches : t.noContacts
   }
 
+  /** After a reconnection: the first page again, merged in (what is shown stays where it is). */
+  async refresh () {
+    const data = await this.app.call(CONTACTS, { after: null, search: this.#search || null })
+    for (const { node } of [...data.contacts.edges].reverse()) this.#put(node, this.#items.has(node.id) ? 'here' : 'top')
+  }
+
   /** Show a contact (`id`, `displayName`, `updatedAt`): at the top (just active), at the end (a page
-   *  read), or where it is (its name read again). */
+   *  read), or where it is (its name read again). An item shown is updated in place, and moved only
+   *  if it must, so that a keyboard's focus on it stays. */
   #put (contact, where) {
+    if (this.#erased.has(contact.id)) return
     const t = this.app.t
-    const typing = Date.now() - (this.#typing.get(contact.id) || 0) < TYPING_MS
-    const item = el('li', { 'data-id': contact.id, class: typing ? 'typing' : null },
-      el('a', { href: `#/contacts/${encodeURIComponent(contact.id)}` },
-        el('span', { class: 'name' }, contact.displayName || t.unnamed),
-        el('span', { class: 'quiet' }, fill(t.lastActive, { time: this.app.when(contact.updatedAt) })),
-        typing ? el('span', { class: 'active' }, t.typing) : null))
-    const old = this.#items.get(contact.id)
-    this.#items.set(contact.id, item)
-    this.#shown.set(contact.id, contact)
-    if (where === 'here' && old) old.replaceWith(item)
-    else {
-      old?.remove()
-      if (where === 'top') this.list.prepend(item)
-      else this.list.append(item)
+    let item = this.#items.get(contact.id)
+    if (!item) {
+      item = el('li', { 'data-id': contact.id },
+        el('a', { href: `#/contacts/${encodeURIComponent(contact.id)}` },
+          el('span', { class: 'name' }), el('span', { class: 'quiet' }), el('span', { class: 'active' }, t.typing)))
+      this.#items.set(contact.id, item)
     }
+    this.#shown.set(contact.id, contact)
+    const [name, when] = item.querySelectorAll('.name, .quiet')
+    name.textContent = contact.displayName || t.unnamed
+    when.textContent = fill(t.lastActive, { time: this.app.when(contact.updatedAt) })
+    item.classList.toggle('typing', Date.now() - (this.#typing.get(contact.id) || 0) < TYPING_MS)
+    const focused = item.contains(document.activeElement)
+    if (where === 'top' && this.list.firstElementChild !== item) this.list.prepend(item)
+    else if (where === 'end' && !item.isConnected) this.list.append(item)
+    if (focused && !item.contains(document.activeElement)) item.querySelector('a').focus()
     this.empty.textContent = ''
   }
 
@@ -317,29 +357,34 @@ class ContactList {
    *  which the event does not carry, is read again at most every NAME_EVERY_MS per contact. */
   onEvent (kind, id, at) {
     if (kind === 'DELETED') {
+      this.#erased.add(id)
       this.#items.get(id)?.remove()
       this.#items.delete(id)
       return
     }
-    const shown = this.#shown.get(id)
-    if (this.#search && !this.#items.has(id)) return // a search shows what matched when it was made
+    const listed = this.#items.has(id)
+    if (this.#search && !listed) return // a search shows what matched when it was made
     if (kind === 'FIELD_SAVED') {
       this.#typing.set(id, Date.now())
-      setTimeout(() => this.#items.get(id)?.classList.remove('typing'), TYPING_MS)
+      clearTimeout(this.#timers.get(id))
+      this.#timers.set(id, setTimeout(() => this.#items.get(id)?.classList.remove('typing'), TYPING_MS))
     }
-    if (shown && this.#items.has(id)) this.#put({ ...shown, updatedAt: at || shown.updatedAt }, 'top')
-    this.#read(id, shown && this.#items.has(id) ? NAME_EVERY_MS : 0)
+    if (listed) this.#put({ ...this.#shown.get(id), updatedAt: at || this.#shown.get(id).updatedAt }, 'top')
+    this.#read(id, listed ? NAME_EVERY_MS : 0)
   }
 
   #read (id, after) {
     if (this.#reading.has(id)) return
     this.#reading.add(id)
     setTimeout(async () => {
-      this.#reading.delete(id)
       const contact = (await this.app.call(ONE, { id }).catch(() => null))?.contact
-      if (!contact) return
+      this.#reading.delete(id)
+      if (!contact || this.closed) return
       if (this.#items.has(id)) this.#put(contact, 'here')
-      else if (!this.#search) this.#put(contact, 'top')
+      else if (!this.#search) {
+        this.#put(contact, 'top')
+        this.app.announce(fill(this.app.t.arrived, { name: contact.displayName || this.app.t.unnamed }))
+      }
     }, after)
   }
 }
@@ -350,12 +395,13 @@ class ContactPage {
   constructor (app, id) {
     const t = (this.app = app).t
     this.id = id
-    const { element, heading, note } = frame(t.contacts)
+    this.title = t.contact
+    const { element, heading, note } = frame(t.contact)
     Object.assign(this, { element, heading, note })
     this.answers = el('dl', { class: 'answers' })
     this.photos = el('ul', { class: 'photos' })
     this.sent = el('ul', { class: 'sent' })
-    this.chat = el('ol', { class: 'chat', tabindex: 0, 'aria-labelledby': 'chat-heading' })
+    this.chat = el('ol', { class: 'chat', 'aria-live': 'polite', tabindex: 0, 'aria-labelledby': 'chat-heading' })
     this.body = el('textarea', { id: 'chat-input', rows: 3, maxlength: 4000 })
     this.chatNote = el('p', { class: 'error', role: 'alert' })
     this.askNote = el('p', { class: 'note', role: 'status' })
@@ -379,13 +425,15 @@ class ContactPage {
   }
 
   problem (text) { this.note.textContent = text }
+  close () { this.closed = true }
+  refresh () { return this.#erased ? Promise.resolve() : this.load() }
 
   async load () {
     const t = this.app.t
     const contact = (await this.app.call(CONTACT, { id: this.id }))?.contact
+    if (this.closed || this.#erased) return
     if (!contact) return this.#gone(t.notFound)
     this.heading.textContent = contact.displayName || t.unnamed
-    document.title = `${this.heading.textContent} – ${t.title}`
     const order = this.app.fieldOrder
     const values = [...contact.values].sort((a, b) => (order.get(a.key) ?? 1e6) - (order.get(b.key) ?? 1e6))
     this.answers.replaceChildren(...values.flatMap(({ key, value, updatedAt }) => [
@@ -396,7 +444,7 @@ class ContactPage {
     this.photos.replaceChildren(...contact.media.map((media, i) => this.#photo(media, i)))
     if (!contact.media.length) this.photos.replaceChildren(el('li', { class: 'quiet' }, t.noPhotos))
     this.sent.replaceChildren(...contact.messages.map((m) => el('li', {},
-      `${m.event} · ${t.channel[m.channel] || m.channel} · ${t.status[m.status] || m.status}`,
+      `${this.app.event(m.event)} · ${t.channel[m.channel] || m.channel} · ${t.status[m.status] || m.status}`,
       m.maskedRecipient ? ` · ${m.maskedRecipient}` : '', ' ', el('span', { class: 'quiet' }, this.app.when(m.createdAt)))))
     if (!contact.messages.length) this.sent.replaceChildren(el('li', { class: 'quiet' }, t.noSent))
     await this.#loadChat()
@@ -406,11 +454,12 @@ class ContactPage {
     const field = this.app.field(media.fieldKey)?.label || this.app.t.chat
     const t = this.app.t
     const image = el('img', { src: media.url, alt: '', width: 120, height: 120 })
-    const open = () => {
+    const open = (event) => {
+      const opener = event.currentTarget
       const dialog = el('dialog', { class: 'photo', 'aria-label': fill(t.photoAlt, { n: i + 1, field }) },
         el('img', { src: media.url, alt: fill(t.photoAlt, { n: i + 1, field }) }),
         el('form', { method: 'dialog' }, el('button', { type: 'submit' }, t.close)))
-      dialog.addEventListener('close', () => dialog.remove())
+      dialog.addEventListener('close', () => { dialog.remove(); opener.focus() })
       this.element.append(dialog)
       dialog.showModal()
     }
@@ -428,9 +477,9 @@ class ContactPage {
 
   async #loadChat () {
     let theirs = 0
-    for (let more = true; more;) {
+    for (let more = true; more && !this.closed;) {
       const page = (await this.app.call(CHAT, { id: this.id, after: this.#chatAfter }))?.chatMessages
-      if (!page) return
+      if (!page || this.closed) return
       for (const { node } of page.edges) {
         const item = this.#message(node)
         if (item) this.chat.append(item)
@@ -439,7 +488,7 @@ class ContactPage {
       this.#chatAfter = page.pageInfo.endCursor ?? this.#chatAfter
       more = page.pageInfo.hasNextPage
     }
-    if (!this.chat.children.length) this.chat.replaceChildren(el('li', { class: 'quiet empty' }, this.app.t.noChat))
+    if (!this.chat.querySelector('li:not(.empty)')) this.chat.replaceChildren(el('li', { class: 'quiet empty' }, this.app.t.noChat))
     else this.chat.querySelector('.empty')?.remove()
     if (theirs) {
       await this.app.call(READ_CHAT, { id: this.id })
@@ -475,11 +524,12 @@ class ContactPage {
 
   #confirmErase () {
     const t = this.app.t
+    const opener = document.activeElement
     const cancel = el('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, t.cancel)
     const erase = el('button', { type: 'button', class: 'danger', onclick: () => { dialog.close(); this.#erase() } }, t.eraseYes)
     const dialog = el('dialog', { 'aria-labelledby': 'erase-question', role: 'alertdialog' },
       el('p', { id: 'erase-question' }, t.eraseConfirm), el('div', { class: 'actions' }, cancel, erase))
-    dialog.addEventListener('close', () => dialog.remove())
+    dialog.addEventListener('close', () => { dialog.remove(); if (opener?.isConnected) opener.focus() })
     this.element.append(dialog)
     dialog.showModal()
     cancel.focus()
@@ -510,8 +560,11 @@ class ContactPage {
 
   /** This contact's events, each answered by reading again what changed (one read at a time). */
   async onEvent (kind, id) {
-    if (id !== this.id || this.#erased) return
-    if (kind === 'DELETED') return this.#gone(this.app.t.erasedMeanwhile)
+    if (id !== this.id || this.#erased || this.closed) return
+    if (kind === 'DELETED') {
+      this.#erased = true
+      return this.#gone(this.app.t.erasedMeanwhile)
+    }
     if (this.#busy) { this.#again = true; return }
     this.#busy = kind === 'CHAT_MESSAGE' ? this.#loadChat() : this.load()
     try { await this.#busy } catch {} finally { this.#busy = null }
@@ -522,6 +575,7 @@ class ContactPage {
 class Notifications {
   constructor (app) {
     const t = (this.app = app).t
+    this.title = t.notifications
     const { element, note } = frame(t.notifications)
     Object.assign(this, { element, note })
     this.list = el('ul', { class: 'notifications' })
@@ -530,10 +584,13 @@ class Notifications {
   }
 
   problem (text) { this.note.textContent = text }
+  close () { this.closed = true }
+  refresh () { return this.load() }
 
   async load () {
     const t = this.app.t
     const edges = (await this.app.call(NOTIFICATIONS, { locale: this.app.locale })).notifications.edges
+    if (this.closed) return
     this.unread = edges.filter(({ node }) => !node.readAt).map(({ node }) => node.id)
     this.list.replaceChildren(...edges.map(({ node }) => el('li', { class: node.readAt ? null : 'unread' },
       el('a', { href: `#/contacts/${encodeURIComponent(node.contactId)}` }, node.text), ' ',
@@ -543,9 +600,13 @@ class Notifications {
   }
 
   async #markAll () {
-    await this.app.call(MARK_READ, { ids: this.unread })
-    this.app.unreadChanged(0)
-    await this.load()
+    try {
+      await this.app.call(MARK_READ, { ids: this.unread })
+      await this.load()
+      this.app.refreshUnread()
+    } catch (error) {
+      this.problem(this.app.explain(error))
+    }
   }
 
   onEvent (kind) { if (kind !== 'FIELD_SAVED') this.load().catch(() => {}) }
@@ -554,11 +615,12 @@ class Notifications {
 class Settings {
   constructor (app) {
     const t = (this.app = app).t
+    this.title = t.settings
     const { element } = frame(t.settings)
     const tenant = app.viewer.tenant
     const row = (term, ...details) => [el('dt', {}, term), ...details.map((detail) => el('dd', {}, detail))]
     const channels = tenant.messageChannels.map(({ event, channels }) =>
-      `${event}: ${channels.map((c) => t.channel[c] || c).join(', ') || t.off}`)
+      `${app.event(event)}: ${channels.map((c) => t.channel[c] || c).join(', ') || t.off}`)
     element.append(el('dl', { class: 'settings' },
       row(t.keptFor, tenant.retentionDays ? fill(t.keptDays, { days: tenant.retentionDays }) : t.keptUntilErased),
       row(t.messageChannels, ...channels),

@@ -67,6 +67,18 @@ export default {
   origins: 'Websites that may use the form',
   noOrigins: 'None: the form works only on Rapidly’s own pages.',
   unavailable: 'Rapidly is not answering right now. Try again in a moment.',
+  contact: 'Contact',
+  found: '{count} contacts found.',
+  arrived: 'New contact: {name}',
+  events: {
+    CONTINUE_LINK: 'link to continue on the phone',
+    SELF_SERVICE_LINK: 'link to their own page',
+    PHOTO_REQUEST: 'photo request',
+    CHAT_REPLY: 'reply in the conversation',
+    NEW_CONTACT: 'new contact (to staff)',
+    MEDIA_ADDED: 'new photo (to staff)',
+    CHAT_MESSAGE: 'new message (to staff)'
+  },
   status: { PENDING: 'waiting', SENT: 'sent', FAILED: 'failed', SUPPRESSED: 'not sent' },
   channel: { EMAIL: 'email', SMS: 'text message' },
   errors: {

@@ -67,6 +67,18 @@ export default {
   origins: 'Sivustot, joilla lomaketta voi käyttää',
   noOrigins: 'Ei yhtään: lomake toimii vain Rapidlyn omilla sivuilla.',
   unavailable: 'Rapidly ei juuri nyt vastaa. Yritä hetken päästä uudelleen.',
+  contact: 'Yhteydenotto',
+  found: '{count} yhteydenottoa löytyi.',
+  arrived: 'Uusi yhteydenotto: {name}',
+  events: {
+    CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
+    SELF_SERVICE_LINK: 'linkki omalle sivulle',
+    PHOTO_REQUEST: 'kuvapyyntö',
+    CHAT_REPLY: 'vastaus keskusteluun',
+    NEW_CONTACT: 'uusi yhteydenotto (henkilökunnalle)',
+    MEDIA_ADDED: 'uusi kuva (henkilökunnalle)',
+    CHAT_MESSAGE: 'uusi viesti (henkilökunnalle)'
+  },
   status: { PENDING: 'odottaa', SENT: 'lähetetty', FAILED: 'epäonnistui', SUPPRESSED: 'ei lähetetty' },
   channel: { EMAIL: 'sähköposti', SMS: 'tekstiviesti' },
   errors: {

@@ -67,6 +67,18 @@ export default {
   origins: 'Webbplatser som får använda formuläret',
   noOrigins: 'Inga: formuläret fungerar bara på Rapidlys egna sidor.',
   unavailable: 'Rapidly svarar inte just nu. Försök igen om en stund.',
+  contact: 'Kontakt',
+  found: '{count} kontakter hittades.',
+  arrived: 'Ny kontakt: {name}',
+  events: {
+    CONTINUE_LINK: 'länk för att fortsätta på telefonen',
+    SELF_SERVICE_LINK: 'länk till den egna sidan',
+    PHOTO_REQUEST: 'begäran om bild',
+    CHAT_REPLY: 'svar i konversationen',
+    NEW_CONTACT: 'ny kontakt (till personalen)',
+    MEDIA_ADDED: 'ny bild (till personalen)',
+    CHAT_MESSAGE: 'nytt meddelande (till personalen)'
+  },
   status: { PENDING: 'väntar', SENT: 'skickat', FAILED: 'misslyckades', SUPPRESSED: 'skickades inte' },
   channel: { EMAIL: 'e-post', SMS: 'sms' },
   errors: {

@@ -14,11 +14,13 @@ export class Unavailable extends Error {
   }
 }
 
-/** The request was refused and would be again (e.g. `OriginNotAllowed`): `code` says why. */
+/** The request was refused and would be again (e.g. `OriginNotAllowed`): `code` says why, and for
+ *  invalid input `errors` says which input, how (`{ field, code, message }`). */
 export class Refused extends Error {
-  constructor (message, code) {
+  constructor (message, code, errors = []) {
     super(message)
     this.code = code
+    this.errors = errors
   }
 }
 
@@ -48,7 +50,7 @@ function answer (status, body, retryAfter) {
   if (error) {
     const code = error.extensions?.code
     if (code === 'UNAVAILABLE') throw new Unavailable(error.extensions.retryAfterSeconds ?? seconds)
-    throw new Refused(error.message, code)
+    throw new Refused(error.message, code, error.extensions?.errors)
   }
   return body.data
 }

@@ -454,3 +454,34 @@ async def test_the_sign_in_page_speaks_the_browsers_language(server, roofing_sit
     await expect(page.get_by_role("heading", level=1)).to_have_text("Kirjaudu konsoliin")
     assert await page.evaluate("document.documentElement.lang") == "fi"
     await context.close()
+
+
+async def test_an_expired_session_signs_out_the_same_way(server, roofing_site, staff_browser):
+    # given
+    from datetime import UTC, datetime, timedelta
+
+    page = await staff_browser.new_page()
+    await sign_in(page, server)
+
+    # when: its time runs out while the console is open
+    await StaffSession.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+
+    # then
+    await expect(page.get_by_role("alert")).to_have_text("Your session has ended. Sign in again.")
+
+
+async def test_the_console_fits_a_phone(server, gql, roofing_site, browser):
+    # given: a phone's screen
+    await a_customer(gql, name="Maija Meikäläinen", damage_description="Pelti irti " * 40)
+    context = await browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    await sign_in(page, server)
+
+    # when / then: no page is wider than the screen, on the list and on the contact
+    for step in ("list", "contact"):
+        if step == "contact":
+            await page.get_by_role("link", name=re.compile("Maija")).click()
+            await expect(page.get_by_role("heading", level=1, name="Maija Meikäläinen")).to_be_visible()
+        assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360, step
+    await context.close()

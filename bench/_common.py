@@ -9,6 +9,7 @@ directory removed; with `--database-url` the scratch database and its app role a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import contextlib
@@ -557,6 +558,16 @@ class RawPool:
     async def close(self) -> None:
         while not self._idle.empty():
             await self._idle.get_nowait().close()
+
+
+# -- the command line ------------------------------------------------------------------------------------
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser, with its docstring as help and the `--database-url` of them all."""
+    made = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    made.add_argument("--database-url", help="a scratch PostgreSQL database rapidly_bench* instead of an embedded one")
+    return made
 
 
 # -- bulk data -------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ from _common import (
     start_contacts,
     table,
 )
+from _common import (
+    parser as bench_parser,
+)
 
 from tests.conftest import chromium_path
 
@@ -259,7 +262,7 @@ async def watching(args: argparse.Namespace, url: str, staff: str, window: list[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--loads", type=int, default=10, help="cold loads of the console (default 10)")
     parser.add_argument("--contacts", type=int, default=1000, help="contacts bulk-loaded first (default 1000)")
     parser.add_argument("--consoles", type=int, default=20, help="consoles watching (default 20)")
@@ -270,9 +273,6 @@ def main() -> int:
     parser.add_argument("--typists", type=int, default=50, help="customers typing (default 50)")
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between a typist's saves (0.3)")
     parser.add_argument("--duration", type=float, default=20, help="seconds of typing (default 20)")
-    parser.add_argument(
-        "--database-url", help="a scratch PostgreSQL database rapidly_bench* instead of an embedded one"
-    )
     args = parser.parse_args()
     with Bench(args.database_url) as bench:
         bench.setup_database()

@@ -55,6 +55,9 @@ from _common import (
     start_contacts,
     table,
 )
+from _common import (
+    parser as bench_parser,
+)
 
 STATIC = files("rapidly.web").joinpath("static")
 FIRST = ["embed/form.js", "embed/texts.js", "embed/texts-fi.js", "embed/form.css"]
@@ -229,14 +232,11 @@ def ms(values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--loads", type=int, default=15, help="cold loads of the company page (default 15)")
     parser.add_argument("--typists", type=int, default=200, help="simulated typists (default 200)")
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between keystroke batches (0.3)")
     parser.add_argument("--duration", type=float, default=20, help="seconds of typing (default 20)")
-    parser.add_argument(
-        "--database-url", help="a scratch PostgreSQL database rapidly_bench* instead of an embedded one"
-    )
     args = parser.parse_args()
 
     print("form size (uncompressed, as served)")

@@ -18,7 +18,6 @@ Latency is the time from sending the request to having read the answer (first pa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -31,6 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SURNAMES, TENANT_SLUG, Bench, bulk_contacts, percentile, staff_login, table
+from _common import parser as bench_parser
 
 TARGET_P99_MS = 50.0
 SEARCH = "query S($q: String) { contacts(search: $q) { edges { node { id } } pageInfo { hasNextPage } } }"
@@ -87,12 +87,9 @@ async def measure(url: str, by_kind: dict[str, list[tuple[str, int]]]) -> dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--contacts", type=int, default=1_000_000, help="contacts bulk-loaded (default 1,000,000)")
     parser.add_argument("--queries", type=int, default=400, help="searches, in five kinds (default 400)")
-    parser.add_argument(
-        "--database-url", help="a scratch PostgreSQL database rapidly_bench* instead of an embedded one"
-    )
     args = parser.parse_args()
     with Bench(args.database_url) as bench:
         bench.setup_database()

@@ -372,12 +372,13 @@ def demo(
     }
     if not os.environ.get("RAPIDLY_SMS_URL"):
         overrides["sms_url"] = "file:"  # texts go to a file in the data dir instead of a gateway
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # an address a browser can open
     if not os.environ.get("RAPIDLY_BASE_URL"):
-        overrides["base_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        overrides["base_url"] = f"http://{shown_host}:{port}"
     settings = _settings(**overrides)
     password = secrets.token_urlsafe(12)
     site_port = site_port or port + 1
-    site_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{site_port}"
+    site_url = f"http://{shown_host}:{site_port}"
     site_origins = [site_url, f"http://localhost:{site_port}"]
     _with_orm(settings, lambda: _ensure_demo_data(password, site_origins), migrate=True)
     typer.echo(_demo_banner(settings, password, site_url))

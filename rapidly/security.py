@@ -31,9 +31,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def hash_presented_token(token: str, prefix: str) -> str | None:
-    """The hash to look a presented token up by, or None when it cannot be one of this kind."""
-    if not token.startswith(prefix) or len(token) > len(prefix) + 64:
+def hash_presented_token(token: str | None, prefix: str) -> str | None:
+    """The hash to look a presented token up by, or None when there is none or it cannot be one of
+    this kind."""
+    if not token or not token.startswith(prefix) or len(token) > len(prefix) + 64:
         return None
     return hash_token(token)
 

@@ -49,6 +49,12 @@ ADDRESS_CHANNELS = {FieldRole.EMAIL: Channel.EMAIL, FieldRole.PHONE: Channel.SMS
 #: Default region for phone numbers written without a country code, by the tenant's language.
 PHONE_REGION = {"fi": "FI", "sv": "SE", "en": "FI"}
 
+
+def phone_region(tenant: Tenant) -> str:
+    """Where the tenant's phone numbers written without a country code are from."""
+    return PHONE_REGION.get(tenant.default_locale, "FI")
+
+
 # A save is one statement, so one round trip and its own transaction. Parameters: $1 tenant, $2 contact,
 # $3 key, $4 value (JSON, or NULL to clear), $5-$8 the self-service link (channel, locale, dedupe key,
 # send at; NULL for none), $9 the token's hash, $10 the tenant's updated_at. It does this:
@@ -268,7 +274,7 @@ async def save_field(
     a live contact token raises `AuthFailed`; a browser on a website that the contact's tenant does
     not list, `OriginNotAllowed`.
     """
-    token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX) if token else None
+    token_hash = security.hash_presented_token(token, security.CONTACT_TOKEN_PREFIX)
     if token_hash is None:
         raise AuthFailed()
     # A remembered tenant that refuses the origin may predate the origin's listing: look it up afresh.
@@ -299,7 +305,7 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
     spec = saver.fields.get(key)
     if spec is None:
         raise InputInvalid.one("key", "unknown_field", "This form has no field with that key.")
-    value = normalise(spec, raw, default_region=PHONE_REGION.get(tenant.default_locale, "FI"))
+    value = normalise(spec, raw, default_region=phone_region(tenant))
     value = None if is_empty(value) else value
     link = messaging.self_service_link(tenant, contact, ADDRESS_CHANNELS.get(spec.role)) if value is not None else None
     params = [
@@ -347,17 +353,16 @@ async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:
     return await Contact.get_or_none(id=cid, tenant_id=tenant_id, first_saved_at__not_isnull=True)
 
 
-async def list_contacts(
-    tenant_id: uuid.UUID, first: int, after: str | None, search: str | None = None, region: str = "FI"
-) -> Page:
+async def list_contacts(tenant: Tenant, first: int, after: str | None, search: str | None = None) -> Page:
     """Most recently active first; keyset pagination on (updated_at, id), so pages stay put as
     contacts are added. With `search`, only contacts one of whose values holds that text (see
-    `_search`); `region` reads a phone number written without its country code."""
+    `_search`)."""
     if not 1 <= first <= MAX_PAGE:
         raise InputInvalid.one("first", "out_of_range", f"Ask for 1 to {MAX_PAGE} contacts.")
     if search is not None and search.strip():
-        return await _search(tenant_id, search, first, decode_cursor(after) if after else None, region)
-    query = Contact.filter(tenant_id=tenant_id, first_saved_at__not_isnull=True)
+        after_key = decode_cursor(after) if after else None
+        return await _search(tenant.id, search, first, after_key, phone_region(tenant))
+    query = Contact.filter(tenant_id=tenant.id, first_saved_at__not_isnull=True)
     if after is not None:
         updated_at, cid = decode_cursor(after)
         query = query.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=cid))

@@ -196,10 +196,7 @@ class ContactQuery:
         search: str | None = None,
     ) -> Connection[Contact]:
         staff = await info.context.staff()
-        region = service.PHONE_REGION.get(staff.tenant.default_locale, "FI")
-        page = await service.list_contacts(
-            staff.tenant_id, DEFAULT_PAGE if first is None else first, after, search, region
-        )
+        page = await service.list_contacts(staff.tenant, DEFAULT_PAGE if first is None else first, after, search)
         if search:  # a match tells what a contact's values hold: as good as reading them, and audited so
             await info.context.loaders.audited_reads.load_many([contact.id for contact in page.contacts])
         return Connection.of(page.contacts, page.has_next, cursor=service.encode_cursor, node=Contact.of)

@@ -144,7 +144,7 @@ async def live_session_origins(token: str | None) -> list[str] | None:
 
     One plain statement: a staff member's live events check their session again and again (see
     `rapidly.schema.contacts._events`), and the ORM's query builder cost more than the query."""
-    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX) if token else None
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return None
     async with db.connection() as conn:
@@ -155,7 +155,7 @@ async def live_session_origins(token: str | None) -> list[str] | None:
 async def logout(token: str | None) -> bool:
     """End the session of this staff token; False when there was none (the answer is the same for
     any other token)."""
-    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX) if token else None
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     return bool(token_hash and await StaffSession.filter(token_hash=token_hash).delete())
 
 

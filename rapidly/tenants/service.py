@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
@@ -92,16 +92,32 @@ async def change_origins(slug: str, add: Sequence[str] = (), remove: Sequence[st
     not listed is an error (a typo must not pass for a removal)."""
     added = [clean_origin(origin, "add") for origin in add]
     removed = [clean_origin(origin, "remove") for origin in remove]
-    async with db.transaction() as conn:
-        found = Tenant.filter(slug=slug).using_db(conn).select_for_update().first()
-        tenant = await found if SLUG.fullmatch(slug) else None
-        if tenant is None:
-            raise NotFound("No such tenant.")
-        origins = list(tenant.allowed_origins or [])
+
+    def changed(origins: list[str]) -> list[str]:
         if missing := [origin for origin in removed if origin not in origins]:
             raise InputInvalid.one("remove", "not_listed", f"Not among the allowed origins: {', '.join(missing)}.")
-        origins = [origin for origin in origins if origin not in removed]
-        origins += [origin for origin in dict.fromkeys(added) if origin not in origins]
+        kept = [origin for origin in origins if origin not in removed]
+        return kept + [origin for origin in dict.fromkeys(added) if origin not in kept]
+
+    return await _update_origins(slug, changed)
+
+
+async def set_origins(slug: str, origins: Sequence[str]) -> Tenant:
+    """Exactly these allowed origins (the demo's sample site, whatever port it has this time)."""
+    wanted = list(dict.fromkeys(clean_origin(origin) for origin in origins))
+    return await _update_origins(slug, lambda _: wanted)
+
+
+async def _update_origins(slug: str, change: Callable[[list[str]], list[str]]) -> Tenant:
+    """The tenant's origins replaced by `change(origins)`, under a row lock; this process's CORS
+    layer reads them again once the change is committed."""
+    async with db.transaction() as conn:
+        tenant = (
+            await Tenant.filter(slug=slug).using_db(conn).select_for_update().first() if SLUG.fullmatch(slug) else None
+        )
+        if tenant is None:
+            raise NotFound("No such tenant.")
+        origins = change(list(tenant.allowed_origins or []))
         if len(origins) > MAX_ORIGINS:
             raise InputInvalid.one("add", "too_many", f"A company may list at most {MAX_ORIGINS} origins.")
         if origins != tenant.allowed_origins:
@@ -109,13 +125,6 @@ async def change_origins(slug: str, add: Sequence[str] = (), remove: Sequence[st
             await tenant.save(using_db=conn, update_fields=["allowed_origins", "updated_at"])
             db.on_commit(listed.forget)
     return tenant
-
-
-async def set_origins(slug: str, origins: Sequence[str]) -> Tenant:
-    """Exactly these allowed origins (the demo's sample site, whatever port it has this time)."""
-    tenant = await get_by_slug(slug)
-    listed = list(dict.fromkeys(clean_origin(origin) for origin in origins))
-    return await change_origins(slug, add=listed, remove=[o for o in tenant.allowed_origins if o not in listed])
 
 
 async def ensure_tenant(plugins: PluginRegistry, *, slug: str, **details: str) -> Tenant:

@@ -220,30 +220,27 @@ class Bench:
 
         return db.app_credentials(self.settings(), self.owner)
 
-    def postgres_version(self) -> str:
-        async def run() -> str:
+    def fetchval(self, sql: str, *args: object) -> object:
+        """One value, read as the database owner on a connection of its own."""
+
+        async def run() -> object:
             conn = await self.owner.connect()  # type: ignore[union-attr]
             try:
-                return await conn.fetchval("SHOW server_version")
+                return await conn.fetchval(sql, *args)
             finally:
                 await conn.close()
 
         return asyncio.run(run())
 
+    def postgres_version(self) -> str:
+        return str(self.fetchval("SHOW server_version"))
+
     def postgres_pid(self) -> int | None:
         """The postmaster, whose children are the backends and background workers."""
         if self.embedded is not None:
             return self.embedded.server.get_pid()
-
-        async def run() -> str:
-            conn = await self.owner.connect()  # type: ignore[union-attr]
-            try:
-                return await conn.fetchval("SHOW data_directory")
-            finally:
-                await conn.close()
-
         try:
-            return int((Path(asyncio.run(run())) / "postmaster.pid").read_text().split()[0])
+            return int((Path(str(self.fetchval("SHOW data_directory"))) / "postmaster.pid").read_text().split()[0])
         except Exception:
             return None
 
@@ -570,17 +567,40 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return made
 
 
+# -- the browser -----------------------------------------------------------------------------------------
+
+#: Chromium without its own traffic (updates, first-run work), which would be measured with the page.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+async def launch_chromium(playwright: object) -> object:
+    """Headless Chromium through Playwright: Debian's, found as the tests find it; never a download."""
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import chromium_path
+
+    return await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)  # type: ignore[attr-defined]
+
+
 # -- bulk data -------------------------------------------------------------------------------------------
 
 FIRST_NAMES = ("Maija", "Matti", "Liisa", "Pekka", "Anna", "Juha", "Sari", "Timo")
 SURNAMES = ("Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen")
 
 
-async def bulk_contacts(conn: object, tenant_id: object, count: int) -> None:
-    """`count` visible contacts of the roofing tenant with a name, email, phone and damage description
-    each, written with SQL in one go (a million takes a few minutes): the names from eight first
-    names and eight surnames with a code of their own, one active a second apart, oldest first. Every
-    value is derived from the contact's ID, so each email and phone number is unique."""
+async def bulk_contacts(bench: Bench, count: int) -> None:
+    """`count` visible contacts of the bench's roofing tenant with a name, email, phone and damage
+    description each, written with SQL in one go (a million takes a few minutes): the names from eight
+    first names and eight surnames with a code of their own, one active a second apart, oldest first.
+    Every value is derived from the contact's ID, so each email and phone number is unique."""
+    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    try:
+        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
+        await _bulk_contacts(conn, tenant_id, count)
+    finally:
+        await conn.close()
+
+
+async def _bulk_contacts(conn: object, tenant_id: object, count: int) -> None:
     array = lambda names: "ARRAY[" + ", ".join(f"'{n}'" for n in names) + "]"  # noqa: E731 - constants
     # A GIN index takes rows one by one: drop the values' indexes but their keys, and build them again
     # afterwards from their own definitions (as pg_restore does), in a fraction of the time.

@@ -32,16 +32,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (
-    TENANT_SLUG,
     Bench,
     Monitor,
     RawClient,
     Subscriber,
     bulk_contacts,
     is_saved,
+    launch_chromium,
     mib,
     percentile,
     save_body,
@@ -53,9 +52,6 @@ from _common import (
     parser as bench_parser,
 )
 
-from tests.conftest import chromium_path
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 SIGNED_IN = "sessionStorage.setItem('rapidly-console-token', {token!r})"
 #: Each console page records when a contact is put at the top of its list.
 WATCH = """
@@ -77,7 +73,7 @@ async def cold_loads(url: str, token: str, loads: int) -> dict:
 
     first_list, requests, transferred = [], [], []
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = await launch_chromium(playwright)
         for _ in range(loads):
             context = await browser.new_context()
             await context.add_init_script(SIGNED_IN.format(token=token))
@@ -187,7 +183,7 @@ async def watching(args: argparse.Namespace, url: str, staff: str, window: list[
     for proc in procs:
         proc.start()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = await launch_chromium(playwright)
         pages = []
         for _ in range(args.browser_consoles):
             context_ = await browser.new_context()
@@ -277,16 +273,7 @@ def main() -> int:
     with Bench(args.database_url) as bench:
         bench.setup_database()
         bench.prepare(staff=True)
-
-        async def load() -> None:
-            conn = await bench.owner.connect()  # type: ignore[union-attr]
-            try:
-                tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
-                await bulk_contacts(conn, tenant_id, args.contacts)
-            finally:
-                await conn.close()
-
-        asyncio.run(load())
+        asyncio.run(bulk_contacts(bench, args.contacts))
         rapidly = bench.start_rapidly()
         print(f"os.cpu_count() = {os.cpu_count()}; database: {bench.describe_database()}")
 

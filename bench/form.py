@@ -48,6 +48,7 @@ from _common import (
     Subscriber,
     identify_contacts,
     is_saved,
+    launch_chromium,
     mib,
     percentile,
     save_body,
@@ -69,7 +70,6 @@ FORM_FILES_DONE = (
     ".map(e => e.responseEnd))"
 )
 FORM_FILES_LOADED = "performance.getEntriesByType('resource').filter(e => /[/](embed|lib)[/]/.test(e.name)).length"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 
 def sizes() -> list[tuple[str, ...]]:
@@ -113,12 +113,9 @@ def serve_site(rapidly_url: str) -> tuple[str, ThreadingHTTPServer]:
 async def cold_loads(site_url: str, loads: int) -> dict:
     from playwright.async_api import async_playwright
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.conftest import chromium_path
-
     ready, complete, requests = [], [], []
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = await launch_chromium(playwright)
         for _ in range(loads):
             context = await browser.new_context()
             await context.add_init_script(READY)

@@ -61,6 +61,15 @@ async def saved(page, *keys: str) -> None:
         await expect(status(page, key)).to_have_text("Saved", timeout=10_000)
 
 
+async def form_with_a_contact(visitor, server, site: CompanySite):
+    """A new page with the every-kind form, whose name has been saved: its contact has started."""
+    page = await visitor.new_page()
+    await page.goto(site.embedding(server.url, "everykind"))
+    await page.get_by_label("name (en)").fill("Maija")
+    await saved(page, "name")
+    return page
+
+
 async def contact_token(page) -> str | None:
     return await page.evaluate("() => Object.entries(sessionStorage).find(([k]) => k.startsWith('rapidly-form:'))?.[1]")
 
@@ -222,10 +231,7 @@ async def test_a_reload_continues_the_same_contact_with_its_answers(server, gql,
 
 async def test_leaving_with_unsaved_edits_asks_first(server, every_kind_site, visitor):
     # given: a value typed that has not reached the server
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
 
     async def hold(route) -> None:  # type: ignore[no-untyped-def]
         await asyncio.sleep(30)  # the save never arrives while the test looks: the edit stays unsent
@@ -346,10 +352,7 @@ async def test_markup_typed_or_chatted_stays_text(server, gql, every_kind_site, 
 async def test_chat_with_the_company_both_ways_live(server, gql, every_kind_site, visitor):
     # given
     anna = await staff_token(gql, "anna@kattohuolto.example")
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
     contact_id = (await only_contact(gql, anna))["id"]
 
     # when: the customer writes, and staff answer
@@ -379,10 +382,7 @@ async def test_photos_from_the_form_and_from_the_phone_by_qr_code_both_appear(
     server, gql, every_kind_site, visitor, browser
 ):
     # given: a photo sent from the form
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
     await page.get_by_label("photos (en)").set_input_files(
         files=[{"name": "a.png", "mimeType": "image/png", "buffer": images.png(200, 150)}]
     )
@@ -415,10 +415,7 @@ async def test_photos_from_the_form_and_from_the_phone_by_qr_code_both_appear(
 
 async def test_the_continue_link_goes_to_the_contacts_own_address(server, gql, every_kind_site, visitor):
     # given
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
 
     # when: no address saved yet, then one saved
     await page.get_by_role("button", name="Email me the link").click()
@@ -437,10 +434,7 @@ async def test_the_continue_link_goes_to_the_contacts_own_address(server, gql, e
 
 async def test_erasing_from_the_own_page_empties_the_open_form(server, every_kind_site, visitor):
     # given
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
     link = await page.get_by_role("link", name="See or erase everything stored about you").get_attribute("href")
 
     # when: the customer erases everything from their own page, in another tab
@@ -543,10 +537,7 @@ async def test_no_serious_accessibility_violations_in_any_language(server, roofi
 async def test_typing_while_a_reload_restores_goes_to_the_same_contact(server, gql, every_kind_site, visitor):
     # given: a contact, and a reload whose `me` query is slow to answer
     anna = await staff_token(gql, "anna@kattohuolto.example")
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
 
     async def slow_me(route) -> None:  # type: ignore[no-untyped-def]
         if "query Me(" in (route.request.post_data or ""):
@@ -598,10 +589,7 @@ async def test_a_token_that_stopped_working_starts_the_form_anew_without_resendi
 async def test_the_form_keeps_working_when_the_page_moves_it(server, gql, every_kind_site, visitor):
     # given
     anna = await staff_token(gql, "anna@kattohuolto.example")
-    page = await visitor.new_page()
-    await page.goto(every_kind_site.embedding(server.url, "everykind"))
-    await page.get_by_label("name (en)").fill("Maija")
-    await saved(page, "name")
+    page = await form_with_a_contact(visitor, server, every_kind_site)
     contact_id = (await only_contact(gql, anna))["id"]
 
     # when: a single-page app moves the element elsewhere in the page

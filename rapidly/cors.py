@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE
+from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE, UNAVAILABLE_MESSAGE
 from rapidly.guards import SECURITY_HEADERS
 from rapidly.tenants.origins import ListedOrigins
 
@@ -147,7 +147,7 @@ _UNAVAILABLE = json.dumps(
     {
         "errors": [
             {
-                "message": "The service is unavailable for a moment; try again shortly.",
+                "message": UNAVAILABLE_MESSAGE,
                 "extensions": {"code": UNAVAILABLE, "retryAfterSeconds": RETRY_AFTER_SECONDS},
             }
         ]

@@ -78,6 +78,7 @@ class InputInvalid(DomainError):
 
 #: `extensions.code` of an error that a retry may cure (a backend is unreachable); HTTP says 503.
 UNAVAILABLE = "UNAVAILABLE"
+UNAVAILABLE_MESSAGE = "The service is unavailable for a moment; try again shortly."
 #: What `Retry-After` says then: long enough for a database restart to be noticed, short for a typist.
 RETRY_AFTER_SECONDS = 2
 

@@ -21,7 +21,15 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE, DomainError, InputInvalid, for_the_log, is_unavailable
+from rapidly.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    UNAVAILABLE_MESSAGE,
+    DomainError,
+    InputInvalid,
+    for_the_log,
+    is_unavailable,
+)
 from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
@@ -79,7 +87,7 @@ def public_error(error: GraphQLError) -> GraphQLError:
         reference = (error.extensions or {}).get("reference", "")
         if is_unavailable(error.original_error):
             return GraphQLError(
-                message="The service is unavailable for a moment; try again shortly.",
+                message=UNAVAILABLE_MESSAGE,
                 nodes=error.nodes,
                 path=error.path,
                 extensions={"code": UNAVAILABLE, "retryAfterSeconds": RETRY_AFTER_SECONDS, "reference": reference},

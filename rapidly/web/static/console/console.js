@@ -10,7 +10,7 @@
 
 import { el } from '../lib/dom.js'
 import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
-import { LOCALES, fill, pickLocale } from '../lib/i18n.js'
+import { LOCALES, fill, pickLocale, textsBeside } from '../lib/i18n.js'
 
 const api = new Api(new URL('/graphql', location.origin))
 const TOKEN_KEY = 'rapidly-console-token'
@@ -67,7 +67,7 @@ class Console {
 
   async #speak (locale) {
     this.#locale = locale
-    this.#t = await textsFor(locale)
+    this.#t = await textsBeside(import.meta.url, locale)
     document.documentElement.lang = locale
   }
 
@@ -629,10 +629,6 @@ class Settings {
   }
 
   async load () {}
-}
-
-async function textsFor (locale) {
-  return (await import(`./texts-${LOCALES.includes(locale) ? locale : 'en'}.js`)).default
 }
 
 new Console(document.getElementById('app')).start()

@@ -3,9 +3,7 @@
 // through `form(locale)`; error codes are worded here, in the reader's language, and an unknown code
 // falls back to the server's (English) message.
 
-import { LOCALES } from '../lib/i18n.js'
+import { textsBeside } from '../lib/i18n.js'
 
 /** The texts of `locale` (English for anything else). */
-export async function textsFor (locale) {
-  return (await import(`./texts-${LOCALES.includes(locale) ? locale : 'en'}.js`)).default
-}
+export const textsFor = (locale) => textsBeside(import.meta.url, locale)

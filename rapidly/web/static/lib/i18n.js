@@ -1,5 +1,6 @@
-// What every page of Rapidly's needs of its languages: which there are, which to use, and filling in
-// a text's `{placeholders}`. Each page keeps its own texts, one module per language.
+// What every page of Rapidly's needs of its languages: which there are, which to use, loading a
+// page's texts, and filling in a text's `{placeholders}`. Each page keeps its own texts, one module
+// per language (texts-fi.js, texts-sv.js, texts-en.js beside its code), so that it loads only its own.
 
 export const LOCALES = ['fi', 'sv', 'en']
 
@@ -15,4 +16,10 @@ export function pickLocale (...tags) {
     if (LOCALES.includes(primary)) return primary
   }
   return null
+}
+
+/** The texts of `locale` (English for a language Rapidly does not speak): the default export of
+ *  `texts-{locale}.js` beside the module at `base` (that module's `import.meta.url`). */
+export async function textsBeside (base, locale) {
+  return (await import(new URL(`texts-${LOCALES.includes(locale) ? locale : 'en'}.js`, base).href)).default
 }

@@ -311,6 +311,18 @@ def _run_after_commit(callback: Callable[[], object]) -> None:
         log.error("an after-commit callback failed: %s", for_the_log(exc))
 
 
+async def delete_in_batches(sql: str, args: list[object], batch: int = 1000) -> int:
+    """Run a `DELETE ... LIMIT`-style statement (its last parameter is the batch size) until it
+    removes fewer rows than that; returns how many in all. Each batch is its own short transaction,
+    so a purge of millions never holds locks, or the WAL, for longer than one batch."""
+    total = 0
+    while True:
+        count, _ = await connections.get("default").execute_query(sql, [*args, batch])
+        total += count
+        if count < batch:
+            return total
+
+
 async def close_orm() -> None:
     await Tortoise.close_connections()
 

@@ -198,9 +198,21 @@ async def issue_token(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id:
     return token
 
 
+# Oldest first along their own indexes; rows a request holds are left for the next round.
+_PURGE_EXPIRED_TOKENS = """
+DELETE FROM contact_token WHERE id IN (
+    SELECT id FROM contact_token WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+"""
+_PURGE_ABANDONED = """
+DELETE FROM contact WHERE id IN (
+    SELECT id FROM contact WHERE first_saved_at IS NULL AND created_at < $1
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+
+
 async def purge_expired_tokens() -> int:
     """Links that no longer work (continue links last 30 minutes)."""
-    return await ContactToken.filter(expires_at__lt=datetime.now(UTC)).delete()
+    return await db.delete_in_batches(_PURGE_EXPIRED_TOKENS, [])
 
 
 async def contact_for_token(token: str) -> Contact | None:
@@ -466,6 +478,6 @@ def role_value(values: Iterable[FieldValue], fields: Iterable[FieldSpec], role: 
 
 
 async def purge_abandoned(older_than: timedelta) -> int:
-    """Remove contacts that never got a saved value (bots, abandoned visits)."""
-    cutoff = datetime.now(UTC) - older_than
-    return await Contact.filter(first_saved_at__isnull=True, created_at__lt=cutoff).delete()
+    """Remove contacts that never got a saved value (bots, abandoned visits). A contact being saved
+    holds its row: it is skipped, and is no longer abandoned once the save commits."""
+    return await db.delete_in_batches(_PURGE_ABANDONED, [datetime.now(UTC) - older_than])

@@ -44,16 +44,20 @@ INLINE_WAIT_SECONDS = 10
 JOURNAL_DAYS = 35
 
 _LOCK_CONTACT = "SELECT id FROM contact WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
-# The retention sweeper's lock: the contact must still be past its tenant's retention.
+# The retention sweeper's lock: the contact must still be past its tenant's retention. A contact
+# locked by a save is active, and one locked by another sweeper is being erased: skipped, not awaited.
 _LOCK_EXPIRED_CONTACT = """
 SELECT c.id FROM contact c JOIN tenant t ON t.id = c.tenant_id
 WHERE c.id = $1 AND c.tenant_id = $2
   AND t.retention_days IS NOT NULL AND c.updated_at < now() - make_interval(days => t.retention_days)
-FOR UPDATE OF c
+FOR UPDATE OF c SKIP LOCKED
 """
 _DELETE_CONTACT = "DELETE FROM contact WHERE id = $1 AND tenant_id = $2"
 _COLUMNS = "id, tenant_id, contact_id, requested_by, requested_at, completed_at, removed, pending, attempts"
-_LEDGER_ROW = f"SELECT {_COLUMNS} FROM erasure WHERE tenant_id = $1 AND contact_id = $2 FOR UPDATE"  # noqa: S608
+_LEDGER_ROW = f"SELECT {_COLUMNS} FROM erasure WHERE tenant_id = $1 AND contact_id = $2"  # noqa: S608
+# Locked only when the contact is there to erase (again, after a restore): an erasure that finds it
+# gone only reads the receipt, and must not hold up the retries of the one that erased it.
+_LEDGER_ROW_LOCKED = _LEDGER_ROW + " FOR UPDATE"
 # Inserted, or (a contact erased before and restored from a backup) reused with the counts added.
 _WRITE_LEDGER = f"""
 INSERT INTO erasure (id, tenant_id, contact_id, requested_by, requested_at, completed_at, removed, pending,
@@ -120,7 +124,9 @@ class ErasureService:
         async with db.transaction() as conn:
             lock = _LOCK_EXPIRED_CONTACT if expired_only else _LOCK_CONTACT
             found = await conn.execute_query_dict(lock, [contact_id, tenant_id])
-            earlier = await conn.execute_query_dict(_LEDGER_ROW, [tenant_id, contact_id])
+            earlier = await conn.execute_query_dict(
+                _LEDGER_ROW_LOCKED if found else _LEDGER_ROW, [tenant_id, contact_id]
+            )
             if not found:
                 if earlier and not expired_only:
                     return self._receipt(earlier[0])

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
     PostgreSQL does not index foreign keys by itself, so deleting a contact made the database read
     every table that refers to it, to cascade: an erasure took 30 ms in an empty database and
     1.5 s beside 300,000 other contacts. Every foreign key now has an index led by its columns
-    (tests/test_scale.py checks the catalog, so a table added later is covered too).
+    (tests/erasure/test_scale.py checks the catalog, so a table added later is covered too).
 
     A contact's rows point at it by (tenant_id, contact_id) -> contact (tenant_id, id) instead of
     contact_id alone: the indexes each table already has for its tenant's queries then serve the

@@ -48,7 +48,10 @@ SELECT id, tenant_id, contact_id, kind, created_at, payload FROM published
 #: published after the erasers run, so it stays (and is pruned with the rest).
 ERASER = SqlEraser("contact_events", "DELETE FROM contact_event WHERE tenant_id = $1 AND contact_id = $2")
 
-_PRUNE = "DELETE FROM contact_event WHERE created_at < clock_timestamp() - $1::interval"
+_PRUNE = """
+DELETE FROM contact_event WHERE id IN (
+    SELECT id FROM contact_event WHERE created_at < clock_timestamp() - $1::interval ORDER BY created_at LIMIT $2)
+"""
 
 
 async def publish(
@@ -76,9 +79,7 @@ def announce_committed(payloads: list[str]) -> None:
         db.on_commit(lambda: announcer.announce(payloads))
 
 
-async def prune(older_than: timedelta = timedelta(hours=1), *, connection: BaseDBAsyncClient | None = None) -> int:
-    """Delete log rows older than `older_than`; returns how many. A listener can only resync
-    across a disconnection shorter than this."""
-    client = connection or connections.get("default")
-    removed, _ = await client.execute_query(_PRUNE, [older_than])
-    return removed
+async def prune(older_than: timedelta = timedelta(hours=1)) -> int:
+    """Delete log rows older than `older_than`, in batches; returns how many. A listener can only
+    resync across a disconnection shorter than this."""
+    return await db.delete_in_batches(_PRUNE, [older_than])

@@ -16,7 +16,7 @@ from typing import TypeVar
 import typer
 
 from rapidly import __version__, db, realtime, residency
-from rapidly.config import ConfigError, Settings, load_settings
+from rapidly.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from rapidly.errors import DomainError, InputInvalid
 
 T = TypeVar("T")
@@ -105,13 +105,27 @@ def version() -> None:
     typer.echo(__version__)
 
 
+#: Beyond this, processes only contend for the same cores and database connections.
+MAX_WORKERS = 64
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=MAX_WORKERS,
+        help="Server processes sharing the port, each with its own realtime listener (about one per core).",
+    ),
 ) -> None:
     """Serve the GraphQL API and the self-service pages."""
-    _serve(_settings(), host, port)
+    settings = _settings()
+    if workers == 1:
+        _serve(settings, host, port)
+    else:
+        _serve_workers(settings, host, port, workers)
 
 
 def _serve(
@@ -139,6 +153,42 @@ def _serve(
     sockets = [config.bind_socket(), *(uvicorn.Config(None, host=host, port=p).bind_socket() for p in sites)]  # type: ignore[arg-type]
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal end
         uvicorn.Server(config).run(sockets=sockets)
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """`workers` processes on one port, as uvicorn runs them: the start-up checks and migrations
+    run here once, so that a refusal is one clear error, and each process then serves on its own,
+    with its own pool and realtime listener (every listener hears every process's events)."""
+    import uvicorn
+
+    from rapidly.app import StartupRefused, preflight
+
+    async def prepare() -> None:
+        await preflight(settings, _plugins())
+        await db.check_connection_budget(settings, workers)
+
+    try:
+        asyncio.run(prepare())
+    except (StartupRefused, db.ConnectionBudgetExceeded) as exc:
+        raise _fail(str(exc)) from None
+    os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"  # done above; the processes inherit this
+    uvicorn.run(
+        "rapidly.cli:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        access_log=False,  # request paths of links carry tokens
+        log_config=None,
+    )
+
+
+def worker_app():  # type: ignore[no-untyped-def]
+    """The app of each process of `serve --workers N`; uvicorn imports it by name in each."""
+    from rapidly.app import create_app
+
+    _configure_logging()
+    return create_app(load_settings(), _plugins())
 
 
 @app.command()

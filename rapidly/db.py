@@ -7,6 +7,7 @@ owner (the role in `RAPIDLY_DATABASE_URL`) owns the tables and runs migrations; 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hmac
 import logging
@@ -24,7 +25,7 @@ from tortoise.exceptions import ConfigurationError
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
-from rapidly.config import Settings
+from rapidly.config import ENV_PREFIX, Settings
 from rapidly.errors import for_the_log
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,34 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         await conn.execute(statement)
 
 
+class ConnectionBudgetExceeded(Exception):
+    """More server processes than the database has connections for."""
+
+
+#: Connections each server process may hold beside its pool: the realtime listener, the migration lock.
+_CONNECTIONS_BESIDE_POOL = 2
+
+
+async def check_connection_budget(settings: Settings, processes: int) -> None:
+    """Refuse, with the figures, a number of processes whose pools the database cannot hold all at
+    once: under load they would fail with "too many clients" instead of queueing for a connection."""
+    owner = owner_credentials(settings)
+    conn = await owner.connect()
+    try:
+        allowed = await conn.fetchval(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+        )
+    finally:
+        await conn.close()
+    wanted = processes * (settings.database_pool_size + _CONNECTIONS_BESIDE_POOL)
+    if wanted > allowed:
+        raise ConnectionBudgetExceeded(
+            f"{processes} processes with a pool of {settings.database_pool_size} connections each need up to "
+            f"{wanted} connections, and the database allows {allowed}: run fewer processes, lower "
+            f"{ENV_PREFIX}DATABASE_POOL_SIZE, or raise the database's max_connections"
+        )
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -371,6 +400,10 @@ class EmbeddedServer:
             "ALTER SYSTEM SET log_min_error_statement = 'panic';\n"
             "SELECT pg_reload_conf();\n"
         )
+        # The wheel stops the server at exit only when this process is its last user. Server processes
+        # of `serve --workers N` end by their signal, without exit handlers, and stay listed: forget
+        # them first (this runs before the wheel's own handler, registered earlier).
+        atexit.register(_forget_dead_users, pgdata)
         cls._started[pgdata] = instance = cls(server, credentials)
         return instance
 

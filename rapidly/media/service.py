@@ -181,10 +181,11 @@ async def store(
     return media
 
 
-async def media_by_contact(contact_ids: Sequence[uuid.UUID]) -> list[list[Media]]:
-    """DataLoader batch: each contact's images, oldest first, in one query."""
+async def media_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUID]) -> list[list[Media]]:
+    """DataLoader batch: each of a tenant's contacts' images, oldest first, in one query."""
     grouped: dict[uuid.UUID, list[Media]] = {cid: [] for cid in contact_ids}
-    for row in await Media.filter(contact_id__in=list(contact_ids)).order_by("created_at", "id"):
+    query = Media.filter(tenant_id=tenant_id, contact_id__in=list(contact_ids)).order_by("created_at", "id")
+    for row in await query:
         grouped[row.contact_id].append(row)  # type: ignore[attr-defined]
     return [grouped[cid] for cid in contact_ids]
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rapidly.storage import Storage
 
 _UNSET = object()
+T = TypeVar("T")
 
 
 class Loaders:
@@ -44,11 +46,11 @@ class Loaders:
 
     @cached_property
     def values(self) -> DataLoader:
-        return DataLoader(load_fn=contacts.values_by_contact)
+        return DataLoader(load_fn=lambda ids: self._of_tenant(contacts.values_by_contact, ids))
 
     @cached_property
     def media(self) -> DataLoader:
-        return DataLoader(load_fn=media.media_by_contact)
+        return DataLoader(load_fn=lambda ids: self._of_tenant(media.media_by_contact, ids))
 
     @cached_property
     def messages(self) -> DataLoader:
@@ -61,6 +63,14 @@ class Loaders:
     @cached_property
     def audited_reads(self) -> DataLoader:
         return DataLoader(load_fn=self._context.record_reads)
+
+    async def _of_tenant(
+        self, load: Callable[[uuid.UUID, list[uuid.UUID]], Awaitable[list[list[T]]]], contact_ids: list[uuid.UUID]
+    ) -> list[list[T]]:
+        """A batch of the caller's tenant's contacts' rows: each table's index for them is led by
+        the tenant (PostgreSQL before 18 cannot use it without), and no other tenant's row can load."""
+        tenant = await self._context.tenant()
+        return await load(tenant.id, contact_ids) if tenant is not None else [[] for _ in contact_ids]
 
 
 @dataclass

@@ -210,7 +210,7 @@ async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the
         assert loaded
         assert (await computer.next())["data"]["myEvents"] == {"kind": "MEDIA_ADDED"}
     contact = await contacts.contact_for_token(token)
-    values = {v.key: v.value for v in (await contacts.values_by_contact([contact.id]))[0]}
+    values = {v.key: v.value for v in (await contacts.values_by_contact(contact.tenant_id, [contact.id]))[0]}
     assert values["damage_description"] == "Pelti irti" and values["name"] == "Maija"
     assert [(m.width, m.height) for m in await Media.all()] == [(1200, 900)]
     await phone.close()

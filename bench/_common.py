@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -285,15 +285,21 @@ class Bench:
         self.logs.append(log_path)
         return proc
 
-    def start_rapidly(self, name: str = "rapidly", **env: str) -> Proc:
+    def start_rapidly(self, name: str = "rapidly", workers: int = 1, **env: str) -> Proc:
+        """`rapidly serve` (with `--workers`), once every one of its server processes is ready."""
         port = free_port()
         proc = self.spawn(
             name,
-            [PYTHON, "-m", "rapidly", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [PYTHON, "-m", "rapidly", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             self.env(**env),
             f"http://127.0.0.1:{port}",
         )
         wait_ready(proc, "/readyz")
+        deadline = time.monotonic() + 60
+        while proc.log_path.read_text(errors="replace").count(" ready\n") < workers:
+            if proc.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{proc.name}: not all {workers} workers started:\n{proc.log_tail()}")
+            time.sleep(0.1)
         return proc
 
     def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20) -> Proc:
@@ -587,37 +593,69 @@ FIRST_NAMES = ("Maija", "Matti", "Liisa", "Pekka", "Anna", "Juha", "Sari", "Timo
 SURNAMES = ("Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen")
 
 
-async def bulk_contacts(bench: Bench, count: int) -> None:
-    """`count` visible contacts of the bench's roofing tenant with a name, email, phone and damage
+async def bulk_contacts(
+    bench: Bench, count: int, tenants: Sequence[str] = (TENANT_SLUG,), *, everything: bool = False
+) -> None:
+    """`count` visible contacts, shared among `tenants` (slugs), with a name, email, phone and damage
     description each, written with SQL in one go (a million takes a few minutes): the names from eight
     first names and eight surnames with a code of their own, one active a second apart, oldest first.
-    Every value is derived from the contact's ID, so each email and phone number is unique."""
+    Every value is derived from the contact's ID, so each email and phone number is unique.
+
+    With `everything`, each also holds what a real contact holds beside its values, the rows an
+    erasure goes through: a live token, two chat messages (one with the photo attached), a photo row,
+    a sent message and, for one in ten, an event in the log."""
     conn = await bench.owner.connect()  # type: ignore[union-attr]
     try:
-        tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
-        await _bulk_contacts(conn, tenant_id, count)
+        tenant_ids = [await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", slug) for slug in tenants]
+        await _bulk_contacts(conn, tenant_ids, count, everything)
     finally:
         await conn.close()
 
 
-async def _bulk_contacts(conn: object, tenant_id: object, count: int) -> None:
+#: What `everything` adds for each contact of the tenants ($1), after its values.
+_CONTACT_ROWS = {
+    "contact_token": "INSERT INTO contact_token (id, tenant_id, contact_id, token_hash, created_at, expires_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, encode(sha256(id::text::bytea), 'hex'), created_at, "
+    "now() + interval '1 year' FROM contact WHERE tenant_id = ANY($1)",
+    "media": "INSERT INTO media (id, tenant_id, contact_id, field_key, content_type, width, height, size_bytes, "
+    "created_at) SELECT gen_random_uuid(), tenant_id, id, 'photos', 'image/jpeg', 1600, 1200, 350000, updated_at "
+    "FROM contact WHERE tenant_id = ANY($1)",
+    "chat_message": "INSERT INTO chat_message (id, tenant_id, contact_id, author, body, attachment_id, created_at) "
+    "SELECT gen_random_uuid(), m.tenant_id, m.contact_id, a.author, a.body, "
+    "CASE WHEN a.author = 'CONTACT' THEN m.id END, m.created_at FROM media m, "
+    "(VALUES ('CONTACT', 'Tässä kuva katosta.'), ('STAFF', 'Kiitos, soitamme huomenna.')) a (author, body) "
+    "WHERE m.tenant_id = ANY($1)",
+    "outbound_message": "INSERT INTO outbound_message (id, tenant_id, contact_id, event, channel, locale, payload, "
+    "dedupe_key, status, attempts, next_attempt_at, masked_recipient, created_at, sent_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, 'SELF_SERVICE_LINK', 'EMAIL', 'fi', '{}', 'link:' || id, 'SENT', 1, "
+    "created_at, 'm***@example.fi', created_at, created_at FROM contact WHERE tenant_id = ANY($1)",
+    "contact_event": "INSERT INTO contact_event (tenant_id, contact_id, kind, created_at) "
+    "SELECT tenant_id, id, 'FIELD_SAVED', now() FROM contact WHERE tenant_id = ANY($1) AND random() < 0.1",
+}
+
+
+async def _bulk_contacts(conn: object, tenant_ids: list[object], count: int, everything: bool) -> None:
     array = lambda names: "ARRAY[" + ", ".join(f"'{n}'" for n in names) + "]"  # noqa: E731 - constants
-    # A GIN index takes rows one by one: drop the values' indexes but their keys, and build them again
-    # afterwards from their own definitions (as pg_restore does), in a fraction of the time.
+    tables = ["field_value", *(_CONTACT_ROWS if everything else ())]
+    # An index takes rows one by one (a GIN index slowest): drop the tables' indexes but their keys,
+    # and build them again afterwards from their own definitions (as pg_restore does), in a fraction
+    # of the time.
     indexes = await conn.fetch(  # type: ignore[attr-defined]
         "SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition FROM pg_index x "
-        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'field_value'::regclass "
-        "AND NOT x.indisprimary AND NOT x.indisunique"
+        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid::regclass::text = ANY($1) "
+        "AND NOT x.indisprimary AND NOT x.indisunique",
+        tables,
     )
     for index in indexes:
         await conn.execute(f'DROP INDEX "{index["name"]}"')  # type: ignore[attr-defined]
-    await conn.execute(  # type: ignore[attr-defined]
-        "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at, first_saved_at) "
-        "SELECT gen_random_uuid(), $1, 'fi', t, t, t "
-        "FROM generate_series(1, $2) g, LATERAL (SELECT now() - make_interval(secs => $2 - g) AS t) at",
-        tenant_id,
-        count,
-    )
+    for i, tenant_id in enumerate(tenant_ids):
+        await conn.execute(  # type: ignore[attr-defined]
+            "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at, first_saved_at) "
+            "SELECT gen_random_uuid(), $1, 'fi', t, t, t "
+            "FROM generate_series(1, $2) g, LATERAL (SELECT now() - make_interval(secs => $2 - g) AS t) at",
+            tenant_id,
+            count // len(tenant_ids) + (i < count % len(tenant_ids)),
+        )
     await conn.execute(  # type: ignore[attr-defined]
         f"""
         INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
@@ -630,13 +668,15 @@ async def _bulk_contacts(conn: object, tenant_id: object, count: int) -> None:
             ELSE to_jsonb('Vesikatto vuotaa kohdasta ' || substr(md5(c.id::text || 'd'), 1, 8) || ' sateella.')
           END, c.updated_at
         FROM contact c, (VALUES ('name'), ('email'), ('phone'), ('damage_description')) k (key)
-        WHERE c.tenant_id = $1
+        WHERE c.tenant_id = ANY($1)
         """,  # noqa: S608 - constants of this module
-        tenant_id,
+        tenant_ids,
     )
+    for sql in _CONTACT_ROWS.values() if everything else ():
+        await conn.execute(sql, tenant_ids)  # type: ignore[attr-defined]
     for index in indexes:
         await conn.execute(index["definition"])  # type: ignore[attr-defined]
-    await conn.execute("ANALYZE contact, field_value")  # type: ignore[attr-defined]
+    await conn.execute(f"ANALYZE contact, {', '.join(tables)}")  # type: ignore[attr-defined]
 
 
 # -- live events -----------------------------------------------------------------------------------------
@@ -840,9 +880,10 @@ class Monitor:
             self._stop.wait(wait)
 
     def sample(self) -> None:
+        """The RSS of each process with its children (the server processes of `serve --workers N`)."""
         for name, pid in self.rss_pids.items():
             try:
-                rss = psutil.Process(pid).memory_info().rss
+                rss = sum(p.memory_info().rss for p in _tree([pid], True))
             except psutil.Error:
                 continue
             self.rss_last[name] = rss

@@ -1,6 +1,7 @@
-"""saveField throughput and latency against one `rapidly serve` process, next to the floor.
+"""saveField throughput and latency against one `rapidly serve` process, against `serve --workers 2`,
+and next to the floor.
 
-    .venv/bin/python bench/save_field.py [--clients 32] [--duration 15] [--warmup 3]
+    .venv/bin/python bench/save_field.py [--clients 32] [--duration 15] [--warmup 3] [--workers 2]
                                          [--database-url postgresql://postgres@127.0.0.1:5432/rapidly_bench]
                                          [--load-procs 1] [--profile FILE]
 
@@ -8,8 +9,9 @@ Phase 1: N closed-loop clients (each with its own contact token from startContac
 keep-alive HTTP/1.1 connection) send `saveField` mutations cycling through the roofing plugin's keys
 with a new value every time, for the warm-up and then the measured duration. Phase 2: the same
 clients, values and durations against bench/floor_app.py (FastAPI + raw asyncpg doing the same
-upsert, one uvicorn worker), each client on the same contact row as in phase 1. Only one server
-runs at a time. See bench/README.md for what the figures mean.
+upsert, one uvicorn worker), each client on the same contact row as in phase 1. Between them, the
+phase of phase 1 against `rapidly serve --workers N` (unless --workers 1). Only one server runs at a
+time. See bench/README.md for what the figures mean.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from _common import (
 
 P99_TARGET_MS = 50.0
 THROUGHPUT_TARGET = 0.5
+#: The phases: one server process, `serve --workers N`, the floor.
+ONE, WORKERS, FLOOR = "rapidly", "workers", "floor"
 
 
 # -- the load generator -----------------------------------------------------------------------------------
@@ -53,7 +57,7 @@ THROUGHPUT_TARGET = 0.5
 
 async def _client(spec: dict, client: dict, result: dict) -> None:
     """One closed-loop client: a request, wait for the answer, the next request."""
-    floor = spec["kind"] == "floor"
+    floor = spec["kind"] == FLOOR
     path, headers, body_of = save_request(floor, client)
     url = spec["url"] + path
     warm_end, end_at = spec["warm_end"], spec["end_at"]
@@ -151,7 +155,7 @@ def load_phase(
     end_at = warm_end + args.duration
     base = {"kind": kind, "url": url, "start_at": start_at, "warm_end": warm_end, "end_at": end_at}
     base["client"] = args.client
-    base["value_base"] = 0 if kind == "rapidly" else 500_000_000
+    base["value_base"] = {ONE: 0, WORKERS: 250_000_000, FLOOR: 500_000_000}[kind]
     chunks = [clients[i::procs] for i in range(procs)]
     workers: list[multiprocessing.Process] = []
     profiler = None
@@ -168,7 +172,7 @@ def load_phase(
         monitor = Monitor(
             rss_pids={"server": server_pid},
             cpu_groups={
-                "server": ([server_pid], False),
+                "server": ([server_pid], True),  # with the worker processes of `--workers N`
                 "postgres": ([pg_pid] if pg_pid else [], True),
                 "loadgen": (loadgen_pids, False),
             },
@@ -259,8 +263,8 @@ async def _rows_written(bench: Bench) -> int:
 
 
 def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
-    titles = {"rapidly": "Rapidly saveField", "floor": "floor (FastAPI+asyncpg)"}
-    order = [k for k in ("rapidly", "floor") if k in results]
+    titles = {ONE: "Rapidly saveField", WORKERS: f"Rapidly, {args.workers} workers", FLOOR: "floor (FastAPI+asyncpg)"}
+    order = [k for k in (ONE, WORKERS, FLOOR) if k in results]
     rows: list[tuple[str, ...]] = [("", *(titles[k] for k in order))]
 
     def each(fn) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
@@ -292,13 +296,21 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
     for k in order:
         for sample in results[k]["error_samples"]:
             out.append(f"  {k} error: {sample}")
-    if len(order) == 2:
-        ratio = rps(results["rapidly"]) / max(rps(results["floor"]), 1e-9)
-        pairs = zip(results["rapidly"]["round_rps"], results["floor"]["round_rps"], strict=True)
-        by_round = [a / max(b, 1e-9) for a, b in pairs]
-        p99 = percentile(results["rapidly"]["latencies"], 99)
+
+    def ratio_of(a: str, b: str) -> tuple[float, str]:
+        pairs = zip(results[a]["round_rps"], results[b]["round_rps"], strict=True)
+        by_round = " ".join(f"{x / max(y, 1e-9):.2f}" for x, y in pairs)
+        return rps(results[a]) / max(rps(results[b]), 1e-9), by_round
+
+    if ONE in results and WORKERS in results:
+        ratio, by_round = ratio_of(WORKERS, ONE)
         out.append("")
-        out.append(f"throughput ratio Rapidly/floor: {ratio:.2f} (by round: {' '.join(f'{x:.2f}' for x in by_round)})")
+        out.append(f"throughput ratio {args.workers} workers/1 process: {ratio:.2f} (by round: {by_round})")
+    if ONE in results and FLOOR in results:
+        ratio, by_round = ratio_of(ONE, FLOOR)
+        p99 = percentile(results[ONE]["latencies"], 99)
+        out.append("")
+        out.append(f"throughput ratio Rapidly/floor: {ratio:.2f} (by round: {by_round})")
         verdict = "PASS" if ratio >= THROUGHPUT_TARGET else "FAIL"
         out.append(f"target  Rapidly >= {THROUGHPUT_TARGET:.0%} of floor throughput: {verdict} ({ratio:.0%})")
         verdict = "PASS" if p99 <= P99_TARGET_MS else "FAIL"
@@ -327,7 +339,10 @@ def parse_args() -> argparse.Namespace:
         default="raw",
         help="raw: a minimal HTTP/1.1 client on asyncio streams (default; leaves the CPU to the servers); httpx",
     )
-    parser.add_argument("--only", choices=("rapidly", "floor"), help="run one phase only (no ratio, no verdict)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes of the `serve --workers` phase; 1: no such phase"
+    )
+    parser.add_argument("--only", choices=(ONE, WORKERS, FLOOR), help="run one phase only (no ratio, no verdict)")
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -335,8 +350,8 @@ def parse_args() -> argparse.Namespace:
         "(FILE.svg flame graph, FILE.json speedscope, FILE.txt collapsed stacks)",
     )
     args = parser.parse_args()
-    if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
-        parser.error("--clients and --rounds must be >= 1, --duration > 0, --warmup >= 0")
+    if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1 or args.workers < 1:
+        parser.error("--clients, --rounds and --workers must be >= 1, --duration > 0, --warmup >= 0")
     return args
 
 
@@ -347,7 +362,8 @@ def main() -> int:
         bench.prepare()
         pg_pid = bench.postgres_pid()
         print(
-            f"saveField benchmark: {args.clients} clients, {args.rounds} rounds of Rapidly then floor, each phase "
+            f"saveField benchmark: {args.clients} clients, {args.rounds} rounds of Rapidly (1 process"
+            f"{f', then {args.workers} workers' if args.workers > 1 else ''}) then floor, each phase "
             f"{args.duration:g} s measured after {args.warmup:g} s warm-up"
         )
         print(f"os.cpu_count() = {os.cpu_count()} (server, PostgreSQL and load generator share them)")
@@ -357,19 +373,22 @@ def main() -> int:
         print(f"load generator: {procs} process(es), {client}, one keep-alive HTTP/1.1 connection per client")
         sys.stdout.flush()
 
-        rounds: dict[str, list[dict]] = {"rapidly": [], "floor": []}
+        kinds = [ONE, *([WORKERS] if args.workers > 1 else []), FLOOR]
+        rounds: dict[str, list[dict]] = {kind: [] for kind in kinds}
         server = bench.start_rapidly()
         tenant_id, clients = asyncio.run(save_clients(bench, server.url, args.clients))
         written = asyncio.run(_rows_written(bench))
         for n in range(args.rounds):
-            for kind in ("rapidly", "floor"):
+            for kind in kinds:
                 if args.only not in (None, kind):
                     continue
-                if server is None and kind == "rapidly":
+                if server is None and kind == ONE:
                     server = bench.start_rapidly()
+                elif server is None and kind == WORKERS:
+                    server = bench.start_rapidly(workers=args.workers)
                 elif server is None:
                     server = bench.start_floor(tenant_id, clients[0]["contact"])
-                profile = args.profile if kind == "rapidly" and n == 0 else None
+                profile = args.profile if kind == ONE and n == 0 else None
                 result = load_phase(kind, server.url, server.pid, pg_pid, clients, args, profile)
                 bench.stop(server)
                 server = None
@@ -383,7 +402,7 @@ def main() -> int:
         print(report(args, results))
         for line in bench.explain([e for r in results.values() for e in r["error_samples"]]):
             print(line)
-        if args.profile and "rapidly" in results:
+        if args.profile and ONE in results:
             print(f"\nprofile of the Rapidly server during the measured window: {args.profile}")
         return 0
 

@@ -114,15 +114,30 @@ async def login(
     return LoginResult(token=token, staff=staff)
 
 
+#: All but the password's hash, which only signing in reads.
+_STAFF_COLUMNS = ("id", "tenant_id", "email", "locale", "created_at", "last_login_at")
+_STAFF_FOR_TOKEN = f"""
+SELECT {", ".join(f"u.{f}" for f in _STAFF_COLUMNS)}, {tenants.TENANT_SELECT}
+FROM staff_session s JOIN staff_user u ON u.id = s.staff_id JOIN tenant t ON t.id = u.tenant_id
+WHERE s.token_hash = $1 AND s.expires_at > now()
+"""  # noqa: S608 - column names come from the models, the token hash is a parameter
+
+
 async def staff_for_token(token: str) -> StaffUser | None:
-    """The staff member behind a live session token, with their tenant loaded; None otherwise."""
+    """The staff member behind a live session token, with their tenant loaded; None otherwise.
+
+    One plain statement: every staff request starts here, and the ORM's query builder and its
+    joined loading cost more than the query (a third of a page of 50 contacts)."""
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return None
-    session = await StaffSession.get_or_none(token_hash=token_hash, expires_at__gt=datetime.now(UTC)).select_related(
-        "staff__tenant"
-    )
-    return session.staff if session else None
+    async with db.connection() as conn:
+        row = await conn.fetchrow(_STAFF_FOR_TOKEN, token_hash)
+    if row is None:
+        return None
+    staff = StaffUser._init_from_db(**{f: row[f] for f in _STAFF_COLUMNS})
+    staff.tenant = tenants.tenant_of_row(row)
+    return staff
 
 
 async def _argon2(function: Callable[..., T], *args: object) -> T:

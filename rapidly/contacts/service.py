@@ -221,13 +221,7 @@ async def contact_for_token(token: str) -> Contact | None:
 
 async def _contact_for_hash(token_hash: str) -> Contact | None:
     # One plain statement: building it through the ORM's query builder cost more CPU than the rest of a save.
-    async with db.connection() as conn:
-        row = await conn.fetchrow(_CONTACT_FOR_TOKEN, token_hash)
-    if row is None:
-        return None
-    contact = Contact._init_from_db(**{f: row[f] for f in _CONTACT_COLUMNS})
-    contact.tenant = tenants.tenant_of_row(row)
-    return contact
+    return await tenants.fetch_with_tenant(Contact, _CONTACT_COLUMNS, _CONTACT_FOR_TOKEN, token_hash)
 
 
 @dataclass(slots=True)

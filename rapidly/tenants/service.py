@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
+from tortoise.models import Model
 
 from rapidly import db
 from rapidly.errors import InputInvalid, NotFound
@@ -15,6 +17,7 @@ from rapidly.tenants.models import Tenant
 from rapidly.tenants.origins import MAX_ORIGINS, clean_origin, listed
 from rapidly.validation import SLUG, clean_https_url, clean_locale, clean_slug, clean_text
 
+M = TypeVar("M", bound=Model)
 _TENANT_COLUMNS = tuple(Tenant._meta.db_fields)
 #: The tenant's columns as `t_<column>`, for a plain statement that joins `tenant t` to load a row
 #: with its tenant in one round trip (`tenant_of_row` reads them back).
@@ -24,6 +27,19 @@ TENANT_SELECT = ", ".join(f"t.{f} AS t_{f}" for f in _TENANT_COLUMNS)
 def tenant_of_row(row: Mapping[str, object]) -> Tenant:
     """The tenant of a row selected with `TENANT_SELECT`."""
     return Tenant._init_from_db(**{f: row[f"t_{f}"] for f in _TENANT_COLUMNS})
+
+
+async def fetch_with_tenant(model: type[M], columns: Sequence[str], sql: str, *args: object) -> M | None:
+    """The row of `sql` (its `columns`, then `TENANT_SELECT`) as a `model` with its tenant loaded, in one
+    round trip; None when there is none. For the lookups every request starts with (a token's
+    contact or staff member), where the ORM's query builder cost more than the query."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(sql, *args)
+    if row is None:
+        return None
+    found = model._init_from_db(**{f: row[f] for f in columns})
+    found.tenant = tenant_of_row(row)  # type: ignore[attr-defined]
+    return found
 
 
 MIN_RETENTION_DAYS = 1

@@ -216,7 +216,8 @@ class ConnectionBudgetExceeded(Exception):
     """More server processes than the database has connections for."""
 
 
-#: Connections each server process may hold beside its pool: the realtime listener, the migration lock.
+#: Connections each server process may hold beside its pool: its realtime listener, and one to spare
+#: (a reconnecting listener's new connection may open before the old one is gone).
 _CONNECTIONS_BESIDE_POOL = 2
 
 
@@ -226,8 +227,9 @@ async def check_connection_budget(settings: Settings, processes: int) -> None:
     owner = owner_credentials(settings)
     conn = await owner.connect()
     try:
-        allowed = await conn.fetchval(
+        allowed = await conn.fetchval(  # reserved_connections: PostgreSQL 16 and later
             "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - coalesce(current_setting('reserved_connections', true)::int, 0)"
         )
     finally:
         await conn.close()
@@ -236,7 +238,8 @@ async def check_connection_budget(settings: Settings, processes: int) -> None:
         raise ConnectionBudgetExceeded(
             f"{processes} processes with a pool of {settings.database_pool_size} connections each need up to "
             f"{wanted} connections, and the database allows {allowed}: run fewer processes, lower "
-            f"{ENV_PREFIX}DATABASE_POOL_SIZE, or raise the database's max_connections"
+            f"{ENV_PREFIX}DATABASE_POOL_SIZE, or raise the database's max_connections (other clients, such as "
+            "`rapidly worker` processes, need theirs too)"
         )
 
 

@@ -117,8 +117,10 @@ FROM locked
 _STORED_AT = "SELECT updated_at FROM field_value WHERE tenant_id = $1 AND contact_id = $2 AND key = $3"
 
 _CONTACT_COLUMNS = ("id", "tenant_id", "locale", "created_at", "updated_at", "first_saved_at")
+#: The contact's columns, for a plain statement that reads `contact c`.
+_CONTACT_SELECT = ", ".join(f"c.{column}" for column in _CONTACT_COLUMNS)
 _CONTACT_FOR_TOKEN = f"""
-SELECT {", ".join(f"c.{f}" for f in _CONTACT_COLUMNS)}, {tenants.TENANT_SELECT}
+SELECT {_CONTACT_SELECT}, {tenants.TENANT_SELECT}
 FROM contact_token k JOIN contact c ON c.id = k.contact_id JOIN tenant t ON t.id = c.tenant_id
 WHERE k.token_hash = $1 AND k.expires_at > now()
 """  # noqa: S608 - column names come from the models, the token hash is a parameter
@@ -362,7 +364,7 @@ async def list_contacts(tenant: Tenant, first: int, after: str | None, search: s
     contacts are added. With `search`, only contacts one of whose values holds that text."""
     if not 1 <= first <= MAX_PAGE:
         raise InputInvalid.one("first", "out_of_range", f"Ask for 1 to {MAX_PAGE} contacts.")
-    after_key = decode_cursor(after) if after else None
+    after_key = decode_cursor(after) if after is not None else None
     likes = search_patterns(search, phone_region(tenant)) if search is not None and search.strip() else []
     return await _page(tenant.id, first, after_key, likes)
 
@@ -370,7 +372,6 @@ async def list_contacts(tenant: Tenant, first: int, after: str | None, search: s
 SEARCH_MIN_LENGTH = 3
 SEARCH_MAX_LENGTH = 100
 _PHONE_LIKE = re.compile(r"\+?[0-9][0-9 ()-]*")
-_PAGE_COLUMNS = ", ".join(f"c.{column}" for column in _CONTACT_COLUMNS)
 
 
 async def _page(tenant_id: uuid.UUID, first: int, after: tuple[datetime, uuid.UUID] | None, likes: list[str]) -> Page:
@@ -392,7 +393,7 @@ async def _page(tenant_id: uuid.UUID, first: int, after: tuple[datetime, uuid.UU
         else ""
     )
     sql = f"""
-    SELECT {_PAGE_COLUMNS} FROM contact c
+    SELECT {_CONTACT_SELECT} FROM contact c
     WHERE c.tenant_id = $1 AND c.first_saved_at IS NOT NULL {page_from} {matching}
     ORDER BY c.updated_at DESC, c.id DESC LIMIT $4
     """  # noqa: S608 - placeholders only; every value is a bind parameter

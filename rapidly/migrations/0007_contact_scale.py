@@ -39,12 +39,15 @@ def _build(name: str, definition: str) -> list[str]:
 
 
 def _contact_key(table: str, columns: str, target: str) -> list[str]:
-    """Swap the foreign key to the contact under the same name; added NOT VALID, then validated
-    without blocking writes."""
+    """Swap the foreign key to the contact under the same name. The swap locks the table for a
+    moment: it gives up after 5 s rather than queue every save behind a long transaction (run the
+    migration again; each step is idempotent). Added NOT VALID, the key is then validated without
+    blocking writes."""
     name = f"{table}_contact_id_fkey"
     return [
-        f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}, ADD CONSTRAINT {name} "
-        f"FOREIGN KEY ({columns}) REFERENCES contact ({target}) ON DELETE CASCADE NOT VALID",
+        f"BEGIN; SET LOCAL lock_timeout = '5s'; ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}, "
+        f"ADD CONSTRAINT {name} FOREIGN KEY ({columns}) REFERENCES contact ({target}) ON DELETE CASCADE NOT VALID; "
+        "COMMIT",
         f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}",
     ]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tortoise import connections
 
+from rapidly import db
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import RateLimited
 
@@ -74,7 +75,12 @@ def network_of(address: str) -> str:
     return str(ip)
 
 
+_PURGE_EXPIRED = """
+DELETE FROM rate_limit WHERE key IN (
+    SELECT key FROM rate_limit WHERE reset_at <= now() ORDER BY reset_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+"""
+
+
 async def purge_expired() -> int:
-    """Drop finished windows; run periodically."""
-    count, _ = await connections.get("default").execute_query("DELETE FROM rate_limit WHERE reset_at <= now()")
-    return count
+    """Drop finished windows, in batches; run periodically."""
+    return await db.delete_in_batches(_PURGE_EXPIRED, [])

@@ -290,6 +290,21 @@ async def test_prune_removes_log_rows_older_than_the_retention(owner, server):
     assert await owner.fetchval("SELECT array_agg(id) FROM contact_event WHERE tenant_id = $1", tenant) == [recent.seq]
 
 
+async def test_prune_removes_a_long_log_in_batches(owner, server):
+    # given: more old rows than one batch (1,000) holds, and one recent
+    tenant = uuid.uuid4()
+    await owner.execute(
+        "INSERT INTO contact_event (tenant_id, contact_id, kind, created_at) "
+        "SELECT $1, gen_random_uuid(), 'CREATED', now() - interval '2 hours' FROM generate_series(1, 2500)",
+        tenant,
+    )
+    recent = await publish(tenant, uuid.uuid4(), EventKind.CREATED)
+
+    # when / then
+    assert await prune(timedelta(hours=1)) == 2500
+    assert await owner.fetchval("SELECT array_agg(id) FROM contact_event WHERE tenant_id = $1", tenant) == [recent.seq]
+
+
 def test_backoff_grows_with_jitter_and_stays_capped_however_long_the_outage():
     # given
     hub = EventHub(reconnect_min_seconds=0.1, reconnect_max_seconds=5.0)

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 import websockets
@@ -132,9 +131,3 @@ def test_more_workers_than_the_database_has_connections_for_are_refused(env):
     assert result.returncode == 1
     assert "4 processes with a pool of 200 connections each need up to 808 connections" in result.stderr
     assert "max_connections" in result.stderr
-
-
-async def test_the_workers_answer_on_one_port(two_workers):
-    async with httpx.AsyncClient() as client:
-        answers = [(await client.get(f"{two_workers.url}/readyz")).json() for _ in range(5)]
-    assert answers == [{"status": "ok"}] * 5

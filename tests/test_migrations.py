@@ -1,0 +1,84 @@
+"""Migrations on a database that holds data, as an operator's does: up from the release before,
+back down, and up again, with every row kept and every key valid."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+
+from rapidly import db
+
+_FILL = [
+    "INSERT INTO tenant (id, slug, name, plugin, default_locale, created_at, updated_at, message_channels) "
+    "VALUES ($1, 'kattohuolto', 'Kattohuolto', 'roofing_fi', 'fi', now(), now(), '[]')",
+    "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at, first_saved_at) "
+    "SELECT gen_random_uuid(), $1, 'fi', now(), now(), now() FROM generate_series(1, 500)",
+    "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, 'name', '\"Maija\"', now() FROM contact WHERE tenant_id = $1",
+    "INSERT INTO contact_token (id, tenant_id, contact_id, token_hash, created_at, expires_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, md5(id::text) || md5(id::text || 'x'), now(), now() + interval '1 day' "
+    "FROM contact WHERE tenant_id = $1",
+    "INSERT INTO media (id, tenant_id, contact_id, field_key, content_type, width, height, size_bytes, created_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, 'photos', 'image/jpeg', 1, 1, 1, now() FROM contact WHERE tenant_id = $1",
+    "INSERT INTO chat_message (id, tenant_id, contact_id, author, body, attachment_id, created_at) "
+    "SELECT gen_random_uuid(), tenant_id, contact_id, 'CONTACT', 'hei', id, now() FROM media WHERE tenant_id = $1",
+]
+_CONTACT_KEYS = (
+    "SELECT conrelid::regclass::text, array_length(conkey, 1) FROM pg_constraint "
+    "WHERE contype = 'f' AND conname LIKE '%contact_id_fkey' ORDER BY 1"
+)
+
+
+@pytest.fixture
+async def scratch(database_url: str):  # type: ignore[no-untyped-def]
+    """An empty database of its own on the test server, dropped afterwards."""
+    name = f"rapidly_migrations_{uuid.uuid4().hex[:8]}"
+    admin = await db.Credentials.from_url(database_url).connect()
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    try:
+        yield db.Credentials.from_url(url)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def migrate_to(credentials: db.Credentials, target: str | None) -> None:
+    try:
+        await migrate(config=db.tortoise_config(credentials, 2), target=target)
+    finally:
+        await Tortoise.close_connections()
+
+
+async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
+    # given: a database at 0006 with contacts, values, tokens, photos and chat
+    await migrate_to(scratch, "rapidly.0006_contact_search")
+    conn = await scratch.connect()
+    try:
+        tenant = uuid.uuid4()
+        for statement in _FILL:
+            await conn.execute(statement, tenant)
+        tables = ("contact", "field_value", "contact_token", "media", "chat_message")
+        before = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+
+        # when: up to the latest, down to 0006, up again
+        await migrate_to(scratch, None)
+        up = await conn.fetch(_CONTACT_KEYS)
+        await migrate_to(scratch, "rapidly.0006_contact_search")
+        down = await conn.fetch(_CONTACT_KEYS)
+        await migrate_to(scratch, None)
+
+        # then: the same rows, every foreign key valid, the contact's keys with its tenant
+        assert {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before  # noqa: S608
+        assert await conn.fetchval("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
+        assert [tuple(r) for r in up] == [(t, 2) for t in ("chat_message", "contact_token", "field_value", "media")]
+        assert [tuple(r) for r in down] == [(t, 1) for t in ("chat_message", "contact_token", "field_value", "media")]
+        assert [tuple(r) for r in await conn.fetch(_CONTACT_KEYS)] == [tuple(r) for r in up]
+        invalid = await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+        assert invalid == 0
+    finally:
+        await conn.close()

@@ -5,28 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from fastapi import FastAPI, Response, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from rapidly import __version__, db, realtime, residency
+from rapidly import __version__, db, metrics, realtime, residency
+from rapidly.backup.service import Backups, Schedule
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.cors import CrossOrigin, own_origin
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService
+from rapidly.erasure.service import pending_count as erasure_pending
 from rapidly.erasure.stores import erasure_service
 from rapidly.errors import RETRY_AFTER_SECONDS, DomainError, for_the_log
 from rapidly.guards import UPLOAD_OVERHEAD_BYTES, BodySizeLimit, SecurityHeaders, UploadGuard
 from rapidly.media.pages import router as media_pages
+from rapidly.messaging import outbox
 from rapidly.messaging.dispatcher import Dispatcher
+from rapidly.metrics import Observe
 from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema, status_of
@@ -53,7 +59,14 @@ class StartupRefused(Exception):
 
 
 async def preflight(settings: Settings, plugins: PluginRegistry) -> None:
-    """Everything that must hold before the first request: residency, schema, plugins."""
+    """Everything that must hold before the first request: residency, backups, schema, plugins."""
+    if settings.backup_every_hours and settings.backup_passphrase is None:
+        raise StartupRefused(
+            "RAPIDLY_BACKUP_KEY is not set, and serve makes a backup every "
+            f"{settings.backup_every_hours} hours (RAPIDLY_BACKUP_EVERY_HOURS): set a passphrase of at least 32 "
+            "characters, kept where neither the database nor the object storage is; or set "
+            "RAPIDLY_BACKUP_EVERY_HOURS=0 when your database provider's backups are used (kept 30 days at most)"
+        )
     try:
         await residency.assert_resident(settings)
     except residency.ResidencyError as exc:
@@ -97,12 +110,40 @@ async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
 
 
 async def _replay_erasures(erasure: ErasureService) -> None:
-    """Once at start: after a database backup is restored, erase again what was erased since."""
+    """Before the first request: after a database backup is restored, erase again what was erased
+    since. A journal that cannot be read refuses the start: serving then could show a contact
+    that its person erased."""
     try:
-        if replayed := await erasure.replay():
-            log.warning("erased %d contacts again that a restored backup brought back", replayed)
+        replayed = await erasure.replay()
     except Exception as exc:
-        log.error("replaying the erasure journal failed (`rapidly retention run` retries it): %s", for_the_log(exc))
+        log.error("replaying the erasure journal failed: %s", for_the_log(exc))
+        raise StartupRefused(
+            "the erasure journal in the object storage could not be read, so a restored database might still "
+            f"hold contacts erased since its backup ({type(exc).__name__}): make the storage reachable and start again"
+        ) from None
+    if replayed:
+        log.warning("erased %d contacts again that a restored backup brought back", replayed)
+
+
+async def _refresh_gauges(app: FastAPI) -> None:
+    """The figures /metrics reads from the database and this process, as of the scrape."""
+    in_use, idle = db.pool_usage()
+    metrics.POOL.labels("in_use").set(in_use)
+    metrics.POOL.labels("idle").set(idle)
+    metrics.SUBSCRIBERS.set(app.state.hub.subscriber_count())
+    try:
+        metrics.OUTBOX_DEPTH.set(await outbox.depth())
+        metrics.ERASURES_PENDING.set(await erasure_pending())
+    except Exception as exc:  # the database is down: the other figures still tell
+        log.warning("metrics: database figures unavailable (%s)", type(exc).__name__)
+    schedule: Schedule | None = app.state.backups
+    if schedule is not None:
+        state = schedule.state
+        if state.latest_created is not None:
+            metrics.BACKUP_LAST.set(state.latest_created.timestamp())
+            metrics.BACKUP_AGE.set(max(0.0, time.time() - state.latest_created.timestamp()))
+        if state.last_failure is not None:
+            metrics.BACKUP_FAILED.set(state.last_failure.timestamp())
 
 
 async def _finish_erasures(erasure: ErasureService) -> None:
@@ -154,7 +195,7 @@ class RapidlyApp(FastAPI):
             context_getter=get_context,
             max_bytes=self.state.settings.max_request_bytes,
         )
-        return CrossOrigin(graphql, self.state.settings.base_url, origins.listed)
+        return Observe(CrossOrigin(graphql, self.state.settings.base_url, origins.listed))
 
 
 def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> RapidlyApp:
@@ -167,6 +208,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
             credentials = await db.init_orm(settings)
             await _check_tenant_plugins(plugins)
             await app.state.storage.start()
+            await _replay_erasures(app.state.erasure)
             await app.state.hub.start(credentials)
         except BaseException as exc:
             if isinstance(exc, StartupRefused):
@@ -177,8 +219,9 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
         background = [
             asyncio.create_task(_maintenance(settings, app.state.erasure)),
             asyncio.create_task(_finish_erasures(app.state.erasure)),
-            asyncio.create_task(_replay_erasures(app.state.erasure)),
         ]
+        if app.state.backups is not None:
+            background.append(asyncio.create_task(app.state.backups.run()))
         if settings.dispatcher_in_serve:
             background.append(asyncio.create_task(app.state.dispatcher.run()))
         # Start-up objects live for the whole process: keep the cyclic collector from walking them
@@ -215,6 +258,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     app.state.storage = storage_for(settings)
     app.state.erasure = erasure_service(app.state.storage, settings)
     app.state.dispatcher = Dispatcher(settings, plugins)
+    app.state.backups = Schedule(Backups(settings, app.state.storage)) if settings.backup_every_hours else None
 
     graphql = RapidlyGraphQLRouter(
         schema,
@@ -238,6 +282,18 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page(request: Request) -> Response:
+        """Prometheus' text format, for the bearer of `RAPIDLY_METRICS_TOKEN`; without one set, absent."""
+        expected = settings.metrics_token
+        if expected is None:
+            return Response(status_code=404)
+        presented = bearer_token(request.headers.get("authorization")) or ""
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        await _refresh_gauges(request.app)
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:

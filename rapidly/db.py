@@ -184,7 +184,7 @@ async def pending_migrations() -> list:
 
 async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: Credentials) -> None:
     role = app_role(settings, owner)
-    quoted_role = _ident(role)
+    quoted_role = quote_ident(role)
     password = _app_password(settings, role).replace("'", "''")
     existing = await conn.fetchrow(
         "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolcreatedb AS privileged FROM pg_roles "
@@ -200,7 +200,7 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         f"{verb} ROLE {quoted_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
         f"NOREPLICATION PASSWORD '{password}'"
     )
-    database = _ident(owner.database)
+    database = quote_ident(owner.database)
     # Identifiers are quoted by _ident; DDL takes no bind parameters.
     for statement in (
         f"GRANT CONNECT ON DATABASE {database} TO {quoted_role}",
@@ -243,7 +243,7 @@ async def check_connection_budget(settings: Settings, processes: int) -> None:
         )
 
 
-def _ident(name: str) -> str:
+def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -353,6 +353,15 @@ async def delete_in_batches(sql: str, args: list[object], batch: int = 1000) -> 
         total += count
         if count < batch:
             return total
+
+
+def pool_usage() -> tuple[int, int]:
+    """Connections of this process's pool (in use, idle); (0, 0) before it opens."""
+    pool = getattr(connections.get("default"), "_pool", None)
+    if pool is None:
+        return 0, 0
+    idle = pool.get_idle_size()
+    return pool.get_size() - idle, idle
 
 
 async def close_orm() -> None:

@@ -95,6 +95,8 @@ def settings(database_url: str, data_dir: Path, server_port: int) -> Settings:
         contacts_per_ip_per_hour=30,
         # Tests run their own dispatcher against their own SMTP and SMS servers (tests/messaging).
         dispatcher_in_serve=False,
+        # No dump of the test database in the middle of other tests: tests/backup runs the schedule.
+        backup_every_hours=0,
     )
 
 
@@ -108,6 +110,7 @@ def env(settings: Settings) -> dict[str, str]:
         "RAPIDLY_SECRET_KEY": TEST_SECRET_KEY,
         "RAPIDLY_DATABASE_COUNTRY": "FI",
         "RAPIDLY_STORAGE_COUNTRY": "FI",
+        "RAPIDLY_BACKUP_EVERY_HOURS": "0",
     }
 
 

@@ -222,13 +222,15 @@ def test_a_schema_extension_it_does_not_stand_in_for_is_refused_loudly():
 def test_the_app_runs_json_graphql_requests_before_any_other_middleware_but_the_origin_check(settings, plugins):
     from rapidly.app import create_app
     from rapidly.cors import CrossOrigin
+    from rapidly.metrics import Observe
 
     # when
     stack = create_app(settings, plugins).build_middleware_stack()
 
-    # then
-    assert isinstance(stack, CrossOrigin)
-    assert isinstance(stack.app, GraphQLOverHTTP) and stack.app.max_bytes == settings.max_request_bytes
+    # then: only the request's reference and its count come first
+    assert isinstance(stack, Observe) and isinstance(stack.app, CrossOrigin)
+    graphql = stack.app.app
+    assert isinstance(graphql, GraphQLOverHTTP) and graphql.max_bytes == settings.max_request_bytes
 
 
 async def test_bodies_over_the_cap_are_refused_before_they_are_read_whole():

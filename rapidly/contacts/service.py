@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, security
+from rapidly import db, metrics, security
 from rapidly.config import Settings
 from rapidly.contacts.models import Contact, ContactToken
 from rapidly.contacts.values import is_empty, normalise
@@ -340,6 +340,7 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
         saver.saved_before = row is not None and (row["changed"] or not row["first_save"])
     if row is None:
         return None
+    metrics.SAVES.inc()
     # Nothing changed: the stored value's time, read afresh (this statement's snapshot may predate an
     # identical save it waited for).
     updated_at = row["updated_at"] if row["changed"] else await _stored_at(contact, key)

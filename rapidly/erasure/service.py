@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 
-from rapidly import db
+from rapidly import db, metrics
 from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
 from rapidly.errors import NotFound, for_the_log
@@ -220,6 +220,7 @@ class ErasureService:
                         removed[step] = removed.get(step, 0) + await eraser.erase(target, conn)
                 except Exception as exc:  # any failure is retried; its type is enough to log
                     log.warning("erasure %s: %s failed (%s); will retry", row["id"], step, type(exc).__name__)
+                    metrics.ERASURE_RETRIES.labels(step).inc()
                     pending.append(step)
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(row["attempts"], 10))
             rows = await conn.execute_query_dict(
@@ -252,6 +253,14 @@ async def _exists(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
         "SELECT 1 FROM contact WHERE id = $1 AND tenant_id = $2", [contact_id, tenant_id]
     )
     return bool(rows)
+
+
+async def pending_count() -> int:
+    """Erasures whose outside stores are not done yet (all tenants; a count, for /metrics)."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT count(*) AS n FROM erasure WHERE completed_at IS NULL"
+    )
+    return rows[0]["n"]
 
 
 def _json(value: object) -> object:

@@ -23,7 +23,7 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, security
+from rapidly import db, metrics, security
 from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
@@ -135,6 +135,7 @@ class Dispatcher:
             await sender.send(item)  # type: ignore[attr-defined]
         except Suppressed as exc:
             await conn.execute_query(_SUPPRESSED, [*fence, exc.code])
+            metrics.MESSAGE_ATTEMPTS.labels(row["channel"], "suppressed").inc()
             return
         except Exception as exc:
             if isinstance(exc, SendFailed):
@@ -146,14 +147,17 @@ class Dispatcher:
                 log.warning("message %s: %s while sending", row["id"], type(exc).__name__)
             if permanent or row["attempts"] >= self.settings.message_attempts:
                 await conn.execute_query(_FAILED, [*fence, code])
+                metrics.MESSAGE_ATTEMPTS.labels(row["channel"], "failed").inc()
                 log.warning("message %s failed for good (%s)", row["id"], code)
             else:
                 backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row["attempts"] - 1))
                 delay = timedelta(seconds=backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
                 await conn.execute_query(_RETRY, [*fence, code, delay])
+                metrics.MESSAGE_ATTEMPTS.labels(row["channel"], "retry").inc()
                 log.info("message %s: attempt %d failed (%s); retrying", row["id"], row["attempts"], code)
             return
         await conn.execute_query(_SENT, [*fence, masked])
+        metrics.MESSAGE_ATTEMPTS.labels(row["channel"], "sent").inc()
         self.sent += 1
 
     async def _prepare(self, row: dict, channel: Channel) -> tuple[Outgoing, str]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from rapidly.erasure.erasers import SqlEraser
@@ -68,6 +69,14 @@ async def enqueue(
         ],
     )
     return rows[0]["id"] if rows else None
+
+
+async def depth() -> int:
+    """Messages waiting to be sent (all tenants; a count, for /metrics)."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT count(*) AS n FROM outbound_message WHERE status = 'PENDING'"
+    )
+    return rows[0]["n"]
 
 
 async def messages_by_contact(contact_ids: Sequence[UUID]) -> list[list[OutboundMessage]]:

@@ -40,6 +40,7 @@ from uuid import UUID
 
 import asyncpg
 
+from rapidly import metrics
 from rapidly.realtime.events import CHANNEL, ContactEvent
 
 if TYPE_CHECKING:
@@ -296,7 +297,11 @@ class EventHub:
         if not self._record(event.seq):
             return False
         for subscriber in list(self._subscribers.get(event.tenant_id, ())):
-            if subscriber.matches(event) and not subscriber._offer(event):
+            if not subscriber.matches(event):
+                continue
+            if subscriber._offer(event):
+                metrics.EVENTS_DELIVERED.inc()
+            else:
                 self._unsubscribe(subscriber)
                 self.dropped_subscribers += 1
                 log.warning(

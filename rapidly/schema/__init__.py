@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -21,6 +20,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from rapidly import logs, metrics
 from rapidly.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE,
@@ -63,14 +63,17 @@ class RapidlySchema(strawberry.Schema):
         """
         for error in errors:
             if not is_unexpected(error):
+                metrics.record_outcome("rejected" if error.original_error else "invalid")
                 continue
-            reference = uuid.uuid4().hex[:16]
+            reference = logs.reference()
             error.extensions = {**(error.extensions or {}), "reference": reference}
             if is_unavailable(error.original_error):  # an outage: one line each, not a stack each
+                metrics.record_outcome("unavailable")
                 log.warning(
                     "unavailable at %s (reference %s): %s", error.path, reference, type(error.original_error).__name__
                 )
                 continue
+            metrics.record_outcome("error")
             log.error(
                 "unexpected error at %s (reference %s): %s", error.path, reference, for_the_log(error.original_error)
             )
@@ -175,6 +178,31 @@ Mutation = merge_types(
 Subscription = merge_types("Subscription", (ContactSubscription,))
 
 
+def root_field(document: DocumentNode, operation_name: str | None) -> str | None:
+    """The first root field of the operation that runs: a name of the schema, never one a client chose."""
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            operation_name is None or (definition.name is not None and definition.name.value == operation_name)
+        ):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    return selection.name.value
+            return None
+    return None
+
+
+class RecordOperation(SchemaExtension):
+    """Names the operation for /metrics (`rapidly.metrics`), on Strawberry's router and WebSockets."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None and (
+            name := root_field(context.graphql_document, context.operation_name)
+        ):
+            metrics.record_operation(name)
+        yield
+
+
 class FreshLoaders(SchemaExtension):
     """DataLoaders per operation: a WebSocket keeps one context for all its operations."""
 
@@ -189,5 +217,8 @@ class FreshLoaders(SchemaExtension):
 EXTENSIONS = [TokenLimit, Parsed, DepthAndAliasLimits, Validated, MaskUnexpectedErrors]
 
 schema = RapidlySchema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=[*EXTENSIONS, FreshLoaders]
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[*EXTENSIONS, FreshLoaders, RecordOperation],
 )

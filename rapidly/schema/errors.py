@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import strawberry
 
-from rapidly import errors
+from rapidly import errors, metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +78,7 @@ def returns_errors(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable
         except errors.OriginNotAllowed:
             raise
         except errors.DomainError as exc:
+            metrics.record_outcome("rejected")
             return error_result(exc)
 
     wrapper.__signature__ = inspect.signature(resolver)  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
+from rapidly import metrics
 from rapidly.errors import RETRY_AFTER_SECONDS
 from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, media_type, read_body, too_large
 from rapidly.schema import (
@@ -34,14 +35,16 @@ from rapidly.schema import (
     PARSE_CACHE_SIZE,
     FreshLoaders,
     RapidlySchema,
+    RecordOperation,
     public_error,
+    root_field,
     status_of,
 )
 
 PATH = "/graphql"
 #: What the schema's extensions do here instead: token limit, parse and validation caches, depth and
 #: alias rules (`Documents`), masking (`public_error`), fresh loaders (a context per request).
-DONE_HERE = {*EXTENSIONS, FreshLoaders}
+DONE_HERE = {*EXTENSIONS, FreshLoaders, RecordOperation}
 #: Longer documents are run but not kept: the cache must not hold 256 bodies of the maximum size.
 MAX_CACHED_QUERY = 16 * 1024
 _RULES = (*specified_rules, *LIMIT_RULES)
@@ -126,6 +129,8 @@ class GraphQLOverHTTP:
         if request is None or document is None or not runnable(document, request.operation_name):
             await self.app(scope, _replay(body, receive), send)
             return
+        if (name := root_field(document, request.operation_name)) is not None:
+            metrics.record_operation(name)
         context = await self.context_getter(HTTPConnection(scope))
         result = await await_maybe(
             execute(

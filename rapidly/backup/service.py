@@ -1,0 +1,412 @@
+"""Backups that forget within 30 days: make, list, prune, restore, and the schedule `serve` keeps.
+
+A backup is `pg_dump`'s custom format (compressed), sealed with `RAPIDLY_BACKUP_KEY` (`seal.py`) in
+a temporary file, so nothing readable touches the disk, and then uploaded under `backups/`. Its ID
+is its creation time (UTC) and six random hex digits, so IDs sort by time and expire by it. Beside
+the backups, `manifest.json` lists each one's ID, time and size, and nothing else.
+
+A restore checks the whole file (key, every chunk, the end) before it touches the database, loads
+it in one transaction, migrates, and replays the erasure journal, so a contact erased since the
+backup was taken is erased again before anything is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+
+from rapidly import db, metrics
+from rapidly.backup import pgtools
+from rapidly.backup.seal import seal, unseal
+from rapidly.backup.store import BackupStore, NoSuchObject, backup_store
+from rapidly.config import Settings
+from rapidly.errors import for_the_log
+from rapidly.storage import Storage
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{6}$")
+_TIME = "%Y%m%dT%H%M%SZ"
+SUFFIX = ".backup"
+MANIFEST = "manifest.json"
+#: How long a dump may wait for a table lock (a migration holding one) before it gives up.
+LOCK_WAIT = "60s"
+#: One process at a time makes the scheduled backup, however many `serve --workers` there are.
+_SCHEDULE_LOCK_ID = 0x52424B50  # "RBKP"
+#: The schedule looks whether a backup is due this often; a failed one is tried again then.
+CHECK_SECONDS = 600
+#: ... and first this long after start, so that a start is not slowed by a dump.
+FIRST_CHECK_SECONDS = 60
+
+
+class BackupError(Exception):
+    """A backup operation failed; the message says why and what to do, and holds no data."""
+
+
+class NoSuchBackup(BackupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    id: str
+    created: datetime
+    size: int
+
+    @property
+    def object_name(self) -> str:
+        return self.id + SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    backup: Backup
+    replayed: int
+    finished: int
+
+
+def created_of(backup_id: str) -> datetime | None:
+    """The creation time an ID carries, or None if it is not a backup ID."""
+    match = _ID.match(backup_id)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1), _TIME).replace(tzinfo=UTC)
+
+
+def _new_id(now: datetime) -> str:
+    return f"{now.strftime(_TIME)}-{secrets.token_hex(3)}"
+
+
+class Backups:
+    """The backups of one installation. `storage` must be started."""
+
+    def __init__(self, settings: Settings, storage: Storage, store: BackupStore | None = None) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.store = store or backup_store(storage, settings.data_dir)
+
+    def passphrase(self) -> str:
+        if (key := self.settings.backup_passphrase) is None:
+            raise BackupError(
+                "RAPIDLY_BACKUP_KEY is not set: set a passphrase of at least 32 characters and keep a copy where "
+                "neither the database nor the object storage is (without it no backup can be restored)"
+            )
+        return key
+
+    # -- make -------------------------------------------------------------------------------------
+    async def create(self) -> Backup:
+        passphrase = self.passphrase()
+        owner = db.owner_credentials(self.settings)
+        tools = pgtools.find(await _server_major(owner))
+        created = datetime.now(UTC).replace(microsecond=0)
+        backup_id = _new_id(created)
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="rapidly-backup-") as work:
+            path = Path(work) / (backup_id + SUFFIX)
+            size = await asyncio.to_thread(
+                _dump_sealed, tools, pgtools.environment(owner), path, passphrase, backup_id, created
+            )
+            await self.store.upload(backup_id + SUFFIX, path)
+        backup = Backup(backup_id, created, size)
+        await self.write_manifest()
+        log.info("backup %s made: %d bytes in %.1f s", backup_id, size, time.monotonic() - started)
+        return backup
+
+    # -- look -------------------------------------------------------------------------------------
+    async def list(self) -> list[Backup]:
+        """The backups in the store, oldest first."""
+        found = []
+        for entry in await self.store.entries():
+            backup_id = entry.name.removesuffix(SUFFIX)
+            if entry.name.endswith(SUFFIX) and (created := created_of(backup_id)) is not None:
+                found.append(Backup(backup_id, created, entry.size))
+        return sorted(found, key=lambda b: (b.created, b.id))
+
+    async def latest(self) -> Backup | None:
+        backups = await self.list()
+        return backups[-1] if backups else None
+
+    async def write_manifest(self) -> None:
+        manifest = {
+            "backups": [
+                {"id": b.id, "created": b.created.isoformat().replace("+00:00", "Z"), "bytes": b.size}
+                for b in await self.list()
+            ],
+            "retentionDays": self.settings.backup_retention_days,
+        }
+        await self.store.write(MANIFEST, json.dumps(manifest, indent=1).encode())
+
+    # -- forget -----------------------------------------------------------------------------------
+    async def prune(self, now: datetime | None = None) -> list[str]:
+        """Delete every backup older than the retention, with every stored version; their IDs."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.backup_retention_days)
+        pruned = []
+        for name in await self.store.names():
+            backup_id = name.removesuffix(SUFFIX)
+            created = created_of(backup_id)
+            if name.endswith(SUFFIX) and created is not None and created < cutoff:
+                await self.store.remove(name)
+                pruned.append(backup_id)
+        await self.write_manifest()
+        if pruned:
+            log.info("backups pruned: %d older than %d days", len(pruned), self.settings.backup_retention_days)
+        return pruned
+
+    # -- restore ----------------------------------------------------------------------------------
+    async def restore(self, backup_id: str, *, overwrite: bool = False) -> Restored:
+        """Into the configured database: empty, or emptied first with `overwrite`."""
+        passphrase = self.passphrase()
+        created = created_of(backup_id)
+        if created is None:
+            raise NoSuchBackup(f"{backup_id[:80]!r} is not a backup ID (`rapidly backup list` shows them)")
+        owner = db.owner_credentials(self.settings)
+        server_major = await _server_major(owner)
+        tools = pgtools.find(server_major)
+        with tempfile.TemporaryDirectory(prefix="rapidly-restore-") as work:
+            path = Path(work) / (backup_id + SUFFIX)
+            try:
+                await self.store.download(backup_id + SUFFIX, path)
+            except NoSuchObject:
+                raise NoSuchBackup(f"there is no backup {backup_id} (`rapidly backup list` shows them)") from None
+            await asyncio.to_thread(_check_sealed, path, passphrase, backup_id)
+            await _prepare_target(owner, overwrite)
+            await asyncio.to_thread(
+                _restore_sealed, tools, server_major, pgtools.environment(owner), path, passphrase, backup_id
+            )
+            size = path.stat().st_size
+        await db.migrate(self.settings)  # a backup of an older release, and the app role's grants
+        replayed, finished = await _replay_journal(self.settings, self.storage)
+        log.info("backup %s restored; %d contacts erased again from the journal", backup_id, replayed)
+        return Restored(Backup(backup_id, created, size), replayed, finished)
+
+
+async def _server_major(owner: db.Credentials) -> int:
+    conn = await owner.connect()
+    try:
+        return int(await conn.fetchval("SHOW server_version_num")) // 10000
+    finally:
+        await conn.close()
+
+
+def _dump_sealed(
+    tools: pgtools.Tools, env: dict[str, str], path: Path, passphrase: str, backup_id: str, created: datetime
+) -> int:
+    """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size."""
+    command = [tools["pg_dump"], "--format=custom", "--no-password", f"--lock-wait-timeout={LOCK_WAIT}"]
+    with tempfile.TemporaryFile() as errors, path.open("xb") as sink:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        assert process.stdout is not None
+        try:
+            size = seal(process.stdout, sink, passphrase, backup_id, created.isoformat())
+        finally:
+            process.stdout.close()
+            code = process.wait()
+        if code != 0:
+            errors.seek(0)
+            raise BackupError(f"pg_dump failed (exit {code}): {pgtools.last_error(errors.read())}")
+    return size
+
+
+def _check_sealed(path: Path, passphrase: str, backup_id: str) -> None:
+    with path.open("rb") as source:
+        unseal(source, None, passphrase, backup_id)
+
+
+def _restore_sealed(
+    tools: pgtools.Tools, server_major: int, env: dict[str, str], path: Path, passphrase: str, backup_id: str
+) -> None:
+    """Into the database of `env`, all or nothing: `pg_restore` turns the archive into SQL, which
+    `psql` runs in one transaction, committed only when `pg_restore` finished well. (pg_restore's
+    own `--single-transaction` fails on a server older than 17: pg_restore 17 and later set
+    `transaction_timeout`, which such a server does not know, so that line is left out for them.)
+    Owners and grants are the target's own: objects belong to the restoring role, and `migrate`
+    grants the app role."""
+    restore_command = [tools["pg_restore"], "--no-owner", "--no-acl", "--file=-"]
+    load_command = [tools["psql"], "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1"]
+    with (
+        tempfile.TemporaryFile() as restore_errors,
+        tempfile.TemporaryFile() as load_errors,
+        path.open("rb") as source,
+    ):
+        load = subprocess.Popen(
+            load_command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=load_errors, env=env
+        )
+        restore = subprocess.Popen(
+            restore_command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=restore_errors, env=env
+        )
+        assert restore.stdin is not None and restore.stdout is not None and load.stdin is not None
+        copier = threading.Thread(target=_pass_sql, args=(restore.stdout, load.stdin, server_major < 17))
+        copier.start()
+        try:
+            unseal(source, restore.stdin, passphrase, backup_id)
+        except BrokenPipeError:
+            pass  # pg_restore stopped reading: its exit code and message say why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                restore.stdin.close()
+            copier.join()
+            restored = restore.wait()
+        if restored != 0:
+            load.kill()  # before the end of its input: its transaction is rolled back, nothing stays
+            load.wait()
+            restore_errors.seek(0)
+            raise BackupError(
+                f"pg_restore failed (exit {restored}), nothing was restored: "
+                f"{pgtools.last_error(restore_errors.read())}"
+            )
+        with contextlib.suppress(BrokenPipeError):
+            load.stdin.close()
+        if (loaded := load.wait()) != 0:
+            load_errors.seek(0)
+            raise BackupError(
+                f"psql failed (exit {loaded}), nothing was restored: {pgtools.last_error(load_errors.read())}"
+            )
+
+
+#: Lines of a script's preamble that a server older than PostgreSQL 17 refuses.
+_NEWER_SETTINGS = (b"SET transaction_timeout = 0;\n",)
+#: The preamble is the script's first lines; data never comes this early.
+_PREAMBLE_LINES = 40
+
+
+def _pass_sql(script: BinaryIO, sink: BinaryIO, for_older_server: bool) -> None:
+    """Copy pg_restore's script to psql, without the preamble lines an older server would refuse.
+    The sink stays open: the caller ends it only once pg_restore has succeeded."""
+    try:
+        for _ in range(_PREAMBLE_LINES):
+            line = script.readline()
+            if not line:
+                return
+            if not (for_older_server and line in _NEWER_SETTINGS):
+                sink.write(line)
+        while chunk := script.read(1024 * 1024):
+            sink.write(chunk)
+        sink.flush()
+    except BrokenPipeError:
+        pass  # psql stopped: its exit code says why
+    finally:
+        script.close()
+
+
+#: Relations a database holds in `public`; Rapidly creates nothing anywhere else.
+_RELATIONS = """
+SELECT c.relname, c.relkind::text AS relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+"""
+_DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
+
+
+async def _prepare_target(owner: db.Credentials, overwrite: bool) -> None:
+    """Refuse a database that holds anything, unless told to empty it (every relation of `public`)."""
+    conn = await owner.connect()
+    try:
+        relations = await conn.fetch(_RELATIONS)
+        if not relations:
+            return
+        if not overwrite:
+            raise BackupError(
+                f"the database {owner.database!r} is not empty ({len(relations)} tables and such): restore into a "
+                "new, empty database, or pass --overwrite to drop everything in it first"
+            )
+        async with conn.transaction():
+            # Running processes hold locks: fail rather than wait for them (or hold them up).
+            await conn.execute("SET LOCAL lock_timeout = '10s'")
+            for row in relations:
+                kind, name = _DROP[row["relkind"]], db.quote_ident(row["relname"])
+                await conn.execute(f"DROP {kind} IF EXISTS public.{name} CASCADE")
+    except asyncpg.exceptions.LockNotAvailableError:
+        raise BackupError("the database is in use: stop every `rapidly` process that uses it first") from None
+    finally:
+        await conn.close()
+
+
+async def _replay_journal(settings: Settings, storage: Storage) -> tuple[int, int]:
+    """Erase again every journaled contact the restored database holds; finish pending erasures."""
+    from rapidly import realtime
+    from rapidly.erasure.stores import erasure_service
+
+    await db.init_orm(settings)
+    try:
+        erasure = erasure_service(storage, settings)
+        return await erasure.replay(), await erasure.finish_pending()
+    finally:
+        await realtime.announcer.drain()
+        await db.close_orm()
+
+
+# -- the schedule in `serve` ------------------------------------------------------------------------
+@dataclass
+class ScheduleState:
+    """What the schedule last saw, for /metrics and the log (IDs, times and counts only)."""
+
+    latest_created: datetime | None = None
+    last_failure: datetime | None = None
+    last_error: str | None = None
+
+
+class Schedule:
+    """`serve`'s backups: one when the newest is `backup_every_hours` old, then a prune."""
+
+    def __init__(self, backups: Backups) -> None:
+        self.backups = backups
+        self.settings = backups.settings
+        self.state = ScheduleState()
+
+    async def run(self) -> None:
+        await asyncio.sleep(FIRST_CHECK_SECONDS)
+        while True:
+            await self.run_once()
+            await asyncio.sleep(CHECK_SECONDS)
+
+    async def run_once(self) -> Backup | None:
+        """Make a backup if one is due and no other process is making it; then prune. Never raises."""
+        try:
+            async with _schedule_lock(self.settings) as held:
+                if not held:
+                    return None
+                made = None
+                if self._due(await self.backups.latest()):
+                    made = await self.backups.create()
+                    self.state.latest_created = made.created
+                    metrics.BACKUPS.labels(outcome="ok").inc()
+                await self.backups.prune()
+                self.state.last_error = None
+                return made
+        except Exception as exc:
+            self.state.last_failure = datetime.now(UTC)
+            self.state.last_error = exc.__class__.__name__
+            metrics.BACKUPS.labels(outcome="failed").inc()
+            message = str(exc) if isinstance(exc, BackupError | pgtools.ToolMissing) else for_the_log(exc)
+            log.error("backup failed (tried again in %d minutes): %s", CHECK_SECONDS // 60, message)
+            return None
+
+    def _due(self, latest: Backup | None) -> bool:
+        self.state.latest_created = latest.created if latest else None
+        if latest is None:
+            return True
+        return datetime.now(UTC) - latest.created >= timedelta(hours=self.settings.backup_every_hours)
+
+
+@contextlib.asynccontextmanager
+async def _schedule_lock(settings: Settings) -> AsyncIterator[bool]:
+    """A session advisory lock on a connection of its own (held for minutes: not a pool's)."""
+    conn = await db.app_credentials(settings, db.owner_credentials(settings)).connect()
+    try:
+        yield await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SCHEDULE_LOCK_ID)
+    finally:
+        await conn.close()  # releases the lock with the session

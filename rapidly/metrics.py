@@ -1,0 +1,144 @@
+"""Prometheus metrics, served at `GET /metrics` to the bearer of `RAPIDLY_METRICS_TOKEN`.
+
+Labels are names from the code and the schema (operations, routes, channels, stores, outcomes),
+never anything a user typed, a token or an ID: an operation is the root field of a document that
+validated against the schema, a page is its route's template (`/my/{token}`), not its path.
+
+With `serve --workers N`, every process writes its figures to `PROMETHEUS_MULTIPROC_DIR` and any of
+them answers a scrape with the sum (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextvars import ContextVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rapidly import logs
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+REQUESTS = Counter(
+    "rapidly_requests_total",
+    "Requests by GraphQL operation (root field) or page route, and outcome",
+    ["operation", "outcome"],
+)
+LATENCY = Histogram(
+    "rapidly_request_duration_seconds",
+    "Time to answer a request, by GraphQL operation or page route",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SAVES = Counter("rapidly_saves_total", "Answers saved (saveField)")
+EVENTS_DELIVERED = Counter("rapidly_events_delivered_total", "Live events handed to subscribers")
+SUBSCRIBERS = Gauge("rapidly_subscribers", "Open live subscriptions", multiprocess_mode="livesum")
+OUTBOX_DEPTH = Gauge("rapidly_outbox_depth", "Messages waiting to be sent", multiprocess_mode="mostrecent")
+MESSAGE_ATTEMPTS = Counter(
+    "rapidly_message_attempts_total", "Attempts to send a message, by channel and outcome", ["channel", "outcome"]
+)
+ERASURES_PENDING = Gauge(
+    "rapidly_erasures_pending", "Erasures whose outside stores are not done yet", multiprocess_mode="mostrecent"
+)
+ERASURE_RETRIES = Counter("rapidly_erasure_retries_total", "Failed attempts at an erasure's outside store", ["store"])
+BACKUPS = Counter("rapidly_backups_total", "Scheduled backups, by outcome", ["outcome"])
+BACKUP_LAST = Gauge(
+    "rapidly_backup_last_timestamp_seconds", "When the newest backup was made (Unix time)", multiprocess_mode="max"
+)
+BACKUP_AGE = Gauge("rapidly_backup_age_seconds", "Age of the newest backup", multiprocess_mode="min")
+BACKUP_FAILED = Gauge(
+    "rapidly_backup_last_failure_timestamp_seconds",
+    "When the last scheduled backup failed (Unix time; 0: none since start)",
+    multiprocess_mode="max",
+)
+POOL = Gauge(
+    "rapidly_db_pool_connections", "Database pool connections, by state", ["state"], multiprocess_mode="livesum"
+)
+
+#: Requests that are neither GraphQL operations nor pages of a route.
+OTHER = "other"
+
+
+def exposition() -> bytes:
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _Record:
+    __slots__ = ("operation", "outcome")
+
+    def __init__(self) -> None:
+        self.operation: str | None = None
+        self.outcome: str | None = None
+
+
+_current: ContextVar[_Record | None] = ContextVar("rapidly_request_record", default=None)
+
+
+def record_operation(operation: str) -> None:
+    """Name the GraphQL operation being served (a root field of the schema)."""
+    if (record := _current.get()) is not None and record.operation is None:
+        record.operation = operation
+
+
+def record_outcome(outcome: str) -> None:
+    """`rejected` (an expected error), `invalid`, `unavailable` or `error`; the first one sticks."""
+    if (record := _current.get()) is not None and record.outcome is None:
+        record.outcome = outcome
+
+
+class Observe:
+    """Outermost ASGI layer: a request reference for the log, and each HTTP request counted and timed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logs.begin_request()
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = _Record()
+        _current.set(record)
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)  # type: ignore[arg-type]
+
+        try:
+            await self.app(scope, receive, sending)  # type: ignore[arg-type]
+        finally:
+            operation = record.operation or _route_of(scope)
+            outcome = record.outcome or _outcome_of(status)
+            REQUESTS.labels(operation, outcome).inc()
+            LATENCY.labels(operation).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else OTHER
+
+
+def _outcome_of(status: int) -> str:
+    if status == 503:
+        return "unavailable"
+    if status >= 500:
+        return "error"
+    if status >= 400:
+        return "rejected"
+    return "ok"

@@ -40,7 +40,7 @@ from rapidly.storage import Storage
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{6}$")
+_ID = re.compile(r"([0-9]{8}T[0-9]{6}Z)-[0-9a-f]{6}")
 _TIME = "%Y%m%dT%H%M%SZ"
 SUFFIX = ".backup"
 MANIFEST = "manifest.json"
@@ -82,10 +82,13 @@ class Restored:
 
 def created_of(backup_id: str) -> datetime | None:
     """The creation time an ID carries, or None if it is not a backup ID."""
-    match = _ID.match(backup_id)
+    match = _ID.fullmatch(backup_id)
     if match is None:
         return None
-    return datetime.strptime(match.group(1), _TIME).replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(match.group(1), _TIME).replace(tzinfo=UTC)
+    except ValueError:  # digits, but no date (month 13)
+        return None
 
 
 def _new_id(now: datetime) -> str:

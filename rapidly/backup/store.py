@@ -169,7 +169,9 @@ class LocalBackups:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             target = self._path(name)
             draft = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-            draft.write_bytes(data)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
             os.replace(draft, target)
 
         await asyncio.to_thread(write)

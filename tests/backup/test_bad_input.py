@@ -1,0 +1,299 @@
+"""Backups given wrong settings, hostile IDs, altered files, a full database or an absent storage:
+each is refused with one clear line, and the database is left as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from rapidly import metrics
+from rapidly.backup import service
+from rapidly.backup.report import describe
+from rapidly.backup.service import BackupError, Backups, Schedule
+from rapidly.storage import storage_for
+from tests.backup.conftest import BACKUP_KEY, s3_client, s3_env, s3_overrides, scratch_env, scratch_settings
+from tests.conftest import run_cli
+from tests.media.test_s3 import Proxy
+
+
+def migrated(cli_env: dict[str, str]) -> None:
+    done = run_cli(cli_env, "migrate")
+    assert done.returncode == 0, done.stderr
+
+
+async def tables(scratch) -> int:  # type: ignore[no-untyped-def]
+    return await scratch.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("RAPIDLY_BACKUP_KEY", "too short", "RAPIDLY_BACKUP_KEY: String should have at least 32 characters"),
+        ("RAPIDLY_BACKUP_RETENTION_DAYS", "31", "RAPIDLY_BACKUP_RETENTION_DAYS: must be 1 to 30"),
+        ("RAPIDLY_BACKUP_RETENTION_DAYS", "0", "RAPIDLY_BACKUP_RETENTION_DAYS: must be 1 to 30"),
+        ("RAPIDLY_BACKUP_RETENTION_DAYS", "thirty", "RAPIDLY_BACKUP_RETENTION_DAYS: Input should be a valid integer"),
+        ("RAPIDLY_BACKUP_EVERY_HOURS", "-1", "RAPIDLY_BACKUP_EVERY_HOURS: Input should be greater than or equal to 0"),
+        ("RAPIDLY_BACKUP_EVERY_HOURS", "721", "RAPIDLY_BACKUP_EVERY_HOURS: Input should be less than or equal to 720"),
+        ("RAPIDLY_LOG_FORMAT", "xml", "RAPIDLY_LOG_FORMAT: Input should be 'text' or 'json'"),
+        ("RAPIDLY_METRICS_TOKEN", "short", "RAPIDLY_METRICS_TOKEN: String should have at least 32 characters"),
+    ],
+)
+def test_a_wrong_setting_stops_every_command_naming_it(env, name, value, says):
+    for command in (("serve", "--port", "1"), ("backup", "list"), ("check",)):
+        done = run_cli({**env, name: value}, *command)
+        assert done.returncode == 2 and says in done.stderr, (command, done.stderr)
+
+
+async def test_without_a_key_backups_are_refused_and_serve_does_not_start(env, scratch, tmp_path):
+    # given: an external database, backups on (the default), no key
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+    del cli_env["RAPIDLY_BACKUP_KEY"]
+    cli_env["RAPIDLY_BACKUP_EVERY_HOURS"] = "24"
+    migrated(cli_env)
+
+    # when
+    made = run_cli(cli_env, "backup", "create")
+    served = run_cli(cli_env, "serve", "--port", "1")
+    checked = run_cli(cli_env, "check")
+    off = run_cli({**cli_env, "RAPIDLY_BACKUP_EVERY_HOURS": "0"}, "check")
+
+    # then
+    assert made.returncode == 1 and "RAPIDLY_BACKUP_KEY is not set" in made.stderr
+    assert served.returncode != 0 and "RAPIDLY_BACKUP_KEY is not set" in served.stderr
+    assert checked.returncode == 1 and "FAIL: RAPIDLY_BACKUP_KEY is not set" in checked.stdout
+    assert off.returncode == 0 and "backups: off (RAPIDLY_BACKUP_EVERY_HOURS=0)" in off.stdout
+    assert "30 days at most" in off.stdout
+    assert not (tmp_path / "data" / "backups").exists()
+
+
+async def test_check_says_where_backups_go_and_how_old_the_newest_is(env, scratch, tmp_path):
+    # given
+    cli_env = scratch_env(env, scratch, tmp_path / "data", RAPIDLY_BACKUP_EVERY_HOURS="12")
+    migrated(cli_env)
+    before = run_cli(cli_env, "check")
+    made = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+
+    # when
+    after = run_cli(cli_env, "check")
+
+    # then
+    assert before.returncode == 0 and "newest: none yet" in before.stdout
+    assert "every 12 h, each deleted after 30 days" in after.stdout
+    assert f"where: {(tmp_path / 'data' / 'backups').resolve()}" in after.stdout
+    assert f"newest: {made}, 0.0 h old" in after.stdout
+
+
+# -- restore -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "backup_id",
+    [
+        "../../../etc/passwd",
+        "",
+        "x" * 10_000,
+        "２０２６１２０４T１０１８２５Z-abcdef",
+        "20261204T101825Z-abcdef\n",
+        "20261399T101825Z-abcdef",
+    ],
+    ids=["path", "empty", "huge", "fullwidth digits", "newline", "no such date"],
+)
+async def test_restore_of_an_id_that_is_no_backup_id_is_refused(env, scratch, tmp_path, backup_id):
+    # given
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+
+    # when
+    done = run_cli(cli_env, "backup", "restore", backup_id)
+
+    # then
+    assert done.returncode == 1 and "is not a backup ID (`rapidly backup list` shows them)" in done.stderr
+    assert len(done.stderr) < 300
+    assert await tables(scratch) == 0
+
+
+async def test_restore_of_a_backup_that_does_not_exist_is_refused(env, scratch, bucket, s3_endpoint, tmp_path):
+    # given
+    cli_env = scratch_env(env, scratch, tmp_path / "data", **s3_env(s3_endpoint, bucket))
+
+    # when
+    done = run_cli(cli_env, "backup", "restore", "20261204T101825Z-abcdef")
+
+    # then
+    assert done.returncode == 1
+    assert "error: there is no backup 20261204T101825Z-abcdef (`rapidly backup list` shows them)" in done.stderr
+    assert await tables(scratch) == 0
+
+
+async def test_restore_into_a_database_that_holds_anything_is_refused_unless_told(env, scratch, tmp_path):
+    # given: a backup of an empty tenant list, then a tenant created after it
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+    migrated(cli_env)
+    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+    created = run_cli(cli_env, "tenant", "create", "--slug", "later", "--name", "Later Oy", "--plugin", "roofing_fi")
+    assert created.returncode == 0, created.stderr
+
+    # when
+    refused = run_cli(cli_env, "backup", "restore", backup_id)
+    kept = await scratch.fetchval("SELECT count(*) FROM tenant")
+    overwritten = run_cli(cli_env, "backup", "restore", backup_id, "--overwrite")
+
+    # then
+    assert refused.returncode == 1 and "is not empty" in refused.stderr and "--overwrite" in refused.stderr
+    assert kept == 1
+    assert overwritten.returncode == 0, overwritten.stderr
+    assert await scratch.fetchval("SELECT count(*) FROM tenant") == 0
+    assert run_cli(cli_env, "tenant", "list").returncode == 0  # migrated and granted again
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("one byte", "the backup was altered"),
+        ("header byte", "the backup was altered: a part fails its authentication"),
+        ("truncated", "the backup is truncated"),
+        ("wrong key", "RAPIDLY_BACKUP_KEY does not open this backup: it was made with another key"),
+    ],
+)
+async def test_an_altered_truncated_or_foreign_backup_is_refused_before_the_database_is_touched(
+    env, scratch, bucket, s3_endpoint, tmp_path, damage, says
+):
+    # given: a backup in the bucket, then altered in place (a new version of the same object)
+    cli_env = scratch_env(env, scratch, tmp_path / "data", **s3_env(s3_endpoint, bucket))
+    migrated(cli_env)
+    assert (
+        run_cli(cli_env, "tenant", "create", "--slug", "tee", "--name", "T Oy", "--plugin", "roofing_fi").returncode
+        == 0
+    )
+    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+    s3 = s3_client(s3_endpoint)
+    key = f"backups/{backup_id}.backup"
+    data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    if damage == "one byte":
+        data[len(data) // 2] ^= 0x20
+    elif damage == "header byte":
+        data[data.index(b'"created":"') + 12] ^= 0x01  # a digit of the year, still valid JSON
+    elif damage == "truncated":
+        data = data[: len(data) - 100]
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    await scratch.recreate()
+    if damage == "wrong key":
+        cli_env["RAPIDLY_BACKUP_KEY"] = "another passphrase, also 32 characters long"
+
+    # when
+    done = run_cli(cli_env, "backup", "restore", backup_id)
+
+    # then
+    assert done.returncode == 1 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert await tables(scratch) == 0
+
+
+# -- making them ---------------------------------------------------------------------------------
+
+
+async def test_a_dump_that_fails_leaves_no_backup(settings, env, scratch, tmp_path, monkeypatch):
+    # given: a table locked by another session, and a dump that waits one second for it
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+    migrated(cli_env)
+    monkeypatch.setattr(service, "LOCK_WAIT", "1s")
+    backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
+    storage = storage_for(backups_settings)
+    await storage.start()
+    holder = await (await _owner(scratch)).connect()
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+
+            # when
+            with pytest.raises(BackupError, match=r"pg_dump failed \(exit 1\)") as failed:
+                await Backups(backups_settings, storage).create()
+    finally:
+        await holder.close()
+        await storage.close()
+
+    # then
+    assert "timeout" in str(failed.value)  # pg_dump gave up waiting for the lock
+    assert run_cli(cli_env, "backup", "list").stdout == ""
+
+
+async def _owner(scratch):  # type: ignore[no-untyped-def]
+    from rapidly import db
+
+    return db.Credentials.from_url(scratch.url)
+
+
+async def test_an_unreachable_storage_fails_the_scheduled_backup_clearly_and_the_schedule_tries_again(
+    settings, env, scratch, bucket, s3_endpoint, tmp_path, caplog, monkeypatch
+):
+    # given: the bucket behind a proxy that refuses every connection
+    migrated(scratch_env(env, scratch, tmp_path / "data"))
+    proxy = Proxy(s3_endpoint)
+    through = await proxy.start()
+    proxy.refuse = True
+    backups_settings = scratch_settings(settings, scratch, tmp_path / "data", **s3_overrides(through, bucket))
+    backups_settings = backups_settings.model_copy(update={"backup_every_hours": 24})
+    storage = storage_for(backups_settings)
+    await storage.start()
+    schedule = Schedule(Backups(backups_settings, storage))
+    failed_before = metrics.BACKUPS.labels(outcome="failed")._value.get()
+    monkeypatch.setattr(service, "FIRST_CHECK_SECONDS", 0)
+    monkeypatch.setattr(service, "CHECK_SECONDS", 0.2)
+    caplog.set_level(logging.INFO)
+    try:
+        # when: the schedule runs while the storage is out of reach
+        running = asyncio.create_task(schedule.run())
+        async with asyncio.timeout(60):
+            while schedule.state.last_failure is None:
+                await asyncio.sleep(0.05)
+        failed_state = (schedule.state.last_error, schedule.state.latest_created)
+        report, ok = await describe(backups_settings)
+
+        # ... and then it is back
+        proxy.refuse = False
+        async with asyncio.timeout(60):
+            while schedule.state.latest_created is None:
+                await asyncio.sleep(0.05)
+        running.cancel()
+        listed = await Backups(backups_settings, storage).list()
+    finally:
+        await storage.close()
+        await proxy.close()
+
+    # then
+    assert failed_state[0] is not None and failed_state[1] is None
+    assert metrics.BACKUPS.labels(outcome="failed")._value.get() > failed_before
+    assert ok and any("WARNING: the object storage cannot be read" in line for line in report)
+    errors = [r for r in caplog.records if r.name == "rapidly.backup.service" and r.levelno == logging.ERROR]
+    assert errors and all(r.getMessage().startswith("backup failed (tried again in") for r in errors)
+    assert [b.created for b in listed] == [schedule.state.latest_created]
+
+
+async def test_two_processes_on_one_schedule_make_one_backup(settings, env, scratch, tmp_path):
+    # given
+    migrated(scratch_env(env, scratch, tmp_path / "data"))
+    backups_settings = scratch_settings(settings, scratch, tmp_path / "data", backup_every_hours=24)
+    storage = storage_for(backups_settings)
+    await storage.start()
+    try:
+        schedules = [Schedule(Backups(backups_settings, storage)) for _ in range(2)]
+
+        # when
+        made = await asyncio.gather(*(s.run_once() for s in schedules))
+        again = await schedules[0].run_once()
+        listed = await Backups(backups_settings, storage).list()
+    finally:
+        await storage.close()
+
+    # then
+    assert len([m for m in made if m is not None]) == 1
+    assert again is None, "not due again for 24 hours"
+    assert len(listed) == 1
+
+
+def test_the_backup_key_is_the_tests_own():
+    assert len(BACKUP_KEY) >= 32

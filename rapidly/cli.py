@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -175,6 +178,10 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
     except (StartupRefused, db.ConnectionBudgetExceeded) as exc:
         raise _fail(str(exc)) from None
     os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"  # done above; the processes inherit this
+    if settings.metrics_token:  # any process answers a scrape, with the figures of all of them
+        figures = tempfile.mkdtemp(prefix="rapidly-metrics-")
+        atexit.register(shutil.rmtree, figures, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = figures
     uvicorn.run(
         "rapidly.cli:worker_app",
         factory=True,

@@ -59,6 +59,7 @@ POOL = Gauge(
 
 #: Requests that are neither GraphQL operations nor pages of a route.
 OTHER = "other"
+GRAPHQL = "/graphql"
 
 
 def exposition() -> bytes:
@@ -129,9 +130,12 @@ class Observe:
 
 
 def _route_of(scope: Scope) -> str:
+    """A route's template, never the path itself (which may hold a token)."""
+    if scope["path"] == GRAPHQL:  # a document that named no operation of the schema (it did not validate)
+        return GRAPHQL
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else OTHER
+    return path if isinstance(path, str) and path else OTHER
 
 
 def _outcome_of(status: int) -> str:

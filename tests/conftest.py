@@ -34,6 +34,7 @@ from rapidly.config import Settings  # noqa: E402
 from rapidly.plugins import PluginRegistry  # noqa: E402
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+METRICS_TOKEN = "test-metrics-token-" + "m" * 32
 STAFF_PASSWORD = "correct horse battery staple"
 
 pytest_plugins = ["tests.messaging.fixtures"]
@@ -97,6 +98,7 @@ def settings(database_url: str, data_dir: Path, server_port: int) -> Settings:
         dispatcher_in_serve=False,
         # No dump of the test database in the middle of other tests: tests/backup runs the schedule.
         backup_every_hours=0,
+        metrics_token=METRICS_TOKEN,
     )
 
 

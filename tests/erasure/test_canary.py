@@ -20,6 +20,7 @@ from tortoise import connections
 
 from rapidly import db
 from rapidly.contacts import service as contacts
+from rapidly.logs import JsonFormatter
 from rapidly.messaging.models import OutboundMessage
 from rapidly.ratelimit import service as ratelimit
 from tests.contacts.test_contacts_api import CONTACT, NOTIFICATIONS, save, staff_token, start
@@ -235,7 +236,8 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     assert all(ids == [str(other.id)] for ids in (await found_by_search(gql, anna, control)).values())
     app_records = [r for r in caplog.records if not r.name.startswith(_NOT_APPLICATION)]
     assert app_records, "the application's logs were captured"
-    logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in app_records)
+    as_json = JsonFormatter()  # RAPIDLY_LOG_FORMAT=json: the same records, one object a line
+    logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {as_json.format(r)}" for r in app_records)
     everything = needles(erased) + needles(control) + photo_needles(erased) + photo_needles(control)
     assert [n for n in [*everything, *tokens.values()] if n in logs] == []
     texts = [n["node"]["text"] for n in notifications]

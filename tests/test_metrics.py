@@ -154,12 +154,11 @@ async def test_every_worker_answers_a_scrape_with_the_figures_of_all(env, roofin
                 query = 'mutation { saveField(key: "name", value: "%s") { __typename } }' % f"n{n}"  # noqa: UP031
                 await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
                 assert json.loads(await ws.recv())["payload"]["data"]["saveField"]["__typename"] == "FieldSaved"
-        async with httpx.AsyncClient() as client:
-            totals = set()
-            for _ in range(6):  # new connections: each may land on either process
-                async with httpx.AsyncClient() as fresh:
-                    scraped = await fresh.get(f"{url}/metrics", headers=SCRAPE)
-                totals.add(next(s.value for s in families(scraped.text)["rapidly_saves"].samples))
+        totals = set()
+        for _ in range(6):  # new connections: each may land on either process
+            async with httpx.AsyncClient() as fresh:
+                scraped = await fresh.get(f"{url}/metrics", headers=SCRAPE)
+            totals.add(next(s.value for s in families(scraped.text)["rapidly_saves"].samples))
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, log.read_text()

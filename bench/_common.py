@@ -147,6 +147,7 @@ class Bench:
         self._scratch_admin: str | None = None
         self._closed = False
         self.secret_key = secrets.token_urlsafe(48) if database_url else None
+        self.backup_key = secrets.token_urlsafe(48)
         atexit.register(self.close)
 
     def __enter__(self) -> Bench:
@@ -200,6 +201,9 @@ class Bench:
         )
         if self.external_url:
             env.update(RAPIDLY_DATABASE_URL=self.external_url, RAPIDLY_SECRET_KEY=self.secret_key or "")
+        # No scheduled dump in the middle of a measurement (bench/backup.py makes its own), but a key
+        # for `rapidly backup` commands.
+        env.update(RAPIDLY_BACKUP_EVERY_HOURS="0", RAPIDLY_BACKUP_KEY=self.backup_key)
         env.update(extra)
         return env
 
@@ -541,6 +545,50 @@ class RawClient:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class Savers:
+    """`count` customers of the roofing tenant each saving a field every `every` seconds; the
+    latency of each save is kept with the time it was sent, so that windows can be cut out."""
+
+    def __init__(self, url: str, clients: list[dict], every: float) -> None:
+        self.url, self.clients, self.every = url, clients, every
+        self.samples: list[tuple[float, float]] = []
+        self.errors: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> Savers:
+        self._tasks = [asyncio.create_task(self._save(c)) for c in self.clients]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    def between(self, start: float, end: float) -> list[float]:
+        return sorted(ms for at, ms in self.samples if start <= at < end)
+
+    async def _save(self, client: dict) -> None:
+        path, headers, body_of = save_request(False, client)
+        raw = RawClient(self.url + path)
+        step = client["index"] * 1_000_000
+        next_at = time.monotonic() + self.every * client["index"] / len(self.clients)  # spread out
+        try:
+            while not self._stop.is_set():
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += self.every
+                key = ROOFING_KEYS[step % len(ROOFING_KEYS)]
+                body = body_of(key, roofing_value(key, step))
+                step += 1
+                sent, started = time.time(), time.perf_counter()
+                status, content = await raw.post(body, headers)
+                if status != 200 or not is_saved(content):
+                    self.errors.append(f"HTTP {status}: {content[:200]!r}")
+                    continue
+                self.samples.append((sent, (time.perf_counter() - started) * 1000))
+        finally:
+            await raw.close()
 
 
 class RawPool:

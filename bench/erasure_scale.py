@@ -41,16 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     PYTHON,
     REPO,
-    ROOFING_KEYS,
     TENANT_SLUG,
     Bench,
     RawClient,
+    Savers,
     bulk_contacts,
-    is_saved,
     percentile,
-    roofing_value,
     save_clients,
-    save_request,
     staff_login,
     table,
 )
@@ -130,50 +127,6 @@ async def erase_each(url: str, contact_ids: list[str]) -> list[float]:
             if removed.get("media") != PHOTOS or removed.get("media_objects") != PHOTOS:
                 raise SystemExit(f"erasure of {contact_id} left photos: {result}")
     return latencies
-
-
-class Savers:
-    """`count` customers of the roofing tenant each saving a field every `every` seconds; the
-    latency of each save is kept with the time it was sent, so that windows can be cut out."""
-
-    def __init__(self, url: str, clients: list[dict], every: float) -> None:
-        self.url, self.clients, self.every = url, clients, every
-        self.samples: list[tuple[float, float]] = []
-        self.errors: list[str] = []
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-
-    async def __aenter__(self) -> Savers:
-        self._tasks = [asyncio.create_task(self._save(c)) for c in self.clients]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    def between(self, start: float, end: float) -> list[float]:
-        return sorted(ms for at, ms in self.samples if start <= at < end)
-
-    async def _save(self, client: dict) -> None:
-        path, headers, body_of = save_request(False, client)
-        raw = RawClient(self.url + path)
-        step = client["index"] * 1_000_000
-        next_at = time.monotonic() + self.every * client["index"] / len(self.clients)  # spread out
-        try:
-            while not self._stop.is_set():
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += self.every
-                key = ROOFING_KEYS[step % len(ROOFING_KEYS)]
-                body = body_of(key, roofing_value(key, step))
-                step += 1
-                sent, started = time.time(), time.perf_counter()
-                status, content = await raw.post(body, headers)
-                if status != 200 or not is_saved(content):
-                    self.errors.append(f"HTTP {status}: {content[:200]!r}")
-                    continue
-                self.samples.append((sent, (time.perf_counter() - started) * 1000))
-        finally:
-            await raw.close()
 
 
 async def pages(bench: Bench, url: str, count: int, deep: int) -> dict[str, list[float]]:

@@ -544,6 +544,16 @@ async def _ensure_demo_data(password: str, site_origins: list[str]) -> None:
     await staff_service.create_or_reset(tenant_slug=DEMO_TENANT, email=DEMO_STAFF_EMAIL, password=password)
 
 
+def _backups_line(settings: Settings) -> str:
+    if not settings.backup_every_hours:
+        return "off (RAPIDLY_BACKUP_EVERY_HOURS=0)"
+    key = "RAPIDLY_BACKUP_KEY" if settings.backup_key else f"the key in {(settings.data_dir / 'backup_key').resolve()}"
+    return (
+        f"every {settings.backup_every_hours} h into {(settings.data_dir / 'backups').resolve()}, encrypted with "
+        f"{key}, deleted after {settings.backup_retention_days} days"
+    )
+
+
 def _demo_banner(settings: Settings, password: str, site_url: str) -> str:
     start = (
         f'mutation {{ startContact(tenant: "{DEMO_TENANT}", locale: "en") '
@@ -560,6 +570,7 @@ Rapidly {__version__} demo
   staff login:  {DEMO_STAFF_EMAIL} / {password}   (tenant "{DEMO_TENANT}", plugin {DEMO_PLUGIN})
   data:         {settings.data_dir.resolve()} (embedded PostgreSQL, local media storage)
   residency:    database and storage run on this machine, declared as Finland (FI) for the demo
+  backups:      {_backups_line(settings)}
 
 Type in the company page as a customer: each answer arrives in the console as you type. Chat, ask for
 a photo (the request is a text message, written to {settings.data_dir.resolve() / "sms-outbox"}), and

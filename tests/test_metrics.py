@@ -22,6 +22,7 @@ from tests.contacts.test_contacts_api import roofing, save, staff_token, start  
 
 SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 OUTCOMES = {"ok", "rejected", "invalid", "unavailable", "error"}
+MESSAGE_OUTCOMES = {"sent", "retry", "failed", "suppressed"}
 SERIES = {
     "rapidly_requests",
     "rapidly_request_duration_seconds",
@@ -90,7 +91,14 @@ async def test_a_scrape_holds_every_series_and_no_personal_data(http, gql, roofi
     allowed = operations(server.app)
     labels = [s.labels for f in found.values() for s in f.samples]
     assert {label["operation"] for label in labels if "operation" in label} <= allowed
-    assert {label["outcome"] for label in labels if "outcome" in label} <= OUTCOMES | {"failed"}
+    vocabulary = {
+        "rapidly_requests": OUTCOMES,
+        "rapidly_message_attempts": MESSAGE_OUTCOMES,
+        "rapidly_backups": {"ok", "failed"},
+    }
+    for name, outcomes in vocabulary.items():
+        assert {s.labels["outcome"] for s in found[name].samples if "outcome" in s.labels} <= outcomes
+    assert {s.labels["channel"] for s in found["rapidly_message_attempts"].samples} <= {"email", "sms"}
     assert next(s.value for s in found["rapidly_saves"].samples if s.name == "rapidly_saves_total") >= 1
     assert next(s.value for s in found["rapidly_events_delivered"].samples if s.name.endswith("_total")) >= 1
     pool = {s.labels["state"]: s.value for s in found["rapidly_db_pool_connections"].samples}

@@ -13,20 +13,22 @@ backup was taken is erased again before anything is served.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import asyncpg
 
@@ -39,6 +41,7 @@ from rapidly.errors import for_the_log
 from rapidly.storage import Storage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ID = re.compile(r"([0-9]{8}T[0-9]{6}Z)-[0-9a-f]{6}")
 _TIME = "%Y%m%dT%H%M%SZ"
@@ -121,7 +124,7 @@ class Backups:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="rapidly-backup-") as work:
             path = Path(work) / (backup_id + SUFFIX)
-            size = await asyncio.to_thread(
+            size = await _in_background_thread(
                 _dump_sealed, tools, pgtools.environment(owner), path, passphrase, backup_id, created
             )
             await self.store.upload(backup_id + SUFFIX, path)
@@ -213,6 +216,7 @@ def _dump_sealed(
     command = [tools["pg_dump"], "--format=custom", "--no-password", f"--lock-wait-timeout={LOCK_WAIT}"]
     with tempfile.TemporaryFile() as errors, path.open("xb") as sink:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        _yield_cpu(process.pid)
         assert process.stdout is not None
         try:
             size = seal(process.stdout, sink, passphrase, backup_id, created.isoformat())
@@ -223,6 +227,27 @@ def _dump_sealed(
             errors.seek(0)
             raise BackupError(f"pg_dump failed (exit {code}): {pgtools.last_error(errors.read())}")
     return size
+
+
+#: Niceness of the dump and its sealing: requests come first on a machine that has few cores.
+BACKGROUND_NICENESS = 10
+
+
+def _yield_cpu(pid: int = 0) -> None:
+    """Lower a process's (or, with 0, the calling thread's) CPU priority; where not allowed, nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, pid or threading.get_native_id(), BACKGROUND_NICENESS)
+
+
+async def _in_background_thread(work: Callable[..., T], *args: object) -> T:
+    """`work` in a thread of its own at a lower CPU priority (a pooled thread would keep the priority)."""
+
+    def run() -> T:
+        _yield_cpu()
+        return work(*args)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapidly-backup") as thread:
+        return await asyncio.get_running_loop().run_in_executor(thread, run)
 
 
 def _check_sealed(path: Path, passphrase: str, backup_id: str) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -24,7 +23,7 @@ from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.cors import CrossOrigin, own_origin
 from rapidly.erasure import retention
-from rapidly.erasure.service import ErasureService
+from rapidly.erasure.service import ErasureService, ReplayIncomplete
 from rapidly.erasure.service import pending_count as erasure_pending
 from rapidly.erasure.stores import erasure_service
 from rapidly.errors import RETRY_AFTER_SECONDS, DomainError, for_the_log
@@ -117,9 +116,10 @@ async def _replay_erasures(erasure: ErasureService) -> None:
         replayed = await erasure.replay()
     except Exception as exc:
         log.error("replaying the erasure journal failed: %s", for_the_log(exc))
+        why = str(exc) if isinstance(exc, ReplayIncomplete) else type(exc).__name__
         raise StartupRefused(
-            "the erasure journal in the object storage could not be read, so a restored database might still "
-            f"hold contacts erased since its backup ({type(exc).__name__}): make the storage reachable and start again"
+            "the erasure journal could not be replayed, so a restored database might still hold contacts erased "
+            f"since its backup ({why}): make the object storage and the database reachable and start again"
         ) from None
     if replayed:
         log.warning("erased %d contacts again that a restored backup brought back", replayed)
@@ -136,14 +136,6 @@ async def _refresh_gauges(app: FastAPI) -> None:
         metrics.ERASURES_PENDING.set(await erasure_pending())
     except Exception as exc:  # the database is down: the other figures still tell
         log.warning("metrics: database figures unavailable (%s)", type(exc).__name__)
-    schedule: Schedule | None = app.state.backups
-    if schedule is not None:
-        state = schedule.state
-        if state.latest_created is not None:
-            metrics.BACKUP_LAST.set(state.latest_created.timestamp())
-            metrics.BACKUP_AGE.set(max(0.0, time.time() - state.latest_created.timestamp()))
-        if state.last_failure is not None:
-            metrics.BACKUP_FAILED.set(state.last_failure.timestamp())
 
 
 async def _finish_erasures(erasure: ErasureService) -> None:
@@ -243,6 +235,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
             await app.state.hub.stop()
             await app.state.storage.close()
             await db.close_orm()
+            metrics.forget_process()
 
     app = RapidlyApp(
         title="Rapidly",

@@ -21,7 +21,7 @@ from rapidly.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from rapidly.errors import DomainError, InputInvalid, is_unavailable
 
 if TYPE_CHECKING:
-    from rapidly.backup.service import Backups
+    from rapidly.backup.service import Backup, Backups
 
 T = TypeVar("T")
 
@@ -370,7 +370,12 @@ def retention_run() -> None:
         finally:
             await storage.close()
 
-    expired, restored, finished = _with_orm(settings, run)
+    from rapidly.erasure.service import ReplayIncomplete
+
+    try:
+        expired, restored, finished = _with_orm(settings, run)
+    except ReplayIncomplete as exc:
+        raise _fail(f"{exc}; see the log, and run again") from None
     typer.echo(
         f"erased {expired} contacts past retention, {restored} brought back by a restore; "
         f"finished {finished} pending erasures"
@@ -406,8 +411,14 @@ def _with_backups(settings: Settings, work: Callable[[Backups], Awaitable[T]]) -
 
 @backup_app.command("create")
 def backup_create() -> None:
-    """Back up the database now; prints the new backup's ID as its last line."""
-    backup = _with_backups(_settings(), lambda backups: backups.create())
+    """Back up the database now, and delete those past the retention; prints the new backup's ID last."""
+
+    async def create(backups: Backups) -> Backup:
+        made = await backups.create()
+        await backups.prune()
+        return made
+
+    backup = _with_backups(_settings(), create)
     typer.echo(f"made backup of {backup.size} bytes at {backup.created:%Y-%m-%d %H:%M:%S} UTC")
     typer.echo(backup.id)
 
@@ -415,7 +426,7 @@ def backup_create() -> None:
 @backup_app.command("list")
 def backup_list() -> None:
     """List backups, one a line: ID, time (UTC), size in bytes; the newest last."""
-    for backup in _with_backups(_settings(), lambda backups: backups.list()):
+    for backup in _with_backups(_settings(), lambda backups: backups.all()):
         typer.echo(f"{backup.id}  {backup.created:%Y-%m-%d %H:%M:%S}  {backup.size}")
 
 

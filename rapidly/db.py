@@ -216,9 +216,10 @@ class ConnectionBudgetExceeded(Exception):
     """More server processes than the database has connections for."""
 
 
-#: Connections each server process may hold beside its pool: its realtime listener, and one to spare
-#: (a reconnecting listener's new connection may open before the old one is gone).
-_CONNECTIONS_BESIDE_POOL = 2
+#: Connections each server process may hold beside its pool: its realtime listener, one to spare (a
+#: reconnecting listener's new connection may open before the old one is gone), and the backup
+#: schedule's (its lock; the dump's own connection is the process holding the lock's spare).
+_CONNECTIONS_BESIDE_POOL = 3
 
 
 async def check_connection_budget(settings: Settings, processes: int) -> None:

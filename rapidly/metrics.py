@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rapidly import logs
@@ -47,7 +57,6 @@ BACKUPS = Counter("rapidly_backups_total", "Scheduled backups, by outcome", ["ou
 BACKUP_LAST = Gauge(
     "rapidly_backup_last_timestamp_seconds", "When the newest backup was made (Unix time)", multiprocess_mode="max"
 )
-BACKUP_AGE = Gauge("rapidly_backup_age_seconds", "Age of the newest backup", multiprocess_mode="min")
 BACKUP_FAILED = Gauge(
     "rapidly_backup_last_failure_timestamp_seconds",
     "When the last scheduled backup failed (Unix time; 0: none since start)",
@@ -62,17 +71,44 @@ OTHER = "other"
 GRAPHQL = "/graphql"
 
 
+class _BackupAge:
+    """`rapidly_backup_age_seconds`, from the newest backup's time as all processes together know it
+    (a gauge of each process's own would be stale in every process but the one that made it)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        newest = self.registry.get_sample_value("rapidly_backup_last_timestamp_seconds") or 0.0
+        age = GaugeMetricFamily("rapidly_backup_age_seconds", "Age of the newest backup (absent: none known yet)")
+        if newest > 0:
+            age.add_metric([], max(0.0, time.time() - newest))
+        yield age
+
+
 def exposition() -> bytes:
     if MULTIPROCESS:
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
+        figures = CollectorRegistry()
+        multiprocess.MultiProcessCollector(figures)
+    else:
+        figures = REGISTRY
+    answer = CollectorRegistry()
+    answer.register(figures)  # a registry is a collector of its own metrics
+    answer.register(_BackupAge(figures))
+    return generate_latest(answer)
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def forget_process() -> None:
+    """At a process's end (`serve --workers N`): its live gauges no longer count in the sums."""
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
 
 
 class _Record:
@@ -105,6 +141,9 @@ class Observe:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # background tasks are no request
+            await self.app(scope, receive, send)
+            return
         logs.begin_request()
         if scope["type"] != "http":
             await self.app(scope, receive, send)

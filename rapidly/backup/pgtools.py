@@ -17,6 +17,8 @@ from pathlib import Path
 from rapidly.db import Credentials
 
 NAMES = ("pg_dump", "pg_restore", "psql")
+#: Where Debian and Ubuntu keep each version's tools (PATH has a wrapper that picks one).
+DEBIAN_TOOLS = Path("/usr/lib/postgresql")
 
 
 class ToolMissing(Exception):
@@ -58,6 +60,7 @@ def find(server_major: int) -> Tools:
     directories = [d for d in (_embedded_bin(),) if d is not None]
     if on_path := shutil.which("pg_dump"):
         directories.append(Path(on_path).resolve().parent)
+    directories += sorted(DEBIAN_TOOLS.glob("*/bin"))
     found = []
     for directory in directories:
         if all((directory / name).exists() for name in NAMES):
@@ -73,9 +76,14 @@ def find(server_major: int) -> Tools:
     return min(found, key=lambda tools: (tools.major != server_major, -tools.major))
 
 
-def environment(credentials: Credentials) -> dict[str, str]:
-    """libpq's variables for these credentials, on top of a minimal environment (no PG* of the caller)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+#: What the tools see of the service's environment: not its secrets (RAPIDLY_*, AWS_*), and of libpq's
+#: own variables only those for TLS, which asyncpg reads too.
+_PASSED = ("PATH", "HOME", "LANG", "LC_", "TZ", "TMPDIR", "PGSSL")
+
+
+def environment(credentials: Credentials, major: int) -> dict[str, str]:
+    """libpq's variables for these credentials (tools of version `major`), in a minimal environment."""
+    env = {key: value for key, value in os.environ.items() if key.startswith(_PASSED)}
     env.update(
         PGHOST=credentials.host or "localhost",
         PGPORT=str(credentials.port),
@@ -88,6 +96,8 @@ def environment(credentials: Credentials) -> dict[str, str]:
         env["PGPASSWORD"] = credentials.password
     if credentials.ssl:
         env["PGSSLMODE"] = credentials.ssl
+        if credentials.ssl.startswith("verify-") and "PGSSLROOTCERT" not in env and major >= 16:
+            env["PGSSLROOTCERT"] = "system"  # the system's CAs, as asyncpg trusts (libpq 16 and later)
     return env
 
 

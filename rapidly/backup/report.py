@@ -27,7 +27,8 @@ async def describe(settings: Settings) -> tuple[list[str], bool]:
         return lines, False
     if settings.backup_key is None:
         lines.append(
-            f"  key: generated into {(settings.data_dir / 'backup_key').resolve()}: keep a copy away from this machine"
+            f"  WARNING: the key was generated into {(settings.data_dir / 'backup_key').resolve()}, beside the "
+            "backups it opens: copy it off this machine, or set RAPIDLY_BACKUP_KEY"
         )
     storage = storage_for(settings)
     await storage.start()

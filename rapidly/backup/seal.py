@@ -9,7 +9,8 @@ Argon2id with a salt of each backup's own. The file:
     | secretstream header (24 bytes) | frames: length (4 bytes) + sealed chunk, ...
 
 The header is authenticated as the first chunk's associated data, so a backup cannot be passed off
-under another ID. The key check (a keyed BLAKE2b of a constant) tells a wrong key from an altered file.
+under another ID. The key check (a BLAKE2b of a constant, keyed with a second key from the same
+derivation) tells a wrong key from an altered file.
 """
 
 from __future__ import annotations
@@ -96,21 +97,22 @@ class Header:
         return header
 
 
-def _derive(passphrase: str, salt: bytes, ops: int, memory: int) -> bytes:
-    return nacl.pwhash.argon2id.kdf(
-        sodium.crypto_secretstream_xchacha20poly1305_KEYBYTES, passphrase.encode(), salt, opslimit=ops, memlimit=memory
-    )
+def _derive(passphrase: str, salt: bytes, ops: int, memory: int) -> tuple[bytes, bytes]:
+    """Two keys from one Argon2id run: the stream's, and the key check's."""
+    size = sodium.crypto_secretstream_xchacha20poly1305_KEYBYTES
+    both = nacl.pwhash.argon2id.kdf(2 * size, passphrase.encode(), salt, opslimit=ops, memlimit=memory)
+    return both[:size], both[size:]
 
 
-def _key_check(key: bytes) -> bytes:
-    return blake2b(b"rapidly backup key check", key=key, digest_size=16, encoder=RawEncoder)
+def _key_check(check_key: bytes) -> bytes:
+    return blake2b(b"rapidly backup key check", key=check_key, digest_size=16, encoder=RawEncoder)
 
 
 def seal(source: BinaryIO, sink: BinaryIO, passphrase: str, backup_id: str, created: str) -> int:
     """Read `source` to its end and write it sealed to `sink`; returns the bytes written."""
     salt = random(nacl.pwhash.argon2id.SALTBYTES)
-    key = _derive(passphrase, salt, KDF_OPS, KDF_MEMORY)
-    header = Header(backup_id, created, salt, KDF_OPS, KDF_MEMORY, _key_check(key)).encode()
+    key, check_key = _derive(passphrase, salt, KDF_OPS, KDF_MEMORY)
+    header = Header(backup_id, created, salt, KDF_OPS, KDF_MEMORY, _key_check(check_key)).encode()
     prefix = MAGIC + _LENGTH.pack(len(header)) + header
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     written = sink.write(prefix) + sink.write(sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key))
@@ -151,8 +153,8 @@ def unseal(source: BinaryIO, sink: BinaryIO | None, passphrase: str, backup_id: 
     Raises `WrongKey`, or `BackupUnreadable` for an altered, truncated or foreign file. A sink may
     have received part of the data before a later chunk fails: check first where that matters."""
     header, prefix = read_header(source)
-    key = _derive(passphrase, header.salt, header.ops, header.memory)
-    if not hmac.compare_digest(_key_check(key), header.check):
+    key, check_key = _derive(passphrase, header.salt, header.ops, header.memory)
+    if not hmac.compare_digest(_key_check(check_key), header.check):
         raise WrongKey()
     if header.backup_id != backup_id:
         raise BackupUnreadable(f"the file holds backup {header.backup_id!r}, not {backup_id!r}")

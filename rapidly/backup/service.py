@@ -30,13 +30,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-import asyncpg
-
 from rapidly import db, metrics
 from rapidly.backup import pgtools
 from rapidly.backup.seal import seal, unseal
 from rapidly.backup.store import BackupStore, NoSuchObject, backup_store
 from rapidly.config import Settings
+from rapidly.erasure.service import ReplayIncomplete
 from rapidly.errors import for_the_log
 from rapidly.storage import Storage
 
@@ -124,9 +123,22 @@ class Backups:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="rapidly-backup-") as work:
             path = Path(work) / (backup_id + SUFFIX)
-            size = await _in_background_thread(
-                _dump_sealed, tools, pgtools.environment(owner), path, passphrase, backup_id, created
-            )
+            dumping: list[subprocess.Popen] = []
+            try:
+                size = await _in_background_thread(
+                    _dump_sealed,
+                    tools,
+                    pgtools.environment(owner, tools.major),
+                    path,
+                    passphrase,
+                    backup_id,
+                    created,
+                    dumping,
+                )
+            except asyncio.CancelledError:  # serve is stopping: so does the dump
+                for process in dumping:
+                    process.kill()
+                raise
             await self.store.upload(backup_id + SUFFIX, path)
         backup = Backup(backup_id, created, size)
         await self.write_manifest()
@@ -134,7 +146,7 @@ class Backups:
         return backup
 
     # -- look -------------------------------------------------------------------------------------
-    async def list(self) -> list[Backup]:
+    async def all(self) -> list[Backup]:
         """The backups in the store, oldest first."""
         found = []
         for entry in await self.store.entries():
@@ -144,14 +156,14 @@ class Backups:
         return sorted(found, key=lambda b: (b.created, b.id))
 
     async def latest(self) -> Backup | None:
-        backups = await self.list()
+        backups = await self.all()
         return backups[-1] if backups else None
 
     async def write_manifest(self) -> None:
         manifest = {
             "backups": [
                 {"id": b.id, "created": b.created.isoformat().replace("+00:00", "Z"), "bytes": b.size}
-                for b in await self.list()
+                for b in await self.all()
             ],
             "retentionDays": self.settings.backup_retention_days,
         }
@@ -159,15 +171,19 @@ class Backups:
 
     # -- forget -----------------------------------------------------------------------------------
     async def prune(self, now: datetime | None = None) -> list[str]:
-        """Delete every backup older than the retention, with every stored version; their IDs."""
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.backup_retention_days)
+        """Delete every backup older than the retention, with every stored version; their IDs. Its
+        age is by its ID's time or its oldest version's, whichever is older (a clock that was wrong
+        when the ID was made cannot keep a backup forever)."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.settings.backup_retention_days)
         pruned = []
-        for name in await self.store.names():
+        for name, written in sorted((await self.store.stored()).items()):
             backup_id = name.removesuffix(SUFFIX)
             created = created_of(backup_id)
-            if name.endswith(SUFFIX) and created is not None and created < cutoff:
+            if name.endswith(SUFFIX) and created is not None and min(created, written) < cutoff:
                 await self.store.remove(name)
                 pruned.append(backup_id)
+        await self.store.abort_unfinished(now - timedelta(days=1))
         await self.write_manifest()
         if pruned:
             log.info("backups pruned: %d older than %d days", len(pruned), self.settings.backup_retention_days)
@@ -190,13 +206,25 @@ class Backups:
             except NoSuchObject:
                 raise NoSuchBackup(f"there is no backup {backup_id} (`rapidly backup list` shows them)") from None
             await asyncio.to_thread(_check_sealed, path, passphrase, backup_id)
-            await _prepare_target(owner, overwrite)
+            preamble = await _prepare_target(owner, overwrite)
             await asyncio.to_thread(
-                _restore_sealed, tools, server_major, pgtools.environment(owner), path, passphrase, backup_id
+                _restore_sealed,
+                tools,
+                server_major,
+                pgtools.environment(owner, tools.major),
+                path,
+                passphrase,
+                backup_id,
+                preamble,
             )
             size = path.stat().st_size
         await db.migrate(self.settings)  # a backup of an older release, and the app role's grants
-        replayed, finished = await _replay_journal(self.settings, self.storage)
+        try:
+            replayed, finished = await _replay_journal(self.settings, self.storage)
+        except ReplayIncomplete as exc:
+            raise BackupError(
+                f"backup {backup_id} restored, but {exc}: serve refuses to start until `rapidly retention run` succeeds"
+            ) from None
         log.info("backup %s restored; %d contacts erased again from the journal", backup_id, replayed)
         return Restored(Backup(backup_id, created, size), replayed, finished)
 
@@ -210,12 +238,20 @@ async def _server_major(owner: db.Credentials) -> int:
 
 
 def _dump_sealed(
-    tools: pgtools.Tools, env: dict[str, str], path: Path, passphrase: str, backup_id: str, created: datetime
+    tools: pgtools.Tools,
+    env: dict[str, str],
+    path: Path,
+    passphrase: str,
+    backup_id: str,
+    created: datetime,
+    started: list[subprocess.Popen],
 ) -> int:
-    """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size."""
+    """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size. The
+    process goes into `started`, for the caller to stop."""
     command = [tools["pg_dump"], "--format=custom", "--no-password", f"--lock-wait-timeout={LOCK_WAIT}"]
     with tempfile.TemporaryFile() as errors, path.open("xb") as sink:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        started.append(process)
         _yield_cpu(process.pid)
         assert process.stdout is not None
         try:
@@ -246,8 +282,11 @@ async def _in_background_thread(work: Callable[..., T], *args: object) -> T:
         _yield_cpu()
         return work(*args)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapidly-backup") as thread:
+    thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapidly-backup")
+    try:
         return await asyncio.get_running_loop().run_in_executor(thread, run)
+    finally:
+        thread.shutdown(wait=False)  # cancelled: the loop must not wait for the thread
 
 
 def _check_sealed(path: Path, passphrase: str, backup_id: str) -> None:
@@ -256,16 +295,22 @@ def _check_sealed(path: Path, passphrase: str, backup_id: str) -> None:
 
 
 def _restore_sealed(
-    tools: pgtools.Tools, server_major: int, env: dict[str, str], path: Path, passphrase: str, backup_id: str
+    tools: pgtools.Tools,
+    server_major: int,
+    env: dict[str, str],
+    path: Path,
+    passphrase: str,
+    backup_id: str,
+    preamble: bytes,
 ) -> None:
-    """Into the database of `env`, all or nothing: `pg_restore` turns the archive into SQL, which
-    `psql` runs in one transaction, committed only when `pg_restore` finished well. (pg_restore's
-    own `--single-transaction` fails on a server older than 17: pg_restore 17 and later set
-    `transaction_timeout`, which such a server does not know, so that line is left out for them.)
-    Owners and grants are the target's own: objects belong to the restoring role, and `migrate`
-    grants the app role."""
+    """All or nothing: `pg_restore` turns the archive into SQL, and `psql` runs `BEGIN`, the
+    `preamble` (what `--overwrite` drops), the script, and `COMMIT` only once pg_restore has
+    finished well; an input that ends without it is rolled back. (psql's `--single-transaction`
+    does not apply to standard input, and pg_restore's own fails on servers before 17.)"""
     restore_command = [tools["pg_restore"], "--no-owner", "--no-acl", "--file=-"]
-    load_command = [tools["psql"], "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1"]
+    # Errors by their SQLSTATE and without context: psql would otherwise quote the row's values.
+    quiet = ["--set=ON_ERROR_STOP=1", "--set=VERBOSITY=sqlstate", "--set=SHOW_CONTEXT=never"]
+    load_command = [tools["psql"], "--no-psqlrc", "--quiet", *quiet]
     with (
         tempfile.TemporaryFile() as restore_errors,
         tempfile.TemporaryFile() as load_errors,
@@ -279,47 +324,57 @@ def _restore_sealed(
         )
         assert restore.stdin is not None and restore.stdout is not None and load.stdin is not None
         copier = threading.Thread(target=_pass_sql, args=(restore.stdout, load.stdin, server_major < 17))
-        copier.start()
         try:
-            unseal(source, restore.stdin, passphrase, backup_id)
-        except BrokenPipeError:
-            pass  # pg_restore stopped reading: its exit code and message say why
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                restore.stdin.close()
-            copier.join()
+            with contextlib.suppress(BrokenPipeError):  # psql stopped: its exit code says why
+                load.stdin.write(b"BEGIN;\n" + preamble)
+            copier.start()
+            try:
+                unseal(source, restore.stdin, passphrase, backup_id)
+            except BrokenPipeError:
+                pass  # pg_restore stopped reading: its exit code says why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    restore.stdin.close()
+                copier.join()
             restored = restore.wait()
+            with contextlib.suppress(BrokenPipeError):
+                if restored == 0:
+                    load.stdin.write(b"COMMIT;\n")
+                load.stdin.close()
+            loaded = load.wait()
+        except BaseException:
+            load.kill()  # mid-input: the transaction is rolled back
+            restore.kill()
+            raise
+        if loaded != 0:
+            load_errors.seek(0)
+            errors = load_errors.read()
+            if b"55P03" in errors:  # lock_not_available
+                raise BackupError("the database is in use: stop every `rapidly` process that uses it first")
+            raise BackupError(f"psql failed (exit {loaded}), nothing was restored: {pgtools.last_error(errors)}")
         if restored != 0:
-            load.kill()  # before the end of its input: its transaction is rolled back, nothing stays
-            load.wait()
             restore_errors.seek(0)
             raise BackupError(
                 f"pg_restore failed (exit {restored}), nothing was restored: "
                 f"{pgtools.last_error(restore_errors.read())}"
             )
-        with contextlib.suppress(BrokenPipeError):
-            load.stdin.close()
-        if (loaded := load.wait()) != 0:
-            load_errors.seek(0)
-            raise BackupError(
-                f"psql failed (exit {loaded}), nothing was restored: {pgtools.last_error(load_errors.read())}"
-            )
 
 
 #: Lines of a script's preamble that a server older than PostgreSQL 17 refuses.
 _NEWER_SETTINGS = (b"SET transaction_timeout = 0;\n",)
-#: The preamble is the script's first lines; data never comes this early.
-_PREAMBLE_LINES = 40
+#: What a script's preamble is made of: settings, comments, psql's `\restrict`. The first other line
+#: ends it (data never comes before it).
+_PREAMBLE = (b"SET ", b"SELECT pg_catalog.set_config(", b"--", b"\\restrict ", b"\n")
 
 
 def _pass_sql(script: BinaryIO, sink: BinaryIO, for_older_server: bool) -> None:
     """Copy pg_restore's script to psql, without the preamble lines an older server would refuse.
     The sink stays open: the caller ends it only once pg_restore has succeeded."""
     try:
-        for _ in range(_PREAMBLE_LINES):
-            line = script.readline()
-            if not line:
-                return
+        while line := script.readline():
+            if not line.startswith(_PREAMBLE):
+                sink.write(line)
+                break
             if not (for_older_server and line in _NEWER_SETTINGS):
                 sink.write(line)
         while chunk := script.read(1024 * 1024):
@@ -339,28 +394,25 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 _DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
 
 
-async def _prepare_target(owner: db.Credentials, overwrite: bool) -> None:
-    """Refuse a database that holds anything, unless told to empty it (every relation of `public`)."""
+async def _prepare_target(owner: db.Credentials, overwrite: bool) -> bytes:
+    """Refuse a database that holds anything, unless told to empty it: then the statements that drop
+    every relation of `public`, run in the restore's own transaction (a failed restore keeps them)."""
     conn = await owner.connect()
     try:
         relations = await conn.fetch(_RELATIONS)
-        if not relations:
-            return
-        if not overwrite:
-            raise BackupError(
-                f"the database {owner.database!r} is not empty ({len(relations)} tables and such): restore into a "
-                "new, empty database, or pass --overwrite to drop everything in it first"
-            )
-        async with conn.transaction():
-            # Running processes hold locks: fail rather than wait for them (or hold them up).
-            await conn.execute("SET LOCAL lock_timeout = '10s'")
-            for row in relations:
-                kind, name = _DROP[row["relkind"]], db.quote_ident(row["relname"])
-                await conn.execute(f"DROP {kind} IF EXISTS public.{name} CASCADE")
-    except asyncpg.exceptions.LockNotAvailableError:
-        raise BackupError("the database is in use: stop every `rapidly` process that uses it first") from None
     finally:
         await conn.close()
+    if not relations:
+        return b""
+    if not overwrite:
+        raise BackupError(
+            f"the database {owner.database!r} is not empty ({len(relations)} tables and such): restore into a "
+            "new, empty database, or pass --overwrite to drop everything in it first"
+        )
+    # Running processes hold locks: fail rather than wait for them (or hold them up).
+    drops = ["SET LOCAL lock_timeout = '10s';"]
+    drops += [f"DROP {_DROP[r['relkind']]} IF EXISTS public.{db.quote_ident(r['relname'])} CASCADE;" for r in relations]
+    return "\n".join([*drops, ""]).encode()
 
 
 async def _replay_journal(settings: Settings, storage: Storage) -> tuple[int, int]:
@@ -402,16 +454,17 @@ class Schedule:
             await asyncio.sleep(CHECK_SECONDS)
 
     async def run_once(self) -> Backup | None:
-        """Make a backup if one is due and no other process is making it; then prune. Never raises."""
+        """Make a backup if one is due and no other process is making it, and prune. Never raises."""
         try:
+            self._saw(await self.backups.latest())  # every process, for /metrics
             async with _schedule_lock(self.settings) as held:
                 if not held:
                     return None
                 made = None
-                if self._due(await self.backups.latest()):
+                if self._due(await self.backups.latest()):  # again: another process may have made one
                     made = await self.backups.create()
-                    self.state.latest_created = made.created
                     metrics.BACKUPS.labels(outcome="ok").inc()
+                    self._saw(made)
                 await self.backups.prune()
                 self.state.last_error = None
                 return made
@@ -419,12 +472,17 @@ class Schedule:
             self.state.last_failure = datetime.now(UTC)
             self.state.last_error = exc.__class__.__name__
             metrics.BACKUPS.labels(outcome="failed").inc()
+            metrics.BACKUP_FAILED.set(self.state.last_failure.timestamp())
             message = str(exc) if isinstance(exc, BackupError | pgtools.ToolMissing) else for_the_log(exc)
             log.error("backup failed (tried again in %d minutes): %s", CHECK_SECONDS // 60, message)
             return None
 
+    def _saw(self, latest: Backup | None) -> None:
+        if latest is not None:
+            self.state.latest_created = latest.created
+            metrics.BACKUP_LAST.set(latest.created.timestamp())
+
     def _due(self, latest: Backup | None) -> bool:
-        self.state.latest_created = latest.created if latest else None
         if latest is None:
             return True
         return datetime.now(UTC) - latest.created >= timedelta(hours=self.settings.backup_every_hours)

@@ -14,9 +14,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rapidly.storage import Storage
+
+if TYPE_CHECKING:
+    from rapidly.storage.s3 import S3Storage
 
 PREFIX = "backups/"
 
@@ -45,8 +48,12 @@ class BackupStore(Protocol):
     async def entries(self) -> list[Entry]:
         """The objects there now."""
 
-    async def names(self) -> set[str]:
-        """Every name with any stored version, also one deleted in a versioned bucket."""
+    async def stored(self) -> dict[str, datetime]:
+        """Every name with any stored version (also one deleted in a versioned bucket), and when its
+        oldest version was written."""
+
+    async def abort_unfinished(self, older_than: datetime) -> int:
+        """Remove the parts of uploads that never finished (a process killed mid-upload)."""
 
     async def remove(self, name: str) -> int:
         """Delete the object with every stored version; how many went."""
@@ -61,14 +68,14 @@ def backup_store(storage: Storage, data_dir: Path) -> BackupStore:
 
 
 class S3Backups:
-    def __init__(self, storage: object) -> None:
+    def __init__(self, storage: S3Storage) -> None:
         self.storage = storage
-        self.bucket: str = storage.bucket  # type: ignore[attr-defined]
+        self.bucket = storage.bucket
         self.location = f"s3://{self.bucket}/{PREFIX}"
 
     @property
     def client(self):  # type: ignore[no-untyped-def]
-        return self.storage.client  # type: ignore[attr-defined]
+        return self.storage.client
 
     async def upload(self, name: str, path: Path) -> None:
         # Multipart for large files, parts retried and the upload aborted on failure (boto3's transfer).
@@ -96,7 +103,7 @@ class S3Backups:
                 if v["Key"] == key and not v.get("IsLatest")
             ]
         for start in range(0, len(stale), 1000):
-            await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": stale[start : start + 1000]})
+            await self.storage.delete_versions(stale[start : start + 1000])  # raises on any refusal
 
     async def read(self, name: str) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -119,17 +126,29 @@ class S3Backups:
             ]
         return found
 
-    async def names(self) -> set[str]:
-        found = set()
+    async def stored(self) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
         paginator = self.client.get_paginator("list_object_versions")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=PREFIX):
-            found |= {
-                v["Key"].removeprefix(PREFIX) for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-            }
+            for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                name = version["Key"].removeprefix(PREFIX)
+                found[name] = min(found.get(name, version["LastModified"]), version["LastModified"])
         return found
 
+    async def abort_unfinished(self, older_than: datetime) -> int:
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=PREFIX):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < older_than:
+                    await self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        return aborted
+
     async def remove(self, name: str) -> int:
-        return await self.storage.delete_prefix(PREFIX + name)  # type: ignore[attr-defined]
+        return await self.storage.delete_prefix(PREFIX + name)
 
 
 class LocalBackups:
@@ -192,8 +211,18 @@ class LocalBackups:
 
         return await asyncio.to_thread(scan)
 
-    async def names(self) -> set[str]:
-        return {entry.name for entry in await self.entries()}
+    async def stored(self) -> dict[str, datetime]:
+        return {entry.name: entry.modified for entry in await self.entries()}
+
+    async def abort_unfinished(self, older_than: datetime) -> int:
+        def sweep() -> int:
+            drafts = [p for p in self.directory.glob(".*") if p.is_file()] if self.directory.is_dir() else []
+            stale = [p for p in drafts if datetime.fromtimestamp(p.stat().st_mtime, UTC) < older_than]
+            for path in stale:
+                path.unlink(missing_ok=True)
+            return len(stale)
+
+        return await asyncio.to_thread(sweep)
 
     async def remove(self, name: str) -> int:
         path = self._path(name)

@@ -185,7 +185,7 @@ class ErasureService:
         if self.journal is None:
             return 0
         cutoff = datetime.now(UTC) - timedelta(days=JOURNAL_DAYS)
-        replayed = 0
+        replayed = failed = 0
         for entry in await self.journal.list(f"{JOURNAL}/"):
             if entry.modified < cutoff:
                 await self.journal.delete(entry.key)
@@ -198,7 +198,10 @@ class ErasureService:
                     await self.erase(tenant_id, contact_id, Requester(by))
                     replayed += 1
                 except Exception as exc:
+                    failed += 1
                     log.error("replaying the erasure of contact %s failed: %s", contact_id, for_the_log(exc))
+        if failed:
+            raise ReplayIncomplete(failed, replayed)
         return replayed
 
     async def _attempt(self, erasure_id: uuid.UUID) -> dict | None:
@@ -246,6 +249,14 @@ class ErasureService:
             removed=dict(sorted(removed.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))),
             pending=_json(row["pending"]),  # type: ignore[arg-type]
         )
+
+
+class ReplayIncomplete(Exception):
+    """Some journaled contacts are still in the database: nothing may be served until they are erased."""
+
+    def __init__(self, failed: int, replayed: int) -> None:
+        super().__init__(f"{failed} contacts erased since the backup could not be erased again ({replayed} were)")
+        self.failed, self.replayed = failed, replayed
 
 
 async def _exists(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> bool:

@@ -80,10 +80,10 @@ class S3Storage:
             for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
                 batch.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
                 if len(batch) == _DELETE_BATCH:
-                    deleted += await self._delete(batch)
+                    deleted += await self.delete_versions(batch)
                     batch = []
         if batch:
-            deleted += await self._delete(batch)
+            deleted += await self.delete_versions(batch)
         return deleted
 
     async def list(self, prefix: str) -> list[StoredObject]:
@@ -96,7 +96,7 @@ class S3Storage:
     async def delete(self, key: str) -> None:
         await self.delete_prefix(key)
 
-    async def _delete(self, objects: list[dict[str, str]]) -> int:
+    async def delete_versions(self, objects: list[dict[str, str]]) -> int:
         response = await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
         if response.get("Errors"):
             # Codes only: the keys are IDs, but an error message may echo anything.

@@ -4,8 +4,11 @@ each is refused with one clear line, and the database is left as it was."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 
+import psutil
 import pytest
 
 from rapidly import metrics
@@ -259,7 +262,7 @@ async def test_an_unreachable_storage_fails_the_scheduled_backup_clearly_and_the
             while schedule.state.latest_created is None:
                 await asyncio.sleep(0.05)
         running.cancel()
-        listed = await Backups(backups_settings, storage).list()
+        listed = await Backups(backups_settings, storage).all()
     finally:
         await storage.close()
         await proxy.close()
@@ -285,7 +288,7 @@ async def test_two_processes_on_one_schedule_make_one_backup(settings, env, scra
         # when
         made = await asyncio.gather(*(s.run_once() for s in schedules))
         again = await schedules[0].run_once()
-        listed = await Backups(backups_settings, storage).list()
+        listed = await Backups(backups_settings, storage).all()
     finally:
         await storage.close()
 
@@ -297,3 +300,88 @@ async def test_two_processes_on_one_schedule_make_one_backup(settings, env, scra
 
 def test_the_backup_key_is_the_tests_own():
     assert len(BACKUP_KEY) >= 32
+
+
+# -- all or nothing ----------------------------------------------------------------------------------
+
+
+async def test_a_restore_that_fails_halfway_leaves_nothing_behind(env, scratch, tmp_path):
+    # given: a backup, and a database whose only object is a type named like a table of the backup,
+    # so the restore fails after it has created the tables before that one
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+    migrated(cli_env)
+    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+    await scratch.recreate()
+    conn = await (await _owner(scratch)).connect()
+    try:
+        await conn.execute("CREATE TYPE public.staff_user AS ENUM ('in', 'the', 'way')")
+    finally:
+        await conn.close()
+
+    # when
+    done = run_cli(cli_env, "backup", "restore", backup_id)
+
+    # then
+    assert done.returncode == 1 and "nothing was restored" in done.stderr and "42710" in done.stderr, done.stderr
+    assert await tables(scratch) == 0
+
+
+async def test_an_overwrite_that_fails_keeps_the_database_it_was_to_replace(env, scratch, tmp_path):
+    # given: a backup, then a tenant, and a type in the restore's way
+    cli_env = scratch_env(env, scratch, tmp_path / "data")
+    migrated(cli_env)
+    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+    made = run_cli(cli_env, "tenant", "create", "--slug", "kept", "--name", "Kept Oy", "--plugin", "roofing_fi")
+    assert made.returncode == 0, made.stderr
+    conn = await (await _owner(scratch)).connect()
+    try:  # a type where the backup has a table: the drops leave it, and the restore fails on it
+        await conn.execute("DROP TABLE public.audit_event CASCADE")
+        await conn.execute("CREATE TYPE public.audit_event AS ENUM ('in', 'the', 'way')")
+    finally:
+        await conn.close()
+    before = await tables(scratch)
+
+    # when: the tables are dropped first, in the restore's transaction, which then fails
+    done = run_cli(cli_env, "backup", "restore", backup_id, "--overwrite")
+
+    # then
+    assert done.returncode == 1 and "nothing was restored" in done.stderr, done.stderr
+    assert await tables(scratch) == before
+    assert await scratch.fetchval("SELECT slug FROM tenant") == "kept"
+
+
+#: pg_dump's session, seen from another (a transaction sees pg_stat_activity as it was at its start).
+DUMPING = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rapidly-backup'"
+
+
+async def test_a_backup_cancelled_mid_dump_stops_the_dump_at_once(settings, env, scratch, tmp_path):
+    # given: a dump waiting for a table that another session holds
+    migrated(scratch_env(env, scratch, tmp_path / "data"))
+    backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
+    storage = storage_for(backups_settings)
+    await storage.start()
+    holder = await (await _owner(scratch)).connect()
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+            making = asyncio.create_task(Backups(backups_settings, storage).create())
+            async with asyncio.timeout(30):
+                while not await scratch.fetchval(DUMPING):
+                    await asyncio.sleep(0.05)
+
+            # when
+            started = time.monotonic()
+            making.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await making
+            stopped = time.monotonic() - started
+            async with asyncio.timeout(5):  # its session waits for the lock on the server until it gets it
+                while [p for p in psutil.Process().children() if p.name() == "pg_dump"]:
+                    await asyncio.sleep(0.05)
+    finally:
+        await holder.close()
+        await storage.close()
+
+    # then
+    assert stopped < 1.0
+    assert await Backups(backups_settings, storage_for(backups_settings)).store.entries() == []

@@ -1,7 +1,7 @@
 """Backups that forget within 30 days: make, list, prune, restore, and the schedule `serve` keeps.
 
-A backup is `pg_dump`'s custom format (compressed), sealed with `RAPIDLY_BACKUP_KEY` (`seal.py`) in
-a temporary file, so nothing readable touches the disk, and then uploaded under `backups/`. Its ID
+A backup is `pg_dump`'s custom format (compressed), sealed with `RAPIDLY_BACKUP_KEY` (`seal.py`) on
+its way to a file, so nothing readable touches the disk, and stored under `backups/`. Its ID
 is its creation time (UTC) and six random hex digits, so IDs sort by time and expire by it. Beside
 the backups, `manifest.json` lists each one's ID, time and size, and nothing else.
 
@@ -121,8 +121,7 @@ class Backups:
         created = datetime.now(UTC).replace(microsecond=0)
         backup_id = _new_id(created)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="rapidly-backup-") as work:
-            path = Path(work) / (backup_id + SUFFIX)
+        async with self.store.staging(backup_id + SUFFIX) as path:
             dumping: list[subprocess.Popen] = []
             try:
                 size = await _in_background_thread(
@@ -139,7 +138,6 @@ class Backups:
                 for process in dumping:
                     process.kill()
                 raise
-            await self.store.upload(backup_id + SUFFIX, path)
         backup = Backup(backup_id, created, size)
         await self.write_manifest()
         log.info("backup %s made: %d bytes in %.1f s", backup_id, size, time.monotonic() - started)
@@ -249,7 +247,8 @@ def _dump_sealed(
     """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size. The
     process goes into `started`, for the caller to stop."""
     command = [tools["pg_dump"], "--format=custom", "--no-password", f"--lock-wait-timeout={LOCK_WAIT}"]
-    with tempfile.TemporaryFile() as errors, path.open("xb") as sink:
+    with tempfile.TemporaryFile() as errors, path.open("xb") as file:
+        sink = _Flushing(file)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
         started.append(process)
         _yield_cpu(process.pid)
@@ -263,6 +262,25 @@ def _dump_sealed(
             errors.seek(0)
             raise BackupError(f"pg_dump failed (exit {code}): {pgtools.last_error(errors.read())}")
     return size
+
+
+class _Flushing:
+    """A file that is flushed to the disk every few megabytes as it is written: one flush of the
+    whole backup at the end would hold up the database's own (its WAL) on the same disk."""
+
+    EVERY = 8 * 1024 * 1024
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file, self.unflushed = file, 0
+
+    def write(self, data: bytes) -> int:
+        written = self.file.write(data)
+        self.unflushed += written
+        if self.unflushed >= self.EVERY:
+            self.file.flush()
+            os.fdatasync(self.file.fileno())
+            self.unflushed = 0
+        return written
 
 
 #: Niceness of the dump and its sealing: requests come first on a machine that has few cores.

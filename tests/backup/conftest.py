@@ -114,17 +114,6 @@ def scratch_settings(settings: Settings, scratch: Scratch, data_dir: Path, **ove
     )
 
 
-def s3_overrides(endpoint: str, bucket: str) -> dict[str, object]:
-    return {
-        "storage": "s3",
-        "s3_endpoint_url": endpoint,
-        "s3_bucket": bucket,
-        "s3_region": "eu-north-1",
-        "s3_access_key_id": "testing",
-        "s3_secret_access_key": "testing",
-    }
-
-
 def scratch_env(env: dict[str, str], scratch: Scratch, data_dir: Path, **extra: str) -> dict[str, str]:
     return {
         **env,

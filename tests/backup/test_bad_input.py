@@ -11,19 +11,28 @@ import time
 import psutil
 import pytest
 
-from rapidly import metrics
+from rapidly import db, metrics
 from rapidly.backup import service
 from rapidly.backup.report import describe
 from rapidly.backup.service import BackupError, Backups, Schedule
 from rapidly.storage import storage_for
-from tests.backup.conftest import BACKUP_KEY, s3_client, s3_env, s3_overrides, scratch_env, scratch_settings
+from tests.backup.conftest import BACKUP_KEY, s3_client, s3_env, scratch_env, scratch_settings
 from tests.conftest import run_cli
-from tests.media.test_s3 import Proxy
+from tests.media.test_s3 import Proxy, s3_settings
 
 
 def migrated(cli_env: dict[str, str]) -> None:
     done = run_cli(cli_env, "migrate")
     assert done.returncode == 0, done.stderr
+
+
+def backed_up_then_a_tenant(cli_env: dict[str, str], slug: str) -> str:
+    """A backup of a migrated database without tenants, and a tenant created after it; the backup's ID."""
+    migrated(cli_env)
+    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
+    made = run_cli(cli_env, "tenant", "create", "--slug", slug, "--name", f"{slug} Oy", "--plugin", "roofing_fi")
+    assert made.returncode == 0, made.stderr
+    return backup_id
 
 
 async def tables(scratch) -> int:  # type: ignore[no-untyped-def]
@@ -135,10 +144,7 @@ async def test_restore_of_a_backup_that_does_not_exist_is_refused(env, scratch, 
 async def test_restore_into_a_database_that_holds_anything_is_refused_unless_told(env, scratch, tmp_path):
     # given: a backup of an empty tenant list, then a tenant created after it
     cli_env = scratch_env(env, scratch, tmp_path / "data")
-    migrated(cli_env)
-    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
-    created = run_cli(cli_env, "tenant", "create", "--slug", "later", "--name", "Later Oy", "--plugin", "roofing_fi")
-    assert created.returncode == 0, created.stderr
+    backup_id = backed_up_then_a_tenant(cli_env, "later")
 
     # when
     refused = run_cli(cli_env, "backup", "restore", backup_id)
@@ -207,7 +213,7 @@ async def test_a_dump_that_fails_leaves_no_backup(settings, env, scratch, tmp_pa
     backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
     storage = storage_for(backups_settings)
     await storage.start()
-    holder = await (await _owner(scratch)).connect()
+    holder = await _owner(scratch).connect()
     try:
         async with holder.transaction():
             await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
@@ -224,9 +230,7 @@ async def test_a_dump_that_fails_leaves_no_backup(settings, env, scratch, tmp_pa
     assert run_cli(cli_env, "backup", "list").stdout == ""
 
 
-async def _owner(scratch):  # type: ignore[no-untyped-def]
-    from rapidly import db
-
+def _owner(scratch):  # type: ignore[no-untyped-def]
     return db.Credentials.from_url(scratch.url)
 
 
@@ -238,7 +242,7 @@ async def test_an_unreachable_storage_fails_the_scheduled_backup_clearly_and_the
     proxy = Proxy(s3_endpoint)
     through = await proxy.start()
     proxy.refuse = True
-    backups_settings = scratch_settings(settings, scratch, tmp_path / "data", **s3_overrides(through, bucket))
+    backups_settings = s3_settings(scratch_settings(settings, scratch, tmp_path / "data"), through, bucket)
     backups_settings = backups_settings.model_copy(update={"backup_every_hours": 24})
     storage = storage_for(backups_settings)
     await storage.start()
@@ -312,7 +316,7 @@ async def test_a_restore_that_fails_halfway_leaves_nothing_behind(env, scratch, 
     migrated(cli_env)
     backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
     await scratch.recreate()
-    conn = await (await _owner(scratch)).connect()
+    conn = await _owner(scratch).connect()
     try:
         await conn.execute("CREATE TYPE public.staff_user AS ENUM ('in', 'the', 'way')")
     finally:
@@ -329,11 +333,8 @@ async def test_a_restore_that_fails_halfway_leaves_nothing_behind(env, scratch, 
 async def test_an_overwrite_that_fails_keeps_the_database_it_was_to_replace(env, scratch, tmp_path):
     # given: a backup, then a tenant, and a type in the restore's way
     cli_env = scratch_env(env, scratch, tmp_path / "data")
-    migrated(cli_env)
-    backup_id = run_cli(cli_env, "backup", "create").stdout.splitlines()[-1]
-    made = run_cli(cli_env, "tenant", "create", "--slug", "kept", "--name", "Kept Oy", "--plugin", "roofing_fi")
-    assert made.returncode == 0, made.stderr
-    conn = await (await _owner(scratch)).connect()
+    backup_id = backed_up_then_a_tenant(cli_env, "kept")
+    conn = await _owner(scratch).connect()
     try:  # a type where the backup has a table: the drops leave it, and the restore fails on it
         await conn.execute("DROP TABLE public.audit_event CASCADE")
         await conn.execute("CREATE TYPE public.audit_event AS ENUM ('in', 'the', 'way')")
@@ -360,7 +361,7 @@ async def test_a_backup_cancelled_mid_dump_stops_the_dump_at_once(settings, env,
     backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
     storage = storage_for(backups_settings)
     await storage.start()
-    holder = await (await _owner(scratch)).connect()
+    holder = await _owner(scratch).connect()
     try:
         async with holder.transaction():
             await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")

@@ -19,6 +19,7 @@ from rapidly.notifications.models import Notification
 from rapidly.ratelimit import service as ratelimit
 from rapidly.ratelimit.models import RateLimit
 from rapidly.realtime.models import ContactEventLog
+from rapidly.storage import journal_key
 from tests.conftest import subscribe
 from tests.contacts.test_contacts_api import CONTACTS, NOTIFICATIONS, save, staff_token, start
 
@@ -274,6 +275,34 @@ async def test_a_restored_backup_is_erased_again_from_the_journal(gql, two_tenan
     assert not await FieldValue.exists(contact_id=contact.id)
     assert (await Erasure.get(contact_id=contact.id)).requested_by == Requester.END_USER
     assert await erasure.replay() == 0
+
+
+@pytest.mark.parametrize("entry", [b"not json", b'{"requestedBy": "SOMEONE_NEW"}', b"[]", b""])
+async def test_a_journal_entry_that_cannot_be_read_still_erases_its_contact(gql, two_tenants, server, entry):
+    # given: a backup brought the contact back, and its journal entry is unreadable (a newer
+    # version's, or damaged), beside an object in the journal that is none of ours
+    token, _ = await filled_contact(gql)
+    contact = await contacts.contact_for_token(token)
+    conn = connections.get("default")
+    backup = {"contact": (await conn.execute_query("SELECT * FROM contact WHERE id = $1", [contact.id]))[1]}
+    erasure: ErasureService = server.app.state.erasure
+    assert (await erasure.erase(contact.tenant_id, contact.id, Requester.END_USER)).complete
+    await restore(backup)
+    await Erasure.filter(contact_id=contact.id).delete()
+    storage = server.app.state.storage
+    await storage.put(journal_key(contact.tenant_id, contact.id), entry, "application/json")
+    stray = storage.root / "erasures" / "README"
+    stray.write_text("not a journal entry")
+
+    # when
+    try:
+        replayed = await erasure.replay()
+    finally:
+        stray.unlink()
+
+    # then
+    assert replayed == 1 and not await Contact.exists(id=contact.id)
+    assert (await Erasure.get(contact_id=contact.id)).requested_by == Requester.RETENTION
 
 
 async def restore(backup: dict) -> None:

@@ -135,15 +135,11 @@ def read_header(source: BinaryIO) -> tuple[Header, bytes]:
     magic = source.read(len(MAGIC))
     if magic != MAGIC:
         raise BackupUnreadable("not a Rapidly backup (or one from a newer version)")
-    raw_length = source.read(_LENGTH.size)
-    if len(raw_length) < _LENGTH.size:
-        raise BackupUnreadable("the backup is truncated")
+    raw_length = _read_exactly(source, _LENGTH.size)
     (length,) = _LENGTH.unpack(raw_length)
     if length > _MAX_HEADER:
         raise BackupUnreadable("the backup's header is damaged")
-    raw = source.read(length)
-    if len(raw) < length:
-        raise BackupUnreadable("the backup is truncated")
+    raw = _read_exactly(source, length)
     return Header.decode(raw), magic + raw_length + raw
 
 
@@ -158,24 +154,15 @@ def unseal(source: BinaryIO, sink: BinaryIO | None, passphrase: str, backup_id: 
         raise WrongKey()
     if header.backup_id != backup_id:
         raise BackupUnreadable(f"the file holds backup {header.backup_id!r}, not {backup_id!r}")
-    stream_header = source.read(sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES)
-    if len(stream_header) < sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES:
-        raise BackupUnreadable("the backup is truncated")
+    stream_header = _read_exactly(source, sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES)
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, stream_header, key)
     associated: bytes | None = prefix
     while True:
-        raw_length = source.read(_LENGTH.size)
-        if not raw_length:
-            raise BackupUnreadable("the backup is truncated: its last part is missing")
-        if len(raw_length) < _LENGTH.size:
-            raise BackupUnreadable("the backup is truncated")
-        (length,) = _LENGTH.unpack(raw_length)
+        (length,) = _LENGTH.unpack(_read_exactly(source, _LENGTH.size, at_a_boundary=True))
         if length > _SEALED_CHUNK:
             raise BackupUnreadable("the backup was altered: a part has an impossible length")
-        sealed = source.read(length)
-        if len(sealed) < length:
-            raise BackupUnreadable("the backup is truncated")
+        sealed = _read_exactly(source, length)
         try:
             chunk, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, sealed, associated)
         except CryptoError:
@@ -187,6 +174,17 @@ def unseal(source: BinaryIO, sink: BinaryIO | None, passphrase: str, backup_id: 
             if source.read(1):
                 raise BackupUnreadable("the backup was altered: bytes follow its last part")
             return header
+
+
+def _read_exactly(source: BinaryIO, size: int, *, at_a_boundary: bool = False) -> bytes:
+    """`size` bytes of a sealed file, or `BackupUnreadable`: it ends early (at a part's boundary, the
+    last part is missing)."""
+    data = source.read(size)
+    if len(data) < size:
+        if at_a_boundary and not data:
+            raise BackupUnreadable("the backup is truncated: its last part is missing")
+        raise BackupUnreadable("the backup is truncated")
+    return data
 
 
 def _read_full(source: BinaryIO, size: int) -> bytes:

@@ -185,8 +185,8 @@ class Backups:
                 await self.store.remove(name)
                 pruned.append(backup_id)
         await self.store.abort_unfinished(now - timedelta(days=1))
-        await self.write_manifest()
-        if pruned:
+        if pruned:  # else the manifest is as it was: no rewrite (and no new version) every check
+            await self.write_manifest()
             log.info("backups pruned: %d older than %d days", len(pruned), self.settings.backup_retention_days)
         return pruned
 
@@ -496,12 +496,13 @@ class Schedule:
     async def run_once(self) -> Backup | None:
         """Make a backup if one is due and no other process is making it, and prune. Never raises."""
         try:
-            self._saw(await self.backups.latest())  # every process, for /metrics
             async with _schedule_lock(self.settings) as held:
+                latest = await self.backups.latest()  # in every process, for /metrics
+                self._saw(latest)
                 if not held:
                     return None
                 made = None
-                if self._due(await self.backups.latest()):  # again: another process may have made one
+                if self._due(latest):  # read under the lock: another process may have just made one
                     made = await self.backups.create()
                     metrics.BACKUPS.labels(outcome="ok").inc()
                     self._saw(made)

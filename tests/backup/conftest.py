@@ -19,6 +19,7 @@ import pytest
 
 from rapidly import db
 from rapidly.config import Settings
+from rapidly.storage import Storage, storage_for
 from tests.conftest import free_port
 
 BACKUP_KEY = "backup passphrase of the tests, " + "b" * 16
@@ -112,6 +113,17 @@ def scratch_settings(settings: Settings, scratch: Scratch, data_dir: Path, **ove
     return settings.model_copy(
         update={"database_url": scratch.url, "data_dir": data_dir, "backup_key": BACKUP_KEY, **overrides}
     )
+
+
+@contextlib.asynccontextmanager
+async def opened_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """The object storage `settings` name, started, and closed afterwards."""
+    storage = storage_for(settings)
+    await storage.start()
+    try:
+        yield storage
+    finally:
+        await storage.close()
 
 
 def scratch_env(env: dict[str, str], scratch: Scratch, data_dir: Path, **extra: str) -> dict[str, str]:

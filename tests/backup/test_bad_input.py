@@ -15,8 +15,14 @@ from rapidly import db, metrics
 from rapidly.backup import service
 from rapidly.backup.report import describe
 from rapidly.backup.service import BackupError, Backups, Schedule
-from rapidly.storage import storage_for
-from tests.backup.conftest import BACKUP_KEY, s3_client, s3_env, scratch_env, scratch_settings
+from tests.backup.conftest import (
+    BACKUP_KEY,
+    opened_storage,
+    s3_client,
+    s3_env,
+    scratch_env,
+    scratch_settings,
+)
 from tests.conftest import run_cli
 from tests.media.test_s3 import Proxy, s3_settings
 
@@ -211,19 +217,10 @@ async def test_a_dump_that_fails_leaves_no_backup(settings, env, scratch, tmp_pa
     migrated(cli_env)
     monkeypatch.setattr(service, "LOCK_WAIT", "1s")
     backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
-    storage = storage_for(backups_settings)
-    await storage.start()
-    holder = await _owner(scratch).connect()
-    try:
-        async with holder.transaction():
-            await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
-
-            # when
-            with pytest.raises(BackupError, match=r"pg_dump failed \(exit 1\)") as failed:
-                await Backups(backups_settings, storage).create()
-    finally:
-        await holder.close()
-        await storage.close()
+    async with opened_storage(backups_settings) as storage, contact_table_locked(scratch):
+        # when
+        with pytest.raises(BackupError, match=r"pg_dump failed \(exit 1\)") as failed:
+            await Backups(backups_settings, storage).create()
 
     # then
     assert "timeout" in str(failed.value)  # pg_dump gave up waiting for the lock
@@ -232,6 +229,18 @@ async def test_a_dump_that_fails_leaves_no_backup(settings, env, scratch, tmp_pa
 
 def _owner(scratch):  # type: ignore[no-untyped-def]
     return db.Credentials.from_url(scratch.url)
+
+
+@contextlib.asynccontextmanager
+async def contact_table_locked(scratch):  # type: ignore[no-untyped-def]
+    """Another session holds the contact table, as a migration would: a dump waits for it."""
+    holder = await _owner(scratch).connect()
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await holder.close()
 
 
 async def test_an_unreachable_storage_fails_the_scheduled_backup_clearly_and_the_schedule_tries_again(
@@ -244,31 +253,30 @@ async def test_an_unreachable_storage_fails_the_scheduled_backup_clearly_and_the
     proxy.refuse = True
     backups_settings = s3_settings(scratch_settings(settings, scratch, tmp_path / "data"), through, bucket)
     backups_settings = backups_settings.model_copy(update={"backup_every_hours": 24})
-    storage = storage_for(backups_settings)
-    await storage.start()
-    schedule = Schedule(Backups(backups_settings, storage))
     failed_before = metrics.BACKUPS.labels(outcome="failed")._value.get()
     monkeypatch.setattr(service, "FIRST_CHECK_SECONDS", 0)
     monkeypatch.setattr(service, "CHECK_SECONDS", 0.2)
     caplog.set_level(logging.INFO)
     try:
-        # when: the schedule runs while the storage is out of reach
-        running = asyncio.create_task(schedule.run())
-        async with asyncio.timeout(60):
-            while schedule.state.last_failure is None:
-                await asyncio.sleep(0.05)
-        failed_state = (schedule.state.last_error, schedule.state.latest_created)
-        report, ok = await describe(backups_settings)
+        async with opened_storage(backups_settings) as storage:
+            schedule = Schedule(Backups(backups_settings, storage))
 
-        # ... and then it is back
-        proxy.refuse = False
-        async with asyncio.timeout(60):
-            while schedule.state.latest_created is None:
-                await asyncio.sleep(0.05)
-        running.cancel()
-        listed = await Backups(backups_settings, storage).all()
+            # when: the schedule runs while the storage is out of reach
+            running = asyncio.create_task(schedule.run())
+            async with asyncio.timeout(60):
+                while schedule.state.last_failure is None:
+                    await asyncio.sleep(0.05)
+            failed_state = (schedule.state.last_error, schedule.state.latest_created)
+            report, ok = await describe(backups_settings)
+
+            # ... and then it is back
+            proxy.refuse = False
+            async with asyncio.timeout(60):
+                while schedule.state.latest_created is None:
+                    await asyncio.sleep(0.05)
+            running.cancel()
+            listed = await Backups(backups_settings, storage).all()
     finally:
-        await storage.close()
         await proxy.close()
 
     # then
@@ -284,17 +292,13 @@ async def test_two_processes_on_one_schedule_make_one_backup(settings, env, scra
     # given
     migrated(scratch_env(env, scratch, tmp_path / "data"))
     backups_settings = scratch_settings(settings, scratch, tmp_path / "data", backup_every_hours=24)
-    storage = storage_for(backups_settings)
-    await storage.start()
-    try:
+    async with opened_storage(backups_settings) as storage:
         schedules = [Schedule(Backups(backups_settings, storage)) for _ in range(2)]
 
         # when
         made = await asyncio.gather(*(s.run_once() for s in schedules))
         again = await schedules[0].run_once()
         listed = await Backups(backups_settings, storage).all()
-    finally:
-        await storage.close()
 
     # then
     assert len([m for m in made if m is not None]) == 1
@@ -359,30 +363,23 @@ async def test_a_backup_cancelled_mid_dump_stops_the_dump_at_once(settings, env,
     # given: a dump waiting for a table that another session holds
     migrated(scratch_env(env, scratch, tmp_path / "data"))
     backups_settings = scratch_settings(settings, scratch, tmp_path / "data")
-    storage = storage_for(backups_settings)
-    await storage.start()
-    holder = await _owner(scratch).connect()
-    try:
-        async with holder.transaction():
-            await holder.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
-            making = asyncio.create_task(Backups(backups_settings, storage).create())
-            async with asyncio.timeout(30):
-                while not await scratch.fetchval(DUMPING):
-                    await asyncio.sleep(0.05)
+    async with opened_storage(backups_settings) as storage, contact_table_locked(scratch):
+        making = asyncio.create_task(Backups(backups_settings, storage).create())
+        async with asyncio.timeout(30):
+            while not await scratch.fetchval(DUMPING):
+                await asyncio.sleep(0.05)
 
-            # when
-            started = time.monotonic()
-            making.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await making
-            stopped = time.monotonic() - started
-            async with asyncio.timeout(5):  # its session waits for the lock on the server until it gets it
-                while [p for p in psutil.Process().children() if p.name() == "pg_dump"]:
-                    await asyncio.sleep(0.05)
-    finally:
-        await holder.close()
-        await storage.close()
+        # when
+        started = time.monotonic()
+        making.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await making
+        stopped = time.monotonic() - started
+        async with asyncio.timeout(5):  # its session waits for the lock on the server until it gets it
+            while [p for p in psutil.Process().children() if p.name() == "pg_dump"]:
+                await asyncio.sleep(0.05)
+        left = await Backups(backups_settings, storage).store.entries()
 
     # then
     assert stopped < 1.0
-    assert await Backups(backups_settings, storage_for(backups_settings)).store.entries() == []
+    assert left == []

@@ -10,6 +10,7 @@ them answers a scrape with the sum (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -163,9 +164,16 @@ class Observe:
             await self.app(scope, receive, sending)  # type: ignore[arg-type]
         finally:
             operation = record.operation or _route_of(scope)
-            outcome = record.outcome or _outcome_of(status)
-            REQUESTS.labels(operation, outcome).inc()
-            LATENCY.labels(operation).observe(time.perf_counter() - started)
+            count, time_it = _series(operation, record.outcome or _outcome_of(status))
+            count.inc()
+            time_it.observe(time.perf_counter() - started)
+
+
+@functools.cache
+def _series(operation: str, outcome: str) -> tuple[Counter, Histogram]:
+    """A request's counter and histogram, found once per label pair (a closed set of pairs) rather
+    than by `labels()` on every request, which builds and checks the pair anew each time."""
+    return REQUESTS.labels(operation, outcome), LATENCY.labels(operation)
 
 
 def _route_of(scope: Scope) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rapidly.storage import Storage
+from rapidly.storage.local import write_whole
 
 if TYPE_CHECKING:
     from rapidly.storage.s3 import S3Storage
@@ -198,16 +199,7 @@ class LocalBackups:
         await asyncio.to_thread(shutil.copyfile, source, path)
 
     async def write(self, name: str, data: bytes) -> None:
-        def write() -> None:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            target = self._path(name)
-            draft = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(draft, target)
-
-        await asyncio.to_thread(write)
+        await asyncio.to_thread(write_whole, self._path(name), data)
 
     async def read(self, name: str) -> bytes | None:
         path = self._path(name)

@@ -36,16 +36,7 @@ class LocalStorage:
         return self.root.joinpath(*parts)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._write, self.path_of(key), data)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(draft, path)  # readers see the whole file or none
+        await asyncio.to_thread(write_whole, self.path_of(key), data)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path_of(key).read_bytes)
@@ -98,6 +89,16 @@ class LocalStorage:
 
     def url_origin(self) -> str | None:
         return None
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write a file readable by this user alone, so that readers see the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(draft, path)
 
 
 def _is_uuid(text: str) -> bool:

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import httpx
@@ -20,7 +19,7 @@ import pytest
 from rapidly import db
 from rapidly.config import Settings
 from rapidly.storage import Storage, storage_for
-from tests.conftest import free_port
+from tests.conftest import free_port, with_database
 
 BACKUP_KEY = "backup passphrase of the tests, " + "b" * 16
 METRICS_TOKEN = "metrics-token-of-the-tests-" + "m" * 16
@@ -28,10 +27,6 @@ METRICS_TOKEN = "metrics-token-of-the-tests-" + "m" * 16
 
 def _admin(database_url: str) -> db.Credentials:
     return db.Credentials.from_url(database_url)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def _run(database_url: str, *statements: str) -> None:

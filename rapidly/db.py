@@ -1,8 +1,8 @@
 """PostgreSQL: the embedded server, migrations as the owner, the ORM as a non-owner role.
 
-Two roles, so that row-level security can be switched on later without touching the app: the
-owner (the role in `RAPIDLY_DATABASE_URL`) owns the tables and runs migrations; the app connects as
-`<database>_app`, which may read and write rows but cannot alter tables or bypass RLS.
+Two roles: the owner (the role in `RAPIDLY_DATABASE_URL`) owns the tables and runs migrations; the
+app connects as `<database>_app`, which may read and write rows but cannot alter tables or bypass
+row-level security, and so sees only the rows of the tenant its transaction names (`rapidly.tenancy`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import atexit
 import base64
 import hmac
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -25,6 +26,7 @@ from tortoise.exceptions import ConfigurationError
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
+from rapidly import tenancy
 from rapidly.config import ENV_PREFIX, Settings
 from rapidly.errors import for_the_log
 
@@ -44,6 +46,8 @@ MODEL_MODULES = [
     "rapidly.chat.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
+#: Modules that define `Routine`s: imported by `migrate`, which (re)creates them.
+ROUTINE_MODULES = ["rapidly.contacts.service"]
 EMBEDDED_DATABASE = "rapidly"
 #: Serialises concurrent `migrate` runs (several processes starting at once).
 _MIGRATION_LOCK_ID = 0x52415049  # "RAPI"
@@ -123,7 +127,7 @@ def tortoise_config(credentials: Credentials, pool_size: int) -> dict:
     return {
         "connections": {
             "default": {
-                "engine": "tortoise.backends.asyncpg",
+                "engine": "rapidly.tenancy",  # the asyncpg client, with the tenant set
                 "credentials": {**credentials.connect_kwargs(), **pool},
             }
         },
@@ -147,6 +151,7 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
         await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
         await tortoise_migrate(config=tortoise_config(owner, 2), progress=progress)
         await Tortoise.close_connections()
+        await _ensure_routines(lock)
         await _ensure_app_role(lock, settings, owner)
         if not await lock.fetchval("SELECT lower('ÅÄÖ') = 'åäö'"):
             log.warning(
@@ -166,9 +171,15 @@ async def is_migrated(settings: Settings) -> bool:
     await Tortoise.init(config=config, init_connections=False)
     try:
         steps = await MigrationExecutor(get_connection("default"), config["apps"]).plan(None)
+        if any(not step.backward for step in steps):
+            return False
+        _, rows = await get_connection("default").execute_query(
+            "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+        )
     finally:
         await Tortoise.close_connections()
-    return not any(not step.backward for step in steps)
+    installed = {row["proname"]: row["prosrc"] for row in rows}
+    return all(installed.get(r.name) == r.source for r in _routines())
 
 
 async def pending_migrations() -> list:
@@ -187,7 +198,8 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
     quoted_role = quote_ident(role)
     password = _app_password(settings, role).replace("'", "''")
     existing = await conn.fetchrow(
-        "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolcreatedb AS privileged FROM pg_roles "
+        "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolcreatedb OR rolreplication AS privileged "
+        "FROM pg_roles "
         "WHERE rolname = $1",
         role,
     )
@@ -195,11 +207,13 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         raise RuntimeError(
             f"RAPIDLY_DATABASE_APP_ROLE: {role!r} is the owner or a privileged role; name a role for the app alone"
         )
-    verb = "ALTER" if existing else "CREATE"
-    await conn.execute(
-        f"{verb} ROLE {quoted_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
-        f"NOREPLICATION PASSWORD '{password}'"
-    )
+    if existing:  # not privileged (checked above); only a superuser may even restate NOSUPERUSER
+        await conn.execute(f"ALTER ROLE {quoted_role} LOGIN PASSWORD '{password}'")
+    else:
+        await conn.execute(
+            f"CREATE ROLE {quoted_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+            f"NOREPLICATION PASSWORD '{password}'"
+        )
     database = quote_ident(owner.database)
     # Identifiers are quoted by _ident; DDL takes no bind parameters.
     for statement in (
@@ -208,8 +222,88 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted_role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted_role}",
         f"REVOKE ALL ON TABLE tortoise_migrations FROM {quoted_role}",
+        # No object of the app role's own can stand between it and a table (PostgreSQL 15's default).
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
     ):
         await conn.execute(statement)
+    # The cross-tenant functions (migration 0008): the app's, and no one else's. Again after every
+    # migration, as a restore (`--no-acl`) brings them back with PostgreSQL's default grant to PUBLIC.
+    for function in await conn.fetch(
+        "SELECT oid::regprocedure::text AS signature FROM pg_proc "
+        "WHERE pronamespace = 'public'::regnamespace AND prosecdef"
+    ):
+        await conn.execute(f"REVOKE ALL ON FUNCTION {function['signature']} FROM PUBLIC")
+        await conn.execute(f"GRANT EXECUTE ON FUNCTION {function['signature']} TO {quoted_role}")
+
+
+@dataclass(frozen=True)
+class Routine:
+    """One statement of a hot path, run as a tenant in a single round trip: a PL/pgSQL function
+    (not SECURITY DEFINER: it runs as the app role, under its policies) that sets the tenant for its
+    own transaction, its first parameter, then returns the statement's rows.
+
+    Outside a transaction, a statement on the pool would otherwise take three round trips (BEGIN
+    with the setting, the statement, COMMIT), and the save is the hottest statement there is.
+    `migrate` (re)creates each one from the code (it is listed in `ROUTINE_MODULES`), so the SQL
+    stays where its domain builds it; `is_migrated` is false while one differs. PL/pgSQL keeps its
+    plan per connection, as a prepared statement would."""
+
+    name: str
+    #: The statement's parameters' types; $1 is the tenant's ID, and the statement uses $1..$n.
+    params: tuple[str, ...]
+    #: Its rows, as `TABLE (...)`: column names and types exactly as the statement returns them.
+    returns: str
+    body: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_call", self.call)
+        _ROUTINES.append(self)
+
+    @property
+    def source(self) -> str:
+        # Columns win over the OUT parameters of the same name (`updated_at`, ...).
+        return (
+            f"\n#variable_conflict use_column\nBEGIN\n    PERFORM set_config('{tenancy.SETTING}', $1::text, true);\n"
+            f"    RETURN QUERY {self.body.strip()};\nEND\n"
+        )
+
+    def ddl(self) -> str:
+        if "$routine$" in self.body:
+            raise ValueError(f"routine {self.name}: its body may not hold the quote $routine$")
+        return (
+            f"CREATE OR REPLACE FUNCTION {self.name}({', '.join(self.params)}) RETURNS {self.returns} "
+            f"LANGUAGE plpgsql VOLATILE AS $routine${self.source}$routine$"
+        )
+
+    @property
+    def call(self) -> str:
+        return f"SELECT * FROM {self.name}({', '.join(f'${i}' for i in range(1, len(self.params) + 1))})"  # noqa: S608
+
+    async def fetch(self, tenant_id: uuid.UUID, *args: object) -> list:
+        """The statement's rows, as `tenant_id`: the tenant of this task, if it has one (a request is
+        bound to it, as by `tenancy.scoped`). In a transaction, on its connection."""
+        tenancy.claim(tenant_id)
+        client = connections.get("default")
+        if isinstance(client, TransactionalDBClient):
+            return await client.execute_query_dict(self._call, [tenant_id, *args])
+        async with client.acquire_unscoped() as conn:  # type: ignore[attr-defined]
+            return await conn.fetch(self._call, tenant_id, *args)
+
+
+_ROUTINES: list[Routine] = []
+
+
+def _routines() -> list[Routine]:
+    import importlib
+
+    for module in ROUTINE_MODULES:
+        importlib.import_module(module)
+    return list(_ROUTINES)
+
+
+async def _ensure_routines(conn: asyncpg.Connection) -> None:
+    for routine in _routines():
+        await conn.execute(routine.ddl())
 
 
 class ConnectionBudgetExceeded(Exception):
@@ -345,15 +439,26 @@ def _run_after_commit(callback: Callable[[], object]) -> None:
 
 
 async def delete_in_batches(sql: str, args: list[object], batch: int = 1000) -> int:
-    """Run a `DELETE ... LIMIT`-style statement (its last parameter is the batch size) until it
-    removes fewer rows than that; returns how many in all. Each batch is its own short transaction,
-    so a purge of millions never holds locks, or the WAL, for longer than one batch."""
+    """Run a `DELETE ... LIMIT`-style statement (its last parameter is the batch size) tenant by
+    tenant, each until it removes fewer rows than that; returns how many in all. Each batch is its
+    own short transaction, so a purge of millions never holds locks, or the WAL, for longer than one
+    batch."""
     total = 0
-    while True:
-        count, _ = await connections.get("default").execute_query(sql, [*args, batch])
-        total += count
-        if count < batch:
-            return total
+    for tenant_id in await tenant_ids():
+        with tenancy.as_tenant(tenant_id):
+            while True:
+                count, _ = await connections.get("default").execute_query(sql, [*args, batch])
+                total += count
+                if count < batch:
+                    break
+    return total
+
+
+async def tenant_ids() -> list[uuid.UUID]:
+    """Every tenant's ID, for work that goes tenant by tenant (the tenant table has no tenant_id:
+    it is the one table every role reads whole). Platform-wide rows (`tenancy.PLATFORM`) come last."""
+    rows = await connections.get("default").execute_query_dict("SELECT id FROM tenant ORDER BY id")
+    return [row["id"] for row in rows] + [tenancy.PLATFORM]
 
 
 def pool_usage() -> tuple[int, int]:

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rapidly import logs
+from rapidly import logs, tenancy
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -146,6 +146,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         logs.begin_request()
+        tenancy.begin_request()
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

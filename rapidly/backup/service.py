@@ -249,7 +249,15 @@ def _dump_sealed(
 ) -> int:
     """`pg_dump` (one consistent snapshot, compressed) straight into a sealed file; its size. The
     process goes into `started`, for the caller to stop."""
-    command = [tools["pg_dump"], "--format=custom", f"--compress={COMPRESSION}", "--no-password"]
+    # --enable-row-security: an owner that is not a superuser reads every row through its policy
+    # (`database_owner`, migration 0008); pg_dump's default (row_security off) would refuse it.
+    command = [
+        tools["pg_dump"],
+        "--format=custom",
+        f"--compress={COMPRESSION}",
+        "--no-password",
+        "--enable-row-security",
+    ]
     command.append(f"--lock-wait-timeout={LOCK_WAIT}")
     with tempfile.TemporaryFile() as errors, path.open("xb") as file:
         sink = _Flushing(file)
@@ -431,6 +439,12 @@ _RELATIONS = """
 SELECT c.relname, c.relkind::text AS relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 """
+#: Functions of `public` that are not an extension's: the policies' and cross-tenant ones (0008).
+_FUNCTIONS = """
+SELECT format('public.%I(%s)', p.proname, pg_get_function_identity_arguments(p.oid)) AS signature FROM pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+"""
 _DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
 
 
@@ -440,6 +454,7 @@ async def _prepare_target(owner: db.Credentials, overwrite: bool) -> bytes:
     conn = await owner.connect()
     try:
         relations = await conn.fetch(_RELATIONS)
+        functions = await conn.fetch(_FUNCTIONS)
     finally:
         await conn.close()
     if not relations:
@@ -452,6 +467,7 @@ async def _prepare_target(owner: db.Credentials, overwrite: bool) -> bytes:
     # Running processes hold locks: fail rather than wait for them (or hold them up).
     drops = ["SET LOCAL lock_timeout = '10s';"]
     drops += [f"DROP {_DROP[r['relkind']]} IF EXISTS public.{db.quote_ident(r['relname'])} CASCADE;" for r in relations]
+    drops += [f"DROP FUNCTION IF EXISTS {f['signature']} CASCADE;" for f in functions]
     return "\n".join([*drops, ""]).encode()
 
 

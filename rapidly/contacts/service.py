@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, metrics, security
+from rapidly import db, metrics, security, tenancy
 from rapidly.config import Settings
 from rapidly.contacts.models import Contact, ContactToken
 from rapidly.contacts.values import is_empty, normalise
@@ -113,6 +113,14 @@ SELECT
 FROM locked
 """  # noqa: S608 -- module constants; every value is a bind parameter
 
+#: The save as one round trip that sets the tenant itself (see `db.Routine`).
+_SAVE_ROUTINE = db.Routine(
+    "rapidly_save",
+    params=("uuid", "uuid", "text", "text", "text", "text", "text", "timestamptz", "text", "timestamptz"),
+    returns="TABLE (first_save boolean, changed boolean, updated_at timestamptz, announce text[], enqueued bigint)",
+    body=_SAVE,
+)
+
 
 _STORED_AT = "SELECT updated_at FROM field_value WHERE tenant_id = $1 AND contact_id = $2 AND key = $3"
 
@@ -178,11 +186,12 @@ async def start_contact(
     )
     tenant = await tenants.get_by_slug(slug)
     origins.require(tenant, origin)
-    async with db.transaction() as conn:
-        contact = await Contact.create(
-            using_db=conn, tenant=tenant, locale=resolve_locale(locale, tenant.default_locale)
-        )
-        return await issue_token(conn, tenant.id, contact.id, timedelta(days=settings.contact_token_days))
+    with tenancy.scoped(tenant.id):
+        async with db.transaction() as conn:
+            contact = await Contact.create(
+                using_db=conn, tenant=tenant, locale=resolve_locale(locale, tenant.default_locale)
+            )
+            return await issue_token(conn, tenant.id, contact.id, timedelta(days=settings.contact_token_days))
 
 
 async def issue_token(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id: uuid.UUID, lifetime: timedelta) -> str:
@@ -223,7 +232,9 @@ async def contact_for_token(token: str) -> Contact | None:
 
 async def _contact_for_hash(token_hash: str) -> Contact | None:
     # One plain statement: building it through the ORM's query builder cost more CPU than the rest of a save.
-    return await tenants.fetch_with_tenant(Contact, _CONTACT_COLUMNS, _CONTACT_FOR_TOKEN, token_hash)
+    return await tenants.fetch_with_tenant(
+        Contact, _CONTACT_COLUMNS, "rapidly_contact_token_tenant", _CONTACT_FOR_TOKEN, token_hash
+    )
 
 
 @dataclass(slots=True)
@@ -315,7 +326,6 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
     value = None if is_empty(value) else value
     link = messaging.self_service_link(tenant, contact, ADDRESS_CHANNELS.get(spec.role)) if value is not None else None
     params = [
-        tenant.id,
         contact.id,
         key,
         None if value is None else json.dumps(value, ensure_ascii=False),
@@ -324,19 +334,20 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
         tenant.updated_at,
     ]
     if saver.saved_before:  # first_saved_at is never unset: one statement
-        async with db.connection() as conn:
-            row = await conn.fetchrow(_SAVE, *params)
+        rows = await _SAVE_ROUTINE.fetch(tenant.id, *params)
+        row = rows[0] if rows else None
         if row is not None:
             announce_committed(row["announce"])
     else:  # the first save also notifies the staff, in the same transaction
-        async with db.transaction() as tx:
-            rows = await tx.execute_query_dict(_SAVE, params)
-            row = rows[0] if rows else None
-            if row and row["first_save"] and row["changed"]:
-                await notifications.notify_staff(tx, tenant.id, notifications.NEW_CONTACT, contact.id)
-                await messaging.to_staff(tx, tenant, MessageEvent.NEW_CONTACT, contact.id)
-            if row:
-                announce_committed(row["announce"])
+        with tenancy.scoped(tenant.id):
+            async with db.transaction() as tx:
+                rows = await _SAVE_ROUTINE.fetch(tenant.id, *params)
+                row = rows[0] if rows else None
+                if row and row["first_save"] and row["changed"]:
+                    await notifications.notify_staff(tx, tenant.id, notifications.NEW_CONTACT, contact.id)
+                    await messaging.to_staff(tx, tenant, MessageEvent.NEW_CONTACT, contact.id)
+                if row:
+                    announce_committed(row["announce"])
         saver.saved_before = row is not None and (row["changed"] or not row["first_save"])
     if row is None:
         return None
@@ -348,8 +359,9 @@ async def _save(saver: Saver, key: str, raw: object) -> SavedValue | None:
 
 
 async def _stored_at(contact: Contact, key: str) -> datetime | None:
-    async with db.connection() as conn:
-        return await conn.fetchval(_STORED_AT, contact.tenant_id, contact.id, key)
+    with tenancy.scoped(contact.tenant_id):  # type: ignore[attr-defined]
+        async with db.connection() as conn:
+            return await conn.fetchval(_STORED_AT, contact.tenant_id, contact.id, key)
 
 
 async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:
@@ -357,7 +369,8 @@ async def get_contact(tenant_id: uuid.UUID, contact_id: str) -> Contact | None:
     cid = parse_id(contact_id)
     if cid is None:
         return None
-    return await Contact.get_or_none(id=cid, tenant_id=tenant_id, first_saved_at__not_isnull=True)
+    with tenancy.scoped(tenant_id):
+        return await Contact.get_or_none(id=cid, tenant_id=tenant_id, first_saved_at__not_isnull=True)
 
 
 async def list_contacts(tenant: Tenant, first: int, after: str | None, search: str | None = None) -> Page:
@@ -399,12 +412,10 @@ async def _page(tenant_id: uuid.UUID, first: int, after: tuple[datetime, uuid.UU
     ORDER BY c.updated_at DESC, c.id DESC LIMIT $4
     """  # noqa: S608 - placeholders only; every value is a bind parameter
     args = (tenant_id, *(after or (None, None)), first + 1, *likes)
-    async with db.connection() as conn:
-        if likes:
-            async with conn.transaction():
+    with tenancy.scoped(tenant_id):
+        async with db.connection() as conn:  # in a transaction of its own, which sets the tenant
+            if likes:
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                rows = await conn.fetch(sql, *args)
-        else:
             rows = await conn.fetch(sql, *args)
     found = [Contact._init_from_db(**dict(row)) for row in rows]
     return Page(contacts=found[:first], has_next=len(found) > first)
@@ -466,8 +477,9 @@ async def values_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUI
     values (a page of 50 contacts has 200: the ORM's query builder and model instances cost more
     than the query)."""
     grouped: dict[uuid.UUID, list[SavedValue]] = {cid: [] for cid in contact_ids}
-    async with db.connection() as conn:
-        rows = await conn.fetch(_VALUES_OF, tenant_id, list(contact_ids))
+    with tenancy.scoped(tenant_id):
+        async with db.connection() as conn:
+            rows = await conn.fetch(_VALUES_OF, tenant_id, list(contact_ids))
     for row in sorted(rows, key=lambda row: row["key"]):
         grouped[row["contact_id"]].append(SavedValue(row["key"], json.loads(row["value"]), row["updated_at"]))
     return [grouped[cid] for cid in contact_ids]

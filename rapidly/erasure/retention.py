@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from tortoise import connections
 
+from rapidly import tenancy
 from rapidly.erasure.models import Requester
 from rapidly.erasure.service import ErasureService
 from rapidly.errors import NotFound, for_the_log
@@ -44,7 +45,8 @@ async def sweep(erasure: ErasureService, batch: int = 200) -> int:
     for tenant in await conn.execute_query_dict(_TENANTS):
         after = _START
         while True:
-            rows = await conn.execute_query_dict(_EXPIRED, [tenant["id"], tenant["retention_days"], *after, batch])
+            with tenancy.as_tenant(tenant["id"]):
+                rows = await conn.execute_query_dict(_EXPIRED, [tenant["id"], tenant["retention_days"], *after, batch])
             for row in rows:
                 try:
                     await erasure.erase(tenant["id"], row["id"], Requester.RETENTION, expired_only=True)

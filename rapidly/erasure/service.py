@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 
-from rapidly import db, metrics
+from rapidly import db, metrics, tenancy
 from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
 from rapidly.errors import NotFound, for_the_log
@@ -120,6 +120,12 @@ class ErasureService:
         contact again returns the first receipt and changes nothing. With `expired_only` (the
         retention sweeper), a contact that became active again meanwhile is left alone (NotFound).
         """
+        with tenancy.scoped(tenant_id):
+            return await self._erase(tenant_id, contact_id, requested_by, expired_only)
+
+    async def _erase(
+        self, tenant_id: uuid.UUID, contact_id: uuid.UUID, requested_by: Requester, expired_only: bool
+    ) -> Receipt:
         target = Target(tenant_id, contact_id)
         async with db.transaction() as conn:
             lock = _LOCK_EXPIRED_CONTACT if expired_only else _LOCK_CONTACT
@@ -168,12 +174,14 @@ class ErasureService:
 
         Safe with several processes: an erasure being worked on by one is skipped by the others.
         """
-        due = await connections.get("default").execute_query_dict(_DUE, [limit])
+        conn = connections.get("default")
         completed = 0
-        for row in due:
-            done = await self._attempt(row["id"])
-            if done is not None and not _json(done["pending"]):
-                completed += 1
+        for tenant in await conn.execute_query_dict("SELECT rapidly_tenants_with_due_erasures() AS id"):
+            with tenancy.as_tenant(tenant["id"]):
+                for row in await conn.execute_query_dict(_DUE, [limit]):
+                    done = await self._attempt(row["id"])
+                    if done is not None and not _json(done["pending"]):
+                        completed += 1
         return completed
 
     async def replay(self) -> int:
@@ -278,30 +286,29 @@ def _journaled(key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
 
 #: Journaled contacts asked about in one statement.
 _EXISTING_BATCH = 10_000
-_EXISTING = """
-SELECT c.tenant_id, c.id FROM contact c
-JOIN unnest($1::uuid[], $2::uuid[]) AS j (tenant_id, contact_id) ON c.tenant_id = j.tenant_id AND c.id = j.contact_id
-"""
+_EXISTING = "SELECT id FROM contact WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
 
 
 async def _existing(targets: list[tuple[uuid.UUID, uuid.UUID]]) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Those of the (tenant, contact) pairs whose contact exists."""
+    """Those of the (tenant, contact) pairs whose contact exists, asked tenant by tenant."""
+    by_tenant: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for tenant_id, contact_id in targets:
+        by_tenant.setdefault(tenant_id, []).append(contact_id)
     found = []
-    for start in range(0, len(targets), _EXISTING_BATCH):
-        batch = targets[start : start + _EXISTING_BATCH]
-        rows = await connections.get("default").execute_query_dict(
-            _EXISTING, [[t for t, _ in batch], [c for _, c in batch]]
-        )
-        found += [(row["tenant_id"], row["id"]) for row in rows]
+    for tenant_id, contact_ids in by_tenant.items():
+        with tenancy.as_tenant(tenant_id):
+            for start in range(0, len(contact_ids), _EXISTING_BATCH):
+                rows = await connections.get("default").execute_query_dict(
+                    _EXISTING, [tenant_id, contact_ids[start : start + _EXISTING_BATCH]]
+                )
+                found += [(tenant_id, row["id"]) for row in rows]
     return found
 
 
 async def pending_count() -> int:
     """Erasures whose outside stores are not done yet (all tenants; a count, for /metrics)."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT count(*) AS n FROM erasure WHERE completed_at IS NULL"
-    )
-    return rows[0]["n"]
+    rows = await connections.get("default").execute_query_dict("SELECT erasures FROM rapidly_pending_counts()")
+    return rows[0]["erasures"]
 
 
 def _json(value: object) -> object:

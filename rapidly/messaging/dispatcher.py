@@ -23,7 +23,7 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, metrics, security
+from rapidly import db, metrics, security, tenancy
 from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
@@ -117,9 +117,19 @@ class Dispatcher:
         No more than that: a claimed message's lease runs from the claim, so one that waited behind
         others could outlive it and be sent twice.
         """
-        rows = await connections.get("default").execute_query_dict(_CLAIM, [CONCURRENCY, LEASE])
-        await asyncio.gather(*(self._handle(row) for row in rows))
+        conn = connections.get("default")
+        rows: list[dict] = []
+        for tenant in await conn.execute_query_dict("SELECT rapidly_tenants_with_due_messages() AS id"):
+            if len(rows) >= CONCURRENCY:
+                break
+            with tenancy.as_tenant(tenant["id"]):  # the claim goes tenant by tenant
+                rows += await conn.execute_query_dict(_CLAIM, [CONCURRENCY - len(rows), LEASE])
+        await asyncio.gather(*(self._handle_as_tenant(row) for row in rows))
         return len(rows)
+
+    async def _handle_as_tenant(self, row: dict) -> None:
+        with tenancy.as_tenant(row["tenant_id"]):
+            await self._handle(row)
 
     async def _handle(self, row: dict) -> None:
         conn = connections.get("default")
@@ -186,10 +196,12 @@ class Dispatcher:
                 if not locked:
                     raise Suppressed("no_contact")
                 recipient, name = await self._contact_address(tenant, row["contact_id"], channel)
-                if first_attempt:
-                    await self._recipient_limits(tenant.id, row["contact_id"], recipient, channel)
-                    await self._tenant_limit(tenant.id)
                 link, self_service = await self._links(conn, tenant.id, row["contact_id"], event)
+            # After the transaction: the limits on an address or a number range are platform-wide
+            # rows, which no tenant's transaction may write. Limited, the links made go unsent.
+            if first_attempt:
+                await self._recipient_limits(tenant.id, row["contact_id"], recipient, channel)
+                await self._tenant_limit(tenant.id)
         context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name)
         words = {"event": event, "channel": channel, "locale": row["locale"], "context": context}
         try:

@@ -73,10 +73,8 @@ async def enqueue(
 
 async def depth() -> int:
     """Messages waiting to be sent (all tenants; a count, for /metrics)."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT count(*) AS n FROM outbound_message WHERE status = 'PENDING'"
-    )
-    return rows[0]["n"]
+    rows = await connections.get("default").execute_query_dict("SELECT messages FROM rapidly_pending_counts()")
+    return rows[0]["messages"]
 
 
 async def messages_by_contact(contact_ids: Sequence[UUID]) -> list[list[OutboundMessage]]:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from tortoise import connections
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import RateLimited
 
 #: Scope for limits that apply before a tenant is known (e.g. login by email).
-PLATFORM = uuid.UUID(int=0)
+PLATFORM = tenancy.PLATFORM
 
 ERASER = SqlEraser("rate_limits", "DELETE FROM rate_limit WHERE tenant_id = $1 AND contact_id = $2")
 
@@ -42,26 +42,31 @@ async def hit(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM, *, contac
     Limits on an address or a network are not the contact's to erase (erasing would reset an
     abuse limit); they hold keyed digests only and end with their window.
     """
-    rows = await connections.get("default").execute_query_dict(
-        _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds), contact_id]
-    )
+    with tenancy.as_tenant(tenant_id):  # a platform-wide limit's rows are no tenant's
+        rows = await connections.get("default").execute_query_dict(
+            _HIT, [f"{limit.scope}:{key}", tenant_id, float(limit.window_seconds), contact_id]
+        )
     if rows[0]["hits"] > limit.max_hits:
         raise RateLimited(rows[0]["retry_after"])
 
 
-async def check(limit: Limit, key: str) -> None:
+async def check(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
     """Raise `RateLimited` if the window's budget is already spent, without counting this call."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT GREATEST(1, CEIL(EXTRACT(EPOCH FROM reset_at - now())))::int AS retry_after "
-        "FROM rate_limit WHERE key = $1 AND reset_at > now() AND hits >= $2",
-        [f"{limit.scope}:{key}", limit.max_hits],
-    )
+    with tenancy.as_tenant(tenant_id):
+        rows = await connections.get("default").execute_query_dict(
+            "SELECT GREATEST(1, CEIL(EXTRACT(EPOCH FROM reset_at - now())))::int AS retry_after "
+            "FROM rate_limit WHERE key = $1 AND reset_at > now() AND hits >= $2",
+            [f"{limit.scope}:{key}", limit.max_hits],
+        )
     if rows:
         raise RateLimited(rows[0]["retry_after"])
 
 
-async def clear(limit: Limit, key: str) -> None:
-    await connections.get("default").execute_query("DELETE FROM rate_limit WHERE key = $1", [f"{limit.scope}:{key}"])
+async def clear(limit: Limit, key: str, tenant_id: uuid.UUID = PLATFORM) -> None:
+    with tenancy.as_tenant(tenant_id):
+        await connections.get("default").execute_query(
+            "DELETE FROM rate_limit WHERE key = $1", [f"{limit.scope}:{key}"]
+        )
 
 
 def network_of(address: str) -> str:

@@ -13,7 +13,7 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.realtime.announce import announcer
 from rapidly.realtime.events import ContactEvent, EventKind
@@ -64,10 +64,12 @@ async def publish(
     """Log the event and announce it to every process's hub. Inside `db.transaction()` (pass its
     `connection`) the event commits, or rolls back, with the caller's write, and is announced after
     the commit; elsewhere it is its own statement and is announced at once. Inside an ORM
-    transaction not opened by `db.transaction()` it raises RuntimeError (and so rolls back)."""
+    transaction not opened by `db.transaction()` it raises RuntimeError (and so rolls back).
+    The event is `tenant_id`'s: a transaction must have begun as that tenant (`tenancy.scoped`)."""
     kind = EventKind(kind)
     client = connection or connections.get("default")
-    _, rows = await client.execute_query(_PUBLISH, [tenant_id, contact_id, kind.value])
+    with tenancy.scoped(tenant_id):
+        _, rows = await client.execute_query(_PUBLISH, [tenant_id, contact_id, kind.value])
     announce_committed([rows[0]["payload"]])
     return ContactEvent.from_row(rows[0])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 from tortoise.exceptions import IntegrityError
 
-from rapidly import db, security
+from rapidly import db, security, tenancy
 from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid
 from rapidly.ratelimit import service as ratelimit
@@ -49,24 +50,36 @@ async def create_staff(*, tenant_slug: str, email: str, password: str, locale: s
     email = clean_email(email)
     _check_password(password)
     locale = clean_locale(locale or tenant.default_locale)
-    if await StaffUser.exists(email=email):
+    if await _tenant_of_email(email) is not None:
         raise InputInvalid.one("email", "taken", "A staff account with this email exists already.")
     password_hash = await _argon2(security.hash_password, password)
     try:
-        return await StaffUser.create(tenant=tenant, email=email, password_hash=password_hash, locale=locale)
+        with tenancy.scoped(tenant.id):
+            return await StaffUser.create(tenant=tenant, email=email, password_hash=password_hash, locale=locale)
     except IntegrityError:  # created concurrently
         raise InputInvalid.one("email", "taken", "A staff account with this email exists already.") from None
 
 
+async def _tenant_of_email(email: str) -> uuid.UUID | None:
+    """The tenant of the staff account with this (cleaned) email, whichever tenant it is in: the
+    email is unique platform-wide, and signing in names no tenant (migration 0008's function)."""
+    async with db.connection() as conn:
+        return await conn.fetchval("SELECT rapidly_staff_email_tenant($1)", email)
+
+
 async def create_or_reset(*, tenant_slug: str, email: str, password: str) -> StaffUser:
     """Create the account, or give an existing one this password and sign out its sessions."""
-    staff = await StaffUser.get_or_none(email=clean_email(email))
-    if staff is None:
+    tenant_id = await _tenant_of_email(clean_email(email))
+    if tenant_id is None:
         return await create_staff(tenant_slug=tenant_slug, email=email, password=password)
     _check_password(password)
-    staff.password_hash = await _argon2(security.hash_password, password)
-    await staff.save(update_fields=["password_hash"])
-    await StaffSession.filter(staff_id=staff.id).delete()
+    password_hash = await _argon2(security.hash_password, password)
+    with tenancy.scoped(tenant_id):
+        async with db.transaction():
+            staff = await StaffUser.get(email=clean_email(email))
+            staff.password_hash = password_hash
+            await staff.save(update_fields=["password_hash"])
+            await StaffSession.filter(staff_id=staff.id).delete()
     return staff
 
 
@@ -93,7 +106,11 @@ async def login(
     network_limit = (_ip_limit(settings), security.keyed_digest(key, "login-ip", network))
     await ratelimit.check(*account)
     await ratelimit.check(*network_limit)
-    staff = await StaffUser.get_or_none(email=normalised).select_related("tenant")
+    tenant_id = await _tenant_of_email(normalised)
+    staff = None
+    if tenant_id is not None:
+        with tenancy.as_tenant(tenant_id):  # the request is bound only once the password is right
+            staff = await StaffUser.get_or_none(email=normalised).select_related("tenant")
     verified = await _argon2(security.verify_password, staff.password_hash if staff else None, password)
     if staff is None or not verified or not origins.allows(staff.tenant, origin):
         await ratelimit.hit(*account)
@@ -103,14 +120,15 @@ async def login(
     if security.password_needs_rehash(staff.password_hash):
         staff.password_hash = await _argon2(security.hash_password, password)
     staff.last_login_at = datetime.now(UTC)
-    await staff.save(update_fields=["password_hash", "last_login_at"])
     token = security.generate_token(security.STAFF_TOKEN_PREFIX)
-    await StaffSession.create(
-        tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
-        staff=staff,
-        token_hash=security.hash_token(token),
-        expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
-    )
+    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        await staff.save(update_fields=["password_hash", "last_login_at"])
+        await StaffSession.create(
+            tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
+            staff=staff,
+            token_hash=security.hash_token(token),
+            expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
+        )
     return LoginResult(token=token, staff=staff)
 
 
@@ -132,7 +150,9 @@ async def staff_for_token(token: str) -> StaffUser | None:
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return None
-    return await tenants.fetch_with_tenant(StaffUser, _STAFF_COLUMNS, _STAFF_FOR_TOKEN, token_hash)
+    return await tenants.fetch_with_tenant(
+        StaffUser, _STAFF_COLUMNS, "rapidly_staff_session_tenant", _STAFF_FOR_TOKEN, token_hash
+    )
 
 
 async def _argon2(function: Callable[..., T], *args: object) -> T:
@@ -166,7 +186,14 @@ async def logout(token: str | None) -> bool:
     """End the session of this staff token; False when there was none (the answer is the same for
     any other token)."""
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
-    return bool(token_hash and await StaffSession.filter(token_hash=token_hash).delete())
+    if token_hash is None:
+        return False
+    async with db.connection() as conn:
+        tenant_id = await conn.fetchval("SELECT rapidly_staff_session_tenant($1)", token_hash)
+    if tenant_id is None:
+        return False
+    with tenancy.scoped(tenant_id):
+        return bool(await StaffSession.filter(token_hash=token_hash).delete())
 
 
 _PURGE_EXPIRED_SESSIONS = """

@@ -1,0 +1,339 @@
+"""Tenant isolation enforced by PostgreSQL: row-level security on every table with `tenant_id`.
+
+The tables are found in the catalog, so a table added later is covered without editing these
+tests. Rows are made through the app's own flows for two tenants, then read and written as the
+app's role, with no tenant, with the other tenant, and with settings that are not a tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from tortoise import connections
+
+from rapidly import db, tenancy
+from rapidly.contacts import service as contacts
+from rapidly.tenancy import ScopedClient
+from tests.contacts.test_contacts_api import CONTACT, save, staff_token, start
+from tests.media import images
+from tests.media.test_upload_api import upload
+
+#: Tables of the app that hold no tenant's rows.
+NOT_A_TENANTS = {"tenant", "tortoise_migrations"}
+CHAT = "mutation R($body: String!, $id: ID) { sendChatMessage(body: $body, contactId: $id) { __typename } }"
+ERASE = "mutation E($id: ID!) { deleteContact(id: $id) { __typename } }"
+CONTINUE = "mutation { sendContinueLink(channel: EMAIL) { __typename } }"
+
+
+async def tenant_tables(conn: asyncpg.Connection) -> list[str]:
+    return [
+        row["relname"]
+        for row in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
+            "AND a.attname = 'tenant_id' AND NOT a.attisdropped ORDER BY 1"
+        )
+    ]
+
+
+@pytest.fixture
+async def owner(database_url: str, server) -> asyncpg.Connection:  # type: ignore[no-untyped-def]
+    conn = await db.Credentials.from_url(database_url).connect()
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def app_role(settings, server) -> asyncpg.Connection:  # type: ignore[no-untyped-def]
+    """A connection as the app's role, outside the app's pool."""
+    conn = await db.app_credentials(settings, db.owner_credentials(settings)).connect()
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def two_tenants(gql, http, world) -> dict[str, uuid.UUID]:  # type: ignore[no-untyped-def]
+    """Rows in every tenant table for two tenants, made as users make them."""
+    ids = {}
+    for slug in ("alpha", "beta"):
+        tenant = await world.tenant(slug, plugin="every_kind", privacy_policy_url=f"https://{slug}.example/p")
+        await world.staff(slug, f"staff@{slug}.example")
+        staff = await staff_token(gql, f"staff@{slug}.example")  # staff_session
+        token = await start(gql, slug)  # contact, contact_token
+        for key, value in (("name", f"Name {slug}"), ("email", f"someone@{slug}.example")):
+            assert (await save(gql, token, key, value))["__typename"] == "FieldSaved"  # field_value, ...
+        contact = await contacts.contact_for_token(token)
+        photo = images.jpeg(32, 24)
+        assert (await upload(http, token, photo, field="photos")).json()["data"]["uploadMedia"]["__typename"] == (
+            "MediaUploaded"
+        )
+        assert (await gql(CHAT, {"body": "hello", "id": str(contact.id)}, token=staff))["sendChatMessage"]
+        assert (await gql(CONTACT, {"id": str(contact.id)}, token=staff))["contact"]  # audit_event
+        assert (await gql(CONTINUE, token=token))["sendContinueLink"]["__typename"] == "LinkSent"  # outbox
+        gone = await start(gql, slug)
+        await save(gql, gone, "name", "Gone")
+        gone_id = (await contacts.contact_for_token(gone)).id
+        assert (await gql(ERASE, {"id": str(gone_id)}, token=staff))["deleteContact"]  # erasure
+        ids[slug] = tenant.id
+    return ids
+
+
+async def test_every_table_with_tenant_id_has_row_level_security_enabled_forced_and_the_policy(owner):
+    tables = await tenant_tables(owner)
+    assert len(tables) >= 13, tables
+    for table in tables:
+        row = await owner.fetchrow(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass", table
+        )
+        assert row["relrowsecurity"] and row["relforcerowsecurity"], table
+        policies = {
+            p["policyname"]: p
+            for p in await owner.fetch(
+                "SELECT policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies "
+                "WHERE schemaname = 'public' AND tablename = $1",
+                table,
+            )
+        }
+        assert set(policies) == {"tenant_isolation", "database_owner"}, (table, policies)
+        isolation = policies["tenant_isolation"]
+        assert isolation["cmd"] == "ALL" and isolation["roles"] == ["public"], table
+        assert isolation["qual"] == isolation["with_check"] == "(tenant_id = rapidly_tenant())", table
+        assert policies["database_owner"]["roles"] == ["pg_database_owner"], table
+    others = await owner.fetch(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm')"
+    )
+    assert {r["relname"] for r in others} - set(tables) == NOT_A_TENANTS, "a table without tenant_id, or a view"
+
+
+async def test_the_app_role_may_not_bypass_row_level_security_nor_own_anything(app_role, settings):
+    role = await app_role.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    assert not role["rolsuper"] and not role["rolbypassrls"]
+    assert not await app_role.fetchval(
+        "SELECT pg_has_role(current_user, 'pg_database_owner', 'USAGE') OR EXISTS "
+        "(SELECT 1 FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user))"
+    )
+
+
+async def test_without_a_tenant_every_table_reads_empty_and_refuses_writes(two_tenants, owner, app_role):
+    for table in await tenant_tables(owner):
+        assert await owner.fetchval(f"SELECT count(*) FROM {table}") > 0, f"no rows in {table}: fill it above"  # noqa: S608
+        assert await app_role.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+        assert await app_role.execute(f"UPDATE {table} SET tenant_id = tenant_id") == "UPDATE 0"  # noqa: S608
+        assert await app_role.execute(f"DELETE FROM {table}") == "DELETE 0"  # noqa: S608
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await app_role.execute(f"INSERT INTO {table} (tenant_id) VALUES ($1)", two_tenants["alpha"])  # noqa: S608
+        for empty in ("''",):  # set, but empty: the same as unset
+            async with app_role.transaction():
+                await app_role.execute(f"SELECT set_config('rapidly.tenant', {empty}, true)")
+                assert await app_role.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+
+
+async def test_as_one_tenant_the_others_rows_are_invisible_and_unwritable(two_tenants, owner, app_role):
+    alpha, beta = two_tenants["alpha"], two_tenants["beta"]
+    for table in await tenant_tables(owner):
+        theirs = await owner.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", beta)  # noqa: S608
+        ours = await owner.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", alpha)  # noqa: S608
+        assert theirs > 0 and ours > 0, table
+        async with app_role.transaction():
+            await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", str(alpha))
+            assert await app_role.fetchval(f"SELECT count(*) FROM {table}") == ours, table  # noqa: S608
+            assert await app_role.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", beta) == 0  # noqa: S608
+            assert await app_role.execute(f"DELETE FROM {table} WHERE tenant_id = $1", beta) == "DELETE 0"  # noqa: S608
+            assert await app_role.execute(f"UPDATE {table} SET tenant_id = $1 WHERE tenant_id = $1", beta) == (  # noqa: S608
+                "UPDATE 0"
+            )
+        for sql in (
+            f"INSERT INTO {table} (tenant_id) VALUES ($1)",  # noqa: S608
+            f"UPDATE {table} SET tenant_id = $1",  # noqa: S608 -- moving our rows into their tenant
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+                async with app_role.transaction():
+                    await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", str(alpha))
+                    await app_role.execute(sql, beta)
+        assert await owner.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", beta) == theirs  # noqa: S608
+
+
+async def test_a_setting_that_is_not_a_uuid_is_refused_and_a_nonexistent_tenant_sees_nothing(
+    two_tenants, owner, app_role
+):
+    for bad in ("not-a-uuid", "' OR true --", f"{two_tenants['alpha']},{two_tenants['beta']}", "x" * 10_000):
+        with pytest.raises(asyncpg.InvalidTextRepresentationError):
+            async with app_role.transaction():
+                await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", bad)
+                await app_role.fetchval("SELECT count(*) FROM contact")
+    nobody = uuid.uuid4()
+    async with app_role.transaction():
+        await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", str(nobody))
+        for table in await tenant_tables(owner):
+            assert await app_role.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+    with pytest.raises(asyncpg.ForeignKeyViolationError):  # the policy admits it; no tenant has it
+        async with app_role.transaction():
+            await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", str(nobody))
+            await app_role.execute(
+                "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at) "
+                "VALUES (gen_random_uuid(), $1, 'fi', now(), now())",
+                nobody,
+            )
+    with pytest.raises(ValueError), tenancy.as_tenant("not-a-uuid"):  # type: ignore[arg-type]
+        await connections.get("default").execute_query("SELECT 1")  # the app's own path: refused before it
+
+
+async def test_no_view_or_function_of_the_app_roles_own_reaches_around_the_policy(two_tenants, app_role):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await app_role.execute("CREATE VIEW public.everyone AS SELECT * FROM contact")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await app_role.execute("CREATE FUNCTION public.everyone() RETURNS bigint LANGUAGE sql AS 'SELECT 1'")
+    # Its temporary objects are its own, and run as it: the policy holds inside them too.
+    await app_role.execute("CREATE TEMP VIEW everyone AS SELECT * FROM contact")
+    await app_role.execute(
+        "CREATE FUNCTION pg_temp.everyone() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+        "AS 'SELECT count(*) FROM public.contact'"
+    )
+    assert await app_role.fetchval("SELECT count(*) FROM everyone") == 0
+    assert await app_role.fetchval("SELECT pg_temp.everyone()") == 0
+    # A security_barrier-less view cannot leak through a leaky function in its WHERE either.
+    assert await app_role.fetchval("SELECT count(*) FROM contact WHERE (SELECT true)") == 0
+
+
+async def test_the_cross_tenant_functions_return_ids_only_and_are_the_app_roles_alone(owner, app_role, settings):
+    functions = await owner.fetch(
+        "SELECT p.oid::regprocedure::text AS signature, p.proname, pg_get_function_result(p.oid) AS result, "
+        "p.proconfig FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef"
+    )
+    assert {f["proname"] for f in functions} >= {"rapidly_contact_token_tenant", "rapidly_events_since"}
+    app = db.app_role(settings, db.owner_credentials(settings))
+    for function in functions:
+        # Only IDs, counts, event kinds and times: nothing a person typed.
+        assert "jsonb" not in function["result"] and "bytea" not in function["result"], function
+        assert function["result"].replace("text", "") == function["result"] or "kind text" in function["result"]
+        assert "search_path=pg_catalog, public" in function["proconfig"], function  # no caller's object
+        grantees = await owner.fetch(
+            "SELECT grantee::regrole::text AS who FROM pg_proc, aclexplode(proacl) WHERE oid = $1::regprocedure "
+            "AND privilege_type = 'EXECUTE'",
+            function["signature"],
+        )
+        assert {g["who"] for g in grantees} <= {app, owner_name(owner), "-"}, function
+    assert await app_role.fetchval("SELECT rapidly_contact_token_tenant('no such hash')") is None
+
+
+def owner_name(conn: asyncpg.Connection) -> str:
+    return conn._params.user  # type: ignore[attr-defined]
+
+
+async def test_a_request_with_one_tenants_credential_and_the_others_ids_finds_and_changes_nothing(
+    two_tenants, gql, owner
+):
+    staff = await staff_token(gql, "staff@alpha.example")
+    theirs = await owner.fetchval(
+        "SELECT id FROM contact WHERE tenant_id = $1 AND first_saved_at IS NOT NULL LIMIT 1", two_tenants["beta"]
+    )
+    before = await owner.fetchval("SELECT count(*) FROM chat_message WHERE tenant_id = $1", two_tenants["beta"])
+    assert (await gql(CONTACT, {"id": str(theirs)}, token=staff))["contact"] is None
+    sent = await gql(CHAT, {"body": "hi", "id": str(theirs)}, token=staff, expect_errors=True)
+    assert sent["data"]["sendChatMessage"]["__typename"] == "NotFoundError", sent
+    erased = await gql(ERASE, {"id": str(theirs)}, token=staff, expect_errors=True)
+    assert erased["data"]["deleteContact"]["__typename"] == "NotFoundError", erased
+    assert await owner.fetchval("SELECT count(*) FROM contact WHERE id = $1", theirs) == 1
+    assert await owner.fetchval("SELECT count(*) FROM chat_message WHERE tenant_id = $1", two_tenants["beta"]) == before
+
+
+async def test_a_binding_is_for_one_tenant_and_never_outlives_its_block():
+    alpha, beta = uuid.uuid4(), uuid.uuid4()
+    assert tenancy.current() is None
+    with tenancy.as_tenant(alpha):
+        assert tenancy.current() == alpha
+        with tenancy.scoped(alpha):
+            assert tenancy.current() == alpha
+        with pytest.raises(tenancy.TenantMismatch), tenancy.scoped(beta):
+            pass
+    assert tenancy.current() is None
+
+    async def request(first: uuid.UUID, second: uuid.UUID) -> None:
+        tenancy.begin_request()
+        with tenancy.scoped(first):
+            pass
+        assert tenancy.current() == first  # the request stays bound to it
+        await asyncio.gather(asyncio.sleep(0))
+        with tenancy.scoped(second):
+            pass
+
+    await asyncio.create_task(request(alpha, alpha))
+    with pytest.raises(tenancy.TenantMismatch):
+        await asyncio.create_task(request(alpha, beta))
+    assert tenancy.current() is None  # a request's binding stays in its own task
+
+
+async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_cancellations(
+    two_tenants, owner, settings, caplog
+):
+    """One pooled connection, used by alternating tenants with failures in between: after each use,
+    a statement without a tenant sees no row and no setting."""
+    credentials = db.app_credentials(settings, db.owner_credentials(settings))
+    client = ScopedClient(
+        connection_name="poisoning",
+        user=credentials.user,
+        password=credentials.password,
+        database=credentials.database,
+        host=credentials.host,
+        port=credentials.port,
+        minsize=1,
+        maxsize=1,
+        reset=db._release_as_is,
+    )
+    await client.create_connection(with_db=True)
+    counts = {
+        name: await owner.fetchval("SELECT count(*) FROM contact WHERE tenant_id = $1", tid)
+        for name, tid in two_tenants.items()
+    }
+    pids = set()
+    cancelled_statements = 0
+
+    async def unscoped_sees_nothing() -> None:
+        rows = await client.execute_query_dict(
+            "SELECT current_setting('rapidly.tenant', true) AS setting, (SELECT count(*) FROM contact) AS n, "
+            "pg_backend_pid() AS pid"
+        )
+        assert rows[0]["setting"] in (None, "") and rows[0]["n"] == 0, rows
+        pids.add(rows[0]["pid"])
+
+    try:
+        for round_ in range(30):
+            name = ("alpha", "beta")[round_ % 2]
+            with tenancy.as_tenant(two_tenants[name]):
+                rows = await client.execute_query_dict("SELECT count(*) AS n FROM contact")
+                assert rows[0]["n"] == counts[name]
+                what = round_ % 5
+                if what == 1:  # an error in a statement
+                    with pytest.raises(Exception, match="division by zero"):
+                        await client.execute_query_dict("SELECT 1 / (count(*) - count(*)) FROM contact")
+                elif what == 2:  # a statement cancelled (a client gone, a timeout)
+                    cancelled_statements += 1
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(client.execute_query_dict("SELECT pg_sleep(5) FROM contact"), 0.05)
+                elif what == 3:  # an error inside a transaction
+                    with pytest.raises(RuntimeError):
+                        async with client._in_transaction() as tx:
+                            await tx.execute_query_dict("SELECT count(*) FROM contact")
+                            raise RuntimeError("the request failed")
+                elif what == 4:  # a transaction cancelled mid-statement
+                    cancelled_statements += 1
+
+                    async def cancelled() -> None:
+                        async with client._in_transaction() as tx:
+                            await tx.execute_query_dict("SELECT pg_sleep(5)")
+
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(cancelled(), 0.05)
+            await unscoped_sees_nothing()
+            with tenancy.as_tenant(two_tenants[("beta", "alpha")[round_ % 2]]):  # the other one, at once
+                rows = await client.execute_query_dict("SELECT count(*) AS n FROM contact")
+                assert rows[0]["n"] == counts[("beta", "alpha")[round_ % 2]]
+    finally:
+        await client.close()
+    # The one connection throughout, but for a new one after each cancelled statement: that one was
+    # closed, not pooled, as it may have been left inside the transaction.
+    assert 1 <= len(pids) <= cancelled_statements + 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

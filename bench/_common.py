@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -278,25 +280,27 @@ class Bench:
 
     # -- servers -----------------------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], url: str) -> Proc:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], url: str, cwd: Path = REPO) -> Proc:
         log_path = self.tmp / f"{name}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         proc = Proc(name, process, log_path, url)
         self.procs.append(proc)
         self.logs.append(log_path)
         return proc
 
-    def start_rapidly(self, name: str = "rapidly", workers: int = 1, **env: str) -> Proc:
-        """`rapidly serve` (with `--workers`), once every one of its server processes is ready."""
+    def start_rapidly(self, name: str = "rapidly", workers: int = 1, cwd: Path = REPO, **env: str) -> Proc:
+        """`rapidly serve` (with `--workers`), once every one of its server processes is ready; with
+        `cwd`, the `rapidly` package found there (an earlier version's source: see `Earlier`)."""
         port = free_port()
         proc = self.spawn(
             name,
             [PYTHON, "-m", "rapidly", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             self.env(**env),
             f"http://127.0.0.1:{port}",
+            cwd,
         )
         wait_ready(proc, "/readyz")
         deadline = time.monotonic() + 60
@@ -306,16 +310,19 @@ class Bench:
             time.sleep(0.1)
         return proc
 
-    def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20) -> Proc:
+    def start_floor(self, tenant_id: str, contact_id: str, pool_size: int = 20, credentials: object = None) -> Proc:
         port = free_port()
-        argv, env = self.floor_command(tenant_id, contact_id, port, pool_size)
+        argv, env = self.floor_command(tenant_id, contact_id, port, pool_size, credentials)
         proc = self.spawn("floor", argv, env, f"http://127.0.0.1:{port}")
         wait_ready(proc, "/readyz")
         return proc
 
-    def floor_command(self, tenant_id: str, contact_id: str, port: int, pool_size: int = 20) -> tuple[list[str], dict]:
-        """The command line and environment of bench/floor_app.py under uvicorn on `port`."""
-        creds = self.app_credentials()
+    def floor_command(
+        self, tenant_id: str, contact_id: str, port: int, pool_size: int = 20, credentials: object = None
+    ) -> tuple[list[str], dict]:
+        """The command line and environment of bench/floor_app.py under uvicorn on `port` (as Rapidly's
+        app role, or as `credentials`)."""
+        creds = credentials or self.app_credentials()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPIDLY_", "FLOOR_"))}
         env.update(
             FLOOR_PG_HOST=creds.host or "",
@@ -473,12 +480,13 @@ async def staff_login(client: httpx.AsyncClient, url: str) -> str:
     return result["token"]
 
 
-async def save_clients(bench: Bench, url: str, count: int) -> tuple[str, list[dict]]:
+async def save_clients(bench: Bench, url: str, count: int, owner: object = None) -> tuple[str, list[dict]]:
     """`count` contacts started on the Rapidly server at `url`: the tenant's ID and, per client, its
-    index, contact token and contact ID (the floor writes to the same contact rows)."""
+    index, contact token and contact ID (the floor writes to the same contact rows). `owner`: of
+    the server's database, when it is not the bench's own."""
     async with httpx.AsyncClient(timeout=30) as http:
         tokens = await start_contacts(http, url, count)
-    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    conn = await (owner or bench.owner).connect()  # type: ignore[union-attr]
     try:
         tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", TENANT_SLUG)
         rows = await conn.fetch(
@@ -965,3 +973,63 @@ async def sleep_until(wall_time: float) -> None:
     delay = wall_time - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+class Earlier:
+    """An earlier commit of Rapidly, served beside this one for a before/after comparison in one run:
+    its source (`git archive`) in the bench's temp dir, run from there (so that `python -m rapidly`
+    imports it, ahead of the installed package), against a database of its own on the same server,
+    migrated by its own code. The plugins and libraries are this checkout's."""
+
+    def __init__(self, bench: Bench, rev: str) -> None:
+        from dataclasses import replace
+
+        from rapidly import db
+
+        self.bench, self.rev = bench, rev
+        self.source = bench.tmp / "earlier"
+        self.source.mkdir()
+        git = shutil.which("git") or "git"
+        archive = subprocess.run([git, "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(self.source, filter="data")
+        self.commit = subprocess.run(
+            [git, "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        owner = bench.owner
+        self.owner = replace(owner, database=f"{owner.database}_earlier"[:63])  # type: ignore[type-var]
+        self.secret_key = secrets.token_urlsafe(48)
+        bench.fetchval(f'CREATE DATABASE "{self.owner.database}"')
+        query = f"?host={owner.host}" if owner.host and owner.host.startswith("/") else ""
+        host = "" if query else f"{owner.host or '127.0.0.1'}:{owner.port}"
+        password = f":{owner.password}" if owner.password else ""
+        self.url = f"postgresql://{owner.user}{password}@{host}/{self.owner.database}{query}"
+        settings = bench.settings().model_copy(update={"database_url": self.url, "secret_key": self.secret_key})
+        self.app_credentials = db.app_credentials(settings, self.owner)
+
+    def env(self) -> dict[str, str]:
+        return {"RAPIDLY_DATABASE_URL": self.url, "RAPIDLY_SECRET_KEY": self.secret_key}
+
+    def cli(self, *args: str, stdin: str | None = None) -> None:
+        result = subprocess.run(
+            [PYTHON, "-m", "rapidly", *args],
+            env=self.bench.env(**self.env()),
+            cwd=self.source,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            start_new_session=True,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"`rapidly {' '.join(args)}` ({self.rev}) failed:\n{result.stdout}\n{result.stderr}")
+
+    def prepare(self) -> None:
+        self.cli("migrate")
+        self.cli("tenant", "create", "--slug", TENANT_SLUG, "--name", "Bench Katto Oy", "--plugin", TENANT_PLUGIN)
+
+    def start(self) -> Proc:
+        return self.bench.start_rapidly("earlier", cwd=self.source, **self.env())
+
+    def drop(self) -> None:
+        self.bench.fetchval(f'DROP DATABASE IF EXISTS "{self.owner.database}" WITH (FORCE)')

@@ -3,7 +3,7 @@ and next to the floor.
 
     .venv/bin/python bench/save_field.py [--clients 32] [--duration 15] [--warmup 3] [--workers 2]
                                          [--database-url postgresql://postgres@127.0.0.1:5432/rapidly_bench]
-                                         [--load-procs 1] [--profile FILE]
+                                         [--load-procs 1] [--profile FILE] [--before REV]
 
 Phase 1: N closed-loop clients (each with its own contact token from startContact and its own
 keep-alive HTTP/1.1 connection) send `saveField` mutations cycling through the roofing plugin's keys
@@ -12,6 +12,11 @@ clients, values and durations against bench/floor_app.py (FastAPI + raw asyncpg 
 upsert, one uvicorn worker), each client on the same contact row as in phase 1. Between them, the
 phase of phase 1 against `rapidly serve --workers N` (unless --workers 1). Only one server runs at a
 time. See bench/README.md for what the figures mean.
+
+With `--before REV` (say `--before main`), an earlier commit is measured in the same run: each round
+serves this checkout, then REV (its own source, against a database of its own migrated by its own
+code), then the floor, which writes to REV's database, where the floor is what it was before this
+checkout's migrations; the ratio of each to the floor, and the change between them, are printed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from _common import (
     PYTHON,
     ROOFING_KEYS,
     Bench,
+    Earlier,
     Monitor,
     RawClient,
     mib,
@@ -49,7 +55,7 @@ from _common import (
 P99_TARGET_MS = 50.0
 THROUGHPUT_TARGET = 0.5
 #: The phases: one server process, `serve --workers N`, the floor.
-ONE, WORKERS, FLOOR = "rapidly", "workers", "floor"
+ONE, WORKERS, FLOOR, BEFORE = "rapidly", "workers", "floor", "before"
 
 
 # -- the load generator -----------------------------------------------------------------------------------
@@ -155,7 +161,7 @@ def load_phase(
     end_at = warm_end + args.duration
     base = {"kind": kind, "url": url, "start_at": start_at, "warm_end": warm_end, "end_at": end_at}
     base["client"] = args.client
-    base["value_base"] = {ONE: 0, WORKERS: 250_000_000, FLOOR: 500_000_000}[kind]
+    base["value_base"] = {ONE: 0, WORKERS: 250_000_000, FLOOR: 500_000_000, BEFORE: 750_000_000}[kind]
     chunks = [clients[i::procs] for i in range(procs)]
     workers: list[multiprocessing.Process] = []
     profiler = None
@@ -250,10 +256,10 @@ class Profiler:
 # -- the run ---------------------------------------------------------------------------------------------
 
 
-async def _rows_written(bench: Bench) -> int:
+async def _rows_written(bench: Bench, owner: object = None) -> int:
     """Rows inserted or updated in field_value so far, from PostgreSQL's statistics (complete once the
     server under test has stopped: a backend flushes its counters when it exits)."""
-    conn = await bench.owner.connect()  # type: ignore[union-attr]
+    conn = await (owner or bench.owner).connect()  # type: ignore[union-attr]
     try:
         return await conn.fetchval(
             "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_user_tables WHERE relname = 'field_value'"
@@ -263,8 +269,13 @@ async def _rows_written(bench: Bench) -> int:
 
 
 def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
-    titles = {ONE: "Rapidly saveField", WORKERS: f"Rapidly, {args.workers} workers", FLOOR: "floor (FastAPI+asyncpg)"}
-    order = [k for k in (ONE, WORKERS, FLOOR) if k in results]
+    titles = {
+        ONE: "Rapidly saveField",
+        WORKERS: f"Rapidly, {args.workers} workers",
+        BEFORE: f"Rapidly at {args.before}",
+        FLOOR: "floor (FastAPI+asyncpg)",
+    }
+    order = [k for k in (ONE, BEFORE, WORKERS, FLOOR) if k in results]
     rows: list[tuple[str, ...]] = [("", *(titles[k] for k in order))]
 
     def each(fn) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
@@ -315,6 +326,13 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> str:
         out.append(f"target  Rapidly >= {THROUGHPUT_TARGET:.0%} of floor throughput: {verdict} ({ratio:.0%})")
         verdict = "PASS" if p99 <= P99_TARGET_MS else "FAIL"
         out.append(f"target  Rapidly p99 <= {P99_TARGET_MS:.0f} ms: {verdict} ({p99:.1f} ms)")
+    if BEFORE in results and FLOOR in results and ONE in results:
+        before, by_round = ratio_of(BEFORE, FLOOR)
+        after, _ = ratio_of(ONE, FLOOR)
+        out.append(f"throughput ratio Rapidly at {args.before}/floor: {before:.2f} (by round: {by_round})")
+        out.append(f"change of the ratio to the floor, this checkout against {args.before}: {after - before:+.2f}")
+        ratio, by_round = ratio_of(ONE, BEFORE)
+        out.append(f"throughput ratio this checkout/{args.before}: {ratio:.2f} (by round: {by_round})")
     return "\n".join(out)
 
 
@@ -344,12 +362,19 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--only", choices=(ONE, WORKERS, FLOOR), help="run one phase only (no ratio, no verdict)")
     parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also measure this earlier commit in each round (implies --workers 1): see the docstring",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="py-spy the Rapidly server during the measured window "
         "(FILE.svg flame graph, FILE.json speedscope, FILE.txt collapsed stacks)",
     )
     args = parser.parse_args()
+    if args.before:
+        args.workers = 1
     if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1 or args.workers < 1:
         parser.error("--clients, --rounds and --workers must be >= 1, --duration > 0, --warmup >= 0")
     return args
@@ -373,11 +398,24 @@ def main() -> int:
         print(f"load generator: {procs} process(es), {client}, one keep-alive HTTP/1.1 connection per client")
         sys.stdout.flush()
 
-        kinds = [ONE, *([WORKERS] if args.workers > 1 else []), FLOOR]
+        kinds = [ONE, *([WORKERS] if args.workers > 1 else []), *([BEFORE] if args.before else []), FLOOR]
         rounds: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        earlier = owner = None
+        if args.before:
+            earlier = Earlier(bench, args.before)
+            print(f"before: {args.before} ({earlier.commit}), its own database {earlier.owner.database}")
+            earlier.prepare()
+            server = earlier.start()
+            floor_tenant, floor_clients = asyncio.run(save_clients(bench, server.url, args.clients, earlier.owner))
+            bench.stop(server)
+            owner = earlier.owner
         server = bench.start_rapidly()
         tenant_id, clients = asyncio.run(save_clients(bench, server.url, args.clients))
-        written = asyncio.run(_rows_written(bench))
+        if earlier is None:
+            floor_tenant, floor_clients = tenant_id, clients
+        # Rows written so far in each database: this checkout's, and REV's (written by REV and the floor).
+        database_of = {kind: None if kind in (ONE, WORKERS) or owner is None else owner for kind in kinds}
+        written = {id(o): asyncio.run(_rows_written(bench, o)) for o in set(database_of.values())}
         for n in range(args.rounds):
             for kind in kinds:
                 if args.only not in (None, kind):
@@ -386,17 +424,23 @@ def main() -> int:
                     server = bench.start_rapidly()
                 elif server is None and kind == WORKERS:
                     server = bench.start_rapidly(workers=args.workers)
+                elif server is None and kind == BEFORE:
+                    server = earlier.start()  # type: ignore[union-attr]
                 elif server is None:
-                    server = bench.start_floor(tenant_id, clients[0]["contact"])
+                    credentials = earlier.app_credentials if earlier else None
+                    server = bench.start_floor(floor_tenant, floor_clients[0]["contact"], credentials=credentials)
                 profile = args.profile if kind == ONE and n == 0 else None
-                result = load_phase(kind, server.url, server.pid, pg_pid, clients, args, profile)
+                phase_clients = clients if kind in (ONE, WORKERS) else floor_clients
+                result = load_phase(kind, server.url, server.pid, pg_pid, phase_clients, args, profile)
                 bench.stop(server)
                 server = None
-                written, before = asyncio.run(_rows_written(bench)), written
-                result["rows_written"] = written - before
+                now = asyncio.run(_rows_written(bench, database_of[kind]))
+                result["rows_written"], written[id(database_of[kind])] = now - written[id(database_of[kind])], now
                 rounds[kind].append(result)
         if server is not None:
             bench.stop(server)
+        if earlier is not None and bench.external_url:
+            earlier.drop()
         results = {kind: combine(each) for kind, each in rounds.items() if each}
         print()
         print(report(args, results))

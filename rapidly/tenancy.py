@@ -235,7 +235,8 @@ class ScopedClient(AsyncpgDBClient):
         return _ScopedConnection(self, self._pool_init_lock)
 
     def acquire_unscoped(self) -> Any:
-        """A pool connection as it is, for a statement that sets its own tenant (`db.Routine`)."""
+        """A pool connection as it is, for a statement that sets its own tenant (`db.Routine`) or
+        reads no tenant's table (the realtime announcer's NOTIFY)."""
         return PoolConnectionWrapper(self, self._pool_init_lock)
 
     def _in_transaction(self) -> Any:

@@ -175,13 +175,16 @@ class ErasureService:
         Safe with several processes: an erasure being worked on by one is skipped by the others.
         """
         conn = connections.get("default")
-        completed = 0
+        completed = tried = 0
         for tenant in await conn.execute_query_dict("SELECT rapidly_tenants_with_due_erasures() AS id"):
-            with tenancy.as_tenant(tenant["id"]):
-                for row in await conn.execute_query_dict(_DUE, [limit]):
+            with tenancy.as_tenant(tenant["id"]):  # tenant by tenant, `limit` in all
+                for row in await conn.execute_query_dict(_DUE, [limit - tried]):
+                    tried += 1
                     done = await self._attempt(row["id"])
                     if done is not None and not _json(done["pending"]):
                         completed += 1
+            if tried >= limit:
+                break
         return completed
 
     async def replay(self) -> int:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 
 import asyncpg
+from tortoise import connections
 
 from rapidly import db
 from rapidly.realtime.events import CHANNEL
@@ -39,6 +40,14 @@ _ANNOUNCE = f"SELECT count(pg_notify('{CHANNEL}', payload)) FROM unnest($1::text
 
 #: Seconds between two warnings about dropped announcements (not one per event).
 _WARN_EVERY = 10.0
+
+
+def _connection() -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """A pool connection as it is, outside any tenant's transaction: a NOTIFY reads no table, and the
+    sending task (a copy of the context of whichever request handed over first) must not wrap every
+    batch, of any tenant's events, in that request's tenant's transaction (`db.connection()` would:
+    two more round trips a batch)."""
+    return connections.get("default").acquire_unscoped()  # type: ignore[attr-defined]
 
 
 class Announcer:
@@ -53,7 +62,7 @@ class Announcer:
 
     def __init__(
         self,
-        connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] = db.connection,
+        connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] = _connection,
         *,
         max_batch: int = 1000,
         max_pending: int = 10_000,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.contacts import service as contacts
 from rapidly.logs import JsonFormatter
 from rapidly.messaging.models import OutboundMessage
@@ -195,7 +195,8 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     assert (await gql(NOTIFICATIONS, token=anna))["notifications"]["edges"]
     sent = await gql("mutation { sendContinueLink(channel: EMAIL) { __typename } }", token=tokens["erased"])
     assert sent["sendContinueLink"]["__typename"] == "LinkSent"
-    await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
+    with tenancy.as_tenant(contact.tenant_id):
+        await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
     await dispatcher.run_once()
     assert any(m["X-Envelope-To"] == erased["email"] for m in smtp[1].messages)
     assert (await http.get(f"/my/{tokens['erased']}")).status_code == 200
@@ -225,7 +226,8 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
 
     # then
     assert await scan(database_url, needles(erased) + photo_needles(erased)) == {}
-    assert await OutboundMessage.filter(contact_id=contact.id).count() == 0
+    with tenancy.as_tenant(contact.tenant_id):
+        assert await OutboundMessage.filter(contact_id=contact.id).count() == 0
     assert scan_files(media_root, needles(erased) + photo_needles(erased)) == []
     left = [p.relative_to(media_root).parts[:2] for p in media_root.rglob("*") if p.is_file()]
     assert Counter(left) == Counter(

@@ -17,7 +17,7 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.contacts import service as contacts
 from rapidly.erasure.models import Requester
 from rapidly.erasure.service import ErasureService
@@ -114,12 +114,17 @@ async def test_the_contacts_children_point_at_it_with_their_tenant(world):
             table: ["tenant_id", "contact_id"] for table in ("chat_message", "contact_token", "field_value", "media")
         }
         ours, theirs = [r["id"] for r in await conn.fetch("SELECT id FROM tenant ORDER BY slug")]
-        contact = await conn.fetchval(
-            "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at) "
-            "VALUES (gen_random_uuid(), $1, 'fi', now(), now()) RETURNING id",
-            ours,
-        )
-        with pytest.raises(asyncpg.ForeignKeyViolationError, match="field_value_contact_id_fkey"):
+    with tenancy.as_tenant(ours):
+        async with db.connection() as conn:
+            contact = await conn.fetchval(
+                "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at) "
+                "VALUES (gen_random_uuid(), $1, 'fi', now(), now()) RETURNING id",
+                ours,
+            )
+    # as the other tenant, whose rows row-level security lets it write: the foreign key refuses it
+    refused = pytest.raises(asyncpg.ForeignKeyViolationError, match="field_value_contact_id_fkey")
+    with tenancy.as_tenant(theirs), refused:
+        async with db.connection() as conn:
             await conn.execute(
                 "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
                 "VALUES (gen_random_uuid(), $1, $2, 'name', '\"x\"', now())",
@@ -178,6 +183,7 @@ async def reads_of(work: Callable[[], Awaitable[T]]) -> tuple[T, list[dict]]:
     """What `work` returned, and each table it read with how (scans, rows), from PostgreSQL's own
     counts for the connection, before and after; the transaction is then rolled back, leaving nothing
     changed. (The "xact" counts also hold the connection's earlier transactions not yet flushed.)
+    It runs as the tenant the caller set (`tenancy.as_tenant`): the transaction's tenant is set as it begins.
 
     Sequential scans are priced out (`enable_seqscan = off`), so that one is made only where no
     index can serve the statement: on tables of a few thousand rows the planner would rightly
@@ -207,14 +213,18 @@ def assert_read_only_what_is_needed(reads: list[dict], tables: set[str], most: i
 async def test_erasing_a_contact_among_thousands_reads_no_table_of_contact_data_whole(server, populated):
     erasure: ErasureService = server.app.state.erasure
 
-    receipt, reads = await reads_of(lambda: erasure.erase(populated.tenant_id, populated.contact_id, Requester.STAFF))
+    with tenancy.as_tenant(populated.tenant_id):
+        receipt, reads = await reads_of(
+            lambda: erasure.erase(populated.tenant_id, populated.contact_id, Requester.STAFF)
+        )
 
     removed = receipt.removed
     assert (removed["field_values"], removed["media"], removed["chat_messages"], removed["contact"]) == (1, 3, 5, 1)
     assert_read_only_what_is_needed(reads, populated.tables, most=20)  # the contact holds a handful in each
     assert {r["relname"] for r in reads} >= {"contact", "field_value", "media", "chat_message"}  # they were read
-    async with db.connection() as conn:  # and nothing was left erased
-        assert await conn.fetchval("SELECT count(*) FROM contact WHERE id = $1", populated.contact_id) == 1
+    with tenancy.as_tenant(populated.tenant_id):
+        async with db.connection() as conn:  # and nothing was left erased
+            assert await conn.fetchval("SELECT count(*) FROM contact WHERE id = $1", populated.contact_id) == 1
 
 
 @pytest.mark.parametrize("depth", [0, 7_500])
@@ -223,13 +233,14 @@ async def test_a_staff_page_of_contacts_reads_that_page_only_however_deep(server
     tenant = await Tenant.get(id=populated.tenant_id)
     after = None
     if depth:
-        async with db.connection() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, updated_at FROM contact WHERE tenant_id = $1 ORDER BY updated_at DESC, id DESC "
-                "OFFSET $2 LIMIT 1",
-                tenant.id,
-                depth,
-            )
+        with tenancy.as_tenant(tenant.id):
+            async with db.connection() as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, updated_at FROM contact WHERE tenant_id = $1 ORDER BY updated_at DESC, id DESC "
+                    "OFFSET $2 LIMIT 1",
+                    tenant.id,
+                    depth,
+                )
         after = contacts.encode_cursor(SimpleNamespace(**row))
 
     async def page() -> list[list]:
@@ -242,7 +253,8 @@ async def test_a_staff_page_of_contacts_reads_that_page_only_however_deep(server
             await outbox.messages_by_contact(ids),
         ]
 
-    (found, values, photos, messages), reads = await reads_of(page)
+    with tenancy.as_tenant(tenant.id):
+        (found, values, photos, messages), reads = await reads_of(page)
 
     assert len(found) == 50 and all(values) and sum(map(len, values)) >= 49 * 3
     assert sum(map(len, photos)) >= 49 and sum(map(len, messages)) >= 49

@@ -15,7 +15,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.contacts import service as contacts
 from rapidly.erasure import retention
 from rapidly.storage import JOURNAL
@@ -39,11 +39,14 @@ _LOAD = [
 async def expired_contacts(world, count: int = EXPIRED):  # type: ignore[no-untyped-def]
     """`count` contacts of a tenant that keeps them 30 days, last active 40 days ago; one kept."""
     tenant = await world.tenant("kattohuolto", retention_days=30)
-    async with db.connection() as conn:
-        await conn.execute(_LOAD[0], tenant.id, count)
-        for statement in _LOAD[1:]:
-            await conn.execute(statement)
-        await conn.execute("UPDATE contact SET updated_at = now() WHERE id = (SELECT min(id::text)::uuid FROM contact)")
+    with tenancy.as_tenant(tenant.id):
+        async with db.connection() as conn:
+            await conn.execute(_LOAD[0], tenant.id, count)
+            for statement in _LOAD[1:]:
+                await conn.execute(statement)
+            await conn.execute(
+                "UPDATE contact SET updated_at = now() WHERE id = (SELECT min(id::text)::uuid FROM contact)"
+            )
     return tenant
 
 
@@ -68,12 +71,15 @@ async def erased_by(process: asyncio.subprocess.Process) -> int:
 
 
 async def ledger_is_exact(settings, expected: int) -> None:  # type: ignore[no-untyped-def]
-    async with db.connection() as conn:
+    conn = await db.Credentials.from_url(settings.database_url).connect()  # every tenant's rows
+    try:
         assert await conn.fetchval("SELECT count(*) FROM contact") == 1  # the one still active
         assert await conn.fetchval("SELECT count(*) FROM field_value WHERE value = '\"Vanha Asiakas\"'") == 1
         rows = await conn.fetch("SELECT contact_id, requested_by, completed_at, pending FROM erasure")
         deleted = await conn.fetchval("SELECT count(*) FROM contact_event WHERE kind = 'DELETED'")
         kept = await conn.fetchval("SELECT id FROM contact")
+    finally:
+        await conn.close()
     assert len(rows) == len({r["contact_id"] for r in rows}) == expected
     assert kept not in {r["contact_id"] for r in rows}
     assert {r["requested_by"] for r in rows} == {"RETENTION"}
@@ -137,10 +143,10 @@ async def test_a_sweep_passes_over_a_contact_a_save_holds_and_erases_it_next_tim
 
 async def test_a_sweep_killed_midway_loses_no_erasure_and_the_next_one_finishes(env, world, settings):
     # given: a sweep that has erased some of the contacts
-    await expired_contacts(world)
+    tenant = await expired_contacts(world)
     sweep = await retention_run(env)
-    async with db.connection() as conn:
-        async with asyncio.timeout(60):
+    with tenancy.as_tenant(tenant.id):
+        async with db.connection() as conn, asyncio.timeout(60):
             while await conn.fetchval("SELECT count(*) FROM erasure") < 50:
                 await asyncio.sleep(0.02)
 
@@ -150,19 +156,22 @@ async def test_a_sweep_killed_midway_loses_no_erasure_and_the_next_one_finishes(
 
     # then: every contact is either whole or erased with its ledger row (at most the last few still
     # writing their journal entry, which the retries finish)
-    async with db.connection() as conn:
-        remaining = await conn.fetchval("SELECT count(*) FROM contact")
-        ledger = await conn.fetchval("SELECT count(*) FROM erasure")
-        orphans = await conn.fetchval(
-            "SELECT count(*) FROM field_value v WHERE NOT EXISTS (SELECT 1 FROM contact c WHERE c.id = v.contact_id)"
-        )
-        pending = await conn.fetchval("SELECT count(*) FROM erasure WHERE completed_at IS NULL")
+    with tenancy.as_tenant(tenant.id):
+        async with db.connection() as conn:
+            remaining = await conn.fetchval("SELECT count(*) FROM contact")
+            ledger = await conn.fetchval("SELECT count(*) FROM erasure")
+            orphans = await conn.fetchval(
+                "SELECT count(*) FROM field_value v "
+                "WHERE NOT EXISTS (SELECT 1 FROM contact c WHERE c.id = v.contact_id)"
+            )
+            pending = await conn.fetchval("SELECT count(*) FROM erasure WHERE completed_at IS NULL")
     assert remaining + ledger == EXPIRED + 1 and 0 < ledger < EXPIRED and orphans == 0
     assert pending <= 1
 
     # when: the retry is due and the next sweep runs
-    async with db.connection() as conn:
-        await conn.execute("UPDATE erasure SET next_attempt_at = now() WHERE completed_at IS NULL")
+    with tenancy.as_tenant(tenant.id):
+        async with db.connection() as conn:
+            await conn.execute("UPDATE erasure SET next_attempt_at = now() WHERE completed_at IS NULL")
     erased = await erased_by(await retention_run(env))
 
     # then
@@ -176,20 +185,21 @@ async def test_abandoned_contacts_and_dead_links_are_purged_in_batches_leaving_t
     saved = await start(gql, "kattohuolto")
     await save(gql, saved, "name", "Maija")
     fresh = await start(gql, "kattohuolto")
-    async with db.connection() as conn:
-        await conn.execute(
-            "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at) "
-            "SELECT gen_random_uuid(), $1, 'fi', now() - interval '2 days', now() - interval '2 days' "
-            "FROM generate_series(1, 2500)",
-            tenant.id,
-        )
-        await conn.execute(
-            "INSERT INTO contact_token (id, tenant_id, contact_id, token_hash, created_at, expires_at) "
-            "SELECT gen_random_uuid(), tenant_id, id, md5(id::text) || md5(id::text || 'x'), now(), "
-            "CASE WHEN n <= 1200 THEN now() - interval '1 day' ELSE now() + interval '1 day' END "
-            "FROM (SELECT *, row_number() OVER () AS n FROM contact WHERE first_saved_at IS NULL "
-            "AND created_at < now() - interval '1 day') c"
-        )
+    with tenancy.as_tenant(tenant.id):
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO contact (id, tenant_id, locale, created_at, updated_at) "
+                "SELECT gen_random_uuid(), $1, 'fi', now() - interval '2 days', now() - interval '2 days' "
+                "FROM generate_series(1, 2500)",
+                tenant.id,
+            )
+            await conn.execute(
+                "INSERT INTO contact_token (id, tenant_id, contact_id, token_hash, created_at, expires_at) "
+                "SELECT gen_random_uuid(), tenant_id, id, md5(id::text) || md5(id::text || 'x'), now(), "
+                "CASE WHEN n <= 1200 THEN now() - interval '1 day' ELSE now() + interval '1 day' END "
+                "FROM (SELECT *, row_number() OVER () AS n FROM contact WHERE first_saved_at IS NULL "
+                "AND created_at < now() - interval '1 day') c"
+            )
 
     # when
     links = await contacts.purge_expired_tokens()

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from tortoise.transactions import in_transaction
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.realtime import CHANNEL, Announcer, ContactEvent, EventKind, announcer, publish
 from tests.contacts.test_contacts_api import save, start
 from tests.realtime.support import nothing_within, take
@@ -59,10 +59,11 @@ async def test_an_event_is_announced_by_the_process_announcer_once_its_transacti
     before = announcer.announced
     async with hub.subscribe(tenant) as events:
         # when
-        async with db.transaction() as transaction:
-            event = await publish(tenant, uuid.uuid4(), EventKind.FIELD_SAVED, connection=transaction)
-            handed_over_before_commit = announcer.pending
-            before_commit = await nothing_within(events, 0.3)
+        with tenancy.as_tenant(tenant):
+            async with db.transaction() as transaction:
+                event = await publish(tenant, uuid.uuid4(), EventKind.FIELD_SAVED, connection=transaction)
+                handed_over_before_commit = announcer.pending
+                before_commit = await nothing_within(events, 0.3)
         received = await take(events, 1)
         await announcer.drain()
         await asyncio.sleep(0.2)
@@ -79,7 +80,7 @@ async def test_publish_in_an_orm_transaction_that_cannot_wait_for_its_commit_is_
     tenant = uuid.uuid4()
 
     # when
-    with pytest.raises(RuntimeError, match=r"db\.transaction"):
+    with pytest.raises(RuntimeError, match=r"db\.transaction"), tenancy.as_tenant(tenant):
         async with in_transaction() as transaction:
             await publish(tenant, uuid.uuid4(), EventKind.CREATED, connection=transaction)
 
@@ -116,7 +117,7 @@ async def test_a_rolled_back_sequence_number_is_looked_for_until_it_is_old_then_
     hub = await start_hub(heartbeat_seconds=NO_HEARTBEAT, sweep_grace_seconds=0.0, give_up_seconds=2.0)
     tenant = uuid.uuid4()
     async with hub.subscribe(tenant) as events:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="the caller's write failed"), tenancy.as_tenant(tenant):
             async with db.transaction() as transaction:
                 rolled_back = await publish(tenant, uuid.uuid4(), EventKind.CREATED, connection=transaction)
                 raise RuntimeError("the caller's write failed")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.realtime import (
     CHANNEL,
     ContactEvent,
@@ -96,10 +96,11 @@ async def test_a_lower_sequence_number_committed_while_the_listener_was_down_is_
     inserted, commit = asyncio.Event(), asyncio.Event()
 
     async def slow_request() -> ContactEvent:
-        async with db.transaction() as transaction:
-            event = await publish(tenant, uuid.uuid4(), EventKind.FIELD_SAVED, connection=transaction)
-            inserted.set()
-            await commit.wait()
+        with tenancy.as_tenant(tenant):
+            async with db.transaction() as transaction:
+                event = await publish(tenant, uuid.uuid4(), EventKind.FIELD_SAVED, connection=transaction)
+                inserted.set()
+                await commit.wait()
         return event
 
     async with hub.subscribe(tenant) as events:
@@ -127,7 +128,7 @@ async def test_a_rolled_back_event_is_neither_logged_nor_delivered(start_hub, ow
     tenant = uuid.uuid4()
     async with hub.subscribe(tenant) as events:
         # when
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="the caller's write failed"), tenancy.as_tenant(tenant):
             async with db.transaction() as transaction:
                 await publish(tenant, uuid.uuid4(), EventKind.CREATED, connection=transaction)
                 raise RuntimeError("the caller's write failed")
@@ -275,9 +276,9 @@ async def test_the_listener_is_named_for_operators_and_never_logs_credentials(
     assert app_credentials.user not in caplog.text
 
 
-async def test_prune_removes_log_rows_older_than_the_retention(owner, server):
-    # given
-    tenant = uuid.uuid4()
+async def test_prune_removes_log_rows_older_than_the_retention(owner, world):
+    # given: a tenant's log (prune goes tenant by tenant)
+    tenant = (await world.tenant()).id
     old = await publish(tenant, uuid.uuid4(), EventKind.CREATED)
     recent = await publish(tenant, uuid.uuid4(), EventKind.CREATED)
     await owner.execute("UPDATE contact_event SET created_at = now() - interval '2 hours' WHERE id = $1", old.seq)
@@ -290,9 +291,9 @@ async def test_prune_removes_log_rows_older_than_the_retention(owner, server):
     assert await owner.fetchval("SELECT array_agg(id) FROM contact_event WHERE tenant_id = $1", tenant) == [recent.seq]
 
 
-async def test_prune_removes_a_long_log_in_batches(owner, server):
-    # given: more old rows than one batch (1,000) holds, and one recent
-    tenant = uuid.uuid4()
+async def test_prune_removes_a_long_log_in_batches(owner, world):
+    # given: more old rows than one batch (1,000) holds, and one recent, of a tenant
+    tenant = (await world.tenant()).id
     await owner.execute(
         "INSERT INTO contact_event (tenant_id, contact_id, kind, created_at) "
         "SELECT $1, gen_random_uuid(), 'CREATED', now() - interval '2 hours' FROM generate_series(1, 2500)",

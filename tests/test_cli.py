@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from rapidly import tenancy
 from rapidly.staff.models import StaffUser
 from rapidly.tenants.models import Tenant
 from tests.conftest import run_cli
@@ -86,7 +87,7 @@ async def test_duplicate_slug_is_refused(env, world):
 )
 async def test_staff_create_with_bad_input_creates_nothing(env, world, email, password, message):
     # given
-    await world.tenant()
+    tenant = await world.tenant()
 
     # when
     result = run_cli(env, "staff", "create", "--tenant", "kattohuolto", "--email", email, stdin=password + "\n")
@@ -94,12 +95,13 @@ async def test_staff_create_with_bad_input_creates_nothing(env, world, email, pa
     # then
     assert result.returncode == 1
     assert message in result.stderr
-    assert await StaffUser.all().count() == 0
+    with tenancy.as_tenant(tenant.id):
+        assert await StaffUser.all().count() == 0
 
 
 async def test_staff_create_for_unknown_tenant_or_taken_email_is_refused(env, world):
     # given
-    await world.tenant()
+    tenant = await world.tenant()
     await world.staff(email="anna@kattohuolto.example")
 
     # when
@@ -118,7 +120,8 @@ async def test_staff_create_for_unknown_tenant_or_taken_email_is_refused(env, wo
     # then
     assert unknown.returncode == 1 and "No such tenant." in unknown.stderr
     assert taken.returncode == 1 and "email: A staff account with this email exists already." in taken.stderr
-    assert await StaffUser.all().count() == 1
+    with tenancy.as_tenant(tenant.id):
+        assert await StaffUser.all().count() == 1
 
 
 def test_malformed_settings_name_the_variable(env):
@@ -184,7 +187,8 @@ async def test_retention_run_erases_what_the_tenant_no_longer_keeps(env, world, 
     tenant = await world.tenant("kattohuolto", retention_days=30)
     token = await start(gql, "kattohuolto")
     await save(gql, token, "name", "Vanha Asiakas")
-    await connections.get("default").execute_query("UPDATE contact SET updated_at = now() - interval '40 days'")
+    with tenancy.as_tenant(tenant.id):
+        await connections.get("default").execute_query("UPDATE contact SET updated_at = now() - interval '40 days'")
     await announcer.drain()  # the save's events are out before the command freezes this loop
     hub = server.app.state.hub
     swept_before = hub.swept
@@ -200,7 +204,8 @@ async def test_retention_run_erases_what_the_tenant_no_longer_keeps(env, world, 
     # then: staff watching saw the erasure at once (announced by the command before it exited)
     assert result.returncode == 0, result.stderr
     assert "erased 1 contacts past retention" in result.stdout
-    assert await Contact.all().count() == 0
-    assert (await Erasure.get()).requested_by == "RETENTION"
+    with tenancy.as_tenant(tenant.id):
+        assert await Contact.all().count() == 0
+        assert (await Erasure.get()).requested_by == "RETENTION"
     assert "Vanha" not in result.stdout + result.stderr
     assert hub.swept == swept_before

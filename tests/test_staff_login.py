@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rapidly import security
+from rapidly import db, security, tenancy
 from rapidly.errors import AuthFailed, InputInvalid, RateLimited
 from rapidly.ratelimit.service import network_of
 from rapidly.staff import service
-from rapidly.staff.models import StaffSession, StaffUser
+from rapidly.staff.models import StaffSession
 from tests.conftest import STAFF_PASSWORD
 
 LOGIN = """
@@ -50,7 +50,7 @@ async def test_login_returns_a_token_that_answers_viewer(gql, world):
 
 async def test_token_is_opaque_long_and_stored_only_as_a_hash(gql, world):
     # given
-    await world.tenant()
+    tenant = await world.tenant()
     await world.staff()
 
     # when
@@ -59,7 +59,8 @@ async def test_token_is_opaque_long_and_stored_only_as_a_hash(gql, world):
     # then
     assert token.startswith(security.STAFF_TOKEN_PREFIX)
     assert len(token.removeprefix(security.STAFF_TOKEN_PREFIX)) >= 43  # 256 bits, base64url
-    sessions = await StaffSession.all().values_list("token_hash", flat=True)
+    with tenancy.as_tenant(tenant.id):
+        sessions = await StaffSession.all().values_list("token_hash", flat=True)
     assert sessions == [security.hash_token(token)]
     assert token not in sessions
 
@@ -139,7 +140,7 @@ async def test_many_addresses_from_one_client_hit_the_per_ip_limit(gql, world):
 
 async def test_oversized_and_hostile_login_input_is_refused_cleanly(gql, world):
     # given
-    await world.tenant()
+    tenant = await world.tenant()
     await world.staff()
 
     # when
@@ -151,7 +152,8 @@ async def test_oversized_and_hostile_login_input_is_refused_cleanly(gql, world):
     # then
     for result in (huge, long_password, injection, nul):
         assert result["login"]["__typename"] == "AuthError"
-    assert await StaffSession.all().count() == 0
+    with tenancy.as_tenant(tenant.id):
+        assert await StaffSession.all().count() == 0
 
 
 async def test_viewer_is_null_without_or_with_a_bad_token(gql, world):
@@ -168,12 +170,13 @@ async def test_viewer_is_null_without_or_with_a_bad_token(gql, world):
 
 async def test_an_expired_session_no_longer_answers(gql, world):
     # given
-    await world.tenant()
+    tenant = await world.tenant()
     await world.staff()
     token = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]["token"]
 
     # when
-    await StaffSession.all().update(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
+    with tenancy.as_tenant(tenant.id):
+        await StaffSession.all().update(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
 
     # then
     assert (await gql(VIEWER, token=token))["viewer"] is None
@@ -258,7 +261,11 @@ async def test_one_email_cannot_become_two_accounts_even_concurrently(server, wo
     # then
     errors = [r for r in results if isinstance(r, InputInvalid)]
     assert len(errors) == 1 and errors[0].problems[0].code == "taken"
-    assert await StaffUser.filter(email="shared@example.fi").count() == 1
+    owner = await db.Credentials.from_url(settings.database_url).connect()  # across both tenants
+    try:
+        assert await owner.fetchval("SELECT count(*) FROM staff_user WHERE email = 'shared@example.fi'") == 1
+    finally:
+        await owner.close()
     # the constraint violation's DETAIL, which quotes the address, stays out of the server log
     server_log = Path(settings.database_url.partition("host=")[2]) / "log"
     if server_log.exists():  # embedded PostgreSQL; an external server's log is its operator's to configure

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise import connections
 
+from rapidly import tenancy
 from rapidly.audit.models import AuditEvent
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, ContactToken, FieldValue
@@ -80,8 +81,9 @@ MARK_READ = "mutation Mark($ids: [ID!]!) { markNotificationsRead(ids: $ids) }"
 
 @pytest.fixture
 async def roofing(world):
-    await world.tenant("kattohuolto", privacy_policy_url="https://kattohuolto.example/tietosuoja")
+    tenant = await world.tenant("kattohuolto", privacy_policy_url="https://kattohuolto.example/tietosuoja")
     await world.staff("kattohuolto", "anna@kattohuolto.example")
+    return tenant
 
 
 async def staff_token(gql, email="anna@kattohuolto.example") -> str:
@@ -135,9 +137,10 @@ async def test_start_contact_returns_a_hashed_token_and_the_self_service_url(gql
     token = result["token"]
     assert token.startswith("rpc_") and len(token) >= 40
     assert result["selfServiceUrl"] == f"{settings.base_url}/my/{token}"
-    [row] = await ContactToken.all()
-    assert row.token_hash == contacts.security.hash_token(token) != token
-    assert (await Contact.get(id=row.contact_id)).locale == "en"
+    with tenancy.as_tenant(roofing.id):
+        [row] = await ContactToken.all()
+        assert row.token_hash == contacts.security.hash_token(token) != token
+        assert (await Contact.get(id=row.contact_id)).locale == "en"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,8 @@ async def test_start_contact_with_bad_input_creates_nothing(gql, roofing, variab
 
     # then
     assert result["__typename"] == expected
-    assert await Contact.all().count() == 0
+    with tenancy.as_tenant(roofing.id):
+        assert await Contact.all().count() == 0
 
 
 async def test_an_unsupported_locale_falls_back_to_the_tenants_as_the_form_does(gql, roofing):
@@ -164,7 +168,8 @@ async def test_an_unsupported_locale_falls_back_to_the_tenants_as_the_form_does(
     await start(gql, locale="sv-FI")
 
     # then
-    assert sorted(await Contact.all().values_list("locale", flat=True)) == ["fi", "fi", "sv"]
+    with tenancy.as_tenant(roofing.id):
+        assert sorted(await Contact.all().values_list("locale", flat=True)) == ["fi", "fi", "sv"]
 
 
 async def test_start_contact_is_limited_per_client_address(gql, roofing):
@@ -177,7 +182,8 @@ async def test_start_contact_is_limited_per_client_address(gql, roofing):
 
     # then
     assert result["__typename"] == "RateLimitedError"
-    assert await Contact.all().count() == 30
+    with tenancy.as_tenant(roofing.id):
+        assert await Contact.all().count() == 30
 
 
 # -- saving answers ---------------------------------------------------------------------------------------
@@ -196,7 +202,8 @@ async def test_save_field_stores_at_once_normalised(gql, roofing):
     assert name["value"]["value"] == "Maija Meikäläinen"
     assert phone["value"]["value"] == "+358401234567"
     assert email["value"]["value"].endswith("@example.fi")
-    stored = {v.key: v.value for v in await FieldValue.all()}
+    with tenancy.as_tenant(roofing.id):
+        stored = {v.key: v.value for v in await FieldValue.all()}
     assert stored == {"name": "Maija Meikäläinen", "phone": "+358401234567", "email": email["value"]["value"]}
 
 
@@ -205,15 +212,17 @@ async def test_last_write_wins_and_an_identical_repeat_is_a_no_op(gql, roofing):
     token = await start(gql)
     await save(gql, token, "street_address", "Katu 1")
     second = await save(gql, token, "street_address", "Katu 2")
-    events_before = await ContactEventLog.all().count()
+    with tenancy.as_tenant(roofing.id):
+        events_before = await ContactEventLog.all().count()
 
     # when
     repeat = await save(gql, token, "street_address", "Katu 2")
 
     # then
-    assert (await FieldValue.get(key="street_address")).value == "Katu 2"
-    assert repeat["value"]["updatedAt"] == second["value"]["updatedAt"]
-    assert await ContactEventLog.all().count() == events_before
+    with tenancy.as_tenant(roofing.id):
+        assert (await FieldValue.get(key="street_address")).value == "Katu 2"
+        assert repeat["value"]["updatedAt"] == second["value"]["updatedAt"]
+        assert await ContactEventLog.all().count() == events_before
 
 
 async def test_saving_null_or_empty_clears_the_value(gql, roofing):
@@ -226,7 +235,8 @@ async def test_saving_null_or_empty_clears_the_value(gql, roofing):
 
     # then
     assert cleared["__typename"] == "FieldSaved" and cleared["value"]["value"] is None
-    assert not await FieldValue.exists(key="street_address")
+    with tenancy.as_tenant(roofing.id):
+        assert not await FieldValue.exists(key="street_address")
 
 
 @pytest.mark.parametrize(
@@ -248,7 +258,8 @@ async def test_an_invalid_save_is_refused_and_leaves_the_stored_value(gql, roofi
     await save(gql, token, "name", "Maija")
     await save(gql, token, "email", "maija@example.fi")
     await save(gql, token, "phone", "+358401234567")
-    before = {v.key: (v.value, v.updated_at) for v in await FieldValue.all()}
+    with tenancy.as_tenant(roofing.id):
+        before = {v.key: (v.value, v.updated_at) for v in await FieldValue.all()}
 
     # when
     result = await save(gql, token, key, value)
@@ -257,7 +268,8 @@ async def test_an_invalid_save_is_refused_and_leaves_the_stored_value(gql, roofi
     assert result["__typename"] == "InputInvalidError"
     assert [e["code"] for e in result["errors"]] == [code]
     assert result["errors"][0]["field"] in (key, "key")
-    assert {v.key: (v.value, v.updated_at) for v in await FieldValue.all()} == before
+    with tenancy.as_tenant(roofing.id):
+        assert {v.key: (v.value, v.updated_at) for v in await FieldValue.all()} == before
 
 
 async def test_error_messages_never_echo_the_submitted_value(gql, roofing):
@@ -284,14 +296,16 @@ async def test_save_field_needs_a_live_contact_token(gql, roofing, credential):
         "expired": token,
     }
     if credential == "expired":
-        await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        with tenancy.as_tenant(roofing.id):
+            await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
 
     # when
     result = (await gql(SAVE, {"key": "name", "value": "Maija"}, token=tokens[credential]))["saveField"]
 
     # then
     assert result == {"__typename": "AuthError", "message": "Authentication failed."}
-    assert await FieldValue.all().count() == 0
+    with tenancy.as_tenant(roofing.id):
+        assert await FieldValue.all().count() == 0
 
 
 DELETE_MY_DATA = "mutation { deleteMyData { __typename } }"
@@ -306,7 +320,8 @@ async def test_every_save_checks_the_token_again_even_right_after_one_that_worke
     token = await start(gql)
     assert (await save(gql, token, "name", "Maija"))["__typename"] == "FieldSaved"
     if change == "expired":
-        await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        with tenancy.as_tenant(roofing.id):
+            await ContactToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     else:
         assert (await gql(DELETE_MY_DATA, token=token))["deleteMyData"]["__typename"] == "ErasureReceipt"
 
@@ -315,7 +330,8 @@ async def test_every_save_checks_the_token_again_even_right_after_one_that_worke
 
     # then
     assert result == {"__typename": "AuthError", "message": "Authentication failed."}
-    assert [v.value for v in await FieldValue.all()] == (["Maija"] if change == "expired" else [])
+    with tenancy.as_tenant(roofing.id):
+        assert [v.value for v in await FieldValue.all()] == (["Maija"] if change == "expired" else [])
 
 
 async def test_a_tenants_changed_settings_apply_to_the_very_next_save(gql, roofing):
@@ -329,7 +345,8 @@ async def test_a_tenants_changed_settings_apply_to_the_very_next_save(gql, roofi
 
     # then
     assert result["__typename"] == "FieldSaved"
-    assert await OutboundMessage.filter(event="self_service_link").count() == 0
+    with tenancy.as_tenant(roofing.id):
+        assert await OutboundMessage.filter(event="self_service_link").count() == 0
 
 
 def test_remembered_tokens_are_few_and_short_lived():
@@ -435,11 +452,12 @@ async def test_staff_only_queries_refuse_contacts_and_strangers(gql, roofing):
 
 async def test_another_tenants_contact_is_null_exactly_like_an_absent_one(gql, roofing, world):
     # given
-    await world.tenant("bilverkstad", plugin="carrepair_se")
+    bilverkstad = await world.tenant("bilverkstad", plugin="carrepair_se")
     await world.staff("bilverkstad", "erik@bilverkstad.example")
     other = await start(gql, "bilverkstad")
     await save(gql, other, "name", "Erik")
-    other_id = str((await Contact.get()).id)
+    with tenancy.as_tenant(bilverkstad.id):
+        other_id = str((await Contact.get()).id)
     roofer = await staff_token(gql)
 
     # when
@@ -457,7 +475,8 @@ async def test_a_staff_read_of_a_contact_is_audited_with_ids_only(gql, roofing):
     # given
     token = await start(gql)
     await save(gql, token, "name", "Maija Audit")
-    contact = await Contact.get()
+    with tenancy.as_tenant(roofing.id):
+        contact = await Contact.get()
     staff = await staff_token(gql)
 
     # when
@@ -465,9 +484,10 @@ async def test_a_staff_read_of_a_contact_is_audited_with_ids_only(gql, roofing):
 
     # then
     assert data["displayName"] == "Maija Audit"
-    [event] = await AuditEvent.all()
-    assert (event.contact_id, event.action) == (contact.id, "contact.read")
-    assert "Maija" not in str(await AuditEvent.all().values())
+    with tenancy.as_tenant(roofing.id):
+        [event] = await AuditEvent.all()
+        assert (event.contact_id, event.action) == (contact.id, "contact.read")
+        assert "Maija" not in str(await AuditEvent.all().values())
 
 
 async def test_a_page_of_100_contacts_costs_a_constant_number_of_queries(gql, roofing, caplog):
@@ -475,16 +495,17 @@ async def test_a_page_of_100_contacts_costs_a_constant_number_of_queries(gql, ro
     tenant = await Tenant.get(slug="kattohuolto")
     now = datetime.now(UTC)
     people = [Contact(tenant=tenant, locale="fi", first_saved_at=now) for _ in range(100)]
-    await Contact.bulk_create(people)
-    await connections.get("default").execute_many(  # the ORM cannot store a bare JSON string
-        "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
-        "VALUES (gen_random_uuid(), $1, $2, $3, $4::jsonb, now())",
-        [
-            [tenant.id, c.id, key, json.dumps(value)]
-            for c in people
-            for key, value in (("name", "N"), ("email", "n@example.fi"))
-        ],
-    )
+    with tenancy.as_tenant(tenant.id):
+        await Contact.bulk_create(people)
+        await connections.get("default").execute_many(  # the ORM cannot store a bare JSON string
+            "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
+            "VALUES (gen_random_uuid(), $1, $2, $3, $4::jsonb, now())",
+            [
+                [tenant.id, c.id, key, json.dumps(value)]
+                for c in people
+                for key, value in (("name", "N"), ("email", "n@example.fi"))
+            ],
+        )
     staff = await staff_token(gql)
 
     async def count_queries(first: int) -> int:
@@ -515,7 +536,8 @@ async def test_the_first_saved_value_notifies_every_staff_member_once(gql, roofi
     await save(gql, token, "email", "maija@example.fi")
 
     # then
-    rows = await Notification.all()
+    with tenancy.as_tenant(roofing.id):
+        rows = await Notification.all()
     assert sorted(n.kind for n in rows) == ["NEW_CONTACT", "NEW_CONTACT"]
     assert len({n.staff_id for n in rows}) == 2  # type: ignore[attr-defined]
 
@@ -530,14 +552,16 @@ async def test_notification_text_is_worded_when_read_in_the_staffs_language(gql,
     [edge] = (await gql(NOTIFICATIONS, token=staff))["notifications"]["edges"]
     await save(gql, token, "name", "Maija Meikäläinen")
     [renamed] = (await gql(NOTIFICATIONS, token=staff))["notifications"]["edges"]
-    await Contact.all().delete()
+    with tenancy.as_tenant(roofing.id):
+        await Contact.all().delete()
     [deleted] = (await gql(NOTIFICATIONS, token=staff))["notifications"]["edges"]
 
     # then
     assert edge["node"]["text"] == "Uusi yhteydenotto: Maija"
     assert renamed["node"]["text"] == "Uusi yhteydenotto: Maija Meikäläinen"
     assert deleted["node"]["text"] == "Uusi yhteydenotto: (poistettu)"
-    assert "Maija" not in str(await Notification.all().values())
+    with tenancy.as_tenant(roofing.id):
+        assert "Maija" not in str(await Notification.all().values())
 
 
 async def test_mark_notifications_read_touches_only_the_callers_own(gql, roofing, world):
@@ -570,15 +594,17 @@ async def test_contacts_without_any_saved_value_are_purged_after_a_day(gql, roof
     await start(gql)
     kept = await start(gql)
     await save(gql, kept, "name", "Maija")
-    await Contact.all().update(created_at=datetime.now(UTC) - timedelta(hours=25))
+    with tenancy.as_tenant(roofing.id):
+        await Contact.all().update(created_at=datetime.now(UTC) - timedelta(hours=25))
 
     # when
     removed = await contacts.purge_abandoned(timedelta(hours=24))
 
     # then
     assert removed == 1
-    assert await Contact.all().count() == 1
-    assert await ContactToken.all().count() == 1
+    with tenancy.as_tenant(roofing.id):
+        assert await Contact.all().count() == 1
+        assert await ContactToken.all().count() == 1
 
 
 async def test_no_submitted_value_or_token_reaches_the_logs(gql, roofing, caplog):
@@ -610,14 +636,16 @@ async def test_reading_only_display_names_is_audited_too(gql, roofing):
     await gql("query { contacts { edges { node { displayName } } } }", token=staff)
 
     # then
-    assert await AuditEvent.filter(action="contact.read").count() == 1
+    with tenancy.as_tenant(roofing.id):
+        assert await AuditEvent.filter(action="contact.read").count() == 1
 
 
 async def test_a_contact_token_gets_nothing_of_the_staff_api(gql, roofing):
     # given
     await save(gql, await start(gql), "name", "Maija")
     contact_token = await start(gql)
-    contact_id = str((await Contact.filter(first_saved_at__not_isnull=True).first()).id)
+    with tenancy.as_tenant(roofing.id):
+        contact_id = str((await Contact.filter(first_saved_at__not_isnull=True).first()).id)
 
     # when
     single = await gql(CONTACT, {"id": contact_id}, token=contact_token, expect_errors=True)
@@ -643,9 +671,10 @@ async def test_concurrent_first_saves_notify_once_and_create_once(gql, roofing):
     )
 
     # then
-    assert await Notification.all().count() == 1
-    assert await ContactEventLog.filter(kind="CREATED").count() == 1
-    assert await ContactEventLog.filter(kind="FIELD_SAVED").count() == 3
+    with tenancy.as_tenant(roofing.id):
+        assert await Notification.all().count() == 1
+        assert await ContactEventLog.filter(kind="CREATED").count() == 1
+        assert await ContactEventLog.filter(kind="FIELD_SAVED").count() == 3
 
 
 async def test_many_saves_at_once_never_starve_the_connection_pool(gql, roofing, settings):

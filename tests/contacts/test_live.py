@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.staff.models import StaffSession
 from tests.conftest import free_port, subscribe
 from tests.contacts.test_contacts_api import save, staff_token, start
@@ -25,8 +25,9 @@ MY_EVENTS = "subscription { myEvents { __typename kind contactId } }"
 
 @pytest.fixture
 async def roofing(world):
-    await world.tenant("kattohuolto")
+    tenant = await world.tenant("kattohuolto")
     await world.staff("kattohuolto", "anna@kattohuolto.example")
+    return tenant
 
 
 async def test_staff_see_a_new_contact_and_each_save_as_it_happens(gql, server, roofing):
@@ -219,7 +220,8 @@ async def test_a_subscription_ends_when_the_staff_session_does(gql, server, roof
         await events.next()
 
         # when: the session is revoked (a password reset signs out every session)
-        await StaffSession.all().delete()
+        with tenancy.as_tenant(roofing.id):
+            await StaffSession.all().delete()
         await save(gql, token, "phone", "0401234567")
         message = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
 

@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
+from rapidly import tenancy
 from rapidly.staff.models import StaffSession
 from rapidly.tenants import service as tenants
 from tests.chat.test_chat import SEND as SEND_CHAT
@@ -266,7 +267,8 @@ async def test_a_session_revoked_while_the_console_is_open_signs_it_out(server, 
     await sign_in(page, server)
 
     # when: the session ends (a password reset signs out every session), and a customer types
-    await StaffSession.all().delete()
+    with tenancy.as_tenant((await tenants.get_by_slug("kattohuolto")).id):
+        await StaffSession.all().delete()
     await a_customer(gql, name="Maija")
 
     # then: the console says so and signs out, its token forgotten
@@ -435,7 +437,8 @@ async def test_an_idle_console_signs_out_when_looked_at_after_its_session_ended(
     await sign_in(page, server)
 
     # when: the session ends elsewhere, nothing happens, and the tab is looked at again
-    await StaffSession.all().delete()
+    with tenancy.as_tenant((await tenants.get_by_slug("kattohuolto")).id):
+        await StaffSession.all().delete()
     await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
 
     # then
@@ -464,7 +467,8 @@ async def test_an_expired_session_signs_out_the_same_way(server, roofing_site, s
     await sign_in(page, server)
 
     # when: its time runs out while the console is open
-    await StaffSession.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    with tenancy.as_tenant((await tenants.get_by_slug("kattohuolto")).id):
+        await StaffSession.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
 
     # then

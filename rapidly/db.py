@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import hmac
 import logging
 import uuid
@@ -149,6 +150,12 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
     lock = await owner.connect()
     try:
         await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+        if not await lock.fetchval(_OWNS_THE_DATABASE):
+            raise RuntimeError(
+                f"RAPIDLY_DATABASE_URL: the role {owner.user!r} does not own the database {owner.database!r}: with "
+                "row-level security it would read no tenant's rows (migrations, backups); make it the owner "
+                f"(ALTER DATABASE {quote_ident(owner.database)} OWNER TO {quote_ident(owner.user)})"
+            )
         await tortoise_migrate(config=tortoise_config(owner, 2), progress=progress)
         await Tortoise.close_connections()
         await _ensure_routines(lock)
@@ -162,6 +169,14 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
         await lock.close()  # releases the advisory lock with the session
 
 
+#: The owner reads every row through the `database_owner` policies (migration 0008), unless it
+#: bypasses them anyway.
+_OWNS_THE_DATABASE = """
+SELECT rolsuper OR rolbypassrls OR pg_has_role(current_user, 'pg_database_owner', 'MEMBER')
+FROM pg_roles WHERE rolname = current_user
+"""
+
+
 async def is_migrated(settings: Settings) -> bool:
     """True when every committed migration has been applied to the database."""
     from tortoise.connection import get_connection
@@ -173,13 +188,11 @@ async def is_migrated(settings: Settings) -> bool:
         steps = await MigrationExecutor(get_connection("default"), config["apps"]).plan(None)
         if any(not step.backward for step in steps):
             return False
-        _, rows = await get_connection("default").execute_query(
-            "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
-        )
+        _, rows = await get_connection("default").execute_query(_INSTALLED_ROUTINES)
     finally:
         await Tortoise.close_connections()
-    installed = {row["proname"]: row["prosrc"] for row in rows}
-    return all(installed.get(r.name) == r.source for r in _routines())
+    installed = {row["proname"]: row["versions"] for row in rows}
+    return all(installed.get(r.name) == [r.fingerprint] for r in _routines())
 
 
 async def pending_migrations() -> list:
@@ -222,8 +235,12 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted_role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted_role}",
         f"REVOKE ALL ON TABLE tortoise_migrations FROM {quoted_role}",
-        # No object of the app role's own can stand between it and a table (PostgreSQL 15's default).
+        # A tenant's deletion would cascade to all its rows past the policies: the owner's alone.
+        f"REVOKE DELETE ON TABLE tenant FROM {quoted_role}",
+        # No object of the app role's own can stand between it and a table or a function: none in
+        # `public` (PostgreSQL 15's default), and no temporary ones either (the app makes none).
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC",
     ):
         await conn.execute(statement)
     # The cross-tenant functions (migration 0008): the app's, and no one else's. Again after every
@@ -245,8 +262,9 @@ class Routine:
     Outside a transaction, a statement on the pool would otherwise take three round trips (BEGIN
     with the setting, the statement, COMMIT), and the save is the hottest statement there is.
     `migrate` (re)creates each one from the code (it is listed in `ROUTINE_MODULES`), so the SQL
-    stays where its domain builds it; `is_migrated` is false while one differs. PL/pgSQL keeps its
-    plan per connection, as a prepared statement would."""
+    stays where its domain builds it; `is_migrated` is false while one differs. Its comment holds a
+    fingerprint of its definition, so a change of the body, the parameters or the rows is seen.
+    PL/pgSQL keeps its plan per connection, as a prepared statement would."""
 
     name: str
     #: The statement's parameters' types; $1 is the tenant's ID, and the statement uses $1..$n.
@@ -276,6 +294,10 @@ class Routine:
         )
 
     @property
+    def fingerprint(self) -> str:
+        return "rapidly routine " + hashlib.sha256(self.ddl().encode()).hexdigest()[:32]
+
+    @property
     def call(self) -> str:
         return f"SELECT * FROM {self.name}({', '.join(f'${i}' for i in range(1, len(self.params) + 1))})"  # noqa: S608
 
@@ -301,9 +323,31 @@ def _routines() -> list[Routine]:
     return list(_ROUTINES)
 
 
+#: Each routine's name and the fingerprints of the functions of that name (one, when current).
+_INSTALLED_ROUTINES = """
+SELECT proname, array_agg(coalesce(obj_description(oid, 'pg_proc'), '') ORDER BY oid) AS versions
+FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prokind = 'f' GROUP BY proname
+"""
+
+
 async def _ensure_routines(conn: asyncpg.Connection) -> None:
+    """Each routine as the code defines it. One that differs (or has an overload left by an older
+    definition) is dropped and created again in one transaction: `CREATE OR REPLACE` cannot change
+    the rows a function returns, and another parameter list would make a second function."""
+    installed = {row["proname"]: row["versions"] for row in await conn.fetch(_INSTALLED_ROUTINES)}
     for routine in _routines():
-        await conn.execute(routine.ddl())
+        if installed.get(routine.name) == [routine.fingerprint]:
+            continue
+        async with conn.transaction():
+            for old in await conn.fetch(
+                "SELECT oid::regprocedure::text AS signature FROM pg_proc "
+                "WHERE proname = $1 AND pronamespace = 'public'::regnamespace",
+                routine.name,
+            ):
+                await conn.execute(f"DROP FUNCTION {old['signature']}")
+            await conn.execute(routine.ddl())
+            signature = f"{routine.name}({', '.join(routine.params)})"
+            await conn.execute(f"COMMENT ON FUNCTION {signature} IS '{routine.fingerprint}'")
 
 
 class ConnectionBudgetExceeded(Exception):

@@ -41,6 +41,14 @@ class OriginNotAllowed(NotPermitted):
         )
 
 
+class AnotherTenant(NotPermitted):
+    """A request already acting for one tenant named another (say, two companies' forms in one
+    document): a request acts for one company only (`rapidly.tenancy`)."""
+
+    def __init__(self) -> None:
+        super().__init__("This request already acts for another company; send one request per company.")
+
+
 class AuthFailed(DomainError):
     """Missing, unknown or expired credentials; the same answer whatever the reason."""
 

@@ -18,6 +18,7 @@ return IDs only (see `cross_tenant`).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,10 @@ import asyncpg
 from tortoise import connections
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
 from tortoise.backends.base.client import PoolConnectionWrapper, TransactionContextPooled
+from tortoise.connection import get_connections
 from tortoise.exceptions import ConfigurationError, TransactionManagementError
+
+from rapidly.errors import AnotherTenant
 
 #: The transaction-local setting the policies read (migration 0008's `rapidly_tenant()`).
 SETTING = "rapidly.tenant"
@@ -37,7 +41,8 @@ PLATFORM = uuid.UUID(int=0)
 
 
 class TenantMismatch(RuntimeError):
-    """A scope bound to one tenant was asked to work for another: a bug, never an input error."""
+    """A job's scope (`as_tenant`), or a transaction begun as one tenant, was asked to work for
+    another: a bug, never an input error."""
 
 
 class _Scope:
@@ -56,22 +61,15 @@ def begin_request() -> None:
     _scope.set(_Scope(request=True))
 
 
-def bind(tenant_id: uuid.UUID) -> None:
-    """Let this request's statements see `tenant_id`'s rows from now on: the tenant of the
-    credential, token or form it resolved. Shared by every task of the request (a resolver's
-    `gather`); a second, different tenant raises `TenantMismatch`."""
-    scope = _scope.get()
-    if scope is None or not scope.request:
-        raise RuntimeError("tenancy.bind() outside a request: use `scoped()` or `as_tenant()`")
-    _bind(scope, tenant_id)
-
-
 def _bind(scope: _Scope, tenant_id: uuid.UUID) -> None:
+    """Bind a request's scope (shared by every task of the request: a resolver's `gather`) to its
+    first tenant; another tenant afterwards raises `AnotherTenant`, in a job's `TenantMismatch`."""
     tenant_id = _checked(tenant_id)
     if scope.tenant_id is None:
+        _check_transaction(tenant_id)
         scope.tenant_id = tenant_id
     elif scope.tenant_id != tenant_id:
-        raise TenantMismatch("this scope is bound to another tenant")
+        raise AnotherTenant() if scope.request else TenantMismatch("this job runs as another tenant")
 
 
 def claim(tenant_id: uuid.UUID) -> None:
@@ -102,8 +100,7 @@ def as_tenant(tenant_id: uuid.UUID) -> Iterator[None]:
     """Run the block's statements as `tenant_id` (a job's, an operator command's): explicit, and
     only for as long as the block."""
     tenant_id = _checked(tenant_id)
-    if tenant_id != current() and _transaction_open():
-        raise RuntimeError("as_tenant() inside a transaction: its tenant was set when it began")
+    _check_transaction(tenant_id)
     token = _scope.set(_Scope(tenant_id))  # not a request's: `scoped()` inside it cannot rebind it
     try:
         yield
@@ -112,17 +109,23 @@ def as_tenant(tenant_id: uuid.UUID) -> Iterator[None]:
 
 
 def _checked(tenant_id: uuid.UUID) -> uuid.UUID:
-    """A tenant's ID as a UUID; anything else (a string from outside, None) raises ValueError."""
-    if isinstance(tenant_id, uuid.UUID):
+    """A tenant's ID as a plain UUID (its text goes into SQL: `_begin`); anything else (a string
+    from outside, None) raises ValueError."""
+    if type(tenant_id) is uuid.UUID:
         return tenant_id
+    if isinstance(tenant_id, uuid.UUID):
+        return uuid.UUID(int=tenant_id.int)
     return uuid.UUID(str(tenant_id))
 
 
-def _transaction_open() -> bool:
+def _check_transaction(tenant_id: uuid.UUID) -> None:
+    """A transaction's tenant was set when it began: work for another one cannot join it."""
     try:
-        return isinstance(connections.get("default"), TransactionWrapper)
+        client = connections.get("default")
     except (RuntimeError, ConfigurationError):  # the ORM is not set up
-        return False
+        return
+    if isinstance(client, TransactionWrapper) and getattr(client, "tenant_id", None) != tenant_id:
+        raise TenantMismatch("a transaction's tenant was set when it began; this work is for another")
 
 
 def current() -> uuid.UUID | None:
@@ -137,19 +140,32 @@ def _begin(tenant_id: uuid.UUID) -> str:
     return f"BEGIN; SELECT set_config('{SETTING}', '{tenant_id}', true)"
 
 
+def _terminate(connection: asyncpg.Connection) -> None:
+    # A pooled connection already closed (and released) by asyncpg raises InterfaceError.
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
+
+
+def _closed(connection: asyncpg.Connection) -> bool:
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:  # closed, and already back in the pool
+        return True
+
+
 async def _end(connection: asyncpg.Connection, commit: bool) -> None:
     """COMMIT or ROLLBACK what `_begin` opened. A connection that may still be inside the
     transaction (a cancelled COMMIT, a broken connection) is closed rather than pooled.
 
     A failed ROLLBACK runs while another exception is on its way: it does not replace that one,
     unless it is a cancellation."""
-    if connection.is_closed():
+    if _closed(connection):
         return
     try:
         await connection.execute("COMMIT" if commit else "ROLLBACK")
     except BaseException as exc:
-        if not commit or connection.is_in_transaction():
-            connection.terminate()
+        if not commit or _closed(connection) or connection.is_in_transaction():
+            _terminate(connection)
         if commit or not isinstance(exc, Exception):
             raise
 
@@ -168,7 +184,7 @@ class _ScopedConnection(PoolConnectionWrapper):
             try:
                 await connection.execute(_begin(tenant_id))  # type: ignore[arg-type]
             except BaseException:
-                connection.terminate()
+                _terminate(connection)  # closed, it goes back to the pool as such
                 await super().__aexit__(None, None, None)
                 raise
         return connection
@@ -188,6 +204,8 @@ class _ScopedTransaction(TransactionWrapper):
     def __init__(self, connection: AsyncpgDBClient) -> None:
         super().__init__(connection)
         self._savepoint: str | None = None
+        #: The tenant it began as (a savepoint: its transaction's).
+        self.tenant_id: uuid.UUID | None = getattr(connection, "tenant_id", None)
 
     def _in_transaction(self) -> Any:
         from tortoise.backends.base.client import NestedTransactionContext
@@ -195,12 +213,8 @@ class _ScopedTransaction(TransactionWrapper):
         return NestedTransactionContext(_ScopedTransaction(self))
 
     async def begin(self) -> None:
-        tenant_id = current()
-        try:
-            await self._connection.execute(_begin(tenant_id) if tenant_id is not None else "BEGIN")
-        except BaseException:
-            self._connection.terminate()  # back to the pool as closed: the ORM would not release it
-            raise
+        self.tenant_id = tenant_id = current()
+        await self._connection.execute(_begin(tenant_id) if tenant_id is not None else "BEGIN")
 
     async def savepoint(self) -> None:
         self._savepoint = f"rapidly_{uuid.uuid4().hex}"
@@ -228,6 +242,22 @@ class _ScopedTransaction(TransactionWrapper):
         self._finalized = True
 
 
+class _ScopedTransactionContext(TransactionContextPooled):
+    """Tortoise's, but a BEGIN that fails (a cancellation, a lost connection) does not leave the task
+    pointed at a transaction that never began, nor the connection out of the pool."""
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            if getattr(self, "token", None) is not None:
+                get_connections().reset(self.token)
+            connection = self.client._connection
+            if connection is not None:
+                _terminate(connection)  # closed, it goes back to the pool as such
+            raise
+
+
 class ScopedClient(AsyncpgDBClient):
     """Tortoise's asyncpg client with every statement in a transaction that sets the tenant."""
 
@@ -240,7 +270,7 @@ class ScopedClient(AsyncpgDBClient):
         return PoolConnectionWrapper(self, self._pool_init_lock)
 
     def _in_transaction(self) -> Any:
-        return TransactionContextPooled(_ScopedTransaction(self), self._pool_init_lock)
+        return _ScopedTransactionContext(_ScopedTransaction(self), self._pool_init_lock)
 
     async def execute_many(self, query: str, values: list) -> None:
         async with self._in_transaction() as transaction:

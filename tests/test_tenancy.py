@@ -8,6 +8,7 @@ app's role, with no tenant, with the other tenant, and with settings that are no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -16,6 +17,7 @@ from tortoise import connections
 
 from rapidly import db, tenancy
 from rapidly.contacts import service as contacts
+from rapidly.errors import AnotherTenant
 from rapidly.tenancy import ScopedClient
 from tests.contacts.test_contacts_api import CONTACT, save, staff_token, start
 from tests.media import images
@@ -102,6 +104,7 @@ async def test_every_table_with_tenant_id_has_row_level_security_enabled_forced_
         assert isolation["cmd"] == "ALL" and isolation["roles"] == ["public"], table
         assert isolation["qual"] == isolation["with_check"] == "(tenant_id = rapidly_tenant())", table
         assert policies["database_owner"]["roles"] == ["pg_database_owner"], table
+    assert await owner.fetchval("SELECT relforcerowsecurity FROM pg_class WHERE oid = 'tenant'::regclass")
     others = await owner.fetch(
         "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm')"
     )
@@ -181,21 +184,58 @@ async def test_a_setting_that_is_not_a_uuid_is_refused_and_a_nonexistent_tenant_
         await connections.get("default").execute_query("SELECT 1")  # the app's own path: refused before it
 
 
-async def test_no_view_or_function_of_the_app_roles_own_reaches_around_the_policy(two_tenants, app_role):
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await app_role.execute("CREATE VIEW public.everyone AS SELECT * FROM contact")
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await app_role.execute("CREATE FUNCTION public.everyone() RETURNS bigint LANGUAGE sql AS 'SELECT 1'")
-    # Its temporary objects are its own, and run as it: the policy holds inside them too.
-    await app_role.execute("CREATE TEMP VIEW everyone AS SELECT * FROM contact")
-    await app_role.execute(
-        "CREATE FUNCTION pg_temp.everyone() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
-        "AS 'SELECT count(*) FROM public.contact'"
-    )
-    assert await app_role.fetchval("SELECT count(*) FROM everyone") == 0
-    assert await app_role.fetchval("SELECT pg_temp.everyone()") == 0
-    # A security_barrier-less view cannot leak through a leaky function in its WHERE either.
+async def test_no_view_or_function_of_the_app_roles_own_reaches_around_the_policy(two_tenants, app_role, owner):
+    for statement in (
+        "CREATE VIEW public.everyone AS SELECT * FROM contact",
+        "CREATE FUNCTION public.everyone() RETURNS bigint LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TEMP VIEW everyone AS SELECT * FROM contact",
+        "CREATE FUNCTION pg_temp.everyone() RETURNS bigint LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TEMP TABLE contact_token (tenant_id uuid, token_hash text, expires_at timestamptz)",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app_role.execute(statement)
     assert await app_role.fetchval("SELECT count(*) FROM contact WHERE (SELECT true)") == 0
+
+
+async def test_a_temporary_object_cannot_stand_in_for_a_table_inside_the_cross_tenant_functions(
+    two_tenants, owner, database_url, settings
+):
+    """Were temporary objects allowed (a database where TEMPORARY was granted again), a temporary
+    view named like a table must still not be what the owner's functions read."""
+    app = db.app_role(settings, db.owner_credentials(settings))
+    database = db.quote_ident(db.Credentials.from_url(database_url).database)
+    await owner.execute(f"GRANT TEMPORARY ON DATABASE {database} TO {db.quote_ident(app)}")
+    conn = await db.app_credentials(settings, db.owner_credentials(settings)).connect()
+    try:
+        await conn.execute(
+            "CREATE FUNCTION pg_temp.who() RETURNS uuid LANGUAGE sql "
+            "AS $$ SELECT set_config('rapidly.who', current_user::text, false); SELECT NULL::uuid $$"
+        )
+        await conn.execute(
+            "CREATE TEMP VIEW contact_token AS SELECT pg_temp.who() AS tenant_id, 'x'::text AS token_hash, "
+            "now() + interval '1 day' AS expires_at"
+        )
+        assert await conn.fetchval("SELECT rapidly_contact_token_tenant('x')") is None
+        assert await conn.fetchval("SELECT current_setting('rapidly.who', true)") in (None, "")
+    finally:
+        await conn.close()
+        await owner.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM {db.quote_ident(app)}")
+
+
+async def test_the_tenant_table_is_read_by_all_changed_only_as_its_tenant_and_deleted_by_no_one(
+    two_tenants, app_role, owner
+):
+    alpha, beta = two_tenants["alpha"], two_tenants["beta"]
+    assert await app_role.fetchval("SELECT count(*) FROM tenant") == 2
+    assert await app_role.execute("UPDATE tenant SET retention_days = 1") == "UPDATE 0"
+    async with app_role.transaction():
+        await app_role.execute("SELECT set_config('rapidly.tenant', $1, true)", str(alpha))
+        assert await app_role.execute("UPDATE tenant SET retention_days = 1 WHERE id = $1", beta) == "UPDATE 0"
+        assert await app_role.execute("UPDATE tenant SET retention_days = 2 WHERE id = $1", alpha) == "UPDATE 1"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # no DELETE: it would cascade past the policies
+            await app_role.execute("DELETE FROM tenant WHERE id = $1", alpha)
+    assert await owner.fetchval("SELECT count(*) FROM contact WHERE tenant_id = $1", alpha) > 0
+    assert await owner.fetchval("SELECT retention_days FROM tenant WHERE id = $1", beta) is None
 
 
 async def test_the_cross_tenant_functions_return_ids_only_and_are_the_app_roles_alone(owner, app_role, settings):
@@ -209,13 +249,13 @@ async def test_the_cross_tenant_functions_return_ids_only_and_are_the_app_roles_
         # Only IDs, counts, event kinds and times: nothing a person typed.
         assert "jsonb" not in function["result"] and "bytea" not in function["result"], function
         assert function["result"].replace("text", "") == function["result"] or "kind text" in function["result"]
-        assert "search_path=pg_catalog, public" in function["proconfig"], function  # no caller's object
+        assert "search_path=pg_catalog, public, pg_temp" in function["proconfig"], function  # none of the caller's
         grantees = await owner.fetch(
             "SELECT grantee::regrole::text AS who FROM pg_proc, aclexplode(proacl) WHERE oid = $1::regprocedure "
             "AND privilege_type = 'EXECUTE'",
             function["signature"],
         )
-        assert {g["who"] for g in grantees} <= {app, owner_name(owner), "-"}, function
+        assert grantees and {g["who"] for g in grantees} <= {app, owner_name(owner)}, function  # not PUBLIC ("-")
     assert await app_role.fetchval("SELECT rapidly_contact_token_tenant('no such hash')") is None
 
 
@@ -261,9 +301,55 @@ async def test_a_binding_is_for_one_tenant_and_never_outlives_its_block():
             pass
 
     await asyncio.create_task(request(alpha, alpha))
-    with pytest.raises(tenancy.TenantMismatch):
+    with pytest.raises(AnotherTenant):  # a typed answer for a request, not an internal error
         await asyncio.create_task(request(alpha, beta))
     assert tenancy.current() is None  # a request's binding stays in its own task
+
+
+START_TWO = """
+mutation { a: startContact(tenant: "alpha") { __typename } b: startContact(tenant: "beta") { __typename } }
+"""
+
+
+async def test_one_request_acting_for_two_tenants_gets_a_clear_refusal_and_the_second_changes_nothing(
+    two_tenants, http, owner
+):
+    before = await owner.fetchval("SELECT count(*) FROM contact WHERE tenant_id = $1", two_tenants["beta"])
+
+    response = await http.post("/graphql", json={"query": START_TWO})
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert "Unexpected" not in str(body) and "another company" in str(body), body
+    assert await owner.fetchval("SELECT count(*) FROM contact WHERE tenant_id = $1", two_tenants["beta"]) == before
+
+
+async def test_a_transaction_that_never_began_leaves_the_task_free_to_work_again(two_tenants, server):
+    """A cancellation that lands in BEGIN (or a connection lost there) must not leave the task
+    pointed at the transaction, nor the connection out of the pool."""
+    from rapidly.tenancy import TransactionWrapper
+
+    for delay in (0, 0, 0.0001, 0.0005, 0.001, 0.002):
+        with tenancy.as_tenant(two_tenants["alpha"]):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay), db.transaction() as tx:
+                    await tx.execute_query_dict("SELECT pg_sleep(0.01)")
+            assert not isinstance(connections.get("default"), TransactionWrapper)
+            rows = await connections.get("default").execute_query_dict("SELECT count(*) AS n FROM contact")
+            assert rows[0]["n"] > 0
+        with tenancy.as_tenant(two_tenants["beta"]):  # and may work for another tenant at once
+            async with db.transaction() as tx:
+                assert (await tx.execute_query_dict("SELECT count(*) AS n FROM contact"))[0]["n"] > 0
+
+
+async def test_work_for_another_tenant_cannot_join_a_transaction_begun_as_one(two_tenants, server):
+    with tenancy.as_tenant(two_tenants["alpha"]):
+        async with db.transaction():
+            with pytest.raises(tenancy.TenantMismatch), tenancy.as_tenant(two_tenants["beta"]):
+                pass
+    async with db.transaction():  # begun with no tenant: no tenant may join it either
+        with pytest.raises(tenancy.TenantMismatch), tenancy.scoped(two_tenants["alpha"]):
+            pass
 
 
 async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_cancellations(

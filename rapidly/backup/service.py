@@ -352,7 +352,8 @@ def _restore_sealed(
     preamble: bytes,
 ) -> None:
     """All or nothing: `pg_restore` turns the archive into SQL, and `psql` runs `BEGIN`, the
-    `preamble` (what `--overwrite` drops), the script, and `COMMIT` only once pg_restore has
+    `preamble` (what `--overwrite` drops), the script, the cross-tenant functions' EXECUTE taken
+    from PUBLIC, and `COMMIT` only once pg_restore has
     finished well; an input that ends without it is rolled back. (psql's `--single-transaction`
     does not apply to standard input, and pg_restore's own fails on servers before 17.)"""
     restore_command = [tools["pg_restore"], "--no-owner", "--no-acl", "--file=-"]
@@ -387,7 +388,7 @@ def _restore_sealed(
             restored = restore.wait()
             with contextlib.suppress(BrokenPipeError):
                 if restored == 0:
-                    load.stdin.write(b"COMMIT;\n")
+                    load.stdin.write(_REVOKE_CROSS_TENANT + b"COMMIT;\n")
                 load.stdin.close()
             loaded = load.wait()
         except BaseException:
@@ -433,6 +434,14 @@ def _pass_sql(script: BinaryIO, sink: BinaryIO, for_older_server: bool) -> None:
     finally:
         script.close()
 
+
+#: `--no-acl` brings functions back with PostgreSQL's default EXECUTE for PUBLIC: the cross-tenant
+#: ones (SECURITY DEFINER, migration 0008) lose it in the same transaction, before anyone can call
+#: them (`migrate`, after the restore, grants them to the app role again).
+_REVOKE_CROSS_TENANT = b"""DO $$ DECLARE f regprocedure; BEGIN
+FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef LOOP
+EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f); END LOOP; END $$;
+"""
 
 #: Relations a database holds in `public`; Rapidly creates nothing anywhere else.
 _RELATIONS = """

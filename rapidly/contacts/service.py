@@ -398,24 +398,23 @@ async def _page(tenant_id: uuid.UUID, first: int, after: tuple[datetime, uuid.UU
     trigram index over the values (migration 0006). Each search is planned for its own words: a rare
     one is found through the index and the few contacts sorted; a common one is found by walking the
     contacts from the most recent and stopping at a page. A plan made once for every word (a prepared
-    statement's generic plan) takes seconds for one or the other."""
-    page_from = "AND (c.updated_at, c.id) < ($2, $3)" if after else "AND $2::timestamptz IS NULL AND $3::uuid IS NULL"
-    condition = " OR ".join(f"lower(v.value #>> '{{}}') LIKE ${i}" for i in range(5, 5 + len(likes)))
-    matching = (
-        f"AND EXISTS (SELECT 1 FROM field_value v WHERE v.tenant_id = $1 AND v.contact_id = c.id AND ({condition}))"  # noqa: S608
-        if likes
-        else ""
-    )
+    statement's generic plan) takes seconds for one or the other. The search runs in the function
+    `rapidly_search_contacts` (migration 0008): under row-level security, LIKE could not use the index."""
+    if likes:
+        source = "contact c JOIN rapidly_search_contacts($2, $3, $4, $5) AS found ON found.id = c.id"
+        page_from = ""
+    else:
+        source = "contact c"
+        page_from = "AND (c.updated_at, c.id) < ($2, $3)" if after else "AND $2::timestamptz IS NULL"
+        page_from += "" if after else " AND $3::uuid IS NULL"
     sql = f"""
-    SELECT {_CONTACT_SELECT} FROM contact c
-    WHERE c.tenant_id = $1 AND c.first_saved_at IS NOT NULL {page_from} {matching}
+    SELECT {_CONTACT_SELECT} FROM {source}
+    WHERE c.tenant_id = $1 AND c.first_saved_at IS NOT NULL {page_from}
     ORDER BY c.updated_at DESC, c.id DESC LIMIT $4
     """  # noqa: S608 - placeholders only; every value is a bind parameter
-    args = (tenant_id, *(after or (None, None)), first + 1, *likes)
+    args = (tenant_id, *(after or (None, None)), first + 1, *([likes] if likes else []))
     with tenancy.scoped(tenant_id):
-        async with db.connection() as conn:  # in a transaction of its own, which sets the tenant
-            if likes:
-                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        async with db.connection() as conn:
             rows = await conn.fetch(sql, *args)
     found = [Contact._init_from_db(**dict(row)) for row in rows]
     return Page(contacts=found[:first], has_next=len(found) > first)

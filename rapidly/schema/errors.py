@@ -67,15 +67,16 @@ def returns_errors(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable
     """Turn a `DomainError` raised by the services into its union member.
 
     The resolver's return annotation must be a union that includes the member. `OriginNotAllowed`
-    is not an answer of the operation but a refusal of the request: it stays a top-level error (its
-    `extensions.code` says so) for every operation alike, so no client takes it for a dead token.
+    and `AnotherTenant` are not answers of the operation but refusals of the request: they stay
+    top-level errors (their `extensions.code` says so) for every operation alike, so no client takes
+    one for a dead token.
     """
 
     @functools.wraps(resolver)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         try:
             return await resolver(*args, **kwargs)
-        except errors.OriginNotAllowed:
+        except (errors.OriginNotAllowed, errors.AnotherTenant):  # refusals of the request, not answers
             raise
         except errors.DomainError as exc:
             metrics.record_outcome("rejected")

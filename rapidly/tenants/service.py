@@ -118,7 +118,8 @@ async def set_retention(slug: str, days: int | None) -> Tenant:
     days = clean_retention_days(days)
     tenant = await get_by_slug(slug)
     tenant.retention_days = days
-    await tenant.save(update_fields=["retention_days", "updated_at"])
+    with tenancy.as_tenant(tenant.id):  # a tenant's row changes only as that tenant (migration 0008)
+        await tenant.save(update_fields=["retention_days", "updated_at"])
     return tenant
 
 
@@ -147,19 +148,19 @@ async def set_origins(slug: str, origins: Sequence[str]) -> Tenant:
 async def _update_origins(slug: str, change: Callable[[list[str]], list[str]]) -> Tenant:
     """The tenant's origins replaced by `change(origins)`, under a row lock; this process's CORS
     layer reads them again once the change is committed."""
-    async with db.transaction() as conn:
-        tenant = (
-            await Tenant.filter(slug=slug).using_db(conn).select_for_update().first() if SLUG.fullmatch(slug) else None
-        )
-        if tenant is None:
-            raise NotFound("No such tenant.")
-        origins = change(list(tenant.allowed_origins or []))
-        if len(origins) > MAX_ORIGINS:
-            raise InputInvalid.one("add", "too_many", f"A company may list at most {MAX_ORIGINS} origins.")
-        if origins != tenant.allowed_origins:
-            tenant.allowed_origins = origins
-            await tenant.save(using_db=conn, update_fields=["allowed_origins", "updated_at"])
-            db.on_commit(listed.forget)
+    found = await get_by_slug(slug)
+    with tenancy.as_tenant(found.id):  # a tenant's row changes only as that tenant (migration 0008)
+        async with db.transaction() as conn:
+            tenant = await Tenant.filter(id=found.id).using_db(conn).select_for_update().first()
+            if tenant is None:
+                raise NotFound("No such tenant.")
+            origins = change(list(tenant.allowed_origins or []))
+            if len(origins) > MAX_ORIGINS:
+                raise InputInvalid.one("add", "too_many", f"A company may list at most {MAX_ORIGINS} origins.")
+            if origins != tenant.allowed_origins:
+                tenant.allowed_origins = origins
+                await tenant.save(using_db=conn, update_fields=["allowed_origins", "updated_at"])
+                db.on_commit(listed.forget)
     return tenant
 
 

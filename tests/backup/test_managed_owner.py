@@ -54,6 +54,13 @@ async def test_an_owner_that_is_no_superuser_migrates_finds_staff_across_tenants
         assert await scratch.fetchval(
             "SELECT bool_and(relforcerowsecurity AND relrowsecurity) FROM pg_class WHERE relname = 'staff_user'"
         )
+        assert (
+            await scratch.fetchval(  # the restore did not hand the cross-tenant functions to PUBLIC
+                "SELECT count(*) FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace AND "
+                "(proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(proacl) a WHERE a.grantee = 0))"
+            )
+            == 0
+        )
         listed = run_cli(cli_env, "tenant", "list")
         assert listed.returncode == 0 and "alpha" in listed.stdout, listed.stderr
     finally:

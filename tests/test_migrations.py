@@ -82,3 +82,34 @@ async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
         assert invalid == 0
     finally:
         await conn.close()
+
+
+async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_take_it_away(scratch):
+    # given: a database at 0007 with contacts, values, tokens, photos and chat
+    await migrate_to(scratch, "rapidly.0007_contact_scale")
+    conn = await scratch.connect()
+    try:
+        tenant = uuid.uuid4()
+        for statement in _FILL:
+            await conn.execute(statement, tenant)
+        tables = ("contact", "field_value", "contact_token", "media", "chat_message")
+        before = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+        forced = "SELECT count(*) FROM pg_class WHERE relforcerowsecurity AND relnamespace = 'public'::regnamespace"
+        policies = "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'"
+
+        # when: up to the latest, down to 0007, up again
+        await migrate_to(scratch, None)
+        up = (await conn.fetchval(forced), await conn.fetchval(policies))
+        await migrate_to(scratch, "rapidly.0007_contact_scale")
+        down = (await conn.fetchval(forced), await conn.fetchval(policies))
+        await migrate_to(scratch, None)
+
+        # then: every row kept (read here by the owner, a superuser), policies on the way up only
+        assert {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before  # noqa: S608
+        assert up[0] == 14 and up[1] == 2 * 13 + 4, up  # 13 tenant tables and the tenant table
+        assert down == (0, 0)
+        assert (await conn.fetchval(forced), await conn.fetchval(policies)) == up
+        assert await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
+        assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname = 'contact_unsaved_tenant'") == 1
+    finally:
+        await conn.close()

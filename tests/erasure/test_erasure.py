@@ -21,6 +21,7 @@ from rapidly.ratelimit import service as ratelimit
 from rapidly.ratelimit.models import RateLimit
 from rapidly.realtime.models import ContactEventLog
 from rapidly.storage import journal_key
+from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 from tests.conftest import subscribe
 from tests.contacts.test_contacts_api import CONTACTS, NOTIFICATIONS, save, staff_token, start
@@ -370,7 +371,7 @@ async def test_retention_erases_contacts_inactive_for_longer_than_the_tenant_kee
     # given
     await world.tenant("kattohuolto")
     await world.tenant("verstas", plugin="carrepair_se")
-    await connections.get("default").execute_query("UPDATE tenant SET retention_days = 30 WHERE slug = 'kattohuolto'")
+    await tenants.set_retention("kattohuolto", 30)  # as the operator does: `rapidly tenant retention`
     _, old_id = await filled_contact(gql)
     _, recent_id = await filled_contact(gql)
     keeper = await start(gql, "verstas")
@@ -412,7 +413,7 @@ async def test_the_end_users_own_subscription_gets_deleted_and_then_completes(gq
 
 async def test_staff_see_the_tenants_retention(gql, two_tenants):
     # given
-    await connections.get("default").execute_query("UPDATE tenant SET retention_days = 365 WHERE slug = 'kattohuolto'")
+    await tenants.set_retention("kattohuolto", 365)  # as the operator does: `rapidly tenant retention`
 
     # when
     viewer = (await gql("query { viewer { tenant { retentionDays } } }", token=await staff_token(gql)))["viewer"]

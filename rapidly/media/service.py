@@ -17,7 +17,7 @@ from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
@@ -81,17 +81,18 @@ async def upload(
     limits = spec.effective_limits
     image = await clean_upload(settings, read, limits.max_file_bytes)
     tenant_id, contact_id = contact.tenant_id, contact.id  # type: ignore[attr-defined]
-    async with db.transaction() as conn:
-        first_save = (await lock_contact(conn, tenant_id, contact_id)).first_save
-        media = await store(conn, settings, storage, tenant_id, contact_id, field_key, limits.max_files, image)
-        if first_save:
-            await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
-            await messaging.to_staff(conn, contact.tenant, MessageEvent.NEW_CONTACT, contact_id)
-            await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
-        else:
-            await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
-            await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
-        await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as conn:
+            first_save = (await lock_contact(conn, tenant_id, contact_id)).first_save
+            media = await store(conn, settings, storage, tenant_id, contact_id, field_key, limits.max_files, image)
+            if first_save:
+                await notifications.notify_staff(conn, tenant_id, notifications.NEW_CONTACT, contact_id)
+                await messaging.to_staff(conn, contact.tenant, MessageEvent.NEW_CONTACT, contact_id)
+                await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
+            else:
+                await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
+                await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
+            await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
     return media
 
 
@@ -186,7 +187,9 @@ async def media_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUID
     not by the query: asked for an order its index cannot give, PostgreSQL before 17 may rather read
     the tenant's every photo in index order than look up each contact's."""
     grouped: dict[uuid.UUID, list[Media]] = {cid: [] for cid in contact_ids}
-    for row in await Media.filter(tenant_id=tenant_id, contact_id__in=list(contact_ids)):
+    with tenancy.scoped(tenant_id):
+        rows = await Media.filter(tenant_id=tenant_id, contact_id__in=list(contact_ids))
+    for row in rows:
         grouped[row.contact_id].append(row)  # type: ignore[attr-defined]
     return [sorted(grouped[cid], key=lambda m: (m.created_at, m.id)) for cid in contact_ids]
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from rapidly import tenancy
 from rapidly.chat.models import ChatMessage
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact, FieldValue
@@ -57,10 +58,16 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
     tenant: Tenant = contact.tenant
     specs = {spec.key: spec for spec in contacts.fields_of(plugins, tenant)}
     order = {key: i for i, key in enumerate(specs)}
-    rows = sorted(
-        await FieldValue.filter(contact_id=contact.id, tenant_id=tenant.id),
-        key=lambda r: (order.get(r.key, len(order)), r.key),
-    )
+    with tenancy.scoped(tenant.id):  # the contact's tenant: its rows, and only its rows, are visible
+        values = await FieldValue.filter(contact_id=contact.id, tenant_id=tenant.id)
+        # Chat photos belong to the conversation, where they are shown.
+        media = (
+            await Media.filter(contact_id=contact.id, tenant_id=tenant.id)
+            .exclude(field_key=CHAT_FIELD)
+            .order_by("created_at", "id")
+        )
+        chat = await ChatMessage.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id")
+    rows = sorted(values, key=lambda r: (order.get(r.key, len(order)), r.key))
     fallback = tenant.default_locale
     return MyData(
         contact_id=contact.id,
@@ -70,15 +77,12 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
         tenant_name=tenant.name,
         privacy_policy_url=tenant.privacy_policy_url,
         values=[_labelled(row, specs.get(row.key), locale, fallback) for row in rows],
-        # Chat photos belong to the conversation, where they are shown.
-        media=await Media.filter(contact_id=contact.id, tenant_id=tenant.id)
-        .exclude(field_key=CHAT_FIELD)
-        .order_by("created_at", "id"),
+        media=media,
         labels={
             CHAT_FIELD: CHAT_LABEL.get(locale, "Chat"),
             **{k: spec.label(locale, fallback) for k, spec in specs.items()},
         },
-        chat=await ChatMessage.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id"),
+        chat=chat,
     )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise import connections
 
+from rapidly import tenancy
 from rapidly.contacts import service as contacts
 from rapidly.media.models import Media
 from rapidly.messaging.models import OutboundMessage
@@ -31,7 +32,7 @@ mutation Send($channel: Channel!) {
 
 @pytest.fixture
 async def roofing(world):
-    await world.tenant("kattohuolto", name="Kattohuolto Oy")
+    return await world.tenant("kattohuolto", name="Kattohuolto Oy")
 
 
 async def contact_with_addresses(gql, phone="040 123 4567", email="maija@example.com") -> str:
@@ -50,7 +51,8 @@ async def test_the_link_goes_to_the_contacts_own_address_and_opens_the_phone_pag
     # given
     _, mailbox, _ = smtp
     token = await contact_with_addresses(gql)
-    await OutboundMessage.all().delete()  # the self-service link and staff mails queued by the saves
+    with tenancy.as_tenant(roofing.id):
+        await OutboundMessage.all().delete()  # the self-service link and staff mails queued by the saves
 
     # when
     by_sms = (await gql(SEND, {"channel": "SMS"}, token=token))["sendContinueLink"]
@@ -66,7 +68,8 @@ async def test_the_link_goes_to_the_contacts_own_address_and_opens_the_phone_pag
     link = re.search(r"http://127\.0\.0\.1:\d+(/continue/rpc_[A-Za-z0-9_-]{43})", sms["body"]["message"]).group(1)
     page = await http.get(link)
     assert page.status_code == 200 and "Lisää kuvia – Kattohuolto Oy" in page.text
-    assert [m.status for m in await OutboundMessage.all()] == ["SENT", "SENT"]
+    with tenancy.as_tenant(roofing.id):
+        assert [m.status for m in await OutboundMessage.all()] == ["SENT", "SENT"]
 
 
 @pytest.mark.parametrize(
@@ -87,13 +90,15 @@ async def test_no_link_without_an_own_address_a_mobile_number_in_the_eea(gql, ro
 
     # then
     assert [e["code"] for e in refused["errors"]] == [code]
-    assert await OutboundMessage.filter(event="continue_link").count() == 0
+    with tenancy.as_tenant(roofing.id):
+        assert await OutboundMessage.filter(event="continue_link").count() == 0
 
 
 async def test_links_are_limited_per_contact(gql, roofing):
     # given
     token = await contact_with_addresses(gql)
-    await OutboundMessage.all().delete()
+    with tenancy.as_tenant(roofing.id):
+        await OutboundMessage.all().delete()
     for _ in range(5):
         assert (await gql(SEND, {"channel": "EMAIL"}, token=token))["sendContinueLink"]["__typename"] == "LinkSent"
 
@@ -102,7 +107,8 @@ async def test_links_are_limited_per_contact(gql, roofing):
 
     # then
     assert sixth["__typename"] == "RateLimitedError" and sixth["retryAfterSeconds"] > 0
-    assert await OutboundMessage.all().count() == 5
+    with tenancy.as_tenant(roofing.id):
+        assert await OutboundMessage.all().count() == 5
 
 
 async def test_staff_and_anonymous_callers_cannot_send(gql, roofing, world):
@@ -119,9 +125,10 @@ async def test_the_continue_link_expires(gql, http, roofing, dispatcher, gateway
     # given
     token = await contact_with_addresses(gql)
     path = await continue_path(gql, token, dispatcher, gateway)
-    await connections.get("default").execute_query(
-        "UPDATE contact_token SET expires_at = now() - interval '1s' WHERE expires_at < now() + interval '1 hour'"
-    )
+    with tenancy.as_tenant(roofing.id):
+        await connections.get("default").execute_query(
+            "UPDATE contact_token SET expires_at = now() - interval '1s' WHERE expires_at < now() + interval '1 hour'"
+        )
 
     # when
     page = await http.get(path)
@@ -174,7 +181,8 @@ async def test_the_phone_page_refuses_uploads_without_its_csrf_token(gql, http, 
     assert not_multipart.status_code == 400 and hostile.status_code == 400
     assert "liikaa pikseleitä" in hostile.text
     assert accepted.status_code == 303 and accepted.headers["location"].endswith("added=1")
-    assert await Media.all().count() == 1
+    with tenancy.as_tenant(roofing.id):
+        assert await Media.all().count() == 1
 
 
 async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the_answers(
@@ -212,7 +220,8 @@ async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the
     contact = await contacts.contact_for_token(token)
     values = {v.key: v.value for v in (await contacts.values_by_contact(contact.tenant_id, [contact.id]))[0]}
     assert values["damage_description"] == "Pelti irti" and values["name"] == "Maija"
-    assert [(m.width, m.height) for m in await Media.all()] == [(1200, 900)]
+    with tenancy.as_tenant(roofing.id):
+        assert [(m.width, m.height) for m in await Media.all()] == [(1200, 900)]
     await phone.close()
 
 
@@ -234,7 +243,8 @@ async def test_the_qr_link_opens_the_same_contact_on_the_phone_and_sends_nothing
     # given
     token = await start(gql, "kattohuolto")
     await save(gql, token, "name", "Maija")
-    await OutboundMessage.all().delete()
+    with tenancy.as_tenant(roofing.id):
+        await OutboundMessage.all().delete()
 
     # when
     shown = (await gql(SHOW, token=token))["createContinueLink"]
@@ -258,8 +268,9 @@ async def test_the_qr_link_opens_the_same_contact_on_the_phone_and_sends_nothing
     )
     assert page.status_code == 200 and "Lisää kuvia – Kattohuolto Oy" in page.text
     assert upload.status_code == 303
-    assert await Media.filter(field_key="roof_photos").count() == 1
-    assert await OutboundMessage.all().count() == 0  # nothing sent: it was only shown
+    with tenancy.as_tenant(roofing.id):
+        assert await Media.filter(field_key="roof_photos").count() == 1
+        assert await OutboundMessage.all().count() == 0  # nothing sent: it was only shown
 
 
 def test_the_qr_code_is_a_plain_svg_of_the_link():

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from tortoise import connections
 
+from rapidly import tenancy
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
@@ -155,23 +156,26 @@ async def test_erasure_is_retried_while_the_storage_is_down_and_the_contact_neve
             # then: unreachable at once; the photo and the journal entry wait
             assert not receipt.complete and set(receipt.pending) == {"media_objects", "journal"}
             assert await contacts.contact_for_token(token) is None
-            assert not await Contact.exists(id=contact.id) and not await Media.exists(contact_id=contact.id)
+            with tenancy.as_tenant(contact.tenant_id):
+                assert not await Contact.exists(id=contact.id) and not await Media.exists(contact_id=contact.id)
             assert versions(s3_endpoint, "rapidly-versioned", contact_prefix(contact.tenant_id, contact.id))
             assert await erasure.finish_pending() == 0  # not due yet
 
             # when: due again, still down; then up
-            await _make_due()
+            await _make_due(contact.tenant_id)
             assert await erasure.finish_pending() == 0
             proxy.refuse = False
-            await _make_due()
+            await _make_due(contact.tenant_id)
             completed = await erasure.finish_pending()
 
             # then
             assert completed == 1
-            row = await Erasure.get(contact_id=contact.id)
+            with tenancy.as_tenant(contact.tenant_id):
+                row = await Erasure.get(contact_id=contact.id)
             assert row.completed_at is not None and row.pending == [] and row.attempts == 3
             assert versions(s3_endpoint, "rapidly-versioned", contact_prefix(contact.tenant_id, contact.id)) == []
-            assert not await Contact.exists(id=contact.id)
+            with tenancy.as_tenant(contact.tenant_id):
+                assert not await Contact.exists(id=contact.id)
     finally:
         await proxy.close()
 
@@ -183,8 +187,9 @@ def _reader(data: bytes):  # type: ignore[no-untyped-def]
     return read
 
 
-async def _make_due() -> None:
-    await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
+async def _make_due(tenant_id: uuid.UUID) -> None:
+    with tenancy.as_tenant(tenant_id):
+        await connections.get("default").execute_query("UPDATE erasure SET next_attempt_at = now() - interval '1s'")
 
 
 class Proxy:

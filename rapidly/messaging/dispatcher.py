@@ -59,13 +59,17 @@ PER_RECIPIENT = ratelimit.Limit("msg-recipient", 10, 86_400)
 PER_NUMBER_RANGE = ratelimit.Limit("msg-number-range", 200, 86_400)
 PER_CONTACT = ratelimit.Limit("msg-contact", 30, 86_400)
 
+# The due rows are picked once (MATERIALIZED): as a subquery of `id IN (...)`, the planner may run
+# it again for every row of the tenant (a semi join under the row-level security policy), each run
+# locking $1 more, and the claim took them all.
 _CLAIM = """
-UPDATE outbound_message SET next_attempt_at = now() + $2::interval, attempts = attempts + 1
-WHERE id IN (
+WITH due AS MATERIALIZED (
     SELECT id FROM outbound_message WHERE status = 'PENDING' AND next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-RETURNING id, tenant_id, contact_id, staff_id, event, channel, locale, payload, attempts
+UPDATE outbound_message m SET next_attempt_at = now() + $2::interval, attempts = m.attempts + 1
+FROM due WHERE m.id = due.id
+RETURNING m.id, m.tenant_id, m.contact_id, m.staff_id, m.event, m.channel, m.locale, m.payload, m.attempts
 """
 # Every outcome is fenced on the attempt it belongs to: a dispatcher whose lease ran out (and whose
 # message another one took over) cannot overwrite the newer attempt's outcome.

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db
+from rapidly import db, tenancy
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
@@ -59,7 +59,8 @@ async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
     if tenant is None:
         raise NotFound("No such tenant.")
     tenant.message_channels = {**(tenant.message_channels or {}), ev.name: sorted({c.value for c in chosen})}  # type: ignore[union-attr]
-    await tenant.save(update_fields=["message_channels", "updated_at"])
+    with tenancy.as_tenant(tenant.id):  # the tenant row is written as its tenant (row-level security)
+        await tenant.save(update_fields=["message_channels", "updated_at"])
     return tenant
 
 

@@ -9,12 +9,13 @@ import uuid
 import pytest
 from tortoise import connections
 
-from rapidly import hookimpl
+from rapidly import db, hookimpl, tenancy
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.messaging import outbox
 from rapidly.messaging.models import MessageStatus, OutboundMessage
 from rapidly.plugins import Channel, MessageEvent, MessageTemplate
+from rapidly.tenants.models import Tenant
 from tests.contacts.test_contacts_api import save, staff_token, start
 
 SEND = """
@@ -47,13 +48,28 @@ async def contact(gql, email="maija@example.com", phone="040 123 4567") -> str:
     return token
 
 
+async def ours(slug: str = "kattohuolto") -> uuid.UUID:
+    """The tenant whose rows the test's own statements read (row-level security: `tenancy.as_tenant`)."""
+    return (await Tenant.get(slug=slug)).id
+
+
 async def due() -> None:
-    await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
+    for tenant_id in await db.tenant_ids():  # every tenant's outbox
+        with tenancy.as_tenant(tenant_id):
+            await connections.get("default").execute_query("UPDATE outbound_message SET next_attempt_at = now()")
 
 
 async def only(event: str) -> None:
     """Leave only messages of this event in the outbox (saving an address also queues others)."""
-    await OutboundMessage.exclude(event=event).delete()
+    for tenant_id in await db.tenant_ids():  # every tenant's outbox
+        with tenancy.as_tenant(tenant_id):
+            await OutboundMessage.exclude(event=event).delete()
+
+
+async def the_message(slug: str = "kattohuolto") -> OutboundMessage:
+    """The one message left in the tenant's outbox."""
+    with tenancy.as_tenant(await ours(slug)):
+        return await OutboundMessage.get()
 
 
 async def test_the_continue_link_by_email_carries_the_self_service_link_and_button(
@@ -74,7 +90,7 @@ async def test_the_continue_link_by_email_carries_the_self_service_link_and_butt
     assert mail["X-Envelope-To"] == "maija@example.com" and mail["To"] == "maija@example.com"
     assert mail["From"] == "Kattohuolto Oy <noreply@rapidly.example>"
     assert mail["Auto-Submitted"] == "auto-generated"
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert mail["Message-ID"] == f"<{row.id.hex}@rapidly.example>" and mail["Date"]
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
@@ -100,7 +116,7 @@ async def test_the_continue_link_by_sms_goes_to_the_gateway(gql, roofing, dispat
     body = request["body"]
     assert body["recipients"] == [{"msisdn": 358401234567}] and body["sender"] == "Kattohuolto"
     assert "/continue/rpc_" in body["message"] and "/my/rpc_" in body["message"]
-    assert body["userref"] == str((await OutboundMessage.get()).id)
+    assert body["userref"] == str((await the_message()).id)
     assert request["auth"].startswith("Basic ")
 
 
@@ -109,7 +125,8 @@ async def test_the_address_is_the_one_saved_when_the_message_is_sent(gql, roofin
     _, mailbox, _ = smtp
     token = await contact(gql, email="maija@exam.com", phone=None)
     await save(gql, token, "email", "maija@example.com")  # still typing
-    queued = await OutboundMessage.filter(event="self_service_link").count()
+    with tenancy.as_tenant(await ours()):
+        queued = await OutboundMessage.filter(event="self_service_link").count()
     assert await dispatcher.run_once() == 1  # only the staff's new-contact email is due yet
 
     # when
@@ -149,17 +166,17 @@ async def test_a_451_and_a_dropped_connection_are_retried_without_loss(gql, roof
 
     # when
     await dispatcher.run_once()
-    first = await OutboundMessage.get()
+    first = await the_message()
     await due()
     await dispatcher.run_once()
-    second = await OutboundMessage.get()
+    second = await the_message()
     await due()
     await dispatcher.run_once()
 
     # then
     assert (first.status, first.last_error) == (MessageStatus.PENDING, "smtp_451")
     assert second.status == MessageStatus.PENDING and second.last_error.startswith("smtp_")
-    final = await OutboundMessage.get()
+    final = await the_message()
     assert (final.status, final.attempts) == (MessageStatus.SENT, 3)
     assert len(mailbox.messages) == 1
 
@@ -175,7 +192,7 @@ async def test_bad_credentials_are_retried_then_the_message_fails_visibly(gql, r
     token = await contact(gql)
     await gql(SEND, {"channel": "EMAIL"}, token=token)
     await only("continue_link")
-    contact_id = str((await OutboundMessage.get()).contact_id)
+    contact_id = str((await the_message()).contact_id)
 
     # when
     await dispatcher.run_once()
@@ -183,7 +200,7 @@ async def test_bad_credentials_are_retried_then_the_message_fails_visibly(gql, r
     await dispatcher.run_once()
 
     # then
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error, row.attempts) == (MessageStatus.FAILED, "smtp_auth", 2)
     assert mailbox.messages == []
     shown = (await gql(MESSAGES, {"id": contact_id}, token=await staff_token(gql)))["contact"]["messages"]
@@ -210,12 +227,12 @@ async def test_gateway_errors_are_retried_unless_permanent(gql, roofing, dispatc
     await dispatcher.run_once()
 
     # then
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error) == (outcome, f"sms_http_{status}")
     if outcome == MessageStatus.PENDING:
         await due()
         await dispatcher.run_once()
-        assert (await OutboundMessage.get()).status == MessageStatus.SENT and len(gateway.requests) == 1
+        assert (await the_message()).status == MessageStatus.SENT and len(gateway.requests) == 1
 
 
 async def test_a_gateway_timeout_is_retried(gql, roofing, dispatcher, gateway):
@@ -229,7 +246,7 @@ async def test_a_gateway_timeout_is_retried(gql, roofing, dispatcher, gateway):
     await dispatcher.run_once()
 
     # then
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error) == (MessageStatus.PENDING, "timeout")
 
 
@@ -248,9 +265,11 @@ async def test_limits_that_protect_the_recipient_are_silent_to_the_requester(gql
 
     # then
     assert answers == ["LinkSent"] * 12
-    statuses = sorted(m.status for m in await OutboundMessage.all())
+    with tenancy.as_tenant(await ours()):
+        statuses = sorted(m.status for m in await OutboundMessage.all())
+        suppressed = {m.last_error for m in await OutboundMessage.filter(status=MessageStatus.SUPPRESSED)}
     assert statuses.count(MessageStatus.SENT) == 10 and statuses.count(MessageStatus.SUPPRESSED) == 2
-    assert {m.last_error for m in await OutboundMessage.filter(status=MessageStatus.SUPPRESSED)} == {"limit_recipient"}
+    assert suppressed == {"limit_recipient"}
     assert len(mailbox.messages) == 10
 
 
@@ -269,7 +288,7 @@ async def test_a_switched_off_event_is_not_sent(gql, roofing, dispatcher, smtp, 
 
     # then
     assert switched.returncode == 0, switched.stderr
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error) == (MessageStatus.SUPPRESSED, "switched_off")
     assert mailbox.messages == []
 
@@ -318,14 +337,15 @@ async def test_no_text_to_premium_rate_or_non_eea_numbers_reaches_the_gateway(
     token = await contact(gql, email=None, phone=phone)
     refused = (await gql(SEND, {"channel": "SMS"}, token=token))["sendContinueLink"]
     found = await contacts.contact_for_token(token)
-    await outbox.enqueue(
-        connections.get("default"),
-        tenant_id=found.tenant_id,
-        contact_id=found.id,
-        event=MessageEvent.PHOTO_REQUEST,
-        channel=Channel.SMS,
-        locale="fi",
-    )
+    with tenancy.as_tenant(found.tenant_id):
+        await outbox.enqueue(
+            connections.get("default"),
+            tenant_id=found.tenant_id,
+            contact_id=found.id,
+            event=MessageEvent.PHOTO_REQUEST,
+            channel=Channel.SMS,
+            locale="fi",
+        )
     await only("photo_request")
 
     # when
@@ -333,7 +353,7 @@ async def test_no_text_to_premium_rate_or_non_eea_numbers_reaches_the_gateway(
 
     # then
     assert [e["code"] for e in refused["errors"]] == ["not_a_mobile_number"]
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error) == (MessageStatus.SUPPRESSED, "not_an_eea_mobile")
     assert gateway.requests == []
 
@@ -438,26 +458,26 @@ async def test_a_misbehaving_wording_falls_back_to_the_core_wording_and_the_mess
     from rapidly.messaging.channels import EmailChannel
     from rapidly.messaging.dispatcher import Dispatcher
     from rapidly.plugins import PluginRegistry
-    from rapidly.tenants.models import Tenant
 
     _, mailbox, client_context = smtp
     registry = PluginRegistry(load_entrypoints=False)
     registry.register(SplitLink(), "split_link")
     tenant = await Tenant.create(slug="sneaky", name="Sneaky Oy", plugin="split_link")
-    contact_row = await Contact.create(tenant=tenant, locale="en")
-    await connections.get("default").execute_query(  # the ORM cannot store a bare JSON string
-        "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
-        "VALUES (gen_random_uuid(), $1, $2, 'email', '\"maija@example.com\"', now())",
-        [tenant.id, contact_row.id],
-    )
-    await outbox.enqueue(
-        connections.get("default"),
-        tenant_id=tenant.id,
-        contact_id=contact_row.id,
-        event=MessageEvent.CONTINUE_LINK,
-        channel=Channel.EMAIL,
-        locale="en",
-    )
+    with tenancy.as_tenant(tenant.id):
+        contact_row = await Contact.create(tenant=tenant, locale="en")
+        await connections.get("default").execute_query(  # the ORM cannot store a bare JSON string
+            "INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at) "
+            "VALUES (gen_random_uuid(), $1, $2, 'email', '\"maija@example.com\"', now())",
+            [tenant.id, contact_row.id],
+        )
+        await outbox.enqueue(
+            connections.get("default"),
+            tenant_id=tenant.id,
+            contact_id=contact_row.id,
+            event=MessageEvent.CONTINUE_LINK,
+            channel=Channel.EMAIL,
+            locale="en",
+        )
     url = smtp[0]
     channel = EmailChannel(url, "noreply@rapidly.example", tls_context=client_context)
 
@@ -468,7 +488,7 @@ async def test_a_misbehaving_wording_falls_back_to_the_core_wording_and_the_mess
     [mail] = mailbox.messages
     text = mail.get_body(("plain",)).get_content()
     assert "rapidly-delete.example" not in text and "/my/rpc_" in text and "/continue/rpc_" in text
-    assert (await OutboundMessage.get()).status == MessageStatus.SENT
+    assert (await the_message("sneaky")).status == MessageStatus.SENT
 
 
 @pytest.mark.parametrize(
@@ -488,12 +508,12 @@ async def test_a_refused_recipient_is_retried_only_when_the_refusal_is_temporary
     await dispatcher.run_once()
 
     # then
-    row = await OutboundMessage.get()
+    row = await the_message()
     assert (row.status, row.last_error) == (outcome, f"smtp_rcpt_{answer[:3]}")
     if outcome == "PENDING":
         await due()
         await dispatcher.run_once()
-        assert (await OutboundMessage.get()).status == MessageStatus.SENT and len(mailbox.messages) == 1
+        assert (await the_message()).status == MessageStatus.SENT and len(mailbox.messages) == 1
 
 
 async def test_the_demos_text_files_are_erased_with_the_contact(gql, roofing, settings, plugins, server, tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 from tortoise import connections
 
+from rapidly import tenancy
 from rapidly.messaging import outbox
 from rapidly.messaging.models import MessageStatus, OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
@@ -21,16 +22,17 @@ async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
     tenant = await world.tenant("kattohuolto")
     staff = await world.staff("kattohuolto", "anna@kattohuolto.example")
     conn = connections.get("default")
-    for _ in range(20):
-        await outbox.enqueue(
-            conn,
-            tenant_id=tenant.id,
-            event=MessageEvent.NEW_CONTACT,
-            channel=Channel.EMAIL,
-            locale="fi",
-            contact_id=None,
-            staff_id=staff.id,
-        )
+    with tenancy.as_tenant(tenant.id):  # the test's own statements, as its tenant (row-level security)
+        for _ in range(20):
+            await outbox.enqueue(
+                conn,
+                tenant_id=tenant.id,
+                event=MessageEvent.NEW_CONTACT,
+                channel=Channel.EMAIL,
+                locale="fi",
+                contact_id=None,
+                staff_id=staff.id,
+            )
     controller, mailbox = start_smtp()
     mailbox.delay = 0.3
     worker_env = {**env, "RAPIDLY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}", "RAPIDLY_SMTP_COUNTRY": "FI"}
@@ -51,8 +53,9 @@ async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         delivered_before = len(mailbox.messages)
-        unfinished = await OutboundMessage.filter(status=MessageStatus.PENDING).count()
-        await conn.execute_query("UPDATE outbound_message SET next_attempt_at = now() WHERE status = 'PENDING'")
+        with tenancy.as_tenant(tenant.id):
+            unfinished = await OutboundMessage.filter(status=MessageStatus.PENDING).count()
+            await conn.execute_query("UPDATE outbound_message SET next_attempt_at = now() WHERE status = 'PENDING'")
         second = subprocess.Popen(
             [sys.executable, "-m", "rapidly", "worker"],
             env=worker_env,
@@ -61,7 +64,9 @@ async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
             start_new_session=True,
         )
         for _ in range(400):
-            if await OutboundMessage.filter(status=MessageStatus.PENDING).count() == 0:
+            with tenancy.as_tenant(tenant.id):
+                pending = await OutboundMessage.filter(status=MessageStatus.PENDING).count()
+            if pending == 0:
                 break
             await asyncio.sleep(0.05)
         os.killpg(second.pid, signal.SIGTERM)
@@ -71,7 +76,8 @@ async def test_a_worker_killed_mid_batch_loses_nothing(world, env):
 
     # then
     assert 3 <= delivered_before < 20 and unfinished > 0
-    rows = await OutboundMessage.all()
+    with tenancy.as_tenant(tenant.id):
+        rows = await OutboundMessage.all()
     assert {r.status for r in rows} == {MessageStatus.SENT}
     delivered = {m["Message-ID"] for m in mailbox.messages}
     assert delivered == {f"<{r.id.hex}@rapidly.invalid>" for r in rows}  # every one, at least once
@@ -94,14 +100,15 @@ async def test_serve_sends_messages_itself_by_default(world, env):
     )
     try:
         # when
-        await outbox.enqueue(
-            connections.get("default"),
-            tenant_id=tenant.id,
-            event=MessageEvent.NEW_CONTACT,
-            channel=Channel.EMAIL,
-            locale="fi",
-            staff_id=staff.id,
-        )
+        with tenancy.as_tenant(tenant.id):  # the test's own statement, as its tenant (row-level security)
+            await outbox.enqueue(
+                connections.get("default"),
+                tenant_id=tenant.id,
+                event=MessageEvent.NEW_CONTACT,
+                channel=Channel.EMAIL,
+                locale="fi",
+                staff_id=staff.id,
+            )
         for _ in range(400):
             if mailbox.messages:
                 break
@@ -113,4 +120,6 @@ async def test_serve_sends_messages_itself_by_default(world, env):
 
     # then
     assert [m["X-Envelope-To"] for m in mailbox.messages] == ["anna@kattohuolto.example"]
-    assert (await OutboundMessage.get()).status == MessageStatus.SENT
+    with tenancy.as_tenant(tenant.id):
+        row = await OutboundMessage.get()
+    assert row.status == MessageStatus.SENT

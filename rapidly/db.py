@@ -483,8 +483,9 @@ def _run_after_commit(callback: Callable[[], object]) -> None:
 
 
 async def delete_in_batches(sql: str, args: list[object], batch: int = 1000) -> int:
-    """Run a `DELETE ... LIMIT`-style statement (its last parameter is the batch size) tenant by
-    tenant, each until it removes fewer rows than that; returns how many in all. Each batch is its
+    """Run a `DELETE ... LIMIT`-style statement (its last parameter is the batch size; it returns a
+    row per row deleted) tenant by tenant, each until it removes fewer rows than that; returns how
+    many in all. Each batch is its
     own short transaction, so a purge of millions never holds locks, or the WAL, for longer than one
     batch."""
     total = 0

@@ -423,3 +423,22 @@ async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_canc
     # closed, not pooled, as it may have been left inside the transaction.
     assert 1 <= len(pids) <= cancelled_statements + 1
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_purge_batch_under_the_policy_deletes_at_most_its_size(two_tenants, owner, server):
+    """An `id IN (SELECT ... LIMIT n)` subquery may run again for every row under the policy: a
+    batch then deleted all of a tenant's expired rows in one transaction. Picked once, it is n."""
+    from rapidly.contacts.service import _PURGE_EXPIRED_TOKENS
+
+    alpha = two_tenants["alpha"]
+    await owner.execute(
+        "INSERT INTO contact_token (id, tenant_id, contact_id, token_hash, created_at, expires_at) "
+        "SELECT gen_random_uuid(), $1, (SELECT id FROM contact WHERE tenant_id = $1 LIMIT 1), md5(i::text), "
+        "now(), now() - interval '1 day' FROM generate_series(1, 250) AS i",
+        alpha,
+    )
+    with tenancy.as_tenant(alpha):
+        deleted, _ = await connections.get("default").execute_query(_PURGE_EXPIRED_TOKENS, [100])
+    assert deleted == 100
+    assert await owner.fetchval("SELECT count(*) FROM contact_token WHERE expires_at < now()") == 150
+    assert await db.delete_in_batches(_PURGE_EXPIRED_TOKENS, [], batch=100) == 150

@@ -207,15 +207,19 @@ async def issue_token(conn: BaseDBAsyncClient, tenant_id: uuid.UUID, contact_id:
     return token
 
 
-# Oldest first along their own indexes; rows a request holds are left for the next round.
+# Oldest first along their own indexes; rows a request holds are left for the next round. The batch
+# is picked once (MATERIALIZED): as an `id IN (...)` subquery, the planner may run it again for every
+# row under the row-level security policy, and a batch would be as large as the tenant's expired rows.
 _PURGE_EXPIRED_TOKENS = """
-DELETE FROM contact_token WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT id FROM contact_token WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+DELETE FROM contact_token t USING picked WHERE t.id = picked.id RETURNING 1
 """
 _PURGE_ABANDONED = """
-DELETE FROM contact WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT id FROM contact WHERE first_saved_at IS NULL AND created_at < $1
     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+DELETE FROM contact c USING picked WHERE c.id = picked.id RETURNING 1
 """
 
 

@@ -81,8 +81,9 @@ def network_of(address: str) -> str:
 
 
 _PURGE_EXPIRED = """
-DELETE FROM rate_limit WHERE key IN (
+WITH picked AS MATERIALIZED (
     SELECT key FROM rate_limit WHERE reset_at <= now() ORDER BY reset_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+DELETE FROM rate_limit r USING picked WHERE r.key = picked.key RETURNING 1
 """
 
 

@@ -49,8 +49,9 @@ SELECT id, tenant_id, contact_id, kind, created_at, payload FROM published
 ERASER = SqlEraser("contact_events", "DELETE FROM contact_event WHERE tenant_id = $1 AND contact_id = $2")
 
 _PRUNE = """
-DELETE FROM contact_event WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT id FROM contact_event WHERE created_at < clock_timestamp() - $1::interval ORDER BY created_at LIMIT $2)
+DELETE FROM contact_event e USING picked WHERE e.id = picked.id RETURNING 1
 """
 
 

@@ -197,8 +197,9 @@ async def logout(token: str | None) -> bool:
 
 
 _PURGE_EXPIRED_SESSIONS = """
-DELETE FROM staff_session WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT id FROM staff_session WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
+DELETE FROM staff_session s USING picked WHERE s.id = picked.id RETURNING 1
 """
 
 

@@ -12,8 +12,9 @@ trip as its `BEGIN`, and ends it; the setting is transaction-local, so a pooled 
 carries it beyond the transaction, whatever happens to the request (an error, a cancellation: the
 transaction is rolled back, or the connection closed).
 
-Work that spans tenants goes tenant by tenant, or through the functions of migration 0008 that
-return IDs only (see `cross_tenant`).
+Work that spans tenants goes tenant by tenant (`rapidly.db.tenant_ids`), or through the functions
+of migration 0008 that return IDs only (its `CROSS_TENANT`). The hottest statement sets its tenant
+itself, in its one round trip (`rapidly.db.Routine`).
 """
 
 from __future__ import annotations

@@ -111,8 +111,6 @@ RUN_DIRECTLY = {
 }
 
 LEFT_TO_STRAWBERRY = {
-    "malformed JSON": b"{not json",
-    "not an object": b"[1, 2]",
     "no query": json.dumps({"variables": {}}).encode(),
     "query not a string": json.dumps({"query": 5}).encode(),
     "variables not an object": body("{ numbers }", variables=[1]),
@@ -126,6 +124,40 @@ LEFT_TO_STRAWBERRY = {
     "unknown operation": body("query A { numbers }", operationName="Z"),
     "subscription": body("subscription { ticks }"),
 }
+
+
+#: Bodies that are no JSON object in UTF-8, each with what the 400 says. Strawberry's view answered
+#: some of them with a 500 and a traceback (a string, null, bytes that are not UTF-8: issue 18).
+NOT_A_JSON_OBJECT = {
+    "malformed JSON": (b"{not json", "The request body is not JSON."),
+    "truncated": (body("{ numbers }")[:-3], "The request body is not JSON."),
+    "empty": (b"", "The request body is not JSON."),
+    "not UTF-8": (b'{"query": "{ numbers }", "x": "\xff\xfe"}', "The request body is not UTF-8."),
+    "Latin-1": ('{"query": "{ hello(name: \\"Jönssön\\") }"}'.encode("latin-1"), "The request body is not UTF-8."),
+    "a list": (b"[1, 2]", "The request body must be a JSON object."),
+    "a string": (b'"abc"', "The request body must be a JSON object."),
+    "null": (b"null", "The request body must be a JSON object."),
+    "a number": (b"5", "The request body must be a JSON object."),
+    "true": (b"true", "The request body must be a JSON object."),
+}
+
+
+@pytest.mark.parametrize(("content", "says"), NOT_A_JSON_OBJECT.values(), ids=NOT_A_JSON_OBJECT.keys())
+async def test_a_body_that_is_no_json_object_gets_a_400_in_the_specs_shape_and_nothing_logged(content, says, caplog):
+    # given
+    apps = Apps()
+    caplog.set_level(logging.DEBUG)
+
+    # when
+    answered = await apps.post(apps.fast, content)
+
+    # then
+    assert answered.status_code == 400, answered.text
+    assert answered.json() == {"errors": [{"message": says}]}
+    assert answered.headers["content-type"] == "application/json"
+    assert answered.headers["x-content-type-options"] == "nosniff"
+    assert apps.reached == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
 @pytest.mark.parametrize("content", RUN_DIRECTLY.values(), ids=RUN_DIRECTLY.keys())
@@ -263,3 +295,18 @@ async def test_answers_carry_the_security_headers():
     assert apps.reached == []
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store" and response.headers["x-frame-options"] == "DENY"
+
+
+async def test_the_served_app_answers_bodies_that_are_no_json_object_with_400_and_keeps_the_connection(http, caplog):
+    """Against `rapidly serve`'s app on a real port: the 500 of such a body closed the keep-alive
+    connection, so the client's next request failed too."""
+    caplog.set_level(logging.INFO)
+    for content, says in NOT_A_JSON_OBJECT.values():
+        # when
+        refused = await http.post("/graphql", content=content, headers=JSON)
+        after = await http.post("/graphql", json={"query": "{ __typename }"})
+
+        # then
+        assert refused.status_code == 400 and refused.json() == {"errors": [{"message": says}]}
+        assert after.status_code == 200 and after.json() == {"data": {"__typename": "Query"}}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

@@ -125,6 +125,9 @@ class GraphQLOverHTTP:
             await too_large(send)
             return
         request = Request.of(body)
+        if request is None and (problem := malformed(body)) is not None:
+            await bad_request(send, problem)
+            return
         document = self.documents.get(request.query) if request is not None else None
         if request is None or document is None or not runnable(document, request.operation_name):
             await self.app(scope, _replay(body, receive), send)
@@ -182,6 +185,26 @@ class Request:
             if isinstance(request.variables, dict | None) and isinstance(request.extensions, dict | None)
             else None
         )
+
+
+def malformed(body: bytes) -> str | None:
+    """What is wrong with a body that is not a JSON object in UTF-8; None for one that is. Such a
+    body is answered here (400): Strawberry's view raised on it (a 500, and a traceback)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "The request body is not UTF-8."
+    except ValueError:
+        return "The request body is not JSON."
+    return None if isinstance(data, dict) else "The request body must be a JSON object."
+
+
+async def bad_request(send: Send, message: str) -> None:
+    """A 400 in the GraphQL-over-HTTP shape: `{"errors": [{"message": ...}]}`."""
+    payload = json.dumps({"errors": [{"message": message}]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": 400, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

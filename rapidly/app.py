@@ -37,6 +37,7 @@ from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema, status_of
 from rapidly.schema.context import Context, bearer_token, get_context
 from rapidly.schema.http import GraphQLOverHTTP
+from rapidly.schema.ws import StrictGraphQLTransportWS
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
 from rapidly.storage import storage_for
@@ -148,6 +149,8 @@ async def _finish_erasures(erasure: ErasureService) -> None:
 
 
 class RapidlyGraphQLRouter(GraphQLRouter):
+    graphql_transport_ws_handler_class = StrictGraphQLTransportWS
+
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
         """Strawberry's own handshake check, for another site's origin: the same rule as `CrossOrigin`,
         which has just read the listed origins before letting the handshake through."""

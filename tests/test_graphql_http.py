@@ -310,3 +310,55 @@ async def test_the_served_app_answers_bodies_that_are_no_json_object_with_400_an
         assert refused.status_code == 400 and refused.json() == {"errors": [{"message": says}]}
         assert after.status_code == 200 and after.json() == {"data": {"__typename": "Query"}}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+UPLOAD = 'mutation($f: Upload) { uploadMedia(fieldKey: "photos", file: $f) { __typename } }'
+#: Multipart uploads that are malformed: (form fields, file field names, what the 400 says).
+MALFORMED_UPLOADS = {
+    "operations not JSON": ({"operations": "{not", "map": "{}"}, [], "Unable to parse request body as JSON"),
+    "operations a list": ({"operations": "[1]", "map": "{}"}, [], "The operations must be a JSON object."),
+    "operations null": ({"operations": "null", "map": "{}"}, [], "The operations must be a JSON object."),
+    "map a list": (
+        {"operations": json.dumps({"query": UPLOAD}), "map": "[1]"},
+        [],
+        "The map must be a JSON object of lists of paths.",
+    ),
+    "a map path not a list": (
+        {"operations": json.dumps({"query": UPLOAD}), "map": json.dumps({"0": "variables.f"})},
+        ["0"],
+        "The map must be a JSON object of lists of paths.",
+    ),
+    "a map pointing nowhere": (
+        {"operations": json.dumps({"query": UPLOAD, "variables": {"f": None}}), "map": '{"0": ["variables.a.b"]}'},
+        ["0"],
+        "The map names a place that the operations do not have.",
+    ),
+    "a map entry without its file": (
+        {"operations": json.dumps({"query": UPLOAD, "variables": {"f": None}}), "map": '{"0": ["variables.f"]}'},
+        [],
+        "Every file needs an entry in the map, and every entry of the map a file.",
+    ),
+    "a file without a map": (
+        {"operations": json.dumps({"query": UPLOAD, "variables": {"f": None}})},
+        ["0"],
+        "Every file needs an entry in the map, and every entry of the map a file.",
+    ),
+    "a file the map does not name": (
+        {"operations": json.dumps({"query": UPLOAD, "variables": {"f": None}}), "map": '{"0": ["variables.f"]}'},
+        ["0", "1"],
+        "Every file needs an entry in the map, and every entry of the map a file.",
+    ),
+}
+
+
+@pytest.mark.parametrize(("fields", "files", "says"), MALFORMED_UPLOADS.values(), ids=MALFORMED_UPLOADS.keys())
+async def test_a_malformed_upload_gets_a_400_that_says_what_is_wrong(http, fields, files, says, caplog):
+    caplog.set_level(logging.INFO)
+    parts = {name: (None, value) for name, value in fields.items()}  # text fields, multipart even without a file
+    parts |= {name: (f"{name}.jpg", b"\xff\xd8 not really", "image/jpeg") for name in files}
+
+    answered = await http.post("/graphql", files=parts, headers={"Rapidly-Upload": "1"})
+
+    assert answered.status_code == 400, answered.text
+    assert says in answered.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

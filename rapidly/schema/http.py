@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, Operati
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
+from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import process_result
 from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
@@ -218,3 +219,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+def upload_operations(operations: object, files_map: object, files: Mapping[str, Any]) -> dict[str, Any]:
+    """The operations of a multipart upload (the GraphQL multipart request spec) with its files in
+    place; `ValueError` with what is wrong otherwise: operations that are no JSON object, a map
+    that is no object of lists of paths, a file the map does not name or an entry without its
+    file, a path the operations do not have. Strawberry's view took some of these for granted (a
+    500 for `null` operations or a list as the map) and ignored a file without a map entry."""
+    if not isinstance(operations, dict):
+        raise ValueError("The operations must be a JSON object.")
+    if not isinstance(files_map, dict) or not all(
+        isinstance(paths, list) and all(isinstance(path, str) for path in paths) for paths in files_map.values()
+    ):
+        raise ValueError("The map must be a JSON object of lists of paths.")
+    files = {name: value for name, value in files.items() if not isinstance(value, str)}  # the form's text fields
+    if set(files_map) != set(files):
+        raise ValueError("Every file needs an entry in the map, and every entry of the map a file.")
+    try:
+        return replace_placeholders_with_files(operations, files_map, files)
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ValueError("The map names a place that the operations do not have.") from None

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import uvicorn
+from hypothesis import settings
 
 # The suite decides its own configuration: nothing from the developer's shell leaks in.
 for _name in [n for n in os.environ if n.startswith("RAPIDLY_") and n != "RAPIDLY_TEST_DATABASE_URL"]:
@@ -38,6 +39,12 @@ METRICS_TOKEN = "test-metrics-token-" + "m" * 32
 STAFF_PASSWORD = "correct horse battery staple"
 
 pytest_plugins = ["tests.messaging.fixtures"]
+
+# Property-based tests (tests/test_fuzz.py): a bounded, repeatable run by default; `--hypothesis-profile
+# campaign` for a long one with new examples each time.
+settings.register_profile("rapidly", max_examples=60, deadline=None, derandomize=True)
+settings.register_profile("campaign", max_examples=5000, deadline=None)
+settings.load_profile("rapidly")
 
 
 def with_database(url: str, name: str) -> str:

@@ -1,0 +1,216 @@
+"""Property-based fuzzing of the HTTP and WebSocket surface of one `rapidly serve` (issue 18).
+
+Documents and variables come from the committed `schema.graphql` (hypothesis-graphql), so a new
+operation is fuzzed without editing this file: valid ones (`Mode.POSITIVE`) and ones with one
+violation of the schema (`Mode.NEGATIVE`), sent anonymously, as a contact and as a staff member of
+tenant alpha. Beside them, raw byte bodies and malformed WebSocket frames. Every answer must be a
+4xx or a 200: never a 5xx, never a masked "Unexpected error" for input that is merely wrong, never
+a word of tenant beta's contact; the log holds no traceback, and the server stays healthy.
+
+Bounded for the suite (the `rapidly` profile of tests/conftest.py: 60 examples a test, the same ones
+every run); a long campaign, new examples every run:
+
+    .venv/bin/python -m pytest tests/test_fuzz.py --hypothesis-profile=campaign
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_graphql import Mode, from_schema, nodes
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.conftest import STAFF_PASSWORD, free_port, run_cli
+
+SCHEMA = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text()
+#: The other tenant's contact's values: none of them may appear in any answer.
+MARKER = f"beta-secret-{uuid.uuid4().hex[:10]}"
+
+_COMMON = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+
+SCALARS = {
+    "DateTime": st.sampled_from(["2026-12-04T10:00:00+00:00", "not a date", ""]).map(nodes.String),
+    "JSON": st.one_of(st.text(max_size=20).map(nodes.String), st.integers(-5, 5).map(nodes.Int), st.just(nodes.Null)),
+    "Upload": st.just(nodes.Null),
+}
+
+
+class Served:
+    """`rapidly serve` in a process of its own, with two tenants' data, its log kept."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rapidly", "serve", "--port", str(self.port)],
+            env={**env, "RAPIDLY_BASE_URL": self.url},
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.http.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None and time.monotonic() < deadline, self.log()
+            time.sleep(0.1)
+
+    def gql(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers).json()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def served(env, database_url, tmp_path) -> Iterator[tuple[Served, dict[str, str | None]]]:
+    server = Served(env, tmp_path / "serve.log")  # migrates on start
+    try:
+        for slug in ("alpha", "beta"):
+            made = run_cli(env, "tenant", "create", "--slug", slug, "--name", slug, "--plugin", "roofing_fi")
+            assert made.returncode == 0, made.stderr
+            staffed = run_cli(
+                env,
+                "staff",
+                "create",
+                "--tenant",
+                slug,
+                "--email",
+                f"staff@{slug}.example",
+                stdin=STAFF_PASSWORD + "\n",
+            )
+            assert staffed.returncode == 0, staffed.stderr
+        start = 'mutation { startContact(tenant: "%s") { ... on ContactSession { token } } }'
+        save = "mutation S($k: String!, $v: JSON) { saveField(key: $k, value: $v) { __typename } }"
+        tokens: dict[str, str | None] = {"anonymous": None}
+        for slug in ("alpha", "beta"):
+            token = server.gql(start % slug)["data"]["startContact"]["token"]
+            name = f"Maija {MARKER}" if slug == "beta" else "Maija Alpha"
+            assert server.gql(save, {"k": "name", "v": name}, token)["data"]["saveField"]["__typename"] == "FieldSaved"
+            if slug == "alpha":
+                tokens["contact"] = token
+        login = 'mutation { login(email: "staff@alpha.example", password: "%s") { ... on LoginSuccess { token } } }'
+        tokens["staff"] = server.gql(login % STAFF_PASSWORD)["data"]["login"]["token"]
+        yield server, tokens
+    finally:
+        server.stop()
+    log = server.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    assert MARKER not in log
+
+
+def check(server: Served, response: httpx.Response) -> None:
+    assert response.status_code < 500, (response.status_code, response.text[:500])
+    assert "Unexpected error" not in response.text, response.text[:500]
+    assert MARKER not in response.text
+
+
+@pytest.mark.parametrize("mode", [Mode.POSITIVE, Mode.NEGATIVE], ids=["valid", "one-violation"])
+def test_generated_documents_as_anyone_get_no_5xx_and_nothing_of_another_tenant(served, mode):
+    server, tokens = served
+
+    @settings(**_COMMON)  # the profile's number of examples (tests/conftest.py)
+    @given(
+        document=from_schema(SCHEMA, custom_scalars=SCALARS, mode=mode),
+        who=st.sampled_from(sorted(tokens)),
+    )
+    def run(document: str, who: str) -> None:
+        token = tokens[who]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        check(server, server.http.post("/graphql", json={"query": document}, headers=headers))
+
+    run()
+    assert server.http.get("/readyz").status_code == 200
+
+
+def test_raw_bodies_and_content_types_get_no_5xx(served):
+    server, _ = served
+
+    @settings(**_COMMON)  # the profile's number of examples (tests/conftest.py)
+    @given(
+        body=st.one_of(
+            st.binary(max_size=300),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                max_leaves=10,
+            ).map(lambda v: json.dumps(v).encode()),
+        ),
+        content_type=st.sampled_from(
+            ["application/json", "application/json; charset=latin-1", "text/plain", "application/graphql", ""]
+        ),
+    )
+    def run(body: bytes, content_type: str) -> None:
+        check(server, server.http.post("/graphql", content=body, headers={"content-type": content_type}))
+
+    run()
+    assert server.http.get("/readyz").status_code == 200
+
+
+#: The close codes of graphql-transport-ws, and a normal close.
+PROTOCOL_CODES = {1000, 4400, 4401, 4403, 4408, 4409, 4429}
+
+
+def test_malformed_websocket_frames_close_with_the_protocols_codes(served):
+    server, _ = served
+    url = server.url.replace("http://", "ws://") + "/graphql"
+
+    @settings(**_COMMON)  # the profile's number of examples (tests/conftest.py)
+    @given(
+        frames=st.lists(
+            st.one_of(
+                st.binary(max_size=50),
+                st.text(max_size=50),
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["connection_init", "subscribe", "complete", "ping", "pong", "next"])},
+                    optional={
+                        "id": st.one_of(st.text(max_size=3), st.integers(), st.none()),
+                        "payload": st.one_of(
+                            st.none(),
+                            st.text(max_size=5),
+                            st.fixed_dictionaries(
+                                {}, optional={"query": st.text(max_size=30), "variables": st.integers()}
+                            ),
+                        ),
+                    },
+                ).map(json.dumps),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def run(frames: list) -> None:
+        with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:
+            try:
+                for frame in frames:
+                    ws.send(frame)
+                while True:
+                    ws.recv(timeout=0.2)
+            except TimeoutError:
+                return  # still open, and answering nothing more: a well-formed conversation
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code in PROTOCOL_CODES, closed
+
+    run()
+    assert server.http.get("/readyz").status_code == 200

@@ -44,7 +44,11 @@ pytest_plugins = ["tests.messaging.fixtures"]
 # campaign` for a long one with new examples each time.
 settings.register_profile("rapidly", max_examples=60, deadline=None, derandomize=True)
 settings.register_profile("campaign", max_examples=5000, deadline=None)
-settings.load_profile("rapidly")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("hypothesis_profile", None) is None:
+        settings.load_profile("rapidly")
 
 
 def with_database(url: str, name: str) -> str:

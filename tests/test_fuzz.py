@@ -214,3 +214,46 @@ def test_malformed_websocket_frames_close_with_the_protocols_codes(served):
 
     run()
     assert server.http.get("/readyz").status_code == 200
+
+
+def test_the_pages_and_the_forms_they_post_get_no_5xx_and_erase_nothing(served):
+    server, tokens = served
+    token = tokens["contact"]
+    paths = [
+        f"/my/{token}",
+        f"/my/{token}/delete",
+        f"/my/{token}/export.json",
+        f"/continue/{token}",
+        f"/continue/{token}/upload",
+    ]
+
+    @settings(**_COMMON)
+    @given(
+        path=st.one_of(
+            st.sampled_from(paths),
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-%./", max_size=60).map(lambda p: f"/my/{p}"),
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-%./", max_size=60).map(lambda p: f"/continue/{p}"),
+        ),
+        method=st.sampled_from(["GET", "HEAD", "POST"]),
+        body=st.binary(max_size=300),
+        content_type=st.sampled_from(
+            [
+                "application/x-www-form-urlencoded",
+                "multipart/form-data; boundary=x",
+                "multipart/form-data",
+                "text/plain",
+                "",
+            ]
+        ),
+        lang=st.one_of(st.none(), st.text(max_size=12)),
+    )
+    def run(path: str, method: str, body: bytes, content_type: str, lang: str | None) -> None:
+        params = {"lang": lang} if lang is not None else None
+        content = body if method == "POST" else None
+        response = server.http.request(
+            method, path, params=params, content=content, headers={"content-type": content_type}
+        )
+        check(server, response)
+
+    run()
+    assert server.http.get(f"/my/{token}").status_code == 200  # still there: nothing posted could erase it

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -38,7 +39,7 @@ from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema, status_of
 from rapidly.schema.context import Context, bearer_token, get_context
-from rapidly.schema.http import GraphQLOverHTTP, upload_operations
+from rapidly.schema.http import GraphQLOverHTTP, malformed, upload_operations
 from rapidly.schema.ws import StrictGraphQLTransportWS
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
@@ -167,6 +168,14 @@ class RapidlyGraphQLRouter(GraphQLRouter):
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """A JSON object, or a 400 that says what the body is instead (Strawberry's own took any
+        JSON value, and a string or `null` raised further on: a 500). It reads what the direct
+        path passes on, and a content type that merely contains "application/json"."""
+        if (problem := malformed(data)) is not None:
+            raise HTTPException(400, problem)
+        return json.loads(data)
+
     async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
         """Strawberry's, with the form checked whole (`upload_operations`): a 400 for every
         malformed upload."""
@@ -176,13 +185,10 @@ class RapidlyGraphQLRouter(GraphQLRouter):
             raise HTTPException(400, "Unable to parse the multipart body") from exc
         operations, files_map = (form.form.get(name, "{}") for name in ("operations", "map"))
         try:
-            return upload_operations(
-                self.parse_json(operations) if isinstance(operations, bytes | str) else operations,
-                self.parse_json(files_map) if isinstance(files_map, bytes | str) else files_map,
-                form.files,
-            )
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            return upload_operations(json.loads(operations), json.loads(files_map), form.files)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; a file as a field, TypeError
+            message = str(exc) if type(exc) is ValueError else "The operations and the map must be JSON."
+            raise HTTPException(400, message) from None
 
     async def on_ws_connect(self, context: Context) -> None:
         """WebSockets authenticate once, in `connection_init`: `{"authorization": "Bearer <token>"}`."""

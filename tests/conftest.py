@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import uvicorn
-from hypothesis import settings
+from hypothesis import settings as hypothesis_settings
 
 # The suite decides its own configuration: nothing from the developer's shell leaks in.
 for _name in [n for n in os.environ if n.startswith("RAPIDLY_") and n != "RAPIDLY_TEST_DATABASE_URL"]:
@@ -42,13 +42,13 @@ pytest_plugins = ["tests.messaging.fixtures"]
 
 # Property-based tests (tests/test_fuzz.py): a bounded, repeatable run by default; `--hypothesis-profile
 # campaign` for a long one with new examples each time.
-settings.register_profile("rapidly", max_examples=60, deadline=None, derandomize=True)
-settings.register_profile("campaign", max_examples=5000, deadline=None)
+hypothesis_settings.register_profile("rapidly", max_examples=60, deadline=None, derandomize=True)
+hypothesis_settings.register_profile("campaign", max_examples=5000, deadline=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("hypothesis_profile", None) is None:
-        settings.load_profile("rapidly")
+        hypothesis_settings.load_profile("rapidly")
 
 
 def with_database(url: str, name: str) -> str:

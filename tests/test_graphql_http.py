@@ -315,7 +315,8 @@ async def test_the_served_app_answers_bodies_that_are_no_json_object_with_400_an
 UPLOAD = 'mutation($f: Upload) { uploadMedia(fieldKey: "photos", file: $f) { __typename } }'
 #: Multipart uploads that are malformed: (form fields, file field names, what the 400 says).
 MALFORMED_UPLOADS = {
-    "operations not JSON": ({"operations": "{not", "map": "{}"}, [], "Unable to parse request body as JSON"),
+    "operations not JSON": ({"operations": "{not", "map": "{}"}, [], "The operations and the map must be JSON."),
+    "map not JSON": ({"operations": "{}", "map": "{not"}, [], "The operations and the map must be JSON."),
     "operations a list": ({"operations": "[1]", "map": "{}"}, [], "The operations must be a JSON object."),
     "operations null": ({"operations": "null", "map": "{}"}, [], "The operations must be a JSON object."),
     "map a list": (
@@ -362,3 +363,16 @@ async def test_a_malformed_upload_gets_a_400_that_says_what_is_wrong(http, field
     assert answered.status_code == 400, answered.text
     assert says in answered.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+@pytest.mark.parametrize("content_type", ["application/json-seq", "text/x-application/json", "application/jsonl"])
+@pytest.mark.parametrize(("content", "says"), list(NOT_A_JSON_OBJECT.values())[:6], ids=list(NOT_A_JSON_OBJECT)[:6])
+async def test_strawberrys_router_answers_the_same_400_for_a_type_that_merely_contains_json(
+    http, content_type, content, says
+):
+    """Strawberry's view takes any content type containing "application/json"; the direct path takes
+    "application/json" alone, and passes the others on."""
+    answered = await http.post("/graphql", content=content, headers={"content-type": content_type})
+
+    assert answered.status_code == 400, answered.text
+    assert says in answered.text

@@ -188,11 +188,11 @@ class Request:
         )
 
 
-def malformed(body: bytes) -> str | None:
+def malformed(body: bytes | str) -> str | None:
     """What is wrong with a body that is not a JSON object in UTF-8; None for one that is. Such a
     body is answered here (400): Strawberry's view raised on it (a 500, and a traceback)."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except UnicodeDecodeError:
         return "The request body is not UTF-8."
     except ValueError:

@@ -158,7 +158,14 @@ def test_raw_bodies_and_content_types_get_no_5xx(served):
             ).map(lambda v: json.dumps(v).encode()),
         ),
         content_type=st.sampled_from(
-            ["application/json", "application/json; charset=latin-1", "text/plain", "application/graphql", ""]
+            [
+                "application/json",
+                "application/json; charset=latin-1",
+                "application/json-seq",
+                "text/plain",
+                "application/graphql",
+                "",
+            ]
         ),
     )
     def run(body: bytes, content_type: str) -> None:

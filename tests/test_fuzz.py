@@ -16,6 +16,7 @@ every run); a long campaign, new examples every run:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -264,3 +265,52 @@ def test_the_pages_and_the_forms_they_post_get_no_5xx_and_erase_nothing(served):
 
     run()
     assert server.http.get(f"/my/{token}").status_code == 200  # still there: nothing posted could erase it
+
+
+def _operations_with_variables() -> list[str]:
+    """Each root field of the committed schema as a document that takes all its arguments as
+    variables of their declared types: `mutation($a: T!) { field(a: $a) { __typename } }`."""
+    from graphql import build_schema, get_named_type, is_leaf_type
+
+    schema = build_schema(SCHEMA)
+    documents = []
+    for kind, root in (("query", schema.query_type), ("mutation", schema.mutation_type)):
+        for name, field in (root.fields if root else {}).items():
+            if not field.args:
+                continue
+            declared = ", ".join(f"${arg}: {field_arg.type}" for arg, field_arg in field.args.items())
+            passed = ", ".join(f"{arg}: ${arg}" for arg in field.args)
+            selection = "" if is_leaf_type(get_named_type(field.type)) else " { __typename }"
+            documents.append(f"{kind}({declared}) {{ {name}({passed}){selection} }}")
+    return documents
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_every_operation_with_variables_of_any_shape_gets_no_5xx(served):
+    server, tokens = served
+    documents = _operations_with_variables()
+    assert len(documents) > 10  # every operation with arguments: a new one is fuzzed without editing this
+
+    @settings(**_COMMON)
+    @given(
+        document=st.sampled_from(documents),
+        variables=st.one_of(JSON_VALUES, st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=6)),
+        who=st.sampled_from(sorted(tokens)),
+        data=st.data(),
+    )
+    def run(document: str, variables: object, who: str, data: st.DataObject) -> None:
+        names = re.findall(r"\$(\w+):", document)
+        if isinstance(variables, dict) and data.draw(st.booleans()):  # the right names, any values
+            variables = {name: data.draw(JSON_VALUES) for name in names}
+        token = tokens[who]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        check(server, server.http.post("/graphql", json={"query": document, "variables": variables}, headers=headers))
+
+    run()
+    assert server.http.get("/readyz").status_code == 200

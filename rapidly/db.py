@@ -312,6 +312,17 @@ class Routine:
             return await conn.fetch(self._call, tenant_id, *args)
 
 
+async def tenant_of(function: str, key: str) -> uuid.UUID | None:
+    """The tenant that `function`, a cross-tenant function of migration 0008, finds for `key` (a
+    token's hash, an email): one round trip, outside any tenant's transaction (it needs none)."""
+    sql = f"SELECT {function}($1) AS tenant_id"
+    client = connections.get("default")
+    if isinstance(client, TransactionalDBClient):
+        return (await client.execute_query_dict(sql, [key]))[0]["tenant_id"]
+    async with client.acquire_unscoped() as conn:  # type: ignore[attr-defined]
+        return await conn.fetchval(sql, key)
+
+
 _ROUTINES: list[Routine] = []
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
-from tortoise.backends.base.client import PoolConnectionWrapper, TransactionContextPooled
+from tortoise.backends.base.client import NestedTransactionContext, PoolConnectionWrapper, TransactionContextPooled
 from tortoise.connection import get_connections
 from tortoise.exceptions import ConfigurationError, TransactionManagementError
 
@@ -209,8 +209,6 @@ class _ScopedTransaction(TransactionWrapper):
         self.tenant_id: uuid.UUID | None = getattr(connection, "tenant_id", None)
 
     def _in_transaction(self) -> Any:
-        from tortoise.backends.base.client import NestedTransactionContext
-
         return NestedTransactionContext(_ScopedTransaction(self))
 
     async def begin(self) -> None:

@@ -63,8 +63,7 @@ async def create_staff(*, tenant_slug: str, email: str, password: str, locale: s
 async def _tenant_of_email(email: str) -> uuid.UUID | None:
     """The tenant of the staff account with this (cleaned) email, whichever tenant it is in: the
     email is unique platform-wide, and signing in names no tenant (migration 0008's function)."""
-    async with db.connection() as conn:
-        return await conn.fetchval("SELECT rapidly_staff_email_tenant($1)", email)
+    return await db.tenant_of("rapidly_staff_email_tenant", email)
 
 
 async def create_or_reset(*, tenant_slug: str, email: str, password: str) -> StaffUser:
@@ -188,8 +187,7 @@ async def logout(token: str | None) -> bool:
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return False
-    async with db.connection() as conn:
-        tenant_id = await conn.fetchval("SELECT rapidly_staff_session_tenant($1)", token_hash)
+    tenant_id = await db.tenant_of("rapidly_staff_session_tenant", token_hash)
     if tenant_id is None:
         return False
     with tenancy.scoped(tenant_id):

@@ -37,8 +37,7 @@ async def fetch_with_tenant(
 
     A token names no tenant: `tenant_of`, a function of migration 0008, finds its tenant's ID
     across tenants; the row itself is then read as that tenant, to which the request is bound."""
-    async with db.connection() as conn:
-        tenant_id = await conn.fetchval(f"SELECT {tenant_of}($1)", token_hash)
+    tenant_id = await db.tenant_of(tenant_of, token_hash)
     if tenant_id is None:
         return None
     with tenancy.scoped(tenant_id):

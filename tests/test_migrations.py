@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate
@@ -54,16 +55,26 @@ async def migrate_to(credentials: db.Credentials, target: str | None) -> None:
         await Tortoise.close_connections()
 
 
+async def filled(credentials: db.Credentials, target: str) -> asyncpg.Connection:
+    """The database migrated to `target` and filled (`_FILL`); a connection to it as the owner."""
+    await migrate_to(credentials, target)
+    conn = await credentials.connect()
+    tenant = uuid.uuid4()
+    for statement in _FILL:
+        await conn.execute(statement, tenant)
+    return conn
+
+
+async def counts(conn: asyncpg.Connection) -> dict[str, int]:
+    tables = ("contact", "field_value", "contact_token", "media", "chat_message")
+    return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+
+
 async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
     # given: a database at 0006 with contacts, values, tokens, photos and chat
-    await migrate_to(scratch, "rapidly.0006_contact_search")
-    conn = await scratch.connect()
+    conn = await filled(scratch, "rapidly.0006_contact_search")
     try:
-        tenant = uuid.uuid4()
-        for statement in _FILL:
-            await conn.execute(statement, tenant)
-        tables = ("contact", "field_value", "contact_token", "media", "chat_message")
-        before = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+        before = await counts(conn)
 
         # when: up to the latest, down to 0006, up again
         await migrate_to(scratch, None)
@@ -73,7 +84,7 @@ async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
         await migrate_to(scratch, None)
 
         # then: the same rows, every foreign key valid, the contact's keys with its tenant
-        assert {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before  # noqa: S608
+        assert await counts(conn) == before
         assert await conn.fetchval("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
         assert [tuple(r) for r in up] == [(t, 2) for t in ("chat_message", "contact_token", "field_value", "media")]
         assert [tuple(r) for r in down] == [(t, 1) for t in ("chat_message", "contact_token", "field_value", "media")]
@@ -86,14 +97,9 @@ async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
 
 async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_take_it_away(scratch):
     # given: a database at 0007 with contacts, values, tokens, photos and chat
-    await migrate_to(scratch, "rapidly.0007_contact_scale")
-    conn = await scratch.connect()
+    conn = await filled(scratch, "rapidly.0007_contact_scale")
     try:
-        tenant = uuid.uuid4()
-        for statement in _FILL:
-            await conn.execute(statement, tenant)
-        tables = ("contact", "field_value", "contact_token", "media", "chat_message")
-        before = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+        before = await counts(conn)
         forced = "SELECT count(*) FROM pg_class WHERE relforcerowsecurity AND relnamespace = 'public'::regnamespace"
         policies = "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'"
 
@@ -105,7 +111,7 @@ async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_t
         await migrate_to(scratch, None)
 
         # then: every row kept (read here by the owner, a superuser), policies on the way up only
-        assert {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before  # noqa: S608
+        assert await counts(conn) == before
         assert up[0] == 14 and up[1] == 2 * 13 + 4, up  # 13 tenant tables and the tenant table
         assert down == (0, 0)
         assert (await conn.fetchval(forced), await conn.fetchval(policies)) == up

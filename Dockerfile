@@ -1,22 +1,31 @@
 # syntax=docker/dockerfile:1
 # Rapidly: multi-stage build, no dev dependencies, runs as a non-root user.
+# Every third-party package is the one requirements/runtime.txt pins, its file checked against the lock's
+# hashes (wheels only: nothing is built from source with build tools fetched unchecked); Rapidly and the
+# plugins are built from this tree with the locked setuptools. `python3 dev.py lock` refreshes the lock.
 # In a container, point RAPIDLY_DATABASE_URL at a managed PostgreSQL in the EU/EEA.
 
 FROM python:3.11-slim-bookworm AS build
+RUN python -m venv /opt/rapidly
 WORKDIR /src
+COPY requirements/runtime.txt ./requirements/
+RUN /opt/rapidly/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
+        --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY rapidly ./rapidly
 COPY plugins ./plugins
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . ./plugins/roofing-fi ./plugins/carrepair-se
+RUN /opt/rapidly/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation \
+        . ./plugins/roofing-fi ./plugins/carrepair-se \
+    && /opt/rapidly/bin/pip check
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PATH=/opt/rapidly/bin:$PATH \
     RAPIDLY_DATA_DIR=/var/lib/rapidly
 RUN groupadd --system --gid 10001 rapidly \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/rapidly --create-home rapidly
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
+COPY --from=build /opt/rapidly /opt/rapidly
 USER 10001:10001
 WORKDIR /var/lib/rapidly
 # In production set RAPIDLY_DATABASE_URL and RAPIDLY_SECRET_KEY; without them data lives in this volume.

@@ -78,6 +78,7 @@ mutation Login($email: String!, $password: String!) {
 """
 
 CONTACT_EVENTS_SUBSCRIPTION = "subscription { contactEvents { kind contactId } }"
+MY_EVENTS_SUBSCRIPTION = "subscription { myEvents { kind contactId } }"
 
 #: The roofing plugin's text-like fields; `roof_photos` (IMAGE) cannot go through saveField.
 ROOFING_KEYS = ("name", "phone", "email", "street_address", "damage_description")
@@ -150,6 +151,8 @@ class Bench:
         self._closed = False
         self.secret_key = secrets.token_urlsafe(48) if database_url else None
         self.backup_key = secrets.token_urlsafe(48)
+        #: The root key of contact data's encryption (required with an external database).
+        self.root_key = secrets.token_urlsafe(48)
         atexit.register(self.close)
 
     def __enter__(self) -> Bench:
@@ -206,8 +209,10 @@ class Bench:
         # No scheduled dump in the middle of a measurement (bench/backup.py makes its own), but a key
         # for `rapidly backup` commands.
         env.update(RAPIDLY_BACKUP_EVERY_HOURS="0", RAPIDLY_BACKUP_KEY=self.backup_key)
+        env.update(RAPIDLY_ROOT_KEY=self.root_key)
         env.update(extra)
-        return env
+        # An earlier commit (`Earlier`) may not know a setting of this one: "" leaves it out.
+        return {name: value for name, value in env.items() if value != "" or name not in extra}
 
     def settings(self):  # type: ignore[no-untyped-def]
         from rapidly.config import Settings
@@ -663,7 +668,7 @@ async def bulk_contacts(
     conn = await bench.owner.connect()  # type: ignore[union-attr]
     try:
         tenant_ids = [await conn.fetchval("SELECT id FROM tenant WHERE slug = $1", slug) for slug in tenants]
-        await _bulk_contacts(conn, tenant_ids, count, everything)
+        await _bulk_contacts(conn, tenant_ids, count, everything, bench.root_key)
     finally:
         await conn.close()
 
@@ -674,8 +679,8 @@ _CONTACT_ROWS = {
     "SELECT gen_random_uuid(), tenant_id, id, encode(sha256(id::text::bytea), 'hex'), created_at, "
     "now() + interval '1 year' FROM contact WHERE tenant_id = ANY($1)",
     "media": "INSERT INTO media (id, tenant_id, contact_id, field_key, content_type, width, height, size_bytes, "
-    "created_at) SELECT gen_random_uuid(), tenant_id, id, 'photos', 'image/jpeg', 1600, 1200, 350000, updated_at "
-    "FROM contact WHERE tenant_id = ANY($1)",
+    "created_at, sealed) SELECT gen_random_uuid(), tenant_id, id, 'photos', 'image/jpeg', 1600, 1200, 350000, "
+    "updated_at, true FROM contact WHERE tenant_id = ANY($1)",
     "chat_message": "INSERT INTO chat_message (id, tenant_id, contact_id, author, body, attachment_id, created_at) "
     "SELECT gen_random_uuid(), m.tenant_id, m.contact_id, a.author, a.body, "
     "CASE WHEN a.author = 'CONTACT' THEN m.id END, m.created_at FROM media m, "
@@ -690,8 +695,7 @@ _CONTACT_ROWS = {
 }
 
 
-async def _bulk_contacts(conn: object, tenant_ids: list[object], count: int, everything: bool) -> None:
-    array = lambda names: "ARRAY[" + ", ".join(f"'{n}'" for n in names) + "]"  # noqa: E731 - constants
+async def _bulk_contacts(conn: object, tenant_ids: list[object], count: int, everything: bool, root_key: str) -> None:
     tables = ["field_value", *(_CONTACT_ROWS if everything else ())]
     # An index takes rows one by one (a GIN index slowest): drop the tables' indexes but their keys,
     # and build them again afterwards from their own definitions (as pg_restore does), in a fraction
@@ -712,38 +716,144 @@ async def _bulk_contacts(conn: object, tenant_ids: list[object], count: int, eve
             tenant_id,
             count // len(tenant_ids) + (i < count % len(tenant_ids)),
         )
-    await conn.execute(  # type: ignore[attr-defined]
-        f"""
-        INSERT INTO field_value (id, tenant_id, contact_id, key, value, updated_at)
-        SELECT gen_random_uuid(), c.tenant_id, c.id, k.key, CASE k.key
-            WHEN 'name' THEN to_jsonb(({array(FIRST_NAMES)})[1 + abs(hashtext(c.id::text)) % 8] || ' '
-                || ({array(SURNAMES)})[1 + abs(hashtext(c.id::text || 'x')) % 8] || ' '
-                || substr(md5(c.id::text), 1, 6))
-            WHEN 'email' THEN to_jsonb(substr(md5(c.id::text), 7, 10) || '@example.fi')
-            WHEN 'phone' THEN to_jsonb('+35840' || lpad((abs(hashtext(c.id::text || 'p')) % 10000000)::text, 7, '0'))
-            ELSE to_jsonb('Vesikatto vuotaa kohdasta ' || substr(md5(c.id::text || 'd'), 1, 8) || ' sateella.')
-          END, c.updated_at
-        FROM contact c, (VALUES ('name'), ('email'), ('phone'), ('damage_description')) k (key)
-        WHERE c.tenant_id = ANY($1)
-        """,  # noqa: S608 - constants of this module
-        tenant_ids,
-    )
+    contact_keys = await _sealed_values(conn, tenant_ids, root_key)
     for sql in _CONTACT_ROWS.values() if everything else ():
         await conn.execute(sql, tenant_ids)  # type: ignore[attr-defined]
+    if everything:
+        await _seal_chat(conn, tenant_ids, contact_keys)
     for index in indexes:
         await conn.execute(index["definition"])  # type: ignore[attr-defined]
-    await conn.execute(f"ANALYZE contact, {', '.join(tables)}")  # type: ignore[attr-defined]
+    await conn.execute(f"ANALYZE contact, contact_key, {', '.join(tables)}")  # type: ignore[attr-defined]
+
+
+def value_expression() -> str:
+    array = lambda names: "ARRAY[" + ", ".join(f"'{n}'" for n in names) + "]"  # noqa: E731 - constants
+    return f"""CASE k.key
+            WHEN 'name' THEN ({array(FIRST_NAMES)})[1 + abs(hashtext(c.id::text)) % 8] || ' '
+                || ({array(SURNAMES)})[1 + abs(hashtext(c.id::text || 'x')) % 8] || ' '
+                || substr(md5(c.id::text), 1, 6)
+            WHEN 'email' THEN substr(md5(c.id::text), 7, 10) || '@example.fi'
+            WHEN 'phone' THEN '+35840' || lpad((abs(hashtext(c.id::text || 'p')) % 10000000)::text, 7, '0')
+            ELSE 'Vesikatto vuotaa kohdasta ' || substr(md5(c.id::text || 'd'), 1, 8) || ' sateella.'
+          END"""
+
+
+#: Values sealed per batch (one COPY each), and processes sealing them.
+_SEAL_BATCH = 20_000
+
+
+async def _sealed_values(conn: object, tenant_ids: list[object], root_key: str) -> dict[object, bytes]:
+    """The contacts' keys and values as Rapidly stores them (rapidly/keys): each tenant's key sealed by
+    the root key, a data key per contact sealed by it, each value sealed under its contact's key with
+    its digest and blind-index terms. The values are made by SQL (derived from each contact's ID), sealed
+    here in processes of their own (the cryptography is what takes the time), and copied in."""
+    import concurrent.futures
+    import uuid as uuid_module
+
+    from rapidly.keys import blind
+    from rapidly.keys.root import PassphraseProvider
+    from rapidly.keys.sealing import new_key, open_sealed, seal
+    from rapidly.keys.service import contact_key_place, tenant_place
+
+    provider = PassphraseProvider(root_key)
+    index_keys, tenant_keys = {}, {}
+    for tenant_id in tenant_ids:
+        row = await conn.fetchrow("SELECT wrapped FROM tenant_key WHERE tenant_id = $1", tenant_id)  # type: ignore[attr-defined]
+        if row is None:
+            key = new_key()
+            await conn.execute(  # type: ignore[attr-defined]
+                "INSERT INTO tenant_key (id, tenant_id, wrapped, wrapped_by, created_at) "
+                "VALUES ($1, $2, $3, $4, now())",
+                uuid_module.uuid4(), tenant_id, provider.wrap(key, tenant_place(tenant_id)), provider.key_id,
+            )  # fmt: skip
+        else:
+            key = provider.unwrap(row["wrapped"], tenant_place(tenant_id))
+        tenant_keys[tenant_id], index_keys[tenant_id] = key, blind.index_key(key)
+    contact_keys: dict[object, bytes] = {}
+    records = []
+    for row in await conn.fetch("SELECT id, tenant_id FROM contact WHERE tenant_id = ANY($1)", tenant_ids):  # type: ignore[attr-defined]
+        contact_keys[row["id"]] = key = new_key()
+        wrapped = seal(tenant_keys[row["tenant_id"]], key, contact_key_place(row["tenant_id"], row["id"]))
+        records.append((uuid_module.uuid4(), row["tenant_id"], row["id"], wrapped))
+    await conn.copy_records_to_table(  # type: ignore[attr-defined]
+        "contact_key", records=records, columns=["id", "tenant_id", "contact_id", "wrapped"]
+    )
+    assert open_sealed(tenant_keys[records[0][1]], records[0][3], contact_key_place(records[0][1], records[0][2]))
+    columns = ["id", "tenant_id", "contact_id", "key", "sealed", "digest", "terms", "updated_at"]
+    # A tenant's contacts a page at a time, by ID: each page's values made by SQL, sealed in the pool.
+    query = (
+        f"SELECT c.tenant_id, c.id, k.key, {value_expression()} AS value, c.updated_at "  # noqa: S608
+        "FROM (SELECT * FROM contact WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3) c, "
+        "(VALUES ('name'), ('email'), ('phone'), ('damage_description')) k (key)"
+    )
+    page = _SEAL_BATCH // 4
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        pending: list[asyncio.Future] = []
+        for tenant_id in tenant_ids:
+            after = uuid_module.UUID(int=0)
+            while rows := await conn.fetch(query, tenant_id, after, page):  # type: ignore[attr-defined]
+                after = max(r["id"] for r in rows)
+                work = [
+                    (contact_keys[r["id"]], index_keys[tenant_id], tenant_id, r["id"], r["key"], r["value"],
+                     r["updated_at"])
+                    for r in rows
+                ]  # fmt: skip
+                pending.append(loop.run_in_executor(pool, _seal_rows, work))
+                while len(pending) > 2 * (os.cpu_count() or 1):
+                    records = await pending.pop(0)
+                    await conn.copy_records_to_table("field_value", records=records, columns=columns)  # type: ignore[attr-defined]
+        for done in pending:
+            await conn.copy_records_to_table("field_value", records=await done, columns=columns)  # type: ignore[attr-defined]
+    return contact_keys
+
+
+def _ids(row: object) -> tuple[object, object, object]:
+    return row["tenant_id"], row["contact_id"], row["id"]  # type: ignore[index]
+
+
+async def _seal_chat(conn: object, tenant_ids: list[object], contact_keys: dict[object, bytes]) -> None:
+    """The chat messages' bodies sealed under their contacts' keys, as Rapidly writes them."""
+    from rapidly.chat.service import body_place
+    from rapidly.keys.sealing import seal
+
+    rows = await conn.fetch(
+        "SELECT id, tenant_id, contact_id, body FROM chat_message WHERE tenant_id = ANY($1)", tenant_ids
+    )  # type: ignore[attr-defined]
+    sealed = [(r["id"], seal(contact_keys[r["contact_id"]], r["body"].encode(), body_place(*_ids(r)))) for r in rows]
+    await conn.execute("CREATE TEMPORARY TABLE sealed_chat (id uuid PRIMARY KEY, sealed bytea)")  # type: ignore[attr-defined]
+    await conn.copy_records_to_table("sealed_chat", records=sealed)  # type: ignore[attr-defined]
+    await conn.execute(  # type: ignore[attr-defined]
+        "UPDATE chat_message m SET sealed_body = s.sealed, body = NULL FROM sealed_chat s WHERE m.id = s.id"
+    )
+    await conn.execute("DROP TABLE sealed_chat")  # type: ignore[attr-defined]
+
+
+def _seal_rows(work: list[tuple]) -> list[tuple]:
+    """In a process of the pool: field_value rows for (contact key, index key, tenant, contact, key, value, time)."""
+    import uuid as uuid_module
+
+    from rapidly.contacts.service import sealed_value
+
+    rows = []
+    for contact_key, index_key, tenant_id, contact_id, key, value, updated_at in work:
+        sealed, digest, terms = sealed_value(contact_key, index_key, tenant_id, contact_id, key, value)
+        rows.append((uuid_module.uuid4(), tenant_id, contact_id, key, sealed, digest, terms, updated_at))
+    return rows
 
 
 # -- live events -----------------------------------------------------------------------------------------
 
 
 class Subscriber:
-    """A graphql-transport-ws client: every `next` is handed to `on_event(received_at, kind, contact_id)`."""
+    """A graphql-transport-ws client: every `next` is handed to `on_event(received_at, kind, contact_id)`.
 
-    def __init__(self, url: str, token: str) -> None:
+    `query`: `contactEvents` (a staff token) by default, or `myEvents` (a contact's)."""
+
+    def __init__(self, url: str, token: str, query: str = CONTACT_EVENTS_SUBSCRIPTION) -> None:
         self.url = url.replace("http://", "ws://") + "/graphql"
         self.token = token
+        self.query = query
         self.on_event = lambda at, kind, cid: None
         self.problems: list[str] = []
         self._task: asyncio.Task | None = None
@@ -757,9 +867,7 @@ class Subscriber:
         ack = json.loads(await asyncio.wait_for(self._ws.recv(), 10))
         if ack["type"] != "connection_ack":
             raise RuntimeError(f"subscription refused: {ack}")
-        await self._ws.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": CONTACT_EVENTS_SUBSCRIPTION}})
-        )
+        await self._ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": self.query}}))
         self._task = asyncio.create_task(self._receive())
         return self
 
@@ -778,7 +886,7 @@ class Subscriber:
                 if message["type"] == "ping":
                     await ws.send(json.dumps({"type": "pong"}))  # type: ignore[union-attr]
                 elif message["type"] == "next" and message["payload"].get("data"):
-                    event = message["payload"]["data"]["contactEvents"]
+                    [event] = message["payload"]["data"].values()
                     self.on_event(at, event["kind"], event["contactId"])
                 else:
                     self.problems.append(str(message)[:300])
@@ -1008,7 +1116,10 @@ class Earlier:
         self.app_credentials = db.app_credentials(settings, self.owner)
 
     def env(self) -> dict[str, str]:
-        return {"RAPIDLY_DATABASE_URL": self.url, "RAPIDLY_SECRET_KEY": self.secret_key}
+        env = {"RAPIDLY_DATABASE_URL": self.url, "RAPIDLY_SECRET_KEY": self.secret_key}
+        if "root_key" not in (self.source / "rapidly" / "config.py").read_text():  # before encryption
+            env["RAPIDLY_ROOT_KEY"] = ""
+        return env
 
     def cli(self, *args: str, stdin: str | None = None) -> None:
         result = subprocess.run(

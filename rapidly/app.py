@@ -8,9 +8,9 @@ import gc
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from fastapi import FastAPI, Request, Response, WebSocket
@@ -20,17 +20,20 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from rapidly import __version__, db, metrics, realtime, residency
+from rapidly import __version__, db, logs, metrics, realtime, residency, telemetry
 from rapidly.backup.service import Backups, Schedule
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.cors import CrossOrigin, own_origin
+from rapidly.db import Credentials
 from rapidly.erasure import retention
 from rapidly.erasure.service import ErasureService, ReplayIncomplete
 from rapidly.erasure.service import pending_count as erasure_pending
 from rapidly.erasure.stores import erasure_service
-from rapidly.errors import RETRY_AFTER_SECONDS, DomainError, for_the_log
+from rapidly.errors import RETRY_AFTER_SECONDS, DomainError, StartupRefused, for_the_log
 from rapidly.guards import UPLOAD_OVERHEAD_BYTES, BodySizeLimit, SecurityHeaders, UploadGuard
+from rapidly.keys import existing
+from rapidly.keys import service as keys
 from rapidly.media.pages import router as media_pages
 from rapidly.messaging import outbox
 from rapidly.messaging.dispatcher import Dispatcher
@@ -43,11 +46,14 @@ from rapidly.schema.http import GraphQLOverHTTP, malformed, upload_operations
 from rapidly.schema.ws import StrictGraphQLTransportWS
 from rapidly.selfservice.pages import router as selfservice_pages
 from rapidly.staff import service as staff
-from rapidly.storage import storage_for
+from rapidly.storage import Storage, storage_for
 from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.web.assets import router as web_assets
 from rapidly.web.pages import router as web_pages
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig  # FastAPI 0.165 on; older ones have no telemetry to turn off
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +61,74 @@ MAINTENANCE_INTERVAL_SECONDS = 600
 GC_YOUNG_THRESHOLD = 20_000
 #: Unfinished erasures (a store was down) are retried this often, each on its own backoff.
 ERASURE_RETRY_SECONDS = 30
-
-
-class StartupRefused(Exception):
-    """The service must not start; the message says which setting or plugin to fix."""
+#: FastAPI's own OpenTelemetry instrumentation, off whatever FASTAPI_OTEL_* and OTEL_* say (its spans
+#: carry `url.path`, `/my/<token>`; its logs, exception messages). Rapidly's spans: `rapidly.telemetry`.
+FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 async def preflight(settings: Settings, plugins: PluginRegistry) -> None:
-    """Everything that must hold before the first request: residency, backups, schema, plugins."""
+    """Everything that must hold before the first request: backups, residency, plugins, schema.
+    Whatever fails is a `StartupRefused`."""
     if settings.backup_every_hours and settings.backup_passphrase is None:
         raise StartupRefused(
+            "backup-key",
             "RAPIDLY_BACKUP_KEY is not set, and serve makes a backup every "
             f"{settings.backup_every_hours} hours (RAPIDLY_BACKUP_EVERY_HOURS): set a passphrase of at least 32 "
             "characters, kept where neither the database nor the object storage is; or set "
-            "RAPIDLY_BACKUP_EVERY_HOURS=0 when your database provider's backups are used (kept 30 days at most)"
+            "RAPIDLY_BACKUP_EVERY_HOURS=0 when your database provider's backups are used (kept 7 days at most: they "
+            "hold the contacts' keys)",
         )
+    await resident_with_valid_plugins(settings, plugins)
+    if settings.migrate_on_start:
+        async with db.reaching_the_database():
+            await db.migrate(settings)
+
+
+async def resident_with_valid_plugins(settings: Settings, plugins: PluginRegistry) -> None:
+    """What every process that handles contact data checks first (`serve`'s, `rapidly worker`): each
+    backend in the EU/EEA, every plugin's fields within the rules, and a root key to open contact data
+    with (before anything is written)."""
     try:
         await residency.assert_resident(settings)
     except residency.ResidencyError as exc:
-        raise StartupRefused(str(exc)) from None
-    if settings.migrate_on_start:
-        await db.migrate(settings)
+        raise StartupRefused("residency", str(exc)) from None
     try:
         plugins.validate_all()
+        keys.ring_for(settings, plugins)
     except PluginError as exc:
-        raise StartupRefused(str(exc)) from None
+        raise StartupRefused("plugins", str(exc)) from None
+
+
+async def _open(settings: Settings, plugins: PluginRegistry, storage: Storage, erasure: ErasureService) -> Credentials:
+    """A server process's start, in order, every failure a `StartupRefused`: `preflight`, the
+    database and the plugins its tenants name, the object storage, the erasure journal's replay."""
+    await preflight(settings, plugins)
+    telemetry.start(settings)  # its endpoint has passed the residency guard
+    async with db.reaching_the_database():
+        credentials = await db.init_orm(settings)
+        await _check_tenant_plugins(plugins)
+        await keys.start(settings, plugins)
+    await _start_storage(storage)
+    await _replay_erasures(erasure)
+    return credentials
+
+
+async def startup_checks(settings: Settings, plugins: PluginRegistry) -> None:
+    """A server process's start (`_open`) made once, and undone, by the supervisor of `serve --workers N`:
+    a refusal is then one line, before any process starts (each of which starts again: quickly)."""
+    storage = storage_for(settings)
+    try:
+        await _open(settings, plugins, storage, erasure_service(storage, settings))
+    finally:
+        await storage.close()
+        await db.close_orm()
+        telemetry.stop()
 
 
 async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
@@ -89,18 +138,23 @@ async def _check_tenant_plugins(plugins: PluginRegistry) -> None:
         if not plugins.has(plugin)
     ]
     if missing:
-        raise StartupRefused("plugins not installed: " + "; ".join(missing))
+        raise StartupRefused(
+            "tenant-plugins", "plugins not installed (install them, then start again): " + "; ".join(missing)
+        )
 
 
-async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
+async def _maintenance(settings: Settings, erasure: ErasureService, storage: Storage) -> None:
     """Housekeeping every few minutes. Each job on its own: one failing never stops the others."""
     jobs = {
+        # Data stored before encryption, a bounded part each round (after the upgrade that brings it).
+        "sealed existing data": lambda: _sealed_count(existing.seal_existing(storage, max_batches=20)),
         "retention": lambda: retention.sweep(erasure),
         "rate limits": ratelimit.purge_expired,
         "staff sessions": staff.purge_expired_sessions,
         "expired links": contacts.purge_expired_tokens,
         "abandoned contacts": lambda: contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours)),
         "event log": realtime.prune,
+        "idle keys and trigrams": contacts.forget_idle_keys,
     }
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
@@ -112,6 +166,21 @@ async def _maintenance(settings: Settings, erasure: ErasureService) -> None:
                 log.error("maintenance: %s failed: %s", name, for_the_log(exc))
 
 
+async def _sealed_count(sealing: Awaitable[dict[str, int]]) -> int:
+    return sum((await sealing).values())
+
+
+async def _start_storage(storage: Storage) -> None:
+    try:
+        await storage.start()
+    except OSError as exc:
+        raise StartupRefused(
+            "storage",
+            f"the object storage could not be opened ({type(exc).__name__}): with local storage, "
+            "RAPIDLY_DATA_DIR must be a directory this process may write; with S3, check RAPIDLY_S3_ENDPOINT_URL",
+        ) from None
+
+
 async def _replay_erasures(erasure: ErasureService) -> None:
     """Before the first request: after a database backup is restored, erase again what was erased
     since. A journal that cannot be read refuses the start: serving then could show a contact
@@ -119,11 +188,12 @@ async def _replay_erasures(erasure: ErasureService) -> None:
     try:
         replayed = await erasure.replay()
     except Exception as exc:
-        log.error("replaying the erasure journal failed: %s", for_the_log(exc))
+        log.debug("replaying the erasure journal failed: %s", for_the_log(exc))
         why = str(exc) if isinstance(exc, ReplayIncomplete) else type(exc).__name__
         raise StartupRefused(
+            "journal",
             "the erasure journal could not be replayed, so a restored database might still hold contacts erased "
-            f"since its backup ({why}): make the object storage and the database reachable and start again"
+            f"since its backup ({why}): make the object storage and the database reachable and start again",
         ) from None
     if replayed:
         log.warning("erased %d contacts again that a restored backup brought back", replayed)
@@ -135,6 +205,7 @@ async def _refresh_gauges(app: FastAPI) -> None:
     metrics.POOL.labels("in_use").set(in_use)
     metrics.POOL.labels("idle").set(idle)
     metrics.SUBSCRIBERS.set(app.state.hub.subscriber_count())
+    metrics.TASKS.set(len(asyncio.all_tasks()))
     try:
         metrics.OUTBOX_DEPTH.set(await outbox.depth())
         metrics.ERASURES_PENDING.set(await erasure_pending())
@@ -224,20 +295,22 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            await preflight(settings, plugins)
-            credentials = await db.init_orm(settings)
-            await _check_tenant_plugins(plugins)
-            await app.state.storage.start()
-            await _replay_erasures(app.state.erasure)
-            await app.state.hub.start(credentials)
+            asyncio.get_running_loop().set_exception_handler(logs.unretrieved_exception)
+            credentials = await _open(settings, plugins, app.state.storage, app.state.erasure)
+            async with db.reaching_the_database():
+                await app.state.hub.start(credentials)
         except BaseException as exc:
             if isinstance(exc, StartupRefused):
+                app.state.refused = exc  # for the command, which exits with status 2
                 log.error("refusing to start: %s", exc)
+            elif isinstance(exc, Exception):
+                log.error("start-up failed: %s", for_the_log(exc))
             await app.state.storage.close()
             await db.close_orm()
+            telemetry.stop()
             raise
         background = [
-            asyncio.create_task(_maintenance(settings, app.state.erasure)),
+            asyncio.create_task(_maintenance(settings, app.state.erasure, app.state.storage)),
             asyncio.create_task(_finish_erasures(app.state.erasure)),
         ]
         if app.state.backups is not None:
@@ -263,6 +336,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
             await app.state.hub.stop()
             await app.state.storage.close()
             await db.close_orm()
+            await asyncio.to_thread(telemetry.stop)  # the last spans, if the collector takes them at once
             metrics.forget_process()
 
     app = RapidlyApp(
@@ -272,6 +346,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     app.state.plugins = plugins

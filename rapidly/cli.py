@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 
 from rapidly import __version__, db, logs, realtime, residency
-from rapidly.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from rapidly.errors import DomainError, InputInvalid, is_unavailable
+from rapidly.config import ENV_PREFIX, Settings, load_settings
+from rapidly.errors import DomainError, InputInvalid, StartupRefused, is_unavailable
 
 if TYPE_CHECKING:
     from rapidly.backup.service import Backup, Backups
@@ -29,6 +31,8 @@ app = typer.Typer(
     help="Rapidly: privacy-first customer intake. Settings come from RAPIDLY_* environment variables.",
     no_args_is_help=True,
     add_completion=False,
+    # An uncaught exception goes to `rapidly.logs` (type and stack), never printed with its locals.
+    pretty_exceptions_enable=False,
 )
 tenant_app = typer.Typer(help="Tenants (companies). Shows metadata and counts only, never contact data.")
 staff_app = typer.Typer(help="Staff accounts.")
@@ -40,6 +44,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(staff_app, name="staff")
 app.add_typer(retention_app, name="retention")
 app.add_typer(backup_app, name="backup")
+keys_app = typer.Typer(help="The keys that contact data is encrypted under: key IDs and counts, never a key.")
+app.add_typer(keys_app, name="keys")
 
 DEMO_TENANT = "demo"
 DEMO_PLUGIN = "roofing_fi"
@@ -47,14 +53,42 @@ DEMO_STAFF_EMAIL = "staff@demo.example"
 DEMO_COMPANY = "Demo Kattohuolto Oy"
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Commands that start the service: their refusals say so.
+STARTING = frozenset({"serve", "demo", "worker"})
+log = logging.getLogger("rapidly.cli")
+
+
 def main() -> None:
     _configure_logging()
-    app()
+    code: int | str | None = 0
+    try:
+        app()
+    except StartupRefused as exc:
+        _say_refused(exc)
+        code = 2
+    except SystemExit as exc:
+        code = exc.code
+    # What is left is the exit handlers' (the embedded PostgreSQL is stopped): a Ctrl-C now, typed
+    # again to hurry the end, must not cut that short.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def _configure_logging() -> None:
     """Before the settings are read (they log too); a wrong value is then refused by name."""
-    logs.configure(os.environ.get(f"{ENV_PREFIX}LOG_FORMAT"))
+    logs.configure(os.environ.get(f"{ENV_PREFIX}LOG_FORMAT"), os.environ.get(f"{ENV_PREFIX}LOG_LEVEL"))
+
+
+def _say_refused(exc: StartupRefused) -> None:
+    """A refusal, as one line: through the log for the commands that start the service (so that it
+    has the log's format), plainly for operator commands."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+    if command in STARTING:
+        log.error("refusing to start: %s", exc)
+    else:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -63,10 +97,24 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _settings(**overrides: object) -> Settings:
+    """The settings; a `ConfigError` is a refusal (one line, status 2)."""
+    return load_settings(**overrides)
+
+
+def _uninterrupted(work: Awaitable[T]) -> T:
+    """Run `work` to its end whatever Ctrl-C or SIGTERM say, then honour them (status 130): migrations
+    and the erasure journal's replay are never cut off half-way."""
+    asked: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, _frame: asked.append(sig)) for sig in _STOP_SIGNALS}
     try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
+        result = asyncio.run(work)  # type: ignore[arg-type]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if asked:
+        log.warning("stopped after the migrations and checks that were under way")
+        raise typer.Exit(130)
+    return result
 
 
 def _domain_message(exc: DomainError) -> str:
@@ -79,11 +127,14 @@ def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]], *, migrate: 
     """Run `work` with the ORM connected. Operator commands never migrate: `rapidly migrate` does."""
 
     async def run() -> T:
-        if migrate:
-            await db.migrate(settings)
-        elif not await db.is_migrated(settings):
-            raise _fail("the database has pending migrations or none at all: run `rapidly migrate` first")
-        await db.init_orm(settings)
+        async with db.reaching_the_database():
+            if migrate:
+                await db.migrate(settings)
+            elif not await db.is_migrated(settings):
+                raise StartupRefused(
+                    "not-migrated", "the database has pending migrations or none at all: run `rapidly migrate` first"
+                )
+            await db.init_orm(settings)
         try:
             return await work()
         finally:
@@ -91,7 +142,7 @@ def _with_orm(settings: Settings, work: Callable[[], Awaitable[T]], *, migrate: 
             await db.close_orm()
 
     try:
-        return asyncio.run(run())
+        return _uninterrupted(run()) if migrate else asyncio.run(run())
     except DomainError as exc:
         raise _fail(_domain_message(exc)) from None
 
@@ -102,7 +153,7 @@ def _plugins():  # type: ignore[no-untyped-def]
     try:
         return PluginRegistry()
     except PluginError as exc:
-        raise _fail(str(exc)) from None
+        raise StartupRefused("plugins", str(exc)) from None
 
 
 @app.command()
@@ -127,97 +178,104 @@ def serve(
     ),
 ) -> None:
     """Serve the GraphQL API and the self-service pages."""
+    from rapidly import serving
+
     settings = _settings()
+    sock = serving.listen(host, port)  # first: a port in use is refused before anything is done
     if workers == 1:
-        _serve(settings, host, port)
+        _serve(settings, host, port, [sock])
     else:
-        _serve_workers(settings, host, port, workers)
+        _serve_workers(settings, host, port, sock, workers)
 
 
 def _serve(
-    settings: Settings, host: str, port: int, sites: dict[int, object] | None = None, site_url: str | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    sockets: list[socket.socket],
+    sites: dict[int, object] | None = None,
+    site_url: str | None = None,
 ) -> None:
-    """Serve the app on `port`, and each of `sites` (the demo's company page, at `site_url`, which
-    Rapidly's own `/` then links to) on a port of its own."""
-    import uvicorn
-
+    """Serve the app on the first of `sockets` (bound to `port`), and each of `sites` (the demo's
+    company page, at `site_url`, which Rapidly's own `/` then links to) on the next ones."""
+    from rapidly import serving
     from rapidly.app import create_app
     from rapidly.web.demo_site import ByPort
 
     application = create_app(settings, _plugins())
     application.state.demo_site_url = site_url
-    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; by default that
-    # ends the process without its exit handlers, which leaves the embedded PostgreSQL running.
-    # Ending with SystemExit instead runs them (as Ctrl-C does).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    # No access log: request paths of links carry tokens, and tokens never reach a log.
-    options = {"host": host, "access_log": False, "log_config": None}
-    if not sites:
-        uvicorn.run(application, port=port, **options)  # type: ignore[arg-type]
-        return
-    config = uvicorn.Config(ByPort(application, sites), port=port, **options)  # type: ignore[arg-type]
-    sockets = [config.bind_socket(), *(uvicorn.Config(None, host=host, port=p).bind_socket() for p in sites)]  # type: ignore[arg-type]
-    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal end
-        uvicorn.Server(config).run(sockets=sockets)
+    config = serving.uvicorn_config(ByPort(application, sites) if sites else application, host=host, port=port)
+    server = serving.Server(config)
+    with contextlib.suppress(SystemExit):  # uvicorn's own, when the start-up failed
+        server.run(sockets=sockets)
+    if getattr(application.state, "refused", None) is not None:
+        raise typer.Exit(2)  # the application has said why
+    if not server.started:
+        raise typer.Exit(1)
 
 
-def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+def _serve_workers(settings: Settings, host: str, port: int, sock: socket.socket, workers: int) -> None:
     """`workers` processes on one port, as uvicorn runs them: the start-up checks and migrations
     run here once, so that a refusal is one clear error, and each process then serves on its own,
     with its own pool and realtime listener (every listener hears every process's events)."""
-    import uvicorn
-
-    from rapidly.app import StartupRefused, preflight
+    from rapidly import serving
+    from rapidly.app import startup_checks
 
     async def prepare() -> None:
-        await preflight(settings, _plugins())
+        await startup_checks(settings, _plugins())
         await db.check_connection_budget(settings, workers)
 
-    try:
-        asyncio.run(prepare())
-    except (StartupRefused, db.ConnectionBudgetExceeded) as exc:
-        raise _fail(str(exc)) from None
+    _uninterrupted(prepare())
     os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"  # done above; the processes inherit this
     if settings.metrics_token:  # any process answers a scrape, with the figures of all of them
         figures = tempfile.mkdtemp(prefix="rapidly-metrics-")
         atexit.register(shutil.rmtree, figures, ignore_errors=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = figures
-    uvicorn.run(
-        "rapidly.cli:worker_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        access_log=False,  # request paths of links carry tokens
-        log_config=None,
-    )
+    config = serving.uvicorn_config("rapidly.cli:worker_app", factory=True, workers=workers, host=host, port=port)
+    supervisor = serving.Supervisor(config, sockets=[sock])
+    supervisor.run()
+    if supervisor.refused:
+        raise typer.Exit(2)  # the process that could not start has said why
 
 
 def worker_app():  # type: ignore[no-untyped-def]
     """The app of each process of `serve --workers N`; uvicorn imports it by name in each."""
+    from rapidly import serving
     from rapidly.app import create_app
 
     _configure_logging()
+    serving.ignore_terminal_interrupts()
     return create_app(load_settings(), _plugins())
 
 
 @app.command()
 def worker() -> None:
     """Send queued messages (email, SMS) until stopped; run as many as you like beside `serve`."""
+    from rapidly.app import resident_with_valid_plugins
     from rapidly.messaging.dispatcher import Dispatcher
 
     settings = _settings()
-    report = asyncio.run(residency.check_residency(settings))
-    if not report.ok:
-        raise _fail("; ".join(report.failure_lines()))
     registry = _plugins()
+    asyncio.run(resident_with_valid_plugins(settings, registry))
 
     async def run() -> None:
+        from rapidly.keys import service as keys
+
+        await keys.start(settings, registry)  # messages go to addresses that are stored sealed
         await Dispatcher(settings, registry).run()
 
+    from rapidly import telemetry
+
+    # SIGTERM (a service manager's stop) stops it as Ctrl-C does (asyncio's runner cancels the work;
+    # a message under way is left to its lease), not wherever the interpreter happens to be.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     typer.echo("worker: sending queued messages (Ctrl-C to stop)")
-    with contextlib.suppress(KeyboardInterrupt):
-        _with_orm(settings, run)
+    telemetry.start(settings)  # its endpoint has passed the residency guard above
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            _with_orm(settings, run)
+    finally:
+        telemetry.stop()
 
 
 @app.command()
@@ -229,7 +287,11 @@ def migrate() -> None:
         if event == "apply_done":
             typer.echo(f"applied {app_label}.{name}")
 
-    asyncio.run(db.migrate(settings, progress=progress))
+    async def run() -> None:
+        async with db.reaching_the_database():
+            await db.migrate(settings, progress=progress)
+
+    _uninterrupted(run())
     typer.echo("database is up to date")
 
 
@@ -450,9 +512,10 @@ def backup_restore(
     """Restore a backup into the configured database, then erase again every contact erased since."""
     restored = _with_backups(_settings(), lambda backups: backups.restore(backup_id, overwrite=overwrite))
     typer.echo(
-        f"restored backup {restored.backup.id} (made {restored.backup.created:%Y-%m-%d %H:%M:%S} UTC); "
-        f"erased again {restored.replayed} contacts erased since it was made; finished {restored.finished} "
-        "pending erasures"
+        f"restored backup {restored.backup.id} (made {restored.backup.created:%Y-%m-%d %H:%M:%S} UTC) with "
+        f"{restored.keys} contact keys; erased again {restored.keyless + restored.replayed} contacts erased since "
+        f"it was made ({restored.keyless} whose keys were gone, {restored.replayed} from the journal); "
+        f"finished {restored.finished} pending erasures"
     )
 
 
@@ -503,6 +566,127 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _with_keys(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """`work` with the ORM connected; a rotation refused, or a key service that refuses or cannot be
+    reached, is one line and exit 1."""
+    from rapidly.keys.admin import RotationFailed, RotationUnderWay
+    from rapidly.keys.aws_kms import KeyServiceRefused
+
+    try:
+        return _with_orm(settings, work)
+    except (RotationUnderWay, RotationFailed, KeyServiceRefused) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise _fail(
+                f"the database or the root key's key management service cannot be reached ({type(exc).__name__}): "
+                "try again"
+            ) from None
+        raise
+
+
+@keys_app.command("status")
+def keys_status(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document, for machines."),
+    tenants: bool = typer.Option(False, "--tenants", help="Also each tenant's: its root key and contact keys."),
+) -> None:
+    """Which keys exist: the root key's ID, tenant keys by the root key that wrapped them, contact keys;
+    exit 1 when a tenant key does not open with the configured root keys."""
+    import json
+
+    from rapidly.keys import admin
+
+    settings = _settings()
+    keys = admin.configured(settings, _plugins())
+    status = _with_keys(settings, lambda: admin.status(settings, keys))
+    if as_json:
+        typer.echo(json.dumps(status.as_json(tenants=tenants), indent=2))
+    else:
+        typer.echo("\n".join(status.lines(tenants=tenants)))
+    raise typer.Exit(1 if status.not_opening else 0)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-wrap every tenant key under the current root key, opening each with the one that wrapped it
+    (RAPIDLY_PREVIOUS_ROOT_KEY); no data is encrypted again. Ctrl-C finishes the tenant under way and
+    stops: run it again to go on."""
+    from rapidly.keys import admin
+
+    settings = _settings()
+    keys = admin.configured(settings, _plugins())
+
+    def progress(rotation: admin.Rotation, step: admin.Step | None) -> None:
+        if step is None:
+            typer.echo(
+                f"{rotation.to_rewrap} of {rotation.total} tenant keys to re-wrap under {rotation.key_id}"
+                if rotation.to_rewrap
+                else f"every tenant key ({rotation.total}) is under {rotation.key_id} already"
+            )
+            return
+        if step.outcome == "unreadable":
+            log.warning("tenant %s: %s; left as it is", step.slug, step.why)
+        every = max(1, rotation.to_rewrap // 50)  # at most about 50 lines of progress
+        if rotation.done % every == 0 or rotation.done == rotation.to_rewrap:
+            typer.echo(
+                f"{rotation.done} of {rotation.to_rewrap}: {rotation.rewrapped} re-wrapped, "
+                f"{len(rotation.unreadable)} left as they are"
+            )
+
+    # Ctrl-C (or SIGTERM) lets the tenant under way finish, then stops: each key is either old or new.
+    asked: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, _frame: asked.append(sig)) for sig in _STOP_SIGNALS}
+    try:
+        rotation = _with_keys(
+            settings, lambda: admin.rotate(settings, keys, progress=progress, stop=lambda: bool(asked))
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if rotation.stopped:
+        raise _fail(
+            f"stopped after {rotation.done} of {rotation.to_rewrap} tenant keys ({rotation.rewrapped} re-wrapped), "
+            "each either as it was or re-wrapped: run `rapidly keys rotate` again to finish",
+            130,
+        )
+    if rotation.to_rewrap:
+        typer.echo(f"tenant keys re-wrapped under {rotation.key_id}: {rotation.rewrapped}")
+    if rotation.unreadable:
+        slugs = ", ".join(step.slug for step in rotation.unreadable)
+        raise _fail(
+            f"tenant keys that no configured root key opens, left as they are: {len(rotation.unreadable)} ({slugs})"
+        )
+    if settings.previous_root_key:
+        typer.echo(
+            "every tenant key is under the root key: RAPIDLY_PREVIOUS_ROOT_KEY may go, but keep its passphrase "
+            "while backups made before now exist (they hold the tenant keys as they were): a restore needs it"
+        )
+
+
+@keys_app.command("encrypt-existing")
+def keys_encrypt_existing() -> None:
+    """Seal now what was stored before encryption (saved answers, chat messages, photos), which `serve`
+    seals a part at a time in its maintenance: online, in small batches, resumable at any point."""
+    from rapidly.keys import existing
+    from rapidly.keys import service as keys
+    from rapidly.storage import storage_for
+
+    settings = _settings()
+    registry = _plugins()
+
+    async def run() -> dict[str, int]:
+        await keys.start(settings, registry)
+        storage = storage_for(settings)
+        await storage.start()
+        try:
+            return await existing.seal_existing(storage)
+        finally:
+            await storage.close()
+
+    sealed = _with_keys(settings, run)
+    typer.echo("sealed: " + ", ".join(f"{count} {store.replace('_', ' ')}" for store, count in sealed.items()))
+
+
 @app.command()
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -528,13 +712,16 @@ def demo(
     site_port = site_port or port + 1
     site_url = f"http://{shown_host}:{site_port}"
     site_origins = [site_url, f"http://localhost:{site_port}"]
+    from rapidly import serving
+
+    sockets = [serving.listen(host, port), serving.listen(host, site_port)]  # before anything is set up
     _with_orm(settings, lambda: _ensure_demo_data(password, site_origins), migrate=True)
     typer.echo(_demo_banner(settings, password, site_url))
     from rapidly.cors import own_origin
     from rapidly.web.demo_site import DemoSite
 
     site = DemoSite(own_origin(settings.base_url), DEMO_TENANT, DEMO_COMPANY)
-    _serve(settings, host, port, sites={site_port: site}, site_url=site_url)
+    _serve(settings, host, port, sockets, sites={site_port: site}, site_url=site_url)
 
 
 async def _ensure_demo_data(password: str, site_origins: list[str]) -> None:
@@ -563,6 +750,10 @@ def _backups_line(settings: Settings) -> str:
         f"every {settings.backup_every_hours} h into {(settings.data_dir / 'backups').resolve()}, encrypted with "
         f"{key}, deleted after {settings.backup_retention_days} days"
     )
+
+
+def _email_line(settings: Settings) -> str:
+    return "Email goes out through RAPIDLY_SMTP_URL." if settings.smtp_url else "Email needs RAPIDLY_SMTP_URL."
 
 
 def _demo_banner(settings: Settings, password: str, site_url: str) -> str:
@@ -595,5 +786,5 @@ graphql-transport-ws). Start a contact, then save answers with its token as the 
   {save}
 
 Staff sign in with `login` and watch everything live with `subscription {{ contactEvents {{ kind contactId }} }}`.
-Email needs RAPIDLY_SMTP_URL. Stop with Ctrl-C.
+{_email_line(settings)} Stop with Ctrl-C.
 """

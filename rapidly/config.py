@@ -13,12 +13,17 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rapidly.errors import StartupRefused
+
 ENV_PREFIX = "RAPIDLY_"
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
-class ConfigError(Exception):
-    """Settings are invalid; the message names each `RAPIDLY_*` variable to fix."""
+class ConfigError(StartupRefused):
+    """Settings are invalid; the message names each `RAPIDLY_*` variable to fix, on one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("config", message)
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -109,21 +114,41 @@ class Settings(BaseSettings):
     #: The passphrase that backups are encrypted with (at least 32 characters); keep it where neither
     #: the database nor the object storage is. Unset with the embedded database: generated into the data dir.
     backup_key: str | None = Field(default=None, min_length=32)
+    #: The root key of contact data's encryption (rapidly/keys): a passphrase of at least 32 characters,
+    #: kept where neither the database, its backups nor the object storage is. Unset with the embedded
+    #: database: generated into the data dir. Or a KMS (`kms_key_id`, through the `key_provider` hook).
+    root_key: str | None = Field(default=None, min_length=32)
+    #: The root key before `rapidly keys rotate`, while tenant keys wrapped by it remain.
+    previous_root_key: str | None = Field(default=None, min_length=32)
+    #: A key of an AWS-API key management service in an EU/EEA region, as the root key instead.
+    kms_key_id: str | None = None
+    kms_region: str | None = None
+    #: A KMS's endpoint other than AWS's own (any AWS-API service); `kms_country` declares where it is.
+    kms_endpoint_url: str | None = None
+    kms_country: str | None = None
+    kms_access_key_id: str | None = None
+    kms_secret_access_key: str | None = None
     #: Backups are deleted, with every stored version, this many days after they were made (at most 30).
     backup_retention_days: int = 30
     #: `serve` makes a backup this often; 0 = off, for operators who use their database provider's backups.
     backup_every_hours: int = Field(default=24, ge=0, le=720)
     #: `text` (for people) or `json` (one object a line, for log collectors).
     log_format: Literal["text", "json"] = "text"
+    #: How much Rapidly's own loggers say; libraries' loggers say INFO and above at most, whatever this is.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Bearer token that `GET /metrics` asks for (at least 32 characters); unset: no /metrics.
     metrics_token: str | None = Field(default=None, min_length=32)
+    #: An OpenTelemetry collector's OTLP/HTTP base URL: traces go to `{it}/v1/traces` (rapidly/telemetry.py).
+    #: Unset: no traces. Checked by the residency guard; `otel_country` declares where a custom host is.
+    otel_endpoint: str | None = None
+    otel_country: str | None = None
 
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("postgresql", "postgres"))
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("s3_endpoint_url", "kms_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("https", "http"))
@@ -133,6 +158,23 @@ class Settings(BaseSettings):
     def _sms_url(cls, value: str | None) -> str | None:
         """The gateway's HTTPS endpoint, or `file:` (the demo: texts go to a file in the data dir)."""
         return value if value == SMS_TO_FILE else _check_url(value, ("https", "http"))
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint(cls, value: str | None) -> str | None:
+        """A base URL, the collector's and nothing more: credentials go in the headers, not in the URL."""
+        value = _check_url(value, ("https", "http"))
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must hold no credentials (give them in OTEL_EXPORTER_OTLP_HEADERS)")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL, without a query or fragment, such as https://otlp.example.eu:4318")
+        if parts.path.rstrip("/").endswith("/v1/traces"):
+            raise ValueError("is the collector's base URL: leave out /v1/traces, which Rapidly adds")
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+        return value.rstrip("/")
 
     @field_validator("smtp_url")
     @classmethod
@@ -144,7 +186,15 @@ class Settings(BaseSettings):
     def _base_url(cls, value: str) -> str:
         return _check_url(value.rstrip("/"), ("https", "http"))  # type: ignore[return-value]
 
-    @field_validator("database_country", "storage_country", "smtp_country", "sms_country", mode="before")
+    @field_validator(
+        "database_country",
+        "storage_country",
+        "smtp_country",
+        "sms_country",
+        "otel_country",
+        "kms_country",
+        mode="before",
+    )
     @classmethod
     def _country(cls, value: object) -> object:
         if value is None or value == "":
@@ -178,6 +228,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _kms_credentials_in_pairs(self) -> Settings:
+        if bool(self.kms_access_key_id) != bool(self.kms_secret_access_key):
+            raise ValueError(
+                "RAPIDLY_KMS_ACCESS_KEY_ID and RAPIDLY_KMS_SECRET_ACCESS_KEY go together: set both, or neither "
+                "(then botocore's default chain: environment, profile, role)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _shared_database_needs_a_shared_key(self) -> Settings:
         """Every process on one database must derive the same app-role password and rate-limit keys."""
         if self.database_url and not self.secret_key:
@@ -203,6 +262,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return None
         return _generated_secret(self.data_dir, "backup_key").decode()
+
+    @cached_property
+    def root_passphrase(self) -> str | None:
+        """`RAPIDLY_ROOT_KEY`, or (embedded database only) one generated once under the data dir;
+        None with an external database and no key (serve then refuses to start, unless a KMS is set)."""
+        if self.root_key:
+            return self.root_key
+        if self.database_url:
+            return None
+        return _generated_secret(self.data_dir, "root_key").decode()
 
     @property
     def graphql_url(self) -> str:
@@ -241,9 +310,9 @@ def load_settings(**overrides: object) -> Settings:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | NOT_SETTINGS
     unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known)
     if removed := [f"{name}: {REMOVED[name]}" for name in unknown if name in REMOVED]:
-        raise ConfigError("settings no longer used (unset them):\n  " + "\n  ".join(removed))
+        raise ConfigError("settings no longer used (unset them): " + "; ".join(removed))
     if unknown:
-        raise ConfigError("unknown settings (misspelt?):\n  " + "\n  ".join(unknown))
+        raise ConfigError("unknown settings (misspelt?): " + ", ".join(unknown))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -256,4 +325,4 @@ def describe_validation_error(exc: ValidationError) -> str:
         name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper() if error["loc"] else ""
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message}" if name else message)
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    return "invalid configuration: " + "; ".join(lines)

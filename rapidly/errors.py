@@ -12,6 +12,18 @@ import traceback
 from dataclasses import dataclass
 
 
+class StartupRefused(Exception):
+    """The service must not start. The message is one line that names the setting (or the thing) to
+    fix and says how; a command prints it, and nothing else, and exits with status 2.
+
+    `reason` is a short name of the refusal, stable across wording changes: the refusals the code
+    has are catalogued by it (tests/test_refusals.py exercises each one)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+        self.reason = reason
+
+
 class DomainError(Exception):
     """An expected failure that the client can act on."""
 
@@ -102,8 +114,9 @@ def is_unavailable(exc: BaseException) -> bool:
     """The exception (or one it was raised from) says that a backend cannot be reached now, so the
     client should retry: a refused, reset or timed-out connection, a name that does not resolve, the
     database's socket missing while connecting (PostgreSQL stopped), the database shutting down or
-    starting up or full, the object store out of reach. Not a TLS failure (a misconfiguration, no
-    retry cures it), nor a local file that is missing or not writable (a bug or a full disk)."""
+    starting up or full, the object store or the root key's KMS out of reach. Not a TLS failure (a
+    misconfiguration, no retry cures it), nor a local file that is missing or not writable (a bug or a
+    full disk)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -115,9 +128,11 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def _unreachable(exc: BaseException) -> bool:
+    from rapidly.keys.root import KeyServiceUnavailable  # not at the top: the keys package's modules import this one
+
     if isinstance(exc, ssl.SSLError):
         return False
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | KeyServiceUnavailable):
         return True
     if isinstance(exc, OSError) and _raised_while_connecting(exc):
         return True

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rapidly import logs, tenancy
+from rapidly import logs, telemetry, tenancy
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -46,6 +46,11 @@ LATENCY = Histogram(
 SAVES = Counter("rapidly_saves_total", "Answers saved (saveField)")
 EVENTS_DELIVERED = Counter("rapidly_events_delivered_total", "Live events handed to subscribers")
 SUBSCRIBERS = Gauge("rapidly_subscribers", "Open live subscriptions", multiprocess_mode="livesum")
+TASKS = Gauge(
+    "rapidly_tasks",
+    "asyncio tasks alive (one or two per open connection and subscription)",
+    multiprocess_mode="livesum",
+)
 OUTBOX_DEPTH = Gauge("rapidly_outbox_depth", "Messages waiting to be sent", multiprocess_mode="mostrecent")
 MESSAGE_ATTEMPTS = Counter(
     "rapidly_message_attempts_total", "Attempts to send a message, by channel and outcome", ["channel", "outcome"]
@@ -65,6 +70,11 @@ BACKUP_FAILED = Gauge(
 )
 POOL = Gauge(
     "rapidly_db_pool_connections", "Database pool connections, by state", ["state"], multiprocess_mode="livesum"
+)
+SPANS_DROPPED = Counter(
+    "rapidly_spans_dropped",
+    "Trace spans not delivered to the collector (rapidly/telemetry.py), by reason: queue_full, export_failed",
+    ["reason"],
 )
 
 #: Requests that are neither GraphQL operations nor pages of a route.
@@ -143,7 +153,7 @@ class Observe:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # background tasks are no request
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, logs.without_traceback(send))
             return
         logs.begin_request()
         tenancy.begin_request()
@@ -154,6 +164,8 @@ class Observe:
         _current.set(record)
         status = 500
         started = time.perf_counter()
+        traced = telemetry.request(scope["method"])  # None when tracing is off
+        failure: Exception | None = None
 
         async def sending(message: dict) -> None:  # type: ignore[type-arg]
             nonlocal status
@@ -163,11 +175,17 @@ class Observe:
 
         try:
             await self.app(scope, receive, sending)  # type: ignore[arg-type]
+        except Exception as exc:
+            failure = exc
+            raise
         finally:
             operation = record.operation or _route_of(scope)
             count, time_it = _series(operation, record.outcome or _outcome_of(status))
             count.inc()
             time_it.observe(time.perf_counter() - started)
+            if traced is not None:  # named by the route's template, like the metrics
+                route = _route_of(scope)
+                traced.end(None if route == OTHER else route, status, failure)
 
 
 @functools.cache

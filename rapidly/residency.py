@@ -1,11 +1,12 @@
 """EU/EEA residency guard (DESIGN.md P10, §6).
 
-Every backend that holds or carries personal data (database, object storage, SMTP relay, SMS gateway) must be
-positively known to be in an EEA country.  A location comes either from a known provider's endpoint host or
-bucket region (looked up in `REGIONS`), or from a declared `RAPIDLY_*_COUNTRY` for local and custom backends.
-Anything not positively known to be in the EEA is a failure: unknown regions, undeclared countries, buckets
-that cannot be reached.  `rapidly check` prints the verdicts (`run_check`); `rapidly serve` refuses to start
-(`assert_resident`).
+Every backend that holds or carries personal data (database, object storage, SMTP relay, SMS gateway), the key
+management service that holds the root key when one is configured (`RAPIDLY_KMS_KEY_ID`), and the traces'
+collector (sent none, but told how the service is used), must be positively known to be in an EEA country.
+A location comes either from a known provider's endpoint host or bucket region (looked up in `REGIONS`), or
+from a declared `RAPIDLY_*_COUNTRY` for local and custom backends.  Anything not positively known to be in the
+EEA is a failure: unknown regions, undeclared countries, buckets that cannot be reached.
+`rapidly check` prints the verdicts (`run_check`); `rapidly serve` refuses to start (`assert_resident`).
 """
 
 from __future__ import annotations
@@ -319,7 +320,7 @@ Status = Literal["ok", "OUTSIDE EEA", "UNDECLARED", "UNKNOWN", "UNREACHABLE"]
 
 @dataclass(frozen=True)
 class BackendVerdict:
-    backend: str  # database, storage, smtp, sms
+    backend: str  # database, storage, kms, smtp, sms, traces
     location: str | None  # ISO country, or None when unknown / not configured
     how: str  # how the location was determined
     ok: bool
@@ -369,8 +370,7 @@ class ResidencyError(Exception):
 
     def __init__(self, report: ResidencyReport) -> None:
         self.report = report
-        lines = "\n  ".join(report.failure_lines())
-        super().__init__(f"refusing to start: data must stay in the EU/EEA (DESIGN.md P10):\n  {lines}")
+        super().__init__(f"data must stay in the EU/EEA: {'; '.join(report.failure_lines())}")
 
 
 def _name(country: str) -> str:
@@ -417,7 +417,7 @@ def _declared(backend: str, declared: str | None, setting: str, what: str) -> Ba
     return _ok(backend, declared, how)
 
 
-# -- hosts (database, smtp, sms) -----------------------------------------------------------------------------
+# -- hosts (database, smtp, sms, traces) ---------------------------------------------------------------------
 
 
 def _is_local(host: str) -> bool:
@@ -695,16 +695,76 @@ async def _check_storage(settings: Settings) -> BackendVerdict:
     return _ok(backend, country, how)
 
 
+# -- the root key's KMS --------------------------------------------------------------------------------------
+
+
+def _check_kms(settings: Settings) -> BackendVerdict:
+    """Where the KMS that holds the root key is, located as the object storage is but never contacted: a
+    known endpoint host names its region; AWS's own endpoint is in RAPIDLY_KMS_REGION (or the region of a
+    key ARN); a custom endpoint is where RAPIDLY_KMS_COUNTRY declares."""
+    backend = "kms"
+    endpoint = settings.kms_endpoint_url
+    host = (urlsplit(endpoint).hostname or "").lower() if endpoint else "kms.amazonaws.com"
+    found = match_host(host) if endpoint else HostMatch("AWS", None)
+    provider = found.provider if found else None
+    arn_region = _arn_region(settings.kms_key_id or "")
+
+    # 1. Neither RAPIDLY_KMS_REGION nor the key's ARN may name a region known to be outside the EEA.
+    for region, setting in ((settings.kms_region, "RAPIDLY_KMS_REGION"), (arn_region, "RAPIDLY_KMS_KEY_ID")):
+        if region and (reading := _worst_reading(region, provider)) and reading[1] not in EEA_COUNTRIES:
+            how = f"{setting}, {reading[0]} region {region}"
+            return _outside(backend, reading[1], how, setting, f"{reading[0]} region {region}")
+
+    # 2. A known endpoint that names its region decides.
+    if found is not None and found.region is not None:
+        how = f"endpoint host, {found.provider} region {found.region}"
+        country = region_country(found.provider, found.region)
+        if country is None:
+            return _unknown_region(backend, found.provider, found.region, how, "RAPIDLY_KMS_ENDPOINT_URL")
+        if country not in EEA_COUNTRIES:
+            return _outside(
+                backend, country, how, "RAPIDLY_KMS_ENDPOINT_URL", f"{found.provider} region {found.region}"
+            )
+        return _ok(backend, country, how)
+
+    # 3. A custom endpoint (any AWS-API KMS) is where its operator declares.
+    if found is None:
+        return _declared(backend, settings.kms_country, "RAPIDLY_KMS_COUNTRY", f"KMS endpoint {host}")
+
+    # 4. AWS's own endpoint: the region the client is told.
+    region = settings.kms_region or arn_region
+    setting = "RAPIDLY_KMS_REGION" if settings.kms_region else "RAPIDLY_KMS_KEY_ID"
+    if not region:
+        return _fail(
+            backend, "UNDECLARED", None, f"{found.provider} KMS, region not set", "RAPIDLY_KMS_REGION",
+            "the KMS's region is not set, so its country is unknown; set RAPIDLY_KMS_REGION to a region in "
+            "the EEA (e.g. eu-north-1)",
+        )  # fmt: skip
+    how = f"{setting}, {found.provider} region {region}"
+    country = region_country(found.provider, region)
+    if country is None:
+        return _unknown_region(backend, found.provider, region, how, setting)
+    return _ok(backend, country, how)
+
+
+def _arn_region(value: str) -> str | None:
+    """The region of an ARN (arn:partition:service:region:account:resource), else None."""
+    parts = value.split(":", 5)
+    return (parts[3] or None) if len(parts) == 6 and parts[0] == "arn" else None
+
+
 # -- entry points --------------------------------------------------------------------------------------------
 
 
 async def check_residency(settings: Settings) -> ResidencyReport:
-    """One verdict per backend: database, storage, smtp, sms."""
+    """One verdict per backend: database, storage, the KMS (when RAPIDLY_KMS_KEY_ID is set), smtp, sms,
+    traces."""
     storage = await _check_storage(settings)
     return ResidencyReport(
         [
             _check_database(settings),
             storage,
+            *([_check_kms(settings)] if settings.kms_key_id else []),
             _check_url_backend(
                 "smtp",
                 settings.smtp_url,
@@ -720,6 +780,14 @@ async def check_residency(settings: Settings) -> ResidencyReport:
                 "RAPIDLY_SMS_COUNTRY",
                 settings.sms_country,
                 "SMS gateway",
+            ),
+            _check_url_backend(
+                "traces",
+                settings.otel_endpoint,
+                "RAPIDLY_OTEL_ENDPOINT",
+                "RAPIDLY_OTEL_COUNTRY",
+                settings.otel_country,
+                "OTLP collector",
             ),
         ]
     )

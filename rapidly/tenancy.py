@@ -19,6 +19,7 @@ itself, in its one round trip (`rapidly.db.Routine`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator
@@ -257,8 +258,80 @@ class _ScopedTransactionContext(TransactionContextPooled):
             raise
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A failure nobody awaits is not logged as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _terminate_connected(future: asyncio.Future[asyncpg.Connection]) -> None:
+    """A connect that ends after its pool closed: the connection is closed at once."""
+    if not future.cancelled() and future.exception() is None:
+        _terminate(future.result())
+
+
+class _ConnectToTheEnd:
+    """asyncpg's `connect` for the pool, run to its end whatever happens to its caller.
+
+    The pool opens a connection lazily, in the request that first finds no open one. A request
+    cancelled meanwhile (a client completing a subscription it had just started, a socket dropped)
+    cancelled the connect with it: under such churn the pool never grew, and every request opened
+    and abandoned another connection (10,000 subscribe/complete cycles of one customer: 7,000
+    connects, each with an SSL context left to the cyclic collector, and the server's memory up by
+    megabytes). Here a connect whose caller has left goes on, and the pool's next connect takes it.
+    There are never more of those than the pool's holders without a connection, so the pool stays
+    within its size."""
+
+    def __init__(self) -> None:
+        self._left: list[asyncio.Future[asyncpg.Connection]] = []
+        self._closed = False
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
+        while self._left:
+            connecting = self._left.pop()
+            try:
+                connection = await self._wait(connecting)
+            except Exception:  # noqa: S112 -- its error was its first caller's; a fresh attempt reports its own
+                continue
+            if not connection.is_closed():
+                return connection
+        return await self._wait(asyncio.ensure_future(asyncpg.connect(*args, **kwargs)))
+
+    async def _wait(self, connecting: asyncio.Future[asyncpg.Connection]) -> asyncpg.Connection:
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            connecting.add_done_callback(_terminate_connected if self._closed else _retrieved)
+            if not self._closed:
+                self._left.append(connecting)
+            raise
+
+    async def close(self) -> None:
+        """Close the connections nobody took (the pool closes its own), and any still on their way."""
+        self._closed = True
+        left, self._left = self._left, []
+        for connecting in left:
+            connecting.cancel()
+        for outcome in await asyncio.gather(*left, return_exceptions=True):
+            if isinstance(outcome, asyncpg.Connection):
+                _terminate(outcome)
+
+
 class ScopedClient(AsyncpgDBClient):
     """Tortoise's asyncpg client with every statement in a transaction that sets the tenant."""
+
+    _connector: _ConnectToTheEnd | None = None
+
+    async def create_pool(self, **kwargs: Any) -> asyncpg.Pool:
+        self._connector = _ConnectToTheEnd()
+        return await asyncpg.create_pool(None, connect=self._connector, **kwargs)
+
+    async def _close(self) -> None:
+        try:
+            await super()._close()
+        finally:
+            if self._connector is not None:
+                await self._connector.close()
 
     def acquire_connection(self) -> Any:
         return _ScopedConnection(self, self._pool_init_lock)

@@ -29,12 +29,14 @@ from hypothesis import settings as hypothesis_settings
 for _name in [n for n in os.environ if n.startswith("RAPIDLY_") and n != "RAPIDLY_TEST_DATABASE_URL"]:
     del os.environ[_name]
 
-from rapidly import db  # noqa: E402
+from rapidly import db, serving  # noqa: E402
 from rapidly.app import create_app  # noqa: E402
 from rapidly.config import Settings  # noqa: E402
 from rapidly.plugins import PluginRegistry  # noqa: E402
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+#: The root key of the suite's tenant keys (rapidly/keys); tests that need another make their own.
+TEST_ROOT_KEY = "test-root-key-of-the-suite-0123456789abcdef"
 METRICS_TOKEN = "test-metrics-token-" + "m" * 32
 STAFF_PASSWORD = "correct horse battery staple"
 
@@ -99,6 +101,7 @@ def settings(database_url: str, data_dir: Path, server_port: int) -> Settings:
         database_url=database_url,
         data_dir=data_dir,
         secret_key=TEST_SECRET_KEY,
+        root_key=TEST_ROOT_KEY,
         database_country="FI",
         storage_country="FI",
         storage="local",
@@ -121,6 +124,7 @@ def env(settings: Settings) -> dict[str, str]:
         "RAPIDLY_DATABASE_URL": settings.database_url or "",
         "RAPIDLY_DATA_DIR": str(settings.data_dir),
         "RAPIDLY_SECRET_KEY": TEST_SECRET_KEY,
+        "RAPIDLY_ROOT_KEY": TEST_ROOT_KEY,
         "RAPIDLY_DATABASE_COUNTRY": "FI",
         "RAPIDLY_STORAGE_COUNTRY": "FI",
         "RAPIDLY_BACKUP_EVERY_HOURS": "0",
@@ -194,7 +198,7 @@ async def server(settings: Settings, plugins: PluginRegistry, server_port: int) 
     """The app on a loopback port, served by uvicorn in the test's event loop."""
     app = create_app(settings, plugins)
     port = server_port
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    config = serving.uvicorn_config(app, host="127.0.0.1", port=port, lifespan="on")
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())
     while not uv.started:

@@ -32,6 +32,8 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
         "RAPIDLY_STORAGE_COUNTRY": "FR",
         "RAPIDLY_SMTP_COUNTRY": "DE",
         "RAPIDLY_SMS_COUNTRY": "DK",
+        "RAPIDLY_OTEL_ENDPOINT": "https://otlp.example.eu:4318/",
+        "RAPIDLY_OTEL_COUNTRY": "se",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -53,6 +55,7 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
         "DE",
         "DK",
     )
+    assert (settings.otel_endpoint, settings.otel_country) == ("https://otlp.example.eu:4318", "SE")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +69,14 @@ def test_contract_names_are_read_from_the_environment(monkeypatch, tmp_path):
         ("RAPIDLY_DATABASE_POOL_SIZE", "1", "RAPIDLY_DATABASE_POOL_SIZE: Input should be greater than or equal to 2"),
         ("RAPIDLY_SECRET_KEY", "short", "RAPIDLY_SECRET_KEY: String should have at least 32 characters"),
         ("RAPIDLY_MIGRATE_ON_START", "perhaps", "RAPIDLY_MIGRATE_ON_START: Input should be a valid boolean"),
+        ("RAPIDLY_OTEL_ENDPOINT", "otlp.example.eu:4318", "RAPIDLY_OTEL_ENDPOINT: must start with https://"),
+        ("RAPIDLY_OTEL_ENDPOINT", "grpc://otlp.example.eu:4317", "RAPIDLY_OTEL_ENDPOINT: must start with https://"),
+        ("RAPIDLY_OTEL_ENDPOINT", "https://", "RAPIDLY_OTEL_ENDPOINT: has no host"),
+        ("RAPIDLY_OTEL_ENDPOINT", "https://otlp.example.eu:43x8", "RAPIDLY_OTEL_ENDPOINT: Port could not be cast"),
+        ("RAPIDLY_OTEL_ENDPOINT", "https://k:secret@otlp.example.eu", "RAPIDLY_OTEL_ENDPOINT: must hold no"),
+        ("RAPIDLY_OTEL_ENDPOINT", "https://otlp.example.eu?x=1", "RAPIDLY_OTEL_ENDPOINT: must be a base URL"),
+        ("RAPIDLY_OTEL_ENDPOINT", "https://otlp.example.eu/v1/traces", "RAPIDLY_OTEL_ENDPOINT: is the collector"),
+        ("RAPIDLY_OTEL_COUNTRY", "Finland", "RAPIDLY_OTEL_COUNTRY: must be an ISO 3166 alpha-2"),
     ],
 )
 def test_a_malformed_setting_is_named_in_the_error(monkeypatch, name, value, expected):

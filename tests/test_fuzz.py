@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +29,8 @@ from hypothesis_graphql import Mode, from_schema, nodes
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.conftest import STAFF_PASSWORD, free_port, run_cli
+from tests.conftest import STAFF_PASSWORD, run_cli
+from tests.support.served import Served
 
 SCHEMA = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text()
 #: The other tenant's contact's values: none of them may appear in any answer.
@@ -45,43 +43,6 @@ SCALARS = {
     "JSON": st.one_of(st.text(max_size=20).map(nodes.String), st.integers(-5, 5).map(nodes.Int), st.just(nodes.Null)),
     "Upload": st.just(nodes.Null),
 }
-
-
-class Served:
-    """`rapidly serve` in a process of its own, with two tenants' data, its log kept."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rapidly", "serve", "--port", str(self.port)],
-            env={**env, "RAPIDLY_BASE_URL": self.url},
-            stdout=log.open("a"),
-            stderr=subprocess.STDOUT,
-        )
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log()
-            time.sleep(0.1)
-
-    def gql(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers).json()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ guarantee as the text format: an exception is its type and stack, never its mess
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
 import logging
@@ -108,3 +110,38 @@ def test_text_stays_the_default(json_log):
     assert isinstance(logging.getLogger().handlers[0].formatter, logs.TextFormatter)
     logs.configure("json")
     assert isinstance(logging.getLogger().handlers[0].formatter, logs.JsonFormatter)
+
+
+async def test_an_exception_no_one_awaited_is_logged_by_type_and_stack_never_its_message(json_log):
+    # given: asyncio's report of a task's exception that no one retrieved, through Rapidly's handler
+    marker = f"secret-{uuid.uuid4().hex}"
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(logs.unretrieved_exception)
+
+    async def fails() -> None:
+        raise ValueError(f"duplicate key value (email)=({marker})")
+
+    try:
+        # when
+        task = loop.create_task(fails())
+        await asyncio.sleep(0)
+        del task
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+
+    # then: what asyncio's own handler would have written (the task's repr, with the message) is not
+    (line,) = lines(json_log)
+    assert line["exception"] == "ValueError" and "never retrieved" in line["message"]
+    assert marker not in json_log.getvalue()
+
+
+def test_every_kind_of_token_is_one_the_redaction_knows():
+    from rapidly import security
+
+    prefixes = [value for name, value in vars(security).items() if name.endswith("_TOKEN_PREFIX")]
+    assert prefixes
+    for prefix in prefixes:
+        assert logs.redact(f"a {prefix}{'x' * 20} b") == "a [token] b", prefix

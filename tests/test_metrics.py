@@ -38,6 +38,7 @@ SERIES = {
     "rapidly_backup_age_seconds",
     "rapidly_backup_last_failure_timestamp_seconds",
     "rapidly_db_pool_connections",
+    "rapidly_spans_dropped",
 }
 CONTACT_EVENTS = "subscription { contactEvents { kind contactId } }"
 

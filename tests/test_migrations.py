@@ -86,7 +86,8 @@ async def test_0007_upgrades_a_filled_database_and_goes_back_down(scratch):
         # then: the same rows, every foreign key valid, the contact's keys with its tenant
         assert await counts(conn) == before
         assert await conn.fetchval("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
-        assert [tuple(r) for r in up] == [(t, 2) for t in ("chat_message", "contact_token", "field_value", "media")]
+        children = ("chat_message", "contact_key", "contact_token", "field_value", "media")
+        assert [tuple(r) for r in up] == [(t, 2) for t in children]
         assert [tuple(r) for r in down] == [(t, 1) for t in ("chat_message", "contact_token", "field_value", "media")]
         assert [tuple(r) for r in await conn.fetch(_CONTACT_KEYS)] == [tuple(r) for r in up]
         invalid = await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
@@ -112,7 +113,8 @@ async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_t
 
         # then: every row kept (read here by the owner, a superuser), policies on the way up only
         assert await counts(conn) == before
-        assert up[0] == 14 and up[1] == 2 * 13 + 4, up  # 13 tenant tables and the tenant table
+        # 13 tenant tables of 0008, the key tables of 0010 (tenant_key, contact_key) and the tenant table
+        assert up[0] == 16 and up[1] == 2 * 15 + 4, up
         assert down == (0, 0)
         assert (await conn.fetchval(forced), await conn.fetchval(policies)) == up
         assert await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0

@@ -488,6 +488,59 @@ async def test_local_sms_gateway_declared_in_norway_is_fine() -> None:
     assert "local SMS gateway host 127.0.0.1" in verdict.how
 
 
+# -- the traces' collector (RAPIDLY_OTEL_ENDPOINT) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "country", "status", "setting"),
+    [
+        ("https://otlp.example.eu:4318", None, "UNDECLARED", "RAPIDLY_OTEL_COUNTRY"),
+        ("http://127.0.0.1:4318", None, "UNDECLARED", "RAPIDLY_OTEL_COUNTRY"),
+        ("https://otlp.example.eu:4318", "US", "OUTSIDE EEA", "RAPIDLY_OTEL_COUNTRY"),
+        ("https://otel.us-east-1.amazonaws.com", None, "OUTSIDE EEA", "RAPIDLY_OTEL_ENDPOINT"),
+        ("https://otel.eu-west-2.amazonaws.com", "FI", "OUTSIDE EEA", "RAPIDLY_OTEL_ENDPOINT"),
+    ],
+    ids=["custom host undeclared", "loopback undeclared", "declared US", "AWS Virginia", "AWS London, FI declared"],
+)
+async def test_a_collector_outside_the_eea_or_undeclared_is_refused_naming_the_setting(
+    endpoint: str, country: str | None, status: str, setting: str
+) -> None:
+    # given
+    settings = Settings(database_country="FI", storage_country="FI", otel_endpoint=endpoint, otel_country=country)
+
+    # when
+    report = await check_residency(settings)
+
+    # then
+    verdict = report.get("traces")
+    assert (verdict.ok, verdict.status, verdict.setting) == (False, status, setting)
+    assert setting in verdict.message
+    with pytest.raises(ResidencyError, match=setting):
+        await assert_resident(settings)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "country", "location", "how"),
+    [
+        ("https://otlp.example.eu:4318", "FI", "FI", "custom OTLP collector host otlp.example.eu"),
+        ("http://127.0.0.1:4318", "SE", "SE", "local OTLP collector host 127.0.0.1"),
+        ("https://otel.eu-north-1.amazonaws.com", None, "SE", "AWS region eu-north-1"),
+    ],
+)
+async def test_a_collector_known_or_declared_in_the_eea_is_accepted(
+    endpoint: str, country: str | None, location: str, how: str
+) -> None:
+    # given
+    settings = Settings(database_country="FI", storage_country="FI", otel_endpoint=endpoint, otel_country=country)
+
+    # when
+    verdict = (await check_residency(settings)).get("traces")
+
+    # then
+    assert (verdict.ok, verdict.location) == (True, location)
+    assert how in verdict.how
+
+
 # -- report, run_check, assert_resident ------------------------------------------------------------------------
 
 
@@ -502,11 +555,12 @@ async def test_format_table_shows_every_backend_with_its_verdict(s3_endpoint: st
     lines = table.splitlines()
     assert lines[0].split() == ["backend", "location", "how", "determined", "verdict"]
     rows = {line.split()[0]: line for line in lines[2:]}
-    assert set(rows) == {"database", "storage", "smtp", "sms"}
+    assert set(rows) == {"database", "storage", "smtp", "sms", "traces"}
     assert rows["database"].endswith("UNDECLARED")
     assert rows["storage"].endswith("OUTSIDE EEA") and " GB " in rows["storage"]
     assert rows["smtp"].endswith("UNDECLARED")
     assert rows["sms"].endswith("ok")
+    assert rows["traces"].endswith("ok") and "not configured" in rows["traces"]
 
 
 def test_run_check_fails_naming_country_and_setting(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -561,4 +615,114 @@ async def test_assert_resident_returns_the_report_when_all_is_well() -> None:
 
     # then
     assert report.ok
-    assert [v.backend for v in report.verdicts] == ["database", "storage", "smtp", "sms"]
+    assert [v.backend for v in report.verdicts] == ["database", "storage", "smtp", "sms", "traces"]
+
+
+# -- the root key's KMS (RAPIDLY_KMS_*) ----------------------------------------------------------------------
+
+KMS_KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
+#: A KMS on loopback that speaks the AWS API (moto, LocalStack): a custom endpoint, located by declaration.
+LOCAL_KMS = "http://127.0.0.1:4566"
+
+
+def kms_arn(region: str) -> str:
+    return f"arn:aws:kms:{region}:111122223333:key/{KMS_KEY}"
+
+
+def kms_settings(**kms: object) -> Settings:
+    values: dict[str, object] = {"database_country": "FI", "storage_country": "FI", "kms_key_id": KMS_KEY}
+    values.update(kms)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kms", "status", "country", "setting"),
+    [
+        pytest.param({"kms_region": "us-east-1"}, "OUTSIDE EEA", "US", "RAPIDLY_KMS_REGION", id="AWS Virginia"),
+        pytest.param({"kms_region": "eu-west-2"}, "OUTSIDE EEA", "GB", "RAPIDLY_KMS_REGION", id="AWS London"),
+        pytest.param({"kms_region": "eu-central-2"}, "OUTSIDE EEA", "CH", "RAPIDLY_KMS_REGION", id="AWS Zurich"),
+        pytest.param(
+            {"kms_region": "eu-central-2", "kms_endpoint_url": LOCAL_KMS, "kms_country": "FI"},
+            "OUTSIDE EEA", "CH", "RAPIDLY_KMS_REGION", id="Zurich's name on a custom endpoint, FI declared",
+        ),
+        pytest.param(
+            {"kms_region": "eu-north-1", "kms_endpoint_url": "https://kms.eu-west-2.amazonaws.com"},
+            "OUTSIDE EEA", "GB", "RAPIDLY_KMS_ENDPOINT_URL", id="London endpoint host",
+        ),
+        pytest.param(
+            {"kms_key_id": kms_arn("us-east-1")}, "OUTSIDE EEA", "US", "RAPIDLY_KMS_KEY_ID", id="key ARN in Virginia"
+        ),
+        pytest.param(
+            {"kms_region": "eu-north-1", "kms_endpoint_url": LOCAL_KMS},
+            "UNDECLARED", None, "RAPIDLY_KMS_COUNTRY", id="custom endpoint undeclared",
+        ),
+        pytest.param(
+            {"kms_endpoint_url": "https://kms.example.eu", "kms_country": "US"},
+            "OUTSIDE EEA", "US", "RAPIDLY_KMS_COUNTRY", id="custom endpoint declared US",
+        ),
+        pytest.param({}, "UNDECLARED", None, "RAPIDLY_KMS_REGION", id="no region"),
+        pytest.param({"kms_region": "eu-mars-1"}, "UNKNOWN", None, "RAPIDLY_KMS_REGION", id="unknown region"),
+    ],
+)  # fmt: skip
+async def test_a_kms_outside_the_eea_or_of_unknown_place_is_refused_naming_the_setting(
+    kms: dict[str, object], status: str, country: str | None, setting: str
+) -> None:
+    # given
+    settings = kms_settings(**kms)
+
+    # when
+    report = await check_residency(settings)
+
+    # then
+    verdict = report.get("kms")
+    assert (verdict.ok, verdict.status, verdict.location, verdict.setting) == (False, status, country, setting)
+    assert setting in verdict.message
+    with pytest.raises(ResidencyError, match=setting):
+        await assert_resident(settings)
+
+
+@pytest.mark.parametrize(
+    ("kms", "location", "how"),
+    [
+        pytest.param(
+            {"kms_region": "eu-north-1"}, "SE", "RAPIDLY_KMS_REGION, AWS region eu-north-1", id="AWS Stockholm"
+        ),
+        pytest.param({"kms_key_id": kms_arn("eu-west-3")}, "FR", "AWS region eu-west-3", id="key ARN in Paris"),
+        pytest.param(
+            {"kms_endpoint_url": "https://kms.eu-central-1.amazonaws.com"},
+            "DE", "endpoint host, AWS region eu-central-1", id="Frankfurt endpoint host",
+        ),
+        pytest.param(
+            {"kms_region": "eu-north-1", "kms_endpoint_url": LOCAL_KMS, "kms_country": "fi"},
+            "FI", "declared RAPIDLY_KMS_COUNTRY (KMS endpoint 127.0.0.1)", id="custom endpoint declared FI",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_kms_known_or_declared_in_the_eea_is_accepted(kms: dict[str, object], location: str, how: str) -> None:
+    # given
+    settings = kms_settings(**kms)
+
+    # when
+    report = await check_residency(settings)
+
+    # then
+    verdict = report.get("kms")
+    assert (verdict.ok, verdict.location) == (True, location)
+    assert how in verdict.how
+    assert report.ok
+
+
+async def test_the_kms_is_a_backend_only_when_a_kms_key_is_set() -> None:
+    # given
+    without = Settings(database_country="FI", storage_country="FI")
+    with_kms = kms_settings(kms_region="eu-north-1", kms_access_key_id="AKIAKMSKEYID", kms_secret_access_key="hush-kms")
+
+    # when
+    plain, kms = await check_residency(without), await check_residency(with_kms)
+
+    # then the table has a kms row, after storage, which never shows the credentials
+    assert [v.backend for v in plain.verdicts] == ["database", "storage", "smtp", "sms", "traces"]
+    assert [v.backend for v in kms.verdicts] == ["database", "storage", "kms", "smtp", "sms", "traces"]
+    table = kms.format_table()
+    assert " SE " in next(line for line in table.splitlines() if line.startswith("kms "))
+    assert "hush-kms" not in table and "AKIAKMSKEYID" not in table

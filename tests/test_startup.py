@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import free_port, run_cli
-
-
-def install_plugin(site: Path, name: str, source: str) -> dict[str, str]:
-    """Install a plugin the way pip would (module + dist-info with an entry point) into `site`."""
-    (site / f"{name}.py").write_text(textwrap.dedent(source))
-    dist = site / f"{name}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[rapidly]\n{name} = {name}\n")
-    return {"PYTHONPATH": str(site)}
+from tests.support.plugins import PURPOSELESS, install_plugin
 
 
 def serve(env: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -26,18 +14,7 @@ def serve(env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 def test_a_plugin_field_without_purpose_stops_the_start_naming_plugin_and_field(env, tmp_path):
     # given
-    extra = install_plugin(
-        tmp_path,
-        "purposeless",
-        """
-        from rapidly import hookimpl
-        from rapidly.plugins import FieldKind, FieldSpec
-
-        @hookimpl
-        def contact_fields(tenant):
-            return [FieldSpec(key="shoe_size", kind=FieldKind.NUMBER, labels={"en": "Shoe size"}, purpose={})]
-    """,
-    )
+    extra = install_plugin(tmp_path, "purposeless", PURPOSELESS)
 
     # when
     result = serve({**env, **extra})

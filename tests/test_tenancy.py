@@ -14,14 +14,18 @@ import uuid
 import asyncpg
 import pytest
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from rapidly import db, tenancy
 from rapidly.contacts import service as contacts
 from rapidly.errors import AnotherTenant
+from rapidly.staff import service as staff_service
 from rapidly.tenancy import ScopedClient
 from tests.contacts.test_contacts_api import CONTACT, save, staff_token, start
 from tests.media import images
 from tests.media.test_upload_api import upload
+from tests.support.live import until
+from tests.support.proxy import FreezableProxy
 
 #: Tables of the app that hold no tenant's rows.
 NOT_A_TENANTS = {"tenant", "tortoise_migrations"}
@@ -306,6 +310,56 @@ async def test_a_binding_is_for_one_tenant_and_never_outlives_its_block():
     assert tenancy.current() is None  # a request's binding stays in its own task
 
 
+async def test_a_token_of_another_tenant_is_refused_to_a_request_bound_to_one_and_found_in_a_transaction(gql, world):
+    """A token is looked up in one round trip that finds its tenant and reads its row as it; the
+    request is bound to that tenant afterwards, so a request of another gets the typed refusal. In a
+    transaction (whose tenant was set when it began), the lookup reads as that tenant only."""
+    # given: a customer and a staff member of each of two companies
+    tokens, staff = {}, {}
+    for slug in ("alpha", "beta"):
+        await world.tenant(slug, plugin="every_kind")
+        await world.staff(slug, f"staff@{slug}.example")
+        staff[slug] = await staff_token(gql, f"staff@{slug}.example")
+        tokens[slug] = await start(gql, slug)
+    alpha = await contacts.contact_for_token(tokens["alpha"])
+
+    async def request_as_alpha_then(lookup) -> object:  # type: ignore[no-untyped-def]
+        tenancy.begin_request()
+        assert (await contacts.contact_for_token(tokens["alpha"])).id == alpha.id
+        return await lookup()
+
+    # when / then: beta's tokens, in a request bound to alpha, are refused; alpha's are found
+    for lookup in (
+        lambda: contacts.contact_for_token(tokens["beta"]),
+        lambda: staff_service.staff_for_token(staff["beta"]),
+    ):
+        with pytest.raises(AnotherTenant):
+            await asyncio.create_task(request_as_alpha_then(lookup))
+    found = await asyncio.create_task(request_as_alpha_then(lambda: staff_service.staff_for_token(staff["alpha"])))
+    assert found.tenant.slug == "alpha"  # type: ignore[attr-defined]
+
+    # and in alpha's transaction: alpha's token is found there, beta's refused
+    with tenancy.as_tenant(alpha.tenant_id):
+        async with in_transaction():
+            assert (await contacts.contact_for_token(tokens["alpha"])).id == alpha.id
+            with pytest.raises(tenancy.TenantMismatch):
+                await contacts.contact_for_token(tokens["beta"])
+    assert await contacts.contact_for_token("rpc_" + "x" * 40) is None
+
+
+async def test_a_routine_refuses_a_transaction_begun_as_another_tenant_or_as_none(two_tenants):
+    """A routine sets its tenant itself: inside a transaction, that would switch the transaction's."""
+    nobody = [uuid.uuid4()]
+    with tenancy.as_tenant(two_tenants["alpha"]):
+        async with in_transaction():
+            assert await contacts.values_by_contact(two_tenants["alpha"], nobody) == [[]]
+            with pytest.raises(tenancy.TenantMismatch):
+                await contacts.values_by_contact(two_tenants["beta"], nobody)
+    async with in_transaction():
+        with pytest.raises(tenancy.TenantMismatch):
+            await contacts.values_by_contact(two_tenants["beta"], nobody)
+
+
 START_TWO = """
 mutation { a: startContact(tenant: "alpha") { __typename } b: startContact(tenant: "beta") { __typename } }
 """
@@ -352,24 +406,29 @@ async def test_work_for_another_tenant_cannot_join_a_transaction_begun_as_one(tw
             pass
 
 
-async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_cancellations(
-    two_tenants, owner, settings, caplog
-):
-    """One pooled connection, used by alternating tenants with failures in between: after each use,
-    a statement without a tenant sees no row and no setting."""
-    credentials = db.app_credentials(settings, db.owner_credentials(settings))
+async def pool_of(credentials: db.Credentials, name: str, size: int) -> ScopedClient:
+    """The app's own pool client (the ORM's `ScopedClient`), of up to `size` connections, opened."""
     client = ScopedClient(
-        connection_name="poisoning",
+        connection_name=name,
         user=credentials.user,
         password=credentials.password,
         database=credentials.database,
         host=credentials.host,
         port=credentials.port,
         minsize=1,
-        maxsize=1,
+        maxsize=size,
         reset=db._release_as_is,
     )
     await client.create_connection(with_db=True)
+    return client
+
+
+async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_cancellations(
+    two_tenants, owner, settings, caplog
+):
+    """One pooled connection, used by alternating tenants with failures in between: after each use,
+    a statement without a tenant sees no row and no setting."""
+    client = await pool_of(db.app_credentials(settings, db.owner_credentials(settings)), "poisoning", 1)
     counts = {
         name: await owner.fetchval("SELECT count(*) FROM contact WHERE tenant_id = $1", tid)
         for name, tid in two_tenants.items()
@@ -423,6 +482,46 @@ async def test_no_setting_leaks_through_the_pool_between_tenants_errors_and_canc
     # closed, not pooled, as it may have been left inside the transaction.
     assert 1 <= len(pids) <= cancelled_statements + 1
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_requests_cancelled_while_the_pool_connects_leave_it_the_connection(settings, server):
+    """The pool opens connections lazily, in the request that needs one. A client that cancels its
+    requests as fast as it makes them (subscribe, then complete) once made every request open and
+    abandon a connection; the pool then never grew. Connects run to their end and are kept."""
+    # given: a pool of five behind a proxy that counts the connections made through it
+    proxy = FreezableProxy(db.app_credentials(settings, db.owner_credentials(settings)))
+    client = await pool_of(await proxy.start(), "churn", 5)
+
+    async def one() -> int:
+        async with client.acquire_unscoped() as conn:
+            return await conn.fetchval("SELECT 1")
+
+    async def cancelled() -> None:
+        """A request holding its connection a moment, cancelled by then (a query cancelled in flight
+        would count too: PostgreSQL's cancel request comes on a connection of its own)."""
+        async with client.acquire_unscoped():
+            await asyncio.sleep(1)
+
+    try:
+        # when: 200 times, five requests are cancelled while the pool connects for four of them
+        for round_ in range(200):
+            requests = [asyncio.create_task(cancelled()) for _ in range(5)]
+            await asyncio.sleep(0.0005 * (round_ % 7))
+            for request in requests:
+                request.cancel()
+            await asyncio.gather(*requests, return_exceptions=True)
+
+        # then: the pool connected no more often than it has room for, and serves five at once
+        assert proxy.accepted <= 5, proxy.accepted
+        assert await asyncio.gather(*(one() for _ in range(5))) == [1] * 5
+        assert proxy.accepted <= 5, proxy.accepted
+    finally:
+        await client.close()
+    try:
+        # and closing the pool closes every connection, those no request took too
+        assert await until(lambda: proxy.open == 0, 5), proxy.open
+    finally:
+        await proxy.close()
 
 
 async def test_a_purge_batch_under_the_policy_deletes_at_most_its_size(two_tenants, owner, server):

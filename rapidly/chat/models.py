@@ -19,7 +19,10 @@ class ChatMessage(Model):
     #: The staff member who wrote it (STAFF messages); kept as an ID, no foreign key: a message
     #: outlives a removed staff account.
     staff_id = fields.UUIDField(null=True)
-    body = fields.TextField()
+    #: The text, sealed under the contact's data key.
+    sealed_body = fields.BinaryField(null=True)
+    #: The text of a message written before encryption, until `rapidly keys encrypt-existing` seals it.
+    body = fields.TextField(null=True)
     attachment = fields.ForeignKeyField(
         "rapidly.Media", related_name="chat_messages", null=True, on_delete=fields.SET_NULL
     )

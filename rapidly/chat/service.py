@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.errors import InputInvalid, NotFound
+from rapidly.keys import Unreadable, open_sealed, place, seal
+from rapidly.keys import service as keys
 from rapidly.media import service as media
 from rapidly.messaging import service as messaging
 from rapidly.notifications import service as notifications
@@ -29,6 +32,8 @@ from rapidly.realtime import EventKind, publish
 from rapidly.staff.models import StaffUser
 from rapidly.storage import Storage
 from rapidly.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 4000
 MAX_PAGE = 200
@@ -98,16 +103,20 @@ async def send(
         photo = None
         if image is not None:
             photo = await media.store(conn, settings, storage, tenant.id, contact.id, media.CHAT_FIELD, None, image)
+        key = await keys.ring().key_for_writing(conn, tenant.id, contact.id)
+        message_id = uuid.uuid4()
         message = await ChatMessage.create(
             using_db=conn,
+            id=message_id,
             tenant_id=tenant.id,
             contact_id=contact.id,
             author=Author.STAFF if staff else Author.CONTACT,
             staff_id=staff.id if staff else None,
-            body=text,
+            sealed_body=seal(key, text.encode(), body_place(tenant.id, contact.id, message_id)),
             attachment=photo,
             created_at=locked.at,
         )
+        message.body = text
         if staff is None:
             if locked.first_save:
                 await notifications.notify_staff(conn, tenant.id, notifications.NEW_CONTACT, contact.id)
@@ -151,7 +160,55 @@ async def page(contact: Contact, first: int, after: str | None) -> Page:
         at, mid = decode_cursor(after)
         query = query.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=mid))
     rows = await query.order_by("created_at", "id").limit(first + 1).prefetch_related("attachment")
-    return Page(rows[:first], len(rows) > first)
+    return Page(await opened(contact, rows[:first]), len(rows) > first)
+
+
+_UNSEALED_BODIES = """
+SELECT id, contact_id, body FROM chat_message WHERE tenant_id = $1 AND sealed_body IS NULL AND body IS NOT NULL
+ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
+
+
+async def seal_existing_bodies(tenant_id: uuid.UUID, batch: int) -> int:
+    """Seal up to `batch` of the tenant's messages written before encryption; how many. As the tenant."""
+    ring = keys.ring()
+    async with db.transaction() as tx:
+        _, rows = await tx.execute_query(_UNSEALED_BODIES, [tenant_id, batch])
+        contact_keys: dict[uuid.UUID, bytes] = {}
+        for row in rows:
+            cid = row["contact_id"]
+            if cid not in contact_keys:
+                contact_keys[cid] = await ring.key_for_writing(tx, tenant_id, cid)
+            sealed = seal(contact_keys[cid], row["body"].encode(), body_place(tenant_id, cid, row["id"]))
+            await tx.execute_query(
+                "UPDATE chat_message SET sealed_body = $2, body = NULL WHERE id = $1", [row["id"], sealed]
+            )
+    return len(rows)
+
+
+def body_place(tenant_id: uuid.UUID, contact_id: uuid.UUID, message_id: uuid.UUID) -> bytes:
+    return place("chat-body", tenant_id, contact_id, str(message_id))
+
+
+async def opened(contact: Contact, messages: list[ChatMessage]) -> list[ChatMessage]:
+    """The messages with their text opened (in memory only) under the contact's data key. One that
+    does not open (altered, or moved from another row) is left out, and logged by its ID only."""
+    tenant_id = contact.tenant_id  # type: ignore[attr-defined]
+    key = await keys.ring().contact_key(tenant_id, contact.id) if any(m.sealed_body for m in messages) else None
+    shown = []
+    for message in messages:
+        if message.sealed_body is not None:
+            if key is None:  # its key is gone: the contact is erased, whatever rows are left
+                raise NotFound("No such contact.")
+            try:
+                message.body = open_sealed(
+                    key, bytes(message.sealed_body), body_place(tenant_id, contact.id, message.id)
+                ).decode()
+            except Unreadable:
+                log.error("chat message %s of contact %s does not open: left out", message.id, contact.id)
+                continue
+        shown.append(message)
+    return shown
 
 
 async def mark_read(contact: Contact, reader: Author) -> int:

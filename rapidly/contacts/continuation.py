@@ -13,7 +13,7 @@ import segno
 from rapidly import db, security
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
-from rapidly.contacts.models import Contact, FieldValue
+from rapidly.contacts.models import Contact
 from rapidly.errors import InputInvalid
 from rapidly.messaging import outbox
 from rapidly.plugins import Channel, FieldRole, MessageEvent, PluginRegistry
@@ -103,7 +103,7 @@ async def send_continue_link(
 
 async def check_address(plugins: PluginRegistry, contact: Contact, channel: Channel) -> str:
     """The contact's own address for the channel; `InputInvalid` when there is none to use."""
-    values = await FieldValue.filter(contact_id=contact.id, tenant_id=contact.tenant_id)
+    values = await contacts.values_of(contact)
     address = own_address(values, contacts.fields_of(plugins, contact.tenant), channel)
     if not address:
         what = "email address" if channel == Channel.EMAIL else "phone number"

@@ -1,4 +1,5 @@
 from tortoise import fields
+from tortoise.contrib.postgres.fields import ArrayField
 from tortoise.models import Model
 
 
@@ -35,13 +36,19 @@ class ContactToken(Model):
 
 
 class FieldValue(Model):
-    """One saved answer. `value` is the normalised JSON value (see contacts.values)."""
+    """One saved answer: the normalised JSON value (see contacts.values), sealed under the contact's
+    data key (`sealed`), with a keyed digest that tells an identical repeat (`digest`) and the blind
+    index's terms (`terms`, rapidly/keys/blind.py)."""
 
     id = fields.UUIDField(primary_key=True)
     tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="field_values", on_delete=fields.CASCADE)
     contact = fields.ForeignKeyField("rapidly.Contact", related_name="values", on_delete=fields.CASCADE)
     key = fields.CharField(max_length=63)
-    value = fields.JSONField()
+    sealed = fields.BinaryField(null=True)
+    digest = fields.BinaryField(null=True)
+    terms = ArrayField("int", null=True)
+    #: A value saved before encryption, until `rapidly keys encrypt-existing` seals it.
+    value = fields.JSONField(null=True)
     updated_at = fields.DatetimeField()
 
     class Meta:

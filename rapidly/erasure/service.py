@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise import connections
 
-from rapidly import db, metrics, tenancy
+from rapidly import db, metrics, telemetry, tenancy
 from rapidly.erasure.erasers import Eraser, Target
 from rapidly.erasure.models import Requester
 from rapidly.errors import NotFound, for_the_log
@@ -120,8 +120,13 @@ class ErasureService:
         contact again returns the first receipt and changes nothing. With `expired_only` (the
         retention sweeper), a contact that became active again meanwhile is left alone (NotFound).
         """
-        with tenancy.scoped(tenant_id):
-            return await self._erase(tenant_id, contact_id, requested_by, expired_only)
+        # The span holds the tenant, who asked and the counts; not the contact's ID, pseudonymous as it is.
+        attributes = {"rapidly.tenant.id": str(tenant_id), "rapidly.erasure.requested_by": requested_by.value}
+        with tenancy.scoped(tenant_id), telemetry.span("erase contact", attributes) as span:
+            receipt = await self._erase(tenant_id, contact_id, requested_by, expired_only)
+            span.set_attributes({f"rapidly.erasure.removed.{store}": n for store, n in receipt.removed.items()})
+            span.set_attribute("rapidly.erasure.pending", len(receipt.pending))
+            return receipt
 
     async def _erase(
         self, tenant_id: uuid.UUID, contact_id: uuid.UUID, requested_by: Requester, expired_only: bool
@@ -180,7 +185,8 @@ class ErasureService:
             with tenancy.as_tenant(tenant["id"]):  # tenant by tenant, `limit` in all
                 for row in await conn.execute_query_dict(_DUE, [limit - tried]):
                     tried += 1
-                    done = await self._attempt(row["id"])
+                    with telemetry.span("retry erasure", {"rapidly.tenant.id": str(tenant["id"])}):
+                        done = await self._attempt(row["id"])
                     if done is not None and not _json(done["pending"]):
                         completed += 1
             if tried >= limit:

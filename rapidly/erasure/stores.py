@@ -10,6 +10,7 @@ from rapidly.config import SMS_TO_FILE, Settings
 from rapidly.contacts.service import ERASERS as CONTACT_ERASERS
 from rapidly.erasure.erasers import Eraser
 from rapidly.erasure.service import ErasureService
+from rapidly.keys.service import ERASER as KEY_ERASER
 from rapidly.media.service import ERASER as MEDIA_ERASER
 from rapidly.media.service import MediaObjects
 from rapidly.messaging import channels
@@ -24,6 +25,7 @@ def default_erasers(storage: Storage, demo_texts: Path | None = None) -> list[Er
     """In receipt order. Notifications and audit events are not here: they hold IDs only, and
     notifications then read "(deleted)"."""
     return [
+        KEY_ERASER,  # first: whatever happens to the steps after it, the rest is unreadable
         *CONTACT_ERASERS,
         CHAT_ERASER,
         MEDIA_ERASER,

@@ -14,6 +14,9 @@ class Media(Model):
     width = fields.IntField()
     height = fields.IntField()
     size_bytes = fields.IntField()
+    #: True: its object is sealed under the contact's key. NULL: stored before encryption, until
+    #: `rapidly keys encrypt-existing` or serve's maintenance seals it.
+    sealed = fields.BooleanField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -1,11 +1,14 @@
-"""Serving local-storage media to holders of an app-signed, expiring URL (S3 serves its own)."""
+"""Serving photos to holders of an app-signed, expiring URL, opened under their contact's key (the
+object storage, local or S3, holds ciphertext only)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rapidly.storage.local import LocalStorage
+from rapidly import tenancy
+from rapidly.media import service
+from rapidly.validation import parse_id
 
 router = APIRouter()
 
@@ -15,7 +18,7 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Disposition": "inline",
     # The embedded form shows the photos on the company's own site, another origin. The URL is the
-    # secret (signed, short-lived), as with S3's presigned URLs, which send no such header at all.
+    # secret (signed, short-lived), as a storage's presigned URL would be.
     "Cross-Origin-Resource-Policy": "cross-origin",
 }
 _TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
@@ -23,18 +26,21 @@ _TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 
 @router.get("/media/{tenant}/{contact}/{media}", include_in_schema=False)
 async def media_file(request: Request, tenant: str, contact: str, media: str) -> Response:
-    storage = request.app.state.storage
-    key = f"{tenant}/{contact}/{media}"
+    """A photo, for the holder of its app-signed, expiring URL: opened under its contact's key."""
+    settings = request.app.state.settings
     params = request.query_params
     content_type = params.get("type", "")
+    ids = [parse_id(part) for part in (tenant, contact, media)]
+    key = f"{tenant}/{contact}/{media}"
     if (
-        not isinstance(storage, LocalStorage)
-        or content_type not in _TYPES
-        or not storage.verify(key, params.get("expires", ""), content_type, params.get("signature", ""))
+        content_type not in _TYPES
+        or None in ids
+        or not service.url_is_valid(settings, key, params.get("expires", ""), content_type, params.get("signature", ""))
     ):
         return Response(status_code=404, headers=_HEADERS)
-    try:
-        data = await storage.get(key)
-    except (KeyError, FileNotFoundError):  # erased, or not a media key
+    tenant_id, contact_id, media_id = ids
+    with tenancy.scoped(tenant_id):
+        data = await service.photo_bytes(request.app.state.storage, tenant_id, contact_id, media_id)
+    if data is None:  # erased
         return Response(status_code=404, headers=_HEADERS)
     return Response(data, media_type=content_type, headers=_HEADERS)

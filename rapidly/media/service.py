@@ -9,20 +9,27 @@ together, and an erasure waits for an upload in flight and then removes its obje
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlencode
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, tenancy
+from rapidly import db, security, tenancy
 from rapidly.config import Settings
 from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.erasers import SqlEraser, Target
 from rapidly.errors import AuthFailed, InputInvalid
+from rapidly.keys import Unreadable, open_sealed, place, seal
+from rapidly.keys import service as keys
+from rapidly.keys.sealing import is_sealed
 from rapidly.media import images
 from rapidly.media.models import Media
 from rapidly.messaging import service as messaging
@@ -30,6 +37,8 @@ from rapidly.notifications import service as notifications
 from rapidly.plugins import FieldKind, MessageEvent, PluginRegistry
 from rapidly.realtime import EventKind, publish
 from rapidly.storage import Storage, contact_prefix, object_key
+
+log = logging.getLogger(__name__)
 
 #: Images decoded at once per process. A 12-megapixel photo takes ~80 MB while it is cleaned. Its
 #: own threads, not the default pool: each thread that decodes keeps a malloc arena of its own.
@@ -177,9 +186,102 @@ async def store(
         width=image.width,
         height=image.height,
         size_bytes=len(image.data),
+        sealed=True,
     )
-    await storage.put(object_key(tenant_id, contact_id, media.id), image.data, image.content_type)
+    key = await keys.ring().key_for_writing(conn, tenant_id, contact_id)
+    sealed = seal(key, image.data, photo_place(tenant_id, contact_id, media.id))
+    await storage.put(object_key(tenant_id, contact_id, media.id), sealed, SEALED_TYPE)
     return media
+
+
+_UNSEALED_PHOTOS = "SELECT id, contact_id FROM media WHERE tenant_id = $1 AND sealed IS NULL ORDER BY id LIMIT $2"
+_LOCK_UNSEALED = "SELECT 1 FROM media WHERE id = $1 AND sealed IS NULL FOR UPDATE SKIP LOCKED"
+
+
+async def seal_existing_photos(storage: Storage, tenant_id: uuid.UUID, batch: int) -> int:
+    """Seal up to `batch` of the tenant's photos stored before encryption, one transaction each, each
+    object replaced with every earlier version of it deleted; how many. As the tenant.
+
+    The contact's key is made and committed before its photo is replaced: a photo is never sealed
+    under a key that a rollback could take away."""
+    ring = keys.ring()
+    async with db.transaction() as tx:
+        _, rows = await tx.execute_query(_UNSEALED_PHOTOS, [tenant_id, batch])
+    for row in rows:
+        cid, mid = row["contact_id"], row["id"]
+        key = await ring.contact_key(tenant_id, cid)
+        if key is None:
+            async with db.transaction() as tx:
+                key = await ring.key_for_writing(tx, tenant_id, cid)
+        async with db.transaction() as tx:
+            _, locked = await tx.execute_query(_LOCK_UNSEALED, [mid])
+            if not locked:  # erased, sealed or being sealed meanwhile
+                continue
+            object_name = object_key(tenant_id, cid, mid)
+            try:
+                data = await storage.get(object_name)
+            except (KeyError, FileNotFoundError):  # gone already: nothing to seal
+                data = None
+            if data is not None and not is_sealed(data):
+                await storage.replace(object_name, seal(key, data, photo_place(tenant_id, cid, mid)), SEALED_TYPE)
+            await tx.execute_query("UPDATE media SET sealed = true WHERE id = $1", [mid])
+    return len(rows)
+
+
+#: What the object storage is told a photo is: it holds only ciphertext.
+SEALED_TYPE = "application/octet-stream"
+
+
+def photo_place(tenant_id: uuid.UUID, contact_id: uuid.UUID, media_id: uuid.UUID) -> bytes:
+    return place("photo", tenant_id, contact_id, str(media_id))
+
+
+#: A photo's state and its contact's wrapped key, in one round trip that sets the tenant itself.
+_PHOTO = db.Routine(
+    "rapidly_photo_key",
+    params=("uuid", "uuid", "uuid"),
+    returns="TABLE (sealed boolean, wrapped bytea)",
+    body="""
+SELECT m.sealed, k.wrapped
+FROM media m LEFT JOIN contact_key k ON k.tenant_id = m.tenant_id AND k.contact_id = m.contact_id
+WHERE m.tenant_id = $1 AND m.contact_id = $2 AND m.id = $3
+""",
+)
+
+
+async def photo_bytes(
+    storage: Storage, tenant_id: uuid.UUID, contact_id: uuid.UUID, media_id: uuid.UUID
+) -> bytes | None:
+    """A photo's image, opened under its contact's data key; None when it, its row or its contact's
+    key is gone. A photo stored before encryption (its row not sealed yet) is returned as it is until
+    it is sealed; a row sealed is never served but opened.
+
+    The row and the object are read at once (a photo's first byte waits for the slower of the two,
+    not for both): whatever a concurrent sealing or erasure did in between, a sealed object is only
+    ever opened, and a plain one served only while its row says it is not sealed."""
+
+    async def stored() -> bytes | None:
+        try:
+            return await storage.get(object_key(tenant_id, contact_id, media_id))
+        except (KeyError, FileNotFoundError):
+            return None
+
+    rows, data = await asyncio.gather(_PHOTO.fetch(tenant_id, contact_id, media_id), stored())
+    row = rows[0] if rows else None
+    if row is not None and row["sealed"] and data is not None and not is_sealed(data):
+        data = await stored()  # read while it was being sealed: the row came after the new object
+    if row is None or data is None:  # erased, or never was
+        return None
+    if row["sealed"] is None and not is_sealed(data):
+        return data
+    if row["wrapped"] is None:  # its key is gone: the contact is erased, whatever objects are left
+        return None
+    try:
+        key = await keys.ring().open_contact_key(tenant_id, contact_id, row["wrapped"])
+        return open_sealed(key, data, photo_place(tenant_id, contact_id, media_id))
+    except Unreadable:
+        log.error("photo %s of contact %s does not open: not served", media_id, contact_id)
+        return None
 
 
 async def media_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUID]) -> list[list[Media]]:
@@ -194,6 +296,21 @@ async def media_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUID
     return [sorted(grouped[cid], key=lambda m: (m.created_at, m.id)) for cid in contact_ids]
 
 
-async def signed_url(settings: Settings, storage: Storage, media: Media) -> str:
+def signed_url(settings: Settings, media: Media) -> str:
+    """An expiring, app-signed URL of the photo: the app opens it and serves it (the object storage
+    holds ciphertext only, so it cannot serve photos itself)."""
     key = object_key(media.tenant_id, media.contact_id, media.id)  # type: ignore[attr-defined]
-    return await storage.signed_url(key, media.content_type, settings.media_url_seconds)
+    expires = int(time.time()) + settings.media_url_seconds
+    signature = url_signature(settings, key, expires, media.content_type)
+    query = {"expires": expires, "type": media.content_type, "signature": signature}
+    return f"{settings.base_url}/media/{key}?{urlencode(query)}"
+
+
+def url_signature(settings: Settings, key: str, expires: int, content_type: str) -> str:
+    return security.keyed_digest(settings.signing_key, "media", key, str(expires), content_type)
+
+
+def url_is_valid(settings: Settings, key: str, expires: str, content_type: str, signature: str) -> bool:
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    return hmac.compare_digest(url_signature(settings, key, int(expires), content_type), signature)

@@ -23,11 +23,10 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, metrics, security, tenancy
+from rapidly import db, metrics, security, telemetry, tenancy
 from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
-from rapidly.contacts.models import FieldValue
 from rapidly.errors import RateLimited, for_the_log
 from rapidly.messaging import service
 from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
@@ -132,7 +131,9 @@ class Dispatcher:
         return len(rows)
 
     async def _handle_as_tenant(self, row: dict) -> None:
-        with tenancy.as_tenant(row["tenant_id"]):
+        """One attempt at one message, its span named by the channel (never the address)."""
+        attributes = {"rapidly.message.event": _event_label(row), "rapidly.message.attempt": row["attempts"]}
+        with tenancy.as_tenant(row["tenant_id"]), telemetry.span(f"send {_channel_label(row)}", attributes):
             await self._handle(row)
 
     async def _handle(self, row: dict) -> None:
@@ -149,9 +150,10 @@ class Dispatcher:
             await sender.send(item)  # type: ignore[attr-defined]
         except Suppressed as exc:
             await conn.execute_query(_SUPPRESSED, [*fence, exc.code])
-            metrics.MESSAGE_ATTEMPTS.labels(_channel_label(row), "suppressed").inc()
+            _outcome(row, "suppressed")
             return
         except Exception as exc:
+            telemetry.failed(exc)
             if isinstance(exc, SendFailed):
                 code, permanent = exc.code, exc.permanent
             elif isinstance(exc, RenderError):
@@ -161,17 +163,17 @@ class Dispatcher:
                 log.warning("message %s: %s while sending", row["id"], type(exc).__name__)
             if permanent or row["attempts"] >= self.settings.message_attempts:
                 await conn.execute_query(_FAILED, [*fence, code])
-                metrics.MESSAGE_ATTEMPTS.labels(_channel_label(row), "failed").inc()
+                _outcome(row, "failed")
                 log.warning("message %s failed for good (%s)", row["id"], code)
             else:
                 backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (row["attempts"] - 1))
                 delay = timedelta(seconds=backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
                 await conn.execute_query(_RETRY, [*fence, code, delay])
-                metrics.MESSAGE_ATTEMPTS.labels(_channel_label(row), "retry").inc()
+                _outcome(row, "retry")
                 log.info("message %s: attempt %d failed (%s); retrying", row["id"], row["attempts"], code)
             return
         await conn.execute_query(_SENT, [*fence, masked])
-        metrics.MESSAGE_ATTEMPTS.labels(_channel_label(row), "sent").inc()
+        _outcome(row, "sent")
         self.sent += 1
 
     async def _prepare(self, row: dict, channel: Channel) -> tuple[Outgoing, str]:
@@ -226,7 +228,7 @@ class Dispatcher:
         return item, continuation.mask(recipient, channel)
 
     async def _contact_address(self, tenant: Tenant, contact_id: UUID, channel: Channel) -> tuple[str, str | None]:
-        values = await FieldValue.filter(contact_id=contact_id, tenant_id=tenant.id)
+        values = (await contacts.values_by_contact(tenant.id, [contact_id]))[0]
         fields = contacts.fields_of(self.plugins, tenant)
         address = continuation.own_address(values, fields, channel)
         if not address:
@@ -276,4 +278,15 @@ def _channel_label(row: dict) -> str:
     return row["channel"] if row["channel"] in _CHANNELS else "other"
 
 
+def _event_label(row: dict) -> str:
+    return row["event"] if row["event"] in _EVENTS else "other"
+
+
+def _outcome(row: dict, outcome: str) -> None:
+    """An attempt's outcome, in /metrics and on its span."""
+    metrics.MESSAGE_ATTEMPTS.labels(_channel_label(row), outcome).inc()
+    telemetry.current().set_attribute("rapidly.message.outcome", outcome)
+
+
 _CHANNELS = frozenset(channel.value for channel in Channel)
+_EVENTS = frozenset(event.value for event in MessageEvent)

@@ -1,9 +1,11 @@
 """The one place where the core reaches tenant plugins.
 
 `PluginRegistry` builds a pluggy manager for the hooks of `rapidly.plugins.hookspecs`, registers the core's
-defaults as the internal plugin "rapidly.defaults", loads installed tenant plugins from the entry-point group
-`rapidly` (the entry-point name is the plugin name), and runs `check_pending()`. Each tenant is answered by
-its own plugin and the core defaults only: hooks are called through `subset_hook_caller`, cached per plugin.
+internal plugins ("rapidly.defaults", and "rapidly.aws_kms", the shipped `key_provider`), loads installed
+tenant plugins from the entry-point group `rapidly` (the entry-point name is the plugin name), and runs
+`check_pending()`. Each tenant is answered by its own plugin and the core defaults only: the tenant hooks are
+called through `subset_hook_caller`, cached per plugin. `key_provider` is installation-wide: every plugin is
+asked.
 
 Everything a plugin returns is validated before the core sees it, and any failure, at load time or inside a
 hook, is a `PluginError` naming the plugin.
@@ -16,10 +18,12 @@ import importlib.metadata
 import uuid
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from rapidly.keys import aws_kms
+from rapidly.keys.root import KeyProvider
 from rapidly.plugins import defaults, hookspecs
 from rapidly.plugins.types import (
     SUPPORTED_LOCALES,
@@ -33,11 +37,14 @@ from rapidly.plugins.types import (
 )
 from rapidly.plugins.validation import validate_fields, validate_template
 
+if TYPE_CHECKING:
+    from rapidly.config import Settings
+
 #: The pluggy project name and the entry-point group tenant plugins are installed under.
 ENTRYPOINT_GROUP = "rapidly"
 
 #: Names of plugins that belong to the core; never tenant plugins, never listed as such.
-INTERNAL_PLUGINS = frozenset({defaults.PLUGIN_NAME})
+INTERNAL_PLUGINS = frozenset({defaults.PLUGIN_NAME, aws_kms.PLUGIN_NAME})
 
 #: The names of the hooks a plugin may implement, in the order of hookspecs.py.
 HOOK_NAMES: tuple[str, ...] = tuple(
@@ -47,18 +54,23 @@ HOOK_NAMES: tuple[str, ...] = tuple(
         key=lambda fn: fn.__code__.co_firstlineno,
     )
 )
+#: The hooks that answer for one tenant (they take `tenant`); the others answer for the whole installation.
+TENANT_HOOKS: tuple[str, ...] = tuple(
+    name for name in HOOK_NAMES if "tenant" in getattr(hookspecs, name).__code__.co_varnames
+)
 
 _PROBE_ID = uuid.UUID(int=0)
 
 
 class PluginRegistry:
-    """Installed tenant plugins plus the core defaults, with per-tenant dispatch."""
+    """Installed tenant plugins plus the core's internal plugins, with per-tenant dispatch."""
 
     def __init__(self, *, load_entrypoints: bool = True, plugins: Iterable[tuple[str, object]] = ()) -> None:
-        """Register the core defaults, then `plugins` (name, plugin), then installed entry points."""
+        """Register the core's internal plugins, then `plugins` (name, plugin), then installed entry points."""
         self._pm = pluggy.PluginManager(ENTRYPOINT_GROUP)
         self._pm.add_hookspecs(hookspecs)
         self._pm.register(defaults, name=defaults.PLUGIN_NAME)
+        self._pm.register(aws_kms, name=aws_kms.PLUGIN_NAME)
         self._dists: dict[str, tuple[str, str]] = {}
         self._callers: dict[tuple[str, str], pluggy.HookCaller] = {}
         self._fields: dict[TenantInfo, tuple[FieldSpec, ...]] = {}
@@ -236,6 +248,38 @@ class PluginRegistry:
             result = defaults.DEFAULT_TEMPLATES[(ev, ch, loc)]
         return result
 
+    # -- installation-wide ---------------------------------------------------------------------------------
+
+    def key_provider(self, settings: Settings) -> KeyProvider | None:
+        """The root key's provider that a plugin offers (a KMS), or None: asked of every plugin, not per
+        tenant, in pluggy's order (the last registered first); the first answer wins.
+
+        The answer must fit the `KeyProvider` protocol; an answer that does not, or an exception raised
+        inside the hook, is a `PluginError` naming the plugin. The implementations are called one by one,
+        as pluggy's firstresult call would, so that the plugin that answered is known.
+        """
+        hook = "key_provider"
+        arguments = {"settings": settings}
+        for impl in reversed(self._pm.hook.key_provider.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                raise PluginError(impl.plugin_name, "wraps the hook; key_provider takes no wrappers", hook=hook)
+            try:
+                result = impl.function(*(arguments[name] for name in impl.argnames))
+            except Exception as exc:
+                raise PluginError(impl.plugin_name, f"raised {type(exc).__name__}: {exc}", hook=hook) from exc
+            if result is None:
+                continue
+            if not isinstance(result, KeyProvider):
+                raise PluginError(
+                    impl.plugin_name,
+                    f"returned {type(result).__name__}, not a KeyProvider (key_id, wrap, unwrap, opens)",
+                    hook=hook,
+                )
+            if not isinstance(result.key_id, str) or not result.key_id.strip():
+                raise PluginError(impl.plugin_name, "returned a KeyProvider without a key_id", hook=hook)
+            return result
+        return None
+
     def _is_default_fields(self, result: object) -> bool:
         return (
             isinstance(result, list)
@@ -290,6 +334,7 @@ def format_plugins(registry: PluginRegistry) -> str:
         lines.append("No tenant plugins installed.")
     lines.append(
         f"Core defaults ({defaults.PLUGIN_NAME}) answer every hook a tenant's plugin leaves unanswered:"
-        f" {', '.join(HOOK_NAMES)}."
+        f" {', '.join(TENANT_HOOKS)}."
     )
+    lines.append(f"key_provider is installation-wide; {aws_kms.PLUGIN_NAME} answers it when RAPIDLY_KMS_KEY_ID is set.")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import strawberry
 from graphql import DocumentNode, FieldNode, GraphQLError, OperationDefinitionNode
@@ -20,7 +21,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from rapidly import logs, metrics
+from rapidly import logs, metrics, telemetry
 from rapidly.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE,
@@ -33,6 +34,7 @@ from rapidly.errors import (
 from rapidly.schema.chat import ChatMutation, ChatQuery
 from rapidly.schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from rapidly.schema.erasure import ErasureMutation
+from rapidly.schema.execution import RapidlyExecutor
 from rapidly.schema.media import MediaMutation
 from rapidly.schema.messaging import MessagingMutation
 from rapidly.schema.notifications import NotificationMutation, NotificationQuery
@@ -67,6 +69,7 @@ class RapidlySchema(strawberry.Schema):
                 continue
             reference = logs.reference()
             error.extensions = {**(error.extensions or {}), "reference": reference}
+            telemetry.failed(error.original_error)  # the operation's span: by type, as here
             if is_unavailable(error.original_error):  # an outage: one line each, not a stack each
                 metrics.record_outcome("unavailable")
                 log.warning(
@@ -178,29 +181,45 @@ Mutation = merge_types(
 Subscription = merge_types("Subscription", (ContactSubscription,))
 
 
-def root_field(document: DocumentNode, operation_name: str | None) -> str | None:
-    """The first root field of the operation that runs: a name of the schema, never one a client chose."""
+def operation_of(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation that runs: the one named, or the first."""
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode) and (
             operation_name is None or (definition.name is not None and definition.name.value == operation_name)
         ):
-            for selection in definition.selection_set.selections:
-                if isinstance(selection, FieldNode):
-                    return selection.name.value
-            return None
+            return definition
     return None
 
 
+def root_field(document: DocumentNode, operation_name: str | None) -> str | None:
+    """The first root field of the operation that runs: a name of the schema, never one a client chose."""
+    if (operation := operation_of(document, operation_name)) is not None:
+        for selection in operation.selection_set.selections:
+            if isinstance(selection, FieldNode):
+                return selection.name.value
+    return None
+
+
+def operation_span(document: DocumentNode, operation_name: str | None) -> AbstractContextManager[object]:
+    """The span of the operation that runs (`rapidly.telemetry.operation`): its type and root field."""
+    if not telemetry.tracing() or (operation := operation_of(document, operation_name)) is None:
+        return nullcontext()
+    return telemetry.operation(operation.operation.value, root_field(document, operation_name))
+
+
 class RecordOperation(SchemaExtension):
-    """Names the operation for /metrics (`rapidly.metrics`), on Strawberry's router and WebSockets."""
+    """Names the operation for /metrics (`rapidly.metrics`) and traces it (`rapidly.telemetry`), on
+    Strawberry's router and WebSockets. A subscription's span is its start, not each event."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        if context.graphql_document is not None and (
-            name := root_field(context.graphql_document, context.operation_name)
-        ):
+        if context.graphql_document is None:
+            yield
+            return
+        if name := root_field(context.graphql_document, context.operation_name):
             metrics.record_operation(name)
-        yield
+        with operation_span(context.graphql_document, context.operation_name):
+            yield
 
 
 class FreshLoaders(SchemaExtension):
@@ -221,4 +240,5 @@ schema = RapidlySchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[*EXTENSIONS, FreshLoaders, RecordOperation],
+    execution_context_class=RapidlyExecutor,
 )

@@ -199,6 +199,8 @@ class ContactQuery:
         page = await service.list_contacts(staff.tenant, DEFAULT_PAGE if first is None else first, after, search)
         if search:  # a match tells what a contact's values hold: as good as reading them, and audited so
             await info.context.loaders.audited_reads.load_many([contact.id for contact in page.contacts])
+        for contact_id, values in (page.values or {}).items():  # opened by the search already
+            info.context.loaders.values.prime(contact_id, values)
         return Connection.of(page.contacts, page.has_next, cursor=service.encode_cursor, node=Contact.of)
 
     @strawberry.field(permission_classes=[IsStaff], description="Null if absent or another tenant's.")

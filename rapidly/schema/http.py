@@ -37,6 +37,7 @@ from rapidly.schema import (
     FreshLoaders,
     RapidlySchema,
     RecordOperation,
+    operation_span,
     public_error,
     root_field,
     status_of,
@@ -136,21 +137,23 @@ class GraphQLOverHTTP:
         if (name := root_field(document, request.operation_name)) is not None:
             metrics.record_operation(name)
         context = await self.context_getter(HTTPConnection(scope))
-        result = await await_maybe(
-            execute(
-                self.schema._schema,
-                document,
-                context_value=context,
-                variable_values=request.variables,
-                operation_name=request.operation_name,
-                is_awaitable=optimized_is_awaitable,
-                executor_class=self.schema.execution_context_class,
-                operation_extensions=request.extensions,
+        with operation_span(document, request.operation_name):
+            result = await await_maybe(
+                execute(
+                    self.schema._schema,
+                    document,
+                    context_value=context,
+                    variable_values=request.variables,
+                    operation_name=request.operation_name,
+                    is_awaitable=optimized_is_awaitable,
+                    executor_class=self.schema.execution_context_class,
+                    operation_extensions=request.extensions,
+                )
             )
-        )
+            if result.errors:  # logged (and marked on the span) as they are, before masking
+                self.schema.process_errors(result.errors)
         status = 200
         if result.errors:
-            self.schema.process_errors(result.errors)
             result.errors = [public_error(error) for error in result.errors]
             status = status_of(result.errors)
         payload = json.dumps(process_result(result), separators=(",", ":")).encode()

@@ -43,7 +43,7 @@ class Media:
 
     @strawberry.field(description="A short-lived signed link to the image; never a public one.")
     async def url(self, info: strawberry.Info) -> str:
-        return await service.signed_url(info.context.settings, info.context.storage, self.model)
+        return service.signed_url(info.context.settings, self.model)
 
 
 @strawberry.type

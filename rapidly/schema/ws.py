@@ -3,6 +3,7 @@ code, never a traceback."""
 
 from __future__ import annotations
 
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
@@ -56,3 +57,9 @@ class StrictGraphQLTransportWS(BaseGraphQLTransportWSHandler):
             await self.handle_invalid_message(problem)
             return
         await super().handle_message(message)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        """A client gone while an event was on its way (it closed, lost its network, or was cut off
+        for not reading: `rapidly.serving`) is no error of the server's."""
+        if not isinstance(error, WebSocketDisconnected):
+            await super().handle_task_exception(error)

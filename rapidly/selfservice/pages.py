@@ -33,7 +33,6 @@ from rapidly.media import service as media
 from rapidly.plugins import SUPPORTED_LOCALES, FieldKind
 from rapidly.selfservice import service
 from rapidly.selfservice.texts import LANGUAGE_NAMES, TEXTS, store_name
-from rapidly.storage import Storage
 
 #: The delete form is two short fields; anything longer is not ours.
 MAX_FORM_BYTES = 4096
@@ -70,13 +69,12 @@ LANGUAGES = list(LANGUAGE_NAMES.items())
 router = APIRouter()
 
 
-def csp(storage: Storage) -> str:
-    """No scripts at all; the one stylesheet by its hash; images from here or the media storage."""
-    images = " ".join(filter(None, ["'self'", storage.url_origin()]))
-    return (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src {images}; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
+#: No scripts at all; the one stylesheet by its hash; images from here only (photos are served by
+#: Rapidly, opened under their contact's key).
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def csrf_token(settings: Settings, token: str, purpose: str = "self-service-erase") -> str:
@@ -245,8 +243,7 @@ async def _continue(
 
 
 async def _media_urls(request: Request, items: list) -> list[str]:
-    settings, storage = request.app.state.settings, request.app.state.storage
-    return [await media.signed_url(settings, storage, m) for m in items]
+    return [media.signed_url(request.app.state.settings, m) for m in items]
 
 
 def page_locale(request: Request, contact_locale: str, chosen: str | None = None) -> str:
@@ -335,7 +332,7 @@ def _render(
         store_name=lambda store: store_name(store, locale),
         **context,
     )
-    headers = {**HEADERS, "Content-Security-Policy": csp(request.app.state.storage)}
+    headers = {**HEADERS, "Content-Security-Policy": CSP}
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 

@@ -11,9 +11,10 @@ from datetime import datetime
 from uuid import UUID
 
 from rapidly import tenancy
+from rapidly.chat import service as chat_service
 from rapidly.chat.models import ChatMessage
 from rapidly.contacts import service as contacts
-from rapidly.contacts.models import Contact, FieldValue
+from rapidly.contacts.models import Contact
 from rapidly.media.models import Media
 from rapidly.media.service import CHAT_FIELD
 from rapidly.plugins import FieldKind, FieldSpec, PluginRegistry
@@ -59,14 +60,16 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
     specs = {spec.key: spec for spec in contacts.fields_of(plugins, tenant)}
     order = {key: i for i, key in enumerate(specs)}
     with tenancy.scoped(tenant.id):  # the contact's tenant: its rows, and only its rows, are visible
-        values = await FieldValue.filter(contact_id=contact.id, tenant_id=tenant.id)
+        values = await contacts.values_of(contact)
         # Chat photos belong to the conversation, where they are shown.
         media = (
             await Media.filter(contact_id=contact.id, tenant_id=tenant.id)
             .exclude(field_key=CHAT_FIELD)
             .order_by("created_at", "id")
         )
-        chat = await ChatMessage.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id")
+        chat = await chat_service.opened(
+            contact, await ChatMessage.filter(contact_id=contact.id, tenant_id=tenant.id).order_by("created_at", "id")
+        )
     rows = sorted(values, key=lambda r: (order.get(r.key, len(order)), r.key))
     fallback = tenant.default_locale
     return MyData(
@@ -86,7 +89,7 @@ async def my_data(plugins: PluginRegistry, contact: Contact, locale: str) -> MyD
     )
 
 
-def _labelled(row: FieldValue, spec: FieldSpec | None, locale: str, fallback: str) -> LabelledValue:
+def _labelled(row: contacts.SavedValue, spec: FieldSpec | None, locale: str, fallback: str) -> LabelledValue:
     if spec is None:
         return LabelledValue(row.key, row.key, None, row.value, _plain(row.value), row.updated_at)
     return LabelledValue(

@@ -163,6 +163,11 @@ TEXTS: dict[str, dict[str, str]] = {
 
 #: Receipt rows: each store's name for people.
 STORES: dict[str, dict[str, str]] = {
+    "contact_key": {
+        "fi": "Salausavain (tuhottu: kaikki sillä salattu on lukukelvotonta)",
+        "sv": "Krypteringsnyckel (förstörd: allt krypterat med den är oläsligt)",
+        "en": "Encryption key (destroyed: everything encrypted with it is unreadable)",
+    },
     "field_values": {"fi": "Tallennetut vastaukset", "sv": "Sparade svar", "en": "Saved answers"},
     "contact_tokens": {"fi": "Pääsylinkit", "sv": "Åtkomstlänkar", "en": "Access links"},
     "rate_limits": {"fi": "Käyttörajojen laskurit", "sv": "Räknare för begränsningar", "en": "Usage-limit counters"},

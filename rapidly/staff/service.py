@@ -133,11 +133,20 @@ async def login(
 
 #: All but the password's hash, which only signing in reads.
 _STAFF_COLUMNS = ("id", "tenant_id", "email", "locale", "created_at", "last_login_at")
-_STAFF_FOR_TOKEN = f"""
+_STAFF_FOR_TOKEN = db.Routine(
+    "rapidly_staff_for_token",
+    params=("text",),
+    returns=(
+        "TABLE (id uuid, tenant_id uuid, email varchar, locale varchar, created_at timestamptz, "
+        f"last_login_at timestamptz, {tenants.TENANT_ROW})"
+    ),
+    body=f"""
 SELECT {", ".join(f"u.{f}" for f in _STAFF_COLUMNS)}, {tenants.TENANT_SELECT}
 FROM staff_session s JOIN staff_user u ON u.id = s.staff_id JOIN tenant t ON t.id = u.tenant_id
 WHERE s.token_hash = $1 AND s.expires_at > now()
-"""  # noqa: S608 - column names come from the models, the token hash is a parameter
+""",  # noqa: S608 - column names come from the models, the token hash is a parameter
+    tenant_of="rapidly_staff_session_tenant",
+)
 
 
 async def staff_for_token(token: str) -> StaffUser | None:
@@ -149,9 +158,7 @@ async def staff_for_token(token: str) -> StaffUser | None:
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return None
-    return await tenants.fetch_with_tenant(
-        StaffUser, _STAFF_COLUMNS, "rapidly_staff_session_tenant", _STAFF_FOR_TOKEN, token_hash
-    )
+    return await tenants.fetch_with_tenant(StaffUser, _STAFF_COLUMNS, _STAFF_FOR_TOKEN, token_hash)
 
 
 async def _argon2(function: Callable[..., T], *args: object) -> T:

@@ -39,11 +39,11 @@ class Storage(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Store `data` under `key` (IDs only)."""
 
-    async def get(self, key: str) -> bytes:
-        """The object's bytes (tests, local serving)."""
+    async def replace(self, key: str, data: bytes, content_type: str) -> None:
+        """Store `data` under `key` and delete every earlier version of it."""
 
-    async def signed_url(self, key: str, content_type: str, expires_seconds: int) -> str:
-        """A URL that reads the object until it expires; never a public one."""
+    async def get(self, key: str) -> bytes:
+        """The object's bytes; `KeyError` (or `FileNotFoundError`) when there is none."""
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`, with every stored version and delete marker; return
@@ -54,6 +54,3 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Delete one object (every version)."""
-
-    def url_origin(self) -> str | None:
-        """The origin signed URLs point at when it is not the app's own (for the pages' CSP)."""

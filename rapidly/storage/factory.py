@@ -12,4 +12,4 @@ def storage_for(settings: Settings) -> Storage:
         return S3Storage(settings)
     from rapidly.storage.local import LocalStorage
 
-    return LocalStorage(settings.data_dir / "media", settings.base_url, settings.signing_key)
+    return LocalStorage(settings.data_dir / "media")

@@ -1,26 +1,20 @@
-"""Media in a local directory, served by the app itself through app-signed, expiring URLs."""
+"""Objects (sealed photos, the erasure journal) in a local directory."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import shutil
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlencode
 
-from rapidly import security
 from rapidly.storage.base import JOURNAL, StoredObject
 
 
 class LocalStorage:
-    def __init__(self, root: Path, base_url: str, signing_key: bytes) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.base_url = base_url
-        self._key = signing_key
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -38,21 +32,11 @@ class LocalStorage:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(write_whole, self.path_of(key), data)
 
+    async def replace(self, key: str, data: bytes, content_type: str) -> None:
+        await self.put(key, data, content_type)  # a whole new file in its place: no versions
+
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path_of(key).read_bytes)
-
-    async def signed_url(self, key: str, content_type: str, expires_seconds: int) -> str:
-        expires = int(time.time()) + expires_seconds
-        query = {"expires": expires, "type": content_type, "signature": self.sign(key, expires, content_type)}
-        return f"{self.base_url}/media/{key}?{urlencode(query)}"
-
-    def sign(self, key: str, expires: int, content_type: str) -> str:
-        return security.keyed_digest(self._key, "media", key, str(expires), content_type)
-
-    def verify(self, key: str, expires: str, content_type: str, signature: str) -> bool:
-        if not expires.isdigit() or int(expires) < time.time():
-            return False
-        return hmac.compare_digest(self.sign(key, int(expires), content_type), signature)
 
     async def delete_prefix(self, prefix: str) -> int:
         return await asyncio.to_thread(self._delete_tree, prefix)
@@ -86,9 +70,6 @@ class LocalStorage:
         count = sum(1 for p in directory.rglob("*") if p.is_file())
         shutil.rmtree(directory)
         return count
-
-    def url_origin(self) -> str | None:
-        return None
 
 
 def write_whole(path: Path, data: bytes) -> None:

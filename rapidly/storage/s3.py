@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 
@@ -58,17 +57,30 @@ class S3Storage:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    async def replace(self, key: str, data: bytes, content_type: str) -> None:
+        put = await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        current = put.get("VersionId")
+        listing = await self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
+        earlier = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*listing.get("Versions", []), *listing.get("DeleteMarkers", [])]
+            if v["Key"] == key and v["VersionId"] != current and current is not None
+        ]
+        if earlier:
+            await self.delete_versions(earlier)
+
     async def get(self, key: str) -> bytes:
-        response = await self.client.get_object(Bucket=self.bucket, Key=key)
+        """The object's bytes; `KeyError` when there is none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise KeyError("no such object") from None
+            raise
         async with response["Body"] as body:
             return await body.read()
-
-    async def signed_url(self, key: str, content_type: str, expires_seconds: int) -> str:
-        return await self.client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
-            ExpiresIn=expires_seconds,
-        )
 
     async def delete_prefix(self, prefix: str) -> int:
         """Every version and delete marker under the prefix (an unversioned bucket lists each object
@@ -103,9 +115,3 @@ class S3Storage:
             codes = sorted({e.get("Code", "?") for e in response["Errors"]})
             raise RuntimeError(f"S3 refused to delete {len(response['Errors'])} objects: {', '.join(codes)}")
         return len(objects)
-
-    def url_origin(self) -> str | None:
-        if self.settings.s3_endpoint_url:
-            parts = urlsplit(self.settings.s3_endpoint_url)
-            return f"{parts.scheme}://{parts.netloc}"
-        return "https://*.amazonaws.com"

@@ -17,10 +17,15 @@ from rapidly.tenants.origins import MAX_ORIGINS, clean_origin, listed
 from rapidly.validation import SLUG, clean_https_url, clean_locale, clean_slug, clean_text
 
 M = TypeVar("M", bound=Model)
-_TENANT_COLUMNS = tuple(Tenant._meta.db_fields)
+_TENANT_COLUMNS = tuple(sorted(Tenant._meta.db_fields))  # sorted: a routine's definition must not vary
 #: The tenant's columns as `t_<column>`, for a plain statement that joins `tenant t` to load a row
 #: with its tenant in one round trip (`tenant_of_row` reads them back).
 TENANT_SELECT = ", ".join(f"t.{f} AS t_{f}" for f in _TENANT_COLUMNS)
+#: Their names and types, for the rows of a `db.Routine` that selects `TENANT_SELECT`.
+TENANT_ROW = ", ".join(
+    f"t_{column} {Tenant._meta.fields_map[column].get_for_dialect('postgres', 'SQL_TYPE').lower()}"
+    for column in _TENANT_COLUMNS
+)
 
 
 def tenant_of_row(row: Mapping[str, object]) -> Tenant:
@@ -28,23 +33,20 @@ def tenant_of_row(row: Mapping[str, object]) -> Tenant:
     return Tenant._init_from_db(**{f: row[f"t_{f}"] for f in _TENANT_COLUMNS})
 
 
-async def fetch_with_tenant(
-    model: type[M], columns: Sequence[str], tenant_of: str, sql: str, token_hash: str
-) -> M | None:
-    """The row of `sql` (its `columns`, then `TENANT_SELECT`) for a token's hash, as a `model` with
-    its tenant loaded; None when there is none. For the lookups every request starts with (a token's
-    contact or staff member), where the ORM's query builder cost more than the query.
+async def fetch_with_tenant(model: type[M], columns: Sequence[str], routine: db.Routine, token_hash: str) -> M | None:
+    """The row of `routine` (its `columns`, then `TENANT_SELECT`) for a token's hash, as a `model`
+    with its tenant loaded; None when there is none. For the lookups every request starts with (a
+    token's contact or staff member): one round trip, where the ORM's query builder cost more than
+    the query and the tenant, then the row as it, took four.
 
-    A token names no tenant: `tenant_of`, a function of migration 0008, finds its tenant's ID
-    across tenants; the row itself is then read as that tenant, to which the request is bound."""
-    tenant_id = await db.tenant_of(tenant_of, token_hash)
-    if tenant_id is None:
+    A token names no tenant: the routine's `tenant_of`, a function of migration 0008, finds it
+    across tenants; the row is read as that tenant, to which the request is then bound (a request
+    bound to another gets `AnotherTenant`, as it would before the read)."""
+    rows = await routine.fetch_found(token_hash)
+    if not rows:
         return None
-    with tenancy.scoped(tenant_id):
-        async with db.connection() as conn:
-            row = await conn.fetchrow(sql, token_hash)
-    if row is None:
-        return None
+    row = rows[0]
+    tenancy.claim(row["t_id"])
     found = model._init_from_db(**{f: row[f] for f in columns})
     found.tenant = tenant_of_row(row)  # type: ignore[attr-defined]
     return found

@@ -43,23 +43,22 @@ rapidly-form { max-width: 42rem; margin: 1.5rem 0; box-shadow: 0 1px 4px rgba(0,
 """
 
 
-def csp(rapidly_origin: str, storage_origin: str | None = None) -> str:
-    """What we advise companies: scripts, styles and the API from Rapidly's origin only (photos from
-    the media storage's too), nothing inline, nothing from anywhere else."""
+def csp(rapidly_origin: str) -> str:
+    """What we advise companies: scripts, styles, photos and the API from Rapidly's origin only,
+    nothing inline, nothing from anywhere else."""
     websocket = rapidly_origin.replace("https://", "wss://").replace("http://", "ws://")
-    images = " ".join(filter(None, ["'self'", rapidly_origin, storage_origin]))
     return (
         f"default-src 'none'; script-src {rapidly_origin}; style-src 'self' {rapidly_origin}; "
-        f"img-src {images}; connect-src {rapidly_origin} {websocket}; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
+        f"img-src 'self' {rapidly_origin}; connect-src {rapidly_origin} {websocket}; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
     )
 
 
 class DemoSite:
-    def __init__(self, rapidly_origin: str, tenant: str, company: str, storage_origin: str | None = None) -> None:
+    def __init__(self, rapidly_origin: str, tenant: str, company: str) -> None:
         page = _PAGE.format(rapidly=escape(rapidly_origin), tenant=escape(tenant), company=escape(company))
         self.page = page.encode()
-        self.policy = csp(rapidly_origin, storage_origin).encode()
+        self.policy = csp(rapidly_origin).encode()
 
     def respond(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Status, headers and body for a GET of `path`."""

@@ -33,9 +33,8 @@ HEADERS = {
 def csp(request: Request) -> str:
     own = own_origin(request.app.state.settings.base_url)
     websocket = own.replace("https://", "wss://").replace("http://", "ws://")
-    images = " ".join(filter(None, ["'self'", request.app.state.storage.url_origin()]))
     return (
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"connect-src 'self' {websocket}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 

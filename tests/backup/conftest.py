@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import os
+import random
 import subprocess
 import sys
 import time
@@ -17,9 +20,12 @@ import httpx
 import pytest
 
 from rapidly import db
+from rapidly.backup import pgtools
+from rapidly.backup.seal import unseal
 from rapidly.config import Settings
 from rapidly.storage import Storage, storage_for
-from tests.conftest import free_port, with_database
+from tests.conftest import GraphQLClient, free_port, with_database
+from tests.contacts.test_contacts_api import save, start
 
 BACKUP_KEY = "backup passphrase of the tests, " + "b" * 16
 METRICS_TOKEN = "metrics-token-of-the-tests-" + "m" * 16
@@ -177,3 +183,94 @@ class Serving:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+# -- people, as the drills fill them in ----------------------------------------------------------------
+
+CHAT = "mutation C($body: String!) { sendChatMessage(body: $body) { __typename } }"
+ERASE = "mutation { deleteMyData { __typename ... on ErasureReceipt { complete } } }"
+#: What a contact sees of themselves: their ID, their values and their chat, opened.
+ME = "query { me { contactId values { key value } chatMessages { edges { node { body } } } } }"
+
+
+def person() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:12]
+    return {
+        "name": f"Drill Näme {tag}",
+        "email": f"drill.{tag}@example.com",
+        "phone": f"+35840{random.randrange(10**6, 10**7)}",
+        "street_address": f"Kanarialintukuja {tag}",
+        "damage_description": f"katto vuotaa {tag}",
+        "chat": f"drill chat {tag}",
+    }
+
+
+def needles(values: dict[str, str]) -> list[str]:
+    return [v for k, v in values.items() if k != "phone"] + [values["phone"][-9:]]
+
+
+async def fill(gql: GraphQLClient, values: dict[str, str]) -> str:
+    """A new contact of the tenant "drill" with every value saved and one chat message; its token."""
+    token = await start(gql, "drill")
+    for key, value in values.items():
+        if key != "chat":
+            assert (await save(gql, token, key, value))["__typename"] == "FieldSaved"
+    assert (await gql(CHAT, {"body": values["chat"]}, token=token))["sendChatMessage"]["__typename"] == (
+        "ChatMessageSent"
+    )
+    return token
+
+
+def every_object(client, bucket: str) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """Every stored version of every object, by key and version."""
+    found = {}
+    for version in versions(client, bucket):
+        if "Size" in version:  # not a delete marker
+            body = client.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])["Body"]
+            found[f"{version['Key']}@{version['VersionId']}"] = body.read()
+    return found
+
+
+# -- what a local backup store holds -------------------------------------------------------------------
+
+
+def days_pass(store: Path, days: float) -> None:
+    """The clock of a local backup store moves `days` on: every object in it is made that much older
+    (prune goes by an object's oldest version's time where it is older than its ID's)."""
+    shift = days * 86400
+    for path in store.iterdir():
+        stat = path.stat()
+        os.utime(path, (stat.st_atime - shift, stat.st_mtime - shift))
+
+
+def unsealed(path: Path, sealed_as: str) -> bytes:
+    """The plain content of a sealed file: a dump is sealed as its backup's ID, a key snapshot as its
+    object's name (`<ID>.keys`)."""
+    out = io.BytesIO()
+    with path.open("rb") as source:
+        unseal(source, out, BACKUP_KEY, sealed_as)
+    return out.getvalue()
+
+
+async def _tools(url: str) -> pgtools.Tools:
+    conn = await _admin(url).connect()
+    try:
+        return pgtools.find(int(await conn.fetchval("SHOW server_version_num")) // 10000)
+    finally:
+        await conn.close()
+
+
+async def archive_contents(archive: Path, url: str) -> list[str]:
+    """`pg_restore --list` of a dump: one line per table, table data and such it holds."""
+    tools = await _tools(url)
+    done = subprocess.run([tools["pg_restore"], "--list", str(archive)], capture_output=True, text=True, check=True)
+    return [line for line in done.stdout.splitlines() if line and not line.startswith(";")]
+
+
+async def load_archive(archive: Path, url: str) -> None:
+    """A dump loaded into the database at `url` as it is: no migration, no keys, no erasure."""
+    tools = await _tools(url)
+    env = pgtools.environment(_admin(url), tools.major)
+    command = [tools["pg_restore"], "--no-owner", "--no-acl", "--exit-on-error", "--dbname", _admin(url).database]
+    done = subprocess.run([*command, str(archive)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import re
+import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 from tortoise import connections
 
 from rapidly import db, tenancy
+from rapidly.backup.seal import unseal
+from rapidly.backup.service import Backups
 from rapidly.contacts import service as contacts
 from rapidly.logs import JsonFormatter
 from rapidly.messaging.models import OutboundMessage
@@ -26,6 +29,7 @@ from rapidly.ratelimit import service as ratelimit
 from tests.contacts.test_contacts_api import CONTACT, NOTIFICATIONS, save, staff_token, start
 from tests.media import images
 from tests.media.test_upload_api import upload
+from tests.support.databases import plain_dump
 
 #: Column types that cannot hold a marker string; every other type is scanned as text.
 _NOT_TEXT = (
@@ -200,14 +204,32 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     await dispatcher.run_once()
     assert any(m["X-Envelope-To"] == erased["email"] for m in smtp[1].messages)
     assert (await http.get(f"/my/{tokens['erased']}")).status_code == 200
-    assert (await http.get(f"/my/{tokens['erased']}/export.json")).status_code == 200
-    before = await scan(database_url, needles(erased))
+    exported = await http.get(f"/my/{tokens['erased']}/export.json")
+    assert exported.status_code == 200
+    assert all(n in exported.text for n in needles(erased)), "the end user sees every marker, sealed ones too"
+    before = await scan(database_url, [*needles(erased), "canary.example/privacy"])
     searched = await found_by_search(gql, anna, erased)
     assert set(searched) and all(ids == [str(contact.id)] for ids in searched.values()), "searched before erasure"
-    assert set(before) == set(needles(erased)), "the scan must find every marker before erasure"
+    # Every store holds ciphertext only (rapidly/keys): no marker in the database even before erasure,
+    # while the scan does find what is stored in clear (the tenant's privacy page link).
+    assert before == {"canary.example/privacy": ["tenant.privacy_policy_url"]}, before
     assert await scan(database_url, photo_needles(erased)) == {}, "a photo's name and EXIF are never stored"
     assert scan_files(media_root, photo_needles(erased) + needles(erased)) == []
-    assert len([p for p in media_root.rglob("*") if p.is_file()]) == 4  # a photo and a chat photo each
+    # ... nor in the whole database dumped by its owner, nor in a backup's content once unsealed
+    everyone = needles(erased) + needles(control) + photo_needles(erased)
+    dump = await plain_dump(database_url)
+    assert b"canary.example/privacy" in dump and [n for n in everyone if n.encode() in dump] == []
+    with_backups = server.app.state.settings.model_copy(update={"backup_key": "canary-backup-key-" + "k" * 20})
+    backup = await Backups(with_backups, server.app.state.storage).create()
+    with tempfile.TemporaryDirectory() as work:
+        unsealed = Path(work) / "backup.dump"
+        with (media_root.parent / "backups" / f"{backup.id}.backup").open("rb") as sealed, unsealed.open("wb") as out:
+            unseal(sealed, out, with_backups.backup_passphrase, backup.id)
+        content = await plain_dump(database_url, unsealed)
+    assert b"canary.example/privacy" in content and [n for n in everyone if n.encode() in content] == []
+    objects = [p for p in media_root.rglob("*") if p.is_file()]
+    assert len(objects) == 4  # a photo and a chat photo each
+    assert not any(images.is_image(p.read_bytes()) for p in objects), "photos are stored sealed"
 
     # when
     if route == "page":
@@ -233,7 +255,9 @@ async def test_erasure_leaves_no_trace_in_any_table_storage_or_log(
     assert Counter(left) == Counter(
         {(str(contact.tenant_id), str(other.id)): 2, ("erasures", str(contact.tenant_id)): 1}
     )
-    assert set(await scan(database_url, needles(control))) == set(needles(control)), "positive control"
+    assert await scan(database_url, needles(control)) == {}, "the control contact's data is sealed too"
+    shown = (await http.get(f"/my/{tokens['control']}/export.json")).text
+    assert all(n in shown for n in needles(control)), "positive control: the sealed markers open"
     assert all(ids == [] for ids in (await found_by_search(gql, anna, erased)).values())
     assert all(ids == [str(other.id)] for ids in (await found_by_search(gql, anna, control)).values())
     app_records = [r for r in caplog.records if not r.name.startswith(_NOT_APPLICATION)]

@@ -111,7 +111,8 @@ async def test_the_contacts_children_point_at_it_with_their_tenant(world):
         keys = await conn.fetch(_FOREIGN_KEYS)
         referencing = {k["table"]: k["columns"] for k in keys if k["name"].endswith("_contact_id_fkey")}
         assert referencing == {
-            table: ["tenant_id", "contact_id"] for table in ("chat_message", "contact_token", "field_value", "media")
+            table: ["tenant_id", "contact_id"]
+            for table in ("chat_message", "contact_key", "contact_token", "field_value", "media")
         }
         ours, theirs = [r["id"] for r in await conn.fetch("SELECT id FROM tenant ORDER BY slug")]
     with tenancy.as_tenant(ours):

@@ -6,7 +6,7 @@ import io
 import struct
 import zlib
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 
 def jpeg(
@@ -73,3 +73,13 @@ def polyglot() -> bytes:
     data = jpeg(32, 32)
     com = b"\xff\xfe" + struct.pack(">H", len(html) + 2) + html
     return data[:2] + com + data[2:] + html
+
+
+def is_image(data: bytes) -> bool:
+    """Whether Pillow reads `data` as an image of any format it knows."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+    return True

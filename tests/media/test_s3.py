@@ -1,5 +1,5 @@
 """Media in S3 (moto's server over HTTP): versioned and unversioned buckets, erasure of every
-version, signed URLs, and erasure retried while the storage is unreachable."""
+version, photos stored sealed, and erasure retried while the storage is unreachable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 import uuid
 
 import boto3
-import httpx
 import pytest
 from tortoise import connections
 
@@ -18,6 +17,7 @@ from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.models import Erasure, Requester
 from rapidly.erasure.stores import erasure_service
+from rapidly.keys.sealing import VERSION
 from rapidly.media import service as media
 from rapidly.media.models import Media
 from rapidly.storage import contact_prefix, object_key
@@ -88,22 +88,28 @@ async def test_delete_prefix_removes_every_version_and_marker_of_one_contact_onl
         assert await storage.delete_prefix(contact_prefix(tenant, mine)) == 0
 
 
-async def test_signed_urls_read_the_object_and_expire(settings, s3_endpoint):
+async def test_a_photo_in_the_bucket_is_ciphertext_and_rapidly_alone_opens_it(
+    settings, s3_endpoint, gql, world, plugins
+):
+    """The bucket's administrator sees sealed bytes, not an image; Rapidly opens them under the
+    contact's key and serves them itself (the bucket cannot: no presigned URL to it exists)."""
     # given
-    async with s3_storage(s3_settings(settings, s3_endpoint, "rapidly-stockholm")) as storage:
-        key = object_key(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
-        await storage.put(key, images.jpeg(16, 16), "image/jpeg")
-
+    config = s3_settings(settings, s3_endpoint, "rapidly-stockholm")
+    await world.tenant("kattohuolto")
+    token = await start(gql, "kattohuolto")
+    await save(gql, token, "name", "Maija")
+    contact = await contacts.contact_for_token(token)
+    photo = images.jpeg(32, 32)
+    async with s3_storage(config) as storage:
         # when
-        url = await storage.signed_url(key, "image/jpeg", 60)
-        async with httpx.AsyncClient() as client:
-            fetched = await client.get(url)
-            unsigned = await client.get(url.split("?")[0])
+        item = await media.upload(config, plugins, storage, contact, "roof_photos", _reader(photo))
+        stored = await storage.get(object_key(contact.tenant_id, contact.id, item.id))
+        opened = await media.photo_bytes(storage, contact.tenant_id, contact.id, item.id)
 
-        # then
-        assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/jpeg"
-        assert "X-Amz-Expires=60" in url and "X-Amz-Signature=" in url
-        assert unsigned.status_code == 403
+    # then
+    assert not images.is_image(stored) and stored[:1] == VERSION
+    assert images.is_image(opened) and opened[:2] == b"\xff\xd8"
+    assert media.signed_url(config, item).startswith(f"{settings.base_url}/media/")
 
 
 async def test_erasure_removes_every_version_of_the_contacts_photos(settings, s3_endpoint, gql, world, plugins):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from tortoise import connections
 
@@ -14,6 +15,7 @@ from rapidly import tenancy
 from rapidly.messaging import outbox
 from rapidly.messaging.models import MessageStatus, OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
+from tests.conftest import run_cli
 from tests.messaging.servers import start_smtp
 
 
@@ -123,3 +125,21 @@ async def test_serve_sends_messages_itself_by_default(world, env):
     with tenancy.as_tenant(tenant.id):
         row = await OutboundMessage.get()
     assert row.status == MessageStatus.SENT
+
+
+def test_a_service_managers_stop_ends_the_worker_cleanly(env):
+    # given: a worker, waiting for messages
+    assert run_cli(env, "migrate").returncode == 0
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rapidly", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert worker.stdout is not None and "sending queued messages" in worker.stdout.readline()
+    time.sleep(1)
+
+    # when: SIGTERM, as systemd or a container runtime stops it
+    worker.send_signal(signal.SIGTERM)
+    _, errors = worker.communicate(timeout=30)
+
+    # then: it stopped as for Ctrl-C: status 0, no traceback
+    assert worker.returncode == 0, errors
+    assert "Traceback" not in errors

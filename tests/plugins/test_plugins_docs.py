@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugin_hooks.md"
 TESTS = Path(__file__).resolve().parent
 
-CONTRACT = {"contact_fields", "message_template"}
+CONTRACT = {"contact_fields", "message_template", "key_provider"}
 
 
 def hookspec_functions() -> list:
@@ -59,6 +59,7 @@ def test_the_hookspecs_are_exactly_the_contract():
     assert signature_line(hookspecs.message_template) == (
         "def message_template(tenant: TenantInfo, event: str, channel: str, locale: str) -> MessageTemplate | None:"
     )
+    assert signature_line(hookspecs.key_provider) == "def key_provider(settings: Settings) -> KeyProvider | None:"
 
 
 @pytest.mark.parametrize("fn", hookspec_functions(), ids=HOOK_NAMES)

@@ -24,8 +24,8 @@ from rapidly.realtime import (
     prune,
     publish,
 )
-from tests.realtime.proxy import FreezableProxy
 from tests.realtime.support import kill_listener, nothing_within, take, until
+from tests.support.proxy import FreezableProxy
 
 
 async def test_an_event_published_in_one_process_reaches_subscribers_of_every_process(start_hub):

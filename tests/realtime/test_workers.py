@@ -128,6 +128,6 @@ def test_more_workers_than_the_database_has_connections_for_are_refused(env):
     result = run_cli(
         {**env, "RAPIDLY_DATABASE_POOL_SIZE": "200"}, "serve", "--workers", "4", "--port", str(free_port())
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "4 processes with a pool of 200 connections each need up to 812 connections" in result.stderr
     assert "max_connections" in result.stderr

@@ -27,6 +27,16 @@ class FreezableProxy:
         port = self._server.sockets[0].getsockname()[1]
         return replace(self.upstream, host="127.0.0.1", port=port)
 
+    @property
+    def accepted(self) -> int:
+        """Connections accepted and forwarded so far."""
+        return len(self._links)
+
+    @property
+    def open(self) -> int:
+        """Forwarded connections that neither side has closed yet."""
+        return sum(1 for link in self._links if not all(task.done() for task in link.tasks))
+
     def freeze(self) -> None:
         """Stop forwarding on every open connection, in both directions, without closing any."""
         for link in self._links:

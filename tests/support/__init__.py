@@ -1,0 +1,1 @@
+"""Helpers shared by test modules: served `rapidly` processes and live load clients."""

@@ -4,7 +4,7 @@ object storage, local or S3, holds ciphertext only)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from rapidly import tenancy
 from rapidly.media import service
@@ -26,7 +26,8 @@ _TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 
 @router.get("/media/{tenant}/{contact}/{media}", include_in_schema=False)
 async def media_file(request: Request, tenant: str, contact: str, media: str) -> Response:
-    """A photo, for the holder of its app-signed, expiring URL: opened under its contact's key."""
+    """A photo, for the holder of its app-signed, expiring URL: opened under its contact's key as it
+    is read, so its first bytes go out before its last are read."""
     settings = request.app.state.settings
     params = request.query_params
     content_type = params.get("type", "")
@@ -40,7 +41,7 @@ async def media_file(request: Request, tenant: str, contact: str, media: str) ->
         return Response(status_code=404, headers=_HEADERS)
     tenant_id, contact_id, media_id = ids
     with tenancy.scoped(tenant_id):
-        data = await service.photo_bytes(request.app.state.storage, tenant_id, contact_id, media_id)
-    if data is None:  # erased
+        photo = await service.photo(request.app.state.storage, tenant_id, contact_id, media_id)
+    if photo is None:  # erased
         return Response(status_code=404, headers=_HEADERS)
-    return Response(data, media_type=content_type, headers=_HEADERS)
+    return StreamingResponse(photo, media_type=content_type, headers=_HEADERS)

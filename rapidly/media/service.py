@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -27,9 +27,9 @@ from rapidly.contacts import service as contacts
 from rapidly.contacts.models import Contact
 from rapidly.erasure.erasers import SqlEraser, Target
 from rapidly.errors import AuthFailed, InputInvalid
-from rapidly.keys import Unreadable, open_sealed, place, seal
+from rapidly.keys import Unreadable, open_sealed, place
 from rapidly.keys import service as keys
-from rapidly.keys.sealing import is_sealed
+from rapidly.keys.sealing import SEGMENT, SEGMENTED, SegmentOpener, is_sealed, seal_segmented
 from rapidly.media import images
 from rapidly.media.models import Media
 from rapidly.messaging import service as messaging
@@ -189,7 +189,7 @@ async def store(
         sealed=True,
     )
     key = await keys.ring().key_for_writing(conn, tenant_id, contact_id)
-    sealed = seal(key, image.data, photo_place(tenant_id, contact_id, media.id))
+    sealed = seal_segmented(key, image.data, photo_place(tenant_id, contact_id, media.id))
     await storage.put(object_key(tenant_id, contact_id, media.id), sealed, SEALED_TYPE)
     return media
 
@@ -223,7 +223,8 @@ async def seal_existing_photos(storage: Storage, tenant_id: uuid.UUID, batch: in
             except (KeyError, FileNotFoundError):  # gone already: nothing to seal
                 data = None
             if data is not None and not is_sealed(data):
-                await storage.replace(object_name, seal(key, data, photo_place(tenant_id, cid, mid)), SEALED_TYPE)
+                sealed = seal_segmented(key, data, photo_place(tenant_id, cid, mid))
+                await storage.replace(object_name, sealed, SEALED_TYPE)
             await tx.execute_query("UPDATE media SET sealed = true WHERE id = $1", [mid])
     return len(rows)
 
@@ -249,39 +250,113 @@ WHERE m.tenant_id = $1 AND m.contact_id = $2 AND m.id = $3
 )
 
 
+#: How much of a photo's object is read at a time while it is served: a few segments.
+SERVED_PIECE = 4 * SEGMENT
+
+
+async def photo(
+    storage: Storage, tenant_id: uuid.UUID, contact_id: uuid.UUID, media_id: uuid.UUID
+) -> AsyncIterator[bytes] | None:
+    """A photo's image as it is read and opened under its contact's data key, its first piece opened
+    already (a photo that does not open from its start is None, not a response cut short); None when
+    it, its row or its contact's key is gone. A photo stored before encryption (its row not sealed
+    yet) is served as it is until it is sealed; a row sealed is never served but opened.
+
+    The row and the object's first piece are read at once (a photo's first byte waits for the slower
+    of the two, not for both): whatever a concurrent sealing or erasure did in between, a sealed
+    object is only ever opened, and a plain one served only while its row says it is not sealed. A
+    segment further on that does not open ends the response unfinished: what went out before it was
+    authentic, and the client sees the photo cut, never a wrong one."""
+    name = object_key(tenant_id, contact_id, media_id)
+    rows, reading = await asyncio.gather(_PHOTO.fetch(tenant_id, contact_id, media_id), _Reading.start(storage, name))
+    row = rows[0] if rows else None
+    if row is not None and row["sealed"] and reading is not None and not is_sealed(reading.first):
+        await reading.close()  # read while it was being sealed: the row came after the new object
+        reading = await _Reading.start(storage, name)
+    if row is None or reading is None:  # erased, or never was
+        if reading is not None:
+            await reading.close()
+        return None
+    if row["sealed"] is None and not is_sealed(reading.first):
+        return reading.as_stored()
+    if row["wrapped"] is None:  # its key is gone: the contact is erased, whatever objects are left
+        await reading.close()
+        return None
+    where = photo_place(tenant_id, contact_id, media_id)
+    try:
+        key = await keys.ring().open_contact_key(tenant_id, contact_id, row["wrapped"])
+        if reading.first[:1] != SEGMENTED:  # sealed whole, before segments: opened whole
+            return _once(open_sealed(key, await reading.whole(), where))
+        return await reading.opened(SegmentOpener(key, where), f"photo {media_id} of contact {contact_id}")
+    except Unreadable:
+        log.error("photo %s of contact %s does not open: not served", media_id, contact_id)
+        await reading.close()
+        return None
+    except BaseException:
+        await reading.close()
+        raise
+
+
 async def photo_bytes(
     storage: Storage, tenant_id: uuid.UUID, contact_id: uuid.UUID, media_id: uuid.UUID
 ) -> bytes | None:
-    """A photo's image, opened under its contact's data key; None when it, its row or its contact's
-    key is gone. A photo stored before encryption (its row not sealed yet) is returned as it is until
-    it is sealed; a row sealed is never served but opened.
+    """A photo's image whole (see `photo`)."""
+    pieces = await photo(storage, tenant_id, contact_id, media_id)
+    return None if pieces is None else b"".join([piece async for piece in pieces])
 
-    The row and the object are read at once (a photo's first byte waits for the slower of the two,
-    not for both): whatever a concurrent sealing or erasure did in between, a sealed object is only
-    ever opened, and a plain one served only while its row says it is not sealed."""
 
-    async def stored() -> bytes | None:
+@dataclass(slots=True)
+class _Reading:
+    """An object being read: its first piece, and the rest to come."""
+
+    first: bytes
+    rest: AsyncGenerator[bytes, None]
+
+    @classmethod
+    async def start(cls, storage: Storage, name: str) -> _Reading | None:
+        pieces = storage.pieces(name, SERVED_PIECE)
         try:
-            return await storage.get(object_key(tenant_id, contact_id, media_id))
+            return cls(await anext(pieces, b""), pieces)  # type: ignore[arg-type]
         except (KeyError, FileNotFoundError):
             return None
 
-    rows, data = await asyncio.gather(_PHOTO.fetch(tenant_id, contact_id, media_id), stored())
-    row = rows[0] if rows else None
-    if row is not None and row["sealed"] and data is not None and not is_sealed(data):
-        data = await stored()  # read while it was being sealed: the row came after the new object
-    if row is None or data is None:  # erased, or never was
-        return None
-    if row["sealed"] is None and not is_sealed(data):
-        return data
-    if row["wrapped"] is None:  # its key is gone: the contact is erased, whatever objects are left
-        return None
-    try:
-        key = await keys.ring().open_contact_key(tenant_id, contact_id, row["wrapped"])
-        return open_sealed(key, data, photo_place(tenant_id, contact_id, media_id))
-    except Unreadable:
-        log.error("photo %s of contact %s does not open: not served", media_id, contact_id)
-        return None
+    async def close(self) -> None:
+        await self.rest.aclose()
+
+    async def whole(self) -> bytes:
+        return self.first + b"".join([piece async for piece in self.rest])
+
+    async def as_stored(self) -> AsyncIterator[bytes]:
+        yield self.first
+        async for piece in self.rest:
+            yield piece
+
+    async def opened(self, opener: SegmentOpener, what: str) -> AsyncIterator[bytes]:
+        """The plaintext, its first segment opened before this returns."""
+        first, ended = opener.feed(self.first), False
+        while not first and not ended:
+            piece = await anext(self.rest, None)
+            first, ended = (opener.end(), True) if piece is None else (opener.feed(piece), False)
+        return self._rest_opened(first, opener, ended, what)
+
+    async def _rest_opened(self, first: bytes, opener: SegmentOpener, ended: bool, what: str) -> AsyncIterator[bytes]:
+        try:
+            yield first
+            if ended:
+                return
+            async for piece in self.rest:
+                if opened := opener.feed(piece):
+                    yield opened
+            yield opener.end()
+        except Unreadable:
+            log.error("%s does not open further on: its response is cut short", what)
+            raise
+        finally:
+            await self.rest.aclose()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def media_by_contact(tenant_id: uuid.UUID, contact_ids: Sequence[uuid.UUID]) -> list[list[Media]]:

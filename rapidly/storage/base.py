@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -44,6 +45,10 @@ class Storage(Protocol):
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; `KeyError` (or `FileNotFoundError`) when there is none."""
+
+    def pieces(self, key: str, size: int) -> AsyncIterator[bytes]:
+        """The object's bytes in pieces of about `size` as they are read (a photo served as it is
+        opened); the first piece raises `KeyError` (or `FileNotFoundError`) when there is none."""
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`, with every stored version and delete marker; return

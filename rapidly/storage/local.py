@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,14 @@ class LocalStorage:
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path_of(key).read_bytes)
+
+    async def pieces(self, key: str, size: int) -> AsyncIterator[bytes]:
+        file = await asyncio.to_thread(self.path_of(key).open, "rb")
+        try:
+            while piece := await asyncio.to_thread(file.read, size):
+                yield piece
+        finally:
+            file.close()
 
     async def delete_prefix(self, prefix: str) -> int:
         return await asyncio.to_thread(self._delete_tree, prefix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 
 from aiobotocore.config import AioConfig
 
@@ -71,6 +72,15 @@ class S3Storage:
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; `KeyError` when there is none."""
+        async with await self._body(key) as body:
+            return await body.read()
+
+    async def pieces(self, key: str, size: int) -> AsyncIterator[bytes]:
+        async with await self._body(key) as body:
+            async for piece in body.iter_chunks(size):
+                yield piece
+
+    async def _body(self, key: str):  # type: ignore[no-untyped-def]
         from botocore.exceptions import ClientError
 
         try:
@@ -79,8 +89,7 @@ class S3Storage:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 raise KeyError("no such object") from None
             raise
-        async with response["Body"] as body:
-            return await body.read()
+        return response["Body"]
 
     async def delete_prefix(self, prefix: str) -> int:
         """Every version and delete marker under the prefix (an unversioned bucket lists each object

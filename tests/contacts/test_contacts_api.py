@@ -651,6 +651,38 @@ async def test_reading_only_display_names_is_audited_too(gql, roofing):
         assert await AuditEvent.filter(action="contact.read").count() == 1
 
 
+async def test_a_page_reads_its_names_and_values_at_once_through_fragments_and_aliases_and_audits_each_once(
+    gql, roofing
+):
+    # given: two named contacts, one without a name
+    for name in ("Maija", "Matti", None):
+        token = await start(gql)
+        await save(gql, token, "name" if name else "email", name or "anon@example.fi")
+    staff = await staff_token(gql)
+    plain = "query { contacts { edges { node { id displayName values { key value } } } } }"
+    fragments = """query { contacts { edges { node { id ...Named ... on Contact { all: values { key value } } } } } }
+        fragment Named on Contact { who: displayName }"""
+    ids_only = "query { contacts { edges { node { id updatedAt } } } }"
+
+    # when
+    read = (await gql(plain, token=staff))["contacts"]["edges"]
+    with tenancy.as_tenant(roofing.id):
+        audited_once = await AuditEvent.filter(action="contact.read").count()
+    aliased = (await gql(fragments, token=staff))["contacts"]["edges"]
+    await gql(ids_only, token=staff)
+
+    # then: the same names and values either way, in the page's order
+    assert [e["node"]["displayName"] for e in read] == [None, "Matti", "Maija"]
+    assert [(e["node"]["who"], e["node"]["all"]) for e in aliased] == [
+        (e["node"]["displayName"], e["node"]["values"]) for e in read
+    ]
+    assert read[0]["node"]["values"] == [{"key": "email", "value": "anon@example.fi"}]
+    # each contact's read audited once per page that showed its values; a page of IDs shows none
+    with tenancy.as_tenant(roofing.id):
+        assert audited_once == 3
+        assert await AuditEvent.filter(action="contact.read").count() == 6
+
+
 async def test_a_contact_token_gets_nothing_of_the_staff_api(gql, roofing):
     # given
     await save(gql, await start(gql), "name", "Maija")

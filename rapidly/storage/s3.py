@@ -76,8 +76,9 @@ class S3Storage:
             return await body.read()
 
     async def pieces(self, key: str, size: int) -> AsyncIterator[bytes]:
-        async with await self._body(key) as body:
-            async for piece in body.iter_chunks(size):
+        body = await self._body(key)
+        async with body:  # the response, closed however the reading ends
+            async for piece in body.iter_chunks(size):  # the body's own: it counts what it read
                 yield piece
 
     async def _body(self, key: str):  # type: ignore[no-untyped-def]

@@ -38,6 +38,14 @@ def jpeg(
     return out.getvalue()
 
 
+def noisy_jpeg(width: int = 1200, height: int = 900) -> bytes:
+    """A photo that stays large after cleaning (noise does not compress): a sealed object of several
+    segments."""
+    out = io.BytesIO()
+    Image.effect_noise((width, height), 90).convert("RGB").save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
 def png(width: int = 64, height: int = 48, *, text: str | None = None) -> bytes:
     from PIL import PngImagePlugin
 

@@ -17,23 +17,17 @@ from rapidly.keys import service as keys
 from rapidly.keys.sealing import SEGMENT, SEGMENTED, seal
 from rapidly.media import service as media_service
 from rapidly.storage import object_key
+from tests.media import images
 from tests.media.test_upload_api import named_contact, result, roofing, upload  # noqa: F401 - a fixture
 
 HEADER, WHOLE = 8, SEGMENT + 16
-
-
-def noisy_jpeg(width: int = 1200, height: int = 900) -> bytes:
-    """A photo that stays large after cleaning: noise does not compress."""
-    out = io.BytesIO()
-    Image.effect_noise((width, height), 90).convert("RGB").save(out, "JPEG", quality=95)
-    return out.getvalue()
 
 
 @pytest.fixture
 async def big_photo(http, gql, roofing, server):  # noqa: F811 - the fixture imported above
     """An uploaded photo of several segments: its URL, its stored object's name, and its image."""
     token = await named_contact(gql)
-    uploaded = result(await upload(http, token, noisy_jpeg()))["media"]
+    uploaded = result(await upload(http, token, images.noisy_jpeg()))["media"]
     contact = await contacts.contact_for_token(token)
     media_id = uuid.UUID(uploaded["id"])
     image = await media_service.photo_bytes(server.app.state.storage, contact.tenant_id, contact.id, media_id)

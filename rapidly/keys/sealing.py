@@ -97,8 +97,9 @@ def seal_segmented(key: bytes, plaintext: bytes, where: bytes) -> bytes:
 class SegmentOpener:
     """Opens a segmented seal fed in pieces of any size: each `feed` returns the plaintext of the
     segments it completed, `end` that of the last one. `Unreadable` as soon as a segment does not
-    open; nothing of it is returned. A segment is known to be the last only when the input ends, so
-    one full segment waits for the byte after it."""
+    open; nothing of it is returned, and the opener is done (it refuses whatever comes after). A
+    segment is known to be the last only when the input ends, so one full segment waits for the byte
+    after it."""
 
     def __init__(self, key: bytes, where: bytes) -> None:
         self._aead = _aead(key)
@@ -106,8 +107,10 @@ class SegmentOpener:
         self._pending = bytearray()
         self._prefix: bytes | None = None
         self._index = 0
+        self._failed = False
 
     def feed(self, data: bytes) -> bytes:
+        self._refuse_after_failure()
         self._pending += data
         with memoryview(self._pending) as pending:
             opened, used = self._open_segments(pending, ended=False)
@@ -115,10 +118,15 @@ class SegmentOpener:
         return opened
 
     def end(self) -> bytes:
+        self._refuse_after_failure()
         with memoryview(self._pending) as pending:
             opened, _ = self._open_segments(pending, ended=True)
         self._pending.clear()
         return opened
+
+    def _refuse_after_failure(self) -> None:
+        if self._failed:  # its buffer may still be held by the failure's traceback: never reused
+            raise Unreadable(f"a segmented seal that did not open ({self._named()})")
 
     def open_whole(self, sealed: bytes) -> bytes:
         """All of a segmented seal at once, read where it lies (no copy of it)."""
@@ -127,6 +135,13 @@ class SegmentOpener:
 
     def _open_segments(self, data: memoryview, ended: bool) -> tuple[bytes, int]:
         """The plaintext of the segments complete in `data`, and how many bytes of it they took."""
+        try:
+            return self._open_complete(data, ended)
+        except Unreadable:
+            self._failed = True
+            raise
+
+    def _open_complete(self, data: memoryview, ended: bool) -> tuple[bytes, int]:
         at = 0
         if self._prefix is None:
             if len(data) < 1 + _PREFIX + (_TAG if ended else 0):

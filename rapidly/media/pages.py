@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from rapidly import tenancy
 from rapidly.media import service
@@ -44,4 +45,15 @@ async def media_file(request: Request, tenant: str, contact: str, media: str) ->
         photo = await service.photo(request.app.state.storage, tenant_id, contact_id, media_id)
     if photo is None:  # erased
         return Response(status_code=404, headers=_HEADERS)
-    return StreamingResponse(photo, media_type=content_type, headers=_HEADERS)
+    return _Streamed(photo, media_type=content_type, headers=_HEADERS)
+
+
+class _Streamed(StreamingResponse):
+    """A streamed response that closes its stream (the object's file or S3 response) however the
+    sending ends: Starlette's leaves a stream it did not finish to the garbage collector."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]

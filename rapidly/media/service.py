@@ -250,7 +250,8 @@ WHERE m.tenant_id = $1 AND m.contact_id = $2 AND m.id = $3
 )
 
 
-#: How much of a photo's object is read at a time while it is served: a few segments.
+#: How much of a photo's object is read at a time while it is served: a few segments (the pieces do
+#: not need to line up with them).
 SERVED_PIECE = 4 * SEGMENT
 
 
@@ -268,7 +269,13 @@ async def photo(
     segment further on that does not open ends the response unfinished: what went out before it was
     authentic, and the client sees the photo cut, never a wrong one."""
     name = object_key(tenant_id, contact_id, media_id)
-    rows, reading = await asyncio.gather(_PHOTO.fetch(tenant_id, contact_id, media_id), _Reading.start(storage, name))
+    rows, reading = await asyncio.gather(
+        _PHOTO.fetch(tenant_id, contact_id, media_id), _Reading.start(storage, name), return_exceptions=True
+    )
+    if isinstance(rows, BaseException) or isinstance(reading, BaseException):
+        if isinstance(reading, _Reading):  # the row failed: the object's reading is closed, not left to GC
+            await reading.close()
+        raise rows if isinstance(rows, BaseException) else reading  # type: ignore[misc]
     row = rows[0] if rows else None
     if row is not None and row["sealed"] and reading is not None and not is_sealed(reading.first):
         await reading.close()  # read while it was being sealed: the row came after the new object
@@ -300,9 +307,12 @@ async def photo(
 async def photo_bytes(
     storage: Storage, tenant_id: uuid.UUID, contact_id: uuid.UUID, media_id: uuid.UUID
 ) -> bytes | None:
-    """A photo's image whole (see `photo`)."""
+    """A photo's image whole (see `photo`); None also when a segment further on does not open."""
     pieces = await photo(storage, tenant_id, contact_id, media_id)
-    return None if pieces is None else b"".join([piece async for piece in pieces])
+    try:
+        return None if pieces is None else b"".join([piece async for piece in pieces])
+    except Unreadable:
+        return None
 
 
 @dataclass(slots=True)
@@ -327,9 +337,12 @@ class _Reading:
         return self.first + b"".join([piece async for piece in self.rest])
 
     async def as_stored(self) -> AsyncIterator[bytes]:
-        yield self.first
-        async for piece in self.rest:
-            yield piece
+        try:
+            yield self.first
+            async for piece in self.rest:
+                yield piece
+        finally:
+            await self.rest.aclose()
 
     async def opened(self, opener: SegmentOpener, what: str) -> AsyncIterator[bytes]:
         """The plaintext, its first segment opened before this returns."""

@@ -47,8 +47,9 @@ class Storage(Protocol):
         """The object's bytes; `KeyError` (or `FileNotFoundError`) when there is none."""
 
     def pieces(self, key: str, size: int) -> AsyncIterator[bytes]:
-        """The object's bytes in pieces of about `size` as they are read (a photo served as it is
-        opened); the first piece raises `KeyError` (or `FileNotFoundError`) when there is none."""
+        """The object's bytes in pieces of `size` (the last shorter), for a photo served as it is
+        opened; the first piece raises `KeyError` (or `FileNotFoundError`) when there is none. A local
+        file is read piece by piece; an S3 object whole first (see `S3Storage.pieces`)."""
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`, with every stored version and delete marker; return

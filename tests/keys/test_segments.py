@@ -148,3 +148,18 @@ def test_a_segmented_seal_opens_only_with_its_key_at_its_place():
 def test_a_photo_sealed_whole_before_segments_still_opens():
     plaintext = os.urandom(2 * SEGMENT)
     assert open_sealed(KEY, seal(KEY, plaintext, WHERE), WHERE) == plaintext
+
+
+def test_an_opener_that_refused_a_segment_refuses_whatever_comes_after():
+    # given: an opener that has just refused a flipped second segment
+    sealed = seal_segmented(KEY, os.urandom(3 * SEGMENT), WHERE)
+    flipped = sealed[: HEADER + WHOLE + 5] + bytes([sealed[HEADER + WHOLE + 5] ^ 1]) + sealed[HEADER + WHOLE + 6 :]
+    opener = SegmentOpener(KEY, WHERE)
+    with pytest.raises(Unreadable):
+        opener.feed(flipped)
+
+    # when / then: the true bytes after it are refused too, as is the end (no BufferError, no plaintext)
+    with pytest.raises(Unreadable):
+        opener.feed(sealed[HEADER + 2 * WHOLE :])
+    with pytest.raises(Unreadable):
+        opener.end()

@@ -4,11 +4,14 @@ segment further on does not open; and photos sealed whole, before segments, stil
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import time
 import uuid
 
 import httpx
+import psutil
 import pytest
 from PIL import Image
 
@@ -107,3 +110,21 @@ async def test_a_photo_sealed_whole_before_segments_is_still_served(http, server
 
     # then
     assert served.status_code == 200 and served.content == image
+
+
+async def test_a_client_that_leaves_mid_photo_leaves_no_file_open(http, server, big_photo):
+    # given
+    url, name, _, _ = big_photo
+    path = str(server.app.state.storage.path_of(name))
+    process = psutil.Process()
+
+    # when: a client reads the first piece and goes
+    async with http.stream("GET", url) as served:
+        async for _ in served.aiter_raw():
+            break
+
+    # then: the object's file is closed soon after, not whenever a collector runs
+    deadline = time.monotonic() + 5
+    while any(f.path == path for f in process.open_files()):
+        assert time.monotonic() < deadline, "the photo's file stayed open"
+        await asyncio.sleep(0.05)

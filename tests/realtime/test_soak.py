@@ -131,7 +131,8 @@ async def test_memory_stays_flat_while_watchers_receive_events_and_their_share_r
     )
     # and what the watchers took comes back
     assert left_rss < warm_rss + LEFT_BEHIND_MIB * 2**20, (warm_rss, left_rss)
-    assert served.client_connections() == 0
+    # every connection closed (the server's side of a socket the client just closed closes a moment later)
+    assert await until(lambda: served.client_connections() == 0, 10), served.client_connections()
 
 
 async def test_watchers_that_never_read_are_cut_off_and_what_they_held_is_given_back(served):
@@ -158,7 +159,7 @@ async def test_watchers_that_never_read_are_cut_off_and_what_they_held_is_given_
     assert served.log().count("WebSocket client cut off: it read nothing") == 1
     assert reader.events >= saved and not reader.errors
     assert await quiet(served, idle_tasks)
-    assert served.client_connections() == 0
+    assert await until(lambda: served.client_connections() == 0, 10), served.client_connections()
     assert served.rss() < idle_rss + 2 * LEFT_BEHIND_MIB * 2**20, (idle_rss, served.rss())
 
 

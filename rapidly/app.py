@@ -42,6 +42,7 @@ from rapidly.plugins import PluginError, PluginRegistry
 from rapidly.ratelimit import service as ratelimit
 from rapidly.schema import schema, status_of
 from rapidly.schema.context import Context, bearer_token, get_context
+from rapidly.schema.fanout import Fanout
 from rapidly.schema.http import GraphQLOverHTTP, malformed, upload_operations
 from rapidly.schema.ws import StrictGraphQLTransportWS
 from rapidly.selfservice.pages import router as selfservice_pages
@@ -204,7 +205,7 @@ async def _refresh_gauges(app: FastAPI) -> None:
     in_use, idle = db.pool_usage()
     metrics.POOL.labels("in_use").set(in_use)
     metrics.POOL.labels("idle").set(idle)
-    metrics.SUBSCRIBERS.set(app.state.hub.subscriber_count())
+    metrics.SUBSCRIBERS.set(app.state.fanout.subscriber_count())
     metrics.TASKS.set(len(asyncio.all_tasks()))
     try:
         metrics.OUTBOX_DEPTH.set(await outbox.depth())
@@ -351,6 +352,7 @@ def create_app(settings: Settings, plugins: PluginRegistry | None = None) -> Rap
     app.state.settings = settings
     app.state.plugins = plugins
     app.state.hub = realtime.EventHub()
+    app.state.fanout = Fanout(schema, app.state.hub)
     app.state.storage = storage_for(settings)
     app.state.erasure = erasure_service(app.state.storage, settings)
     app.state.dispatcher = Dispatcher(settings, plugins)

@@ -45,6 +45,9 @@ LATENCY = Histogram(
 )
 SAVES = Counter("rapidly_saves_total", "Answers saved (saveField)")
 EVENTS_DELIVERED = Counter("rapidly_events_delivered_total", "Live events handed to subscribers")
+SUBSCRIBERS_CUT_OFF = Counter(
+    "rapidly_subscribers_cut_off_total", "Live WebSockets cut off for letting their events pile up unread"
+)
 SUBSCRIBERS = Gauge("rapidly_subscribers", "Open live subscriptions", multiprocess_mode="livesum")
 TASKS = Gauge(
     "rapidly_tasks",

@@ -352,11 +352,11 @@ class Subscription:
 
 
 @contextlib.asynccontextmanager
-async def subscribe(url: str, query: str, token: str | None, *, hub=None) -> AsyncIterator[Subscription]:  # type: ignore[no-untyped-def]
+async def subscribe(url: str, query: str, token: str | None, *, live=None) -> AsyncIterator[Subscription]:  # type: ignore[no-untyped-def]
     """Connect, authenticate in connection_init, subscribe; yields once the subscriber is registered.
 
-    Pass the in-process server's `hub` to wait for exactly that; for another process, or when the
-    subscription is meant to be refused, a short pause stands in.
+    Pass the in-process server's live subscriptions (`app.state.fanout`) to wait for exactly that;
+    for another process, or when the subscription is meant to be refused, a short pause stands in.
     """
     import websockets
 
@@ -366,13 +366,13 @@ async def subscribe(url: str, query: str, token: str | None, *, hub=None) -> Asy
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert ack["type"] == "connection_ack", ack
-        before = hub.subscriber_count() if hub is not None else 0
+        before = live.subscriber_count() if live is not None else 0
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
-        if hub is None:
+        if live is None:
             await asyncio.sleep(0.3)
         else:
             for _ in range(500):
-                if hub.subscriber_count() > before:
+                if live.subscriber_count() > before:
                     break
                 await asyncio.sleep(0.01)
         yield Subscription(ws)

@@ -67,7 +67,7 @@ async def test_a_scrape_holds_every_series_and_no_personal_data(http, gql, roofi
     marker = f"Metric Marker {uuid.uuid4().hex[:10]}"
     token = await start(gql)
     anna = await staff_token(gql)
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, hub=server.app.state.hub) as watching:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, live=server.app.state.fanout) as watching:
         assert (await save(gql, token, "name", marker))["__typename"] == "FieldSaved"
         await watching.next()
         assert (await save(gql, token, "email", marker))["__typename"] == "InputInvalidError"

@@ -10,6 +10,8 @@ from uuid import UUID
 
 #: The one PostgreSQL NOTIFY channel all processes listen on.
 CHANNEL = "rapidly_events"
+#: Where credentials' changes are announced (migration 0013's triggers): a kind and an ID.
+CREDENTIALS_CHANNEL = "rapidly_credentials"
 
 
 class EventKind(StrEnum):

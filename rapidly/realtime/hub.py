@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -41,7 +41,7 @@ from uuid import UUID
 import asyncpg
 
 from rapidly import metrics
-from rapidly.realtime.events import CHANNEL, ContactEvent
+from rapidly.realtime.events import CHANNEL, CREDENTIALS_CHANNEL, ContactEvent
 
 if TYPE_CHECKING:
     from rapidly.db import Credentials
@@ -191,6 +191,7 @@ class EventHub:
         self._alive_at: datetime | None = None
         #: Notifications held back while a resync is being delivered.
         self._held: list[ContactEvent] | None = None
+        self._credential_watchers: list[Callable[[str | None], None]] = []
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -262,6 +263,20 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[subscriber.tenant_id]
 
+    def watch_credentials(self, watcher: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call `watcher` with each credential change announced (`staff:<id>`, `contact:<id>`,
+        `tenant:<id>`: migration 0013), and with None after a reconnect, when changes may have been
+        missed; returns the function that stops it."""
+        self._credential_watchers.append(watcher)
+        return lambda: self._credential_watchers.remove(watcher)
+
+    def _on_credentials(self, _conn: object, _pid: int, _channel: str, payload: str | None) -> None:
+        for watcher in list(self._credential_watchers):
+            try:
+                watcher(payload)
+            except Exception as exc:  # one watcher's failure must not stop the listener's callbacks
+                log.error("credential watcher failed (%s)", type(exc).__name__)
+
     def _record(self, seq: int) -> bool:
         """Note an event's sequence number; False if it was seen before."""
         if seq in self._seen:
@@ -330,12 +345,14 @@ class EventHub:
             conn.add_termination_listener(lambda _conn: lost.set())
             self._held = []
             await conn.add_listener(CHANNEL, self._on_notify)
+            await conn.add_listener(CREDENTIALS_CHANNEL, self._on_credentials)
             latest = await conn.fetchrow(_LATEST, timeout=self.connect_timeout)
             if resync and self._alive_at is not None:
                 since = self._alive_at - self.resync_margin
                 rows = await conn.fetch(_RESYNC, since, self._max_seq, timeout=self.connect_timeout)
                 delivered = sum(self._deliver(ContactEvent.from_row(row)) for row in rows)
                 self.resynced += delivered
+                self._on_credentials(conn, 0, CREDENTIALS_CHANNEL, None)  # changes while nobody listened
                 log.info("realtime listener resynced: %d missed event(s) of %d logged", delivered, len(rows))
             else:
                 self._max_seq = max(self._max_seq, latest["max_seq"])

@@ -21,7 +21,7 @@ from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, R
 from rapidly.schema.media import Media
 from rapidly.schema.messaging import Message
 from rapidly.schema.pagination import DEFAULT_PAGE, Connection
-from rapidly.schema.permissions import IsStaff
+from rapidly.schema.permissions import CONTACT, TENANT, IsStaff, shared
 
 FieldKindType = strawberry.enum(FieldKind, name="FieldKind")
 FieldRoleType = strawberry.enum(FieldRole, name="FieldRole")
@@ -134,9 +134,9 @@ class FieldSaved:
 
 @strawberry.type
 class ContactEvent:
-    kind: EventKindType
-    contact_id: strawberry.ID
-    at: datetime
+    kind: EventKindType = strawberry.field(metadata=shared())
+    contact_id: strawberry.ID = strawberry.field(metadata=shared())
+    at: datetime = strawberry.field(metadata=shared())
 
     @strawberry.field(description="The contact as it is now; null once deleted.")
     async def contact(self, info: strawberry.Info) -> Contact | None:
@@ -255,7 +255,7 @@ async def _events(
 
 @strawberry.type
 class ContactSubscription:
-    @strawberry.subscription(description="Staff: every change to the tenant's contacts.")
+    @strawberry.subscription(description="Staff: every change to the tenant's contacts.", metadata=shared(TENANT))
     async def contact_events(self, info: strawberry.Info) -> AsyncGenerator[ContactEvent, None]:
         staff = await info.context.staff()
         if staff is None:
@@ -263,7 +263,9 @@ class ContactSubscription:
         async for event in _events(info, staff.tenant_id, None):
             yield event
 
-    @strawberry.subscription(description="Contact: changes to my own contact, e.g. a photo sent from my phone.")
+    @strawberry.subscription(
+        description="Contact: changes to my own contact, e.g. a photo sent from my phone.", metadata=shared(CONTACT)
+    )
     async def my_events(self, info: strawberry.Info) -> AsyncGenerator[ContactEvent, None]:
         contact = await info.context.contact()
         if contact is None:

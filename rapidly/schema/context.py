@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
@@ -30,6 +31,7 @@ from rapidly.tenants.models import Tenant
 if TYPE_CHECKING:
     from rapidly.erasure.service import ErasureService
     from rapidly.realtime import EventHub
+    from rapidly.schema.fanout import Fanout
     from rapidly.storage import Storage
 
 _UNSET = object()
@@ -85,6 +87,8 @@ class Context(BaseContext):
     bearer: str | None
     #: The website a browser sent this from, when it is not Rapidly's own (see `rapidly.cors`).
     origin: str | None = None
+    #: The process's live groups, on a WebSocket (`rapidly.schema.fanout`).
+    fanout: Fanout | None = None
     _staff: object = field(default=_UNSET, repr=False)
     _contact: object = field(default=_UNSET, repr=False)
     _fields: list[FieldSpec] | None = field(default=None, repr=False)
@@ -103,17 +107,24 @@ class Context(BaseContext):
         self.loaders = Loaders(self)
 
     async def still_signed_in(self) -> bool:
-        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens).
+        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens)."""
+        return await self.signed_in_until() is not None
 
-        A staff member's live stream asks this often: for them, one short query whether the session
-        is still live and its tenant still lists the origin (`OriginNotAllowed` otherwise)."""
+    async def signed_in_until(self) -> datetime | None:
+        """When the credentials end, checked again now; None if they have (a long-lived WebSocket
+        outlives sessions and tokens). A staff member's: one short query whether the session is
+        still live and its tenant still lists the origin (`OriginNotAllowed` otherwise). A contact's
+        token: `datetime.max`, no timer: its deletion (erasure, or the purge after it expired) is
+        announced (migration 0013), as a session's is."""
         if isinstance(self._staff, StaffUser):
-            listed = await staff_service.live_session_origins(self.bearer)
-            if listed is not None and self.origin is not None and self.origin not in listed:
+            session = await staff_service.live_session(self.bearer)
+            if session is not None and self.origin is not None and self.origin not in session.allowed_origins:
                 raise OriginNotAllowed()
-            return listed is not None
+            return None if session is None else session.expires_at
         self._staff = self._contact = _UNSET
-        return await self.staff() is not None or await self.contact() is not None
+        if await self.staff() is not None:
+            return await self.signed_in_until()
+        return datetime.max.replace(tzinfo=UTC) if await self.contact() is not None else None
 
     async def read_values(self, contact_id: uuid.UUID) -> list:
         """A contact's values; a staff member's read is recorded in the audit trail (batched)."""
@@ -193,4 +204,5 @@ async def get_context(connection: HTTPConnection) -> Context:
         # WebSockets authenticate in connection_init only (see RapidlyGraphQLRouter.on_ws_connect).
         bearer=bearer_token(connection.headers.get("authorization")) if connection.scope["type"] == "http" else None,
         origin=foreign_origin(connection.scope, own_origin(state.settings.base_url)),
+        fanout=getattr(state, "fanout", None) if connection.scope["type"] == "websocket" else None,
     )

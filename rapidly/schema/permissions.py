@@ -1,3 +1,5 @@
+"""Who may see what: staff-only fields, and fields whose value is the same for every viewer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,3 +13,17 @@ class IsStaff(BasePermission):
 
     async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
         return await info.context.staff() is not None
+
+
+#: The metadata key of `shared()`, read by `rapidly.schema.fanout`.
+SHARED = "rapidly.shared"
+#: Who may see a shared subscription's events: the tenant's staff, or the contact itself.
+TENANT, CONTACT = "tenant", "contact"
+
+
+def shared(scope: str | None = None) -> dict[str, str]:
+    """Field metadata: the field's value is the same for every viewer who may see its event, so a
+    live event that selects only such fields is executed once for all of them (`rapidly.schema.fanout`).
+    On a subscription field, `scope` says who may see its events (`TENANT` or `CONTACT`). Declare it
+    only of a value that reads nothing of the viewer's and nothing that reading would audit."""
+    return {SHARED: scope or "field"}

@@ -170,22 +170,31 @@ async def _argon2(function: Callable[..., T], *args: object) -> T:
 
 
 _LIVE_SESSION = """
-SELECT t.allowed_origins FROM staff_session s JOIN tenant t ON t.id = s.tenant_id
+SELECT s.expires_at, t.allowed_origins FROM staff_session s JOIN tenant t ON t.id = s.tenant_id
 WHERE s.token_hash = $1 AND s.expires_at > now()
 """
 
 
-async def live_session_origins(token: str | None) -> list[str] | None:
-    """The allowed origins of the staff token's tenant while its session is live; None once it is not.
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    expires_at: datetime
+    #: Its tenant's allowed origins.
+    allowed_origins: list[str]
 
-    One plain statement: a staff member's live events check their session again and again (see
-    `rapidly.schema.contacts._events`), and the ORM's query builder cost more than the query."""
+
+async def live_session(token: str | None) -> LiveSession | None:
+    """The staff token's session while it is live (when it ends, and its tenant's allowed origins);
+    None once it is not.
+
+    One plain statement: a staff member's live stream checks its session again (see
+    `rapidly.schema.contacts._events` and `rapidly.schema.fanout`), and the ORM's query builder cost
+    more than the query."""
     token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
     if token_hash is None:
         return None
     async with db.connection() as conn:
         row = await conn.fetchrow(_LIVE_SESSION, token_hash)
-    return None if row is None else json.loads(row["allowed_origins"])
+    return None if row is None else LiveSession(row["expires_at"], json.loads(row["allowed_origins"]))
 
 
 async def logout(token: str | None) -> bool:

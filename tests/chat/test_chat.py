@@ -85,7 +85,7 @@ async def test_staff_and_the_end_user_talk_in_real_time_through_two_processes(
 
     async with (
         subscribe(second_server, CONTACT_EVENTS, anna) as staff_events,
-        subscribe(server.graphql_url, MY_EVENTS, token, hub=server.app.state.hub) as my_events,
+        subscribe(server.graphql_url, MY_EVENTS, token, live=server.app.state.fanout) as my_events,
     ):
         # when: the end user writes, the staff member reads it there and answers
         asked = (await gql(SEND, {"body": "Vuotaako katto vielä?\nTerveisin Maija"}, token=token))["sendChatMessage"]
@@ -142,7 +142,7 @@ async def test_staff_of_another_tenant_can_neither_read_nor_post(gql, roofing, s
         "sendChatMessage"
     ]
 
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, erik, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, erik, live=server.app.state.fanout) as events:
         await gql(SEND, {"body": "Toinen viesti"}, token=token)
         heard_nothing = await events.nothing_within(0.5)
 

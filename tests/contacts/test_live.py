@@ -34,7 +34,7 @@ async def test_staff_see_a_new_contact_and_each_save_as_it_happens(gql, server, 
     # given
     staff = await staff_token(gql)
     token = await start(gql)
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, live=server.app.state.fanout) as events:
         # when
         await save(gql, token, "name", "Maija")
         created, saved = await events.next(), await events.next()
@@ -52,7 +52,7 @@ async def test_staff_see_a_new_contact_and_each_save_as_it_happens(gql, server, 
 async def test_my_events_carry_only_my_own_contact(gql, server, roofing):
     # given
     mine, other = await start(gql), await start(gql)
-    async with subscribe(server.graphql_url, MY_EVENTS, mine, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, MY_EVENTS, mine, live=server.app.state.fanout) as events:
         # when
         await save(gql, other, "name", "Someone else")
         await save(gql, mine, "name", "Me")
@@ -71,7 +71,7 @@ async def test_staff_of_another_tenant_see_nothing(gql, server, roofing, world):
     await world.staff("bilverkstad", "erik@bilverkstad.example")
     erik = await staff_token(gql, "erik@bilverkstad.example")
     token = await start(gql)
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, erik, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, erik, live=server.app.state.fanout) as events:
         # when
         await save(gql, token, "name", "Maija")
 
@@ -176,7 +176,7 @@ async def test_events_still_arrive_after_the_listener_connection_is_killed(gql, 
     await save(gql, token, "name", "Maija")
     owner = await db.Credentials.from_url(settings.database_url).connect()
     try:
-        async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, hub=server.app.state.hub) as events:
+        async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, live=server.app.state.fanout) as events:
             # when: the listener's connection dies, and saves happen while it is down
             killed = await owner.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -214,7 +214,7 @@ async def test_a_subscription_ends_when_the_staff_session_does(gql, server, roof
     # given
     staff = await staff_token(gql)
     token = await start(gql)
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, staff, live=server.app.state.fanout) as events:
         await save(gql, token, "name", "Maija")
         await events.next()
         await events.next()

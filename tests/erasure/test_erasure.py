@@ -189,7 +189,7 @@ async def test_staff_are_told_deleted_and_notifications_keep_only_the_id(gql, tw
     assert before[0]["node"]["text"] == "Uusi yhteydenotto: Maija Meikäläinen"
 
     # when
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, live=server.app.state.fanout) as events:
         await gql(DELETE_CONTACT, {"id": contact_id}, token=anna)
         event = (await events.next())["data"]["contactEvents"]
 
@@ -403,7 +403,7 @@ async def test_the_end_users_own_subscription_gets_deleted_and_then_completes(gq
     my_events = "subscription { myEvents { __typename kind contactId contact { id } } }"
 
     # when
-    async with subscribe(server.graphql_url, my_events, token, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, my_events, token, live=server.app.state.fanout) as events:
         await gql(DELETE_MY_DATA, token=token)
         event = (await events.next())["data"]["myEvents"]
         completed = json.loads(await asyncio.wait_for(events.ws.recv(), 5))

@@ -200,7 +200,7 @@ async def test_photos_from_the_phone_in_chromium_reach_the_computer_and_keep_the
     page = await phone.new_page()
 
     async with subscribe(
-        server.graphql_url, "subscription { myEvents { kind } }", token, hub=server.app.state.hub
+        server.graphql_url, "subscription { myEvents { kind } }", token, live=server.app.state.fanout
     ) as computer:
         # when: the phone opens the link, takes a photo and sends it
         await page.goto(f"{server.url}{path}")

@@ -290,8 +290,8 @@ async def test_media_added_reaches_both_subscriptions_and_the_staff(http, gql, r
 
     # when
     async with (
-        subscribe(server.graphql_url, my_events, token, hub=server.app.state.hub) as mine,
-        subscribe(server.graphql_url, staff_events, anna, hub=server.app.state.hub) as staffs,
+        subscribe(server.graphql_url, my_events, token, live=server.app.state.fanout) as mine,
+        subscribe(server.graphql_url, staff_events, anna, live=server.app.state.fanout) as staffs,
     ):
         result(await upload(http, token, images.jpeg()))
         my_event = (await mine.next())["data"]["myEvents"]

@@ -87,7 +87,7 @@ async def test_every_field_kind_is_filled_by_its_label_saved_and_seen_live_by_st
 ):
     # given: staff watching, and a customer on the company's site
     anna = await staff_token(gql, "anna@kattohuolto.example")
-    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, hub=server.app.state.hub) as events:
+    async with subscribe(server.graphql_url, CONTACT_EVENTS, anna, live=server.app.state.fanout) as events:
         page = await visitor.new_page()
         requested: set[str] = set()
         page.on("request", lambda request: requested.add(re.match(r"^\w+://[^/]+", request.url).group(0)))

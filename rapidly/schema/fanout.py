@@ -1,0 +1,430 @@
+"""Live events executed once per group of subscribers, the same text written to each (issue 28).
+
+A subscription whose every selected field is declared shared (`rapidly.schema.permissions.shared()` in its metadata:
+its value is the same for everyone who may see the event) does not run per subscriber. Subscribers
+with the same document, operation and variables and the same scope (the tenant; and the contact,
+for a contact's own stream) form a `Group`: it takes each event from the hub once, executes the
+selection set once with no viewer's context at all, encodes the result once, and hands the same
+text to each member's `Outbox` with only the operation's ID spliced in. A document that selects any
+other field (`contact`, read and audited per viewer) runs per subscriber on Strawberry's path, and
+so does every subscription that is refused: its errors are Strawberry's, unchanged.
+
+Per-subscriber checks stay, in memory, not per event: a member's credentials are checked again when
+the database announces that they changed (`EventHub.watch_credentials`: a session or token deleted,
+the tenant's origins changed, or a reconnect that may have missed one) and when its session ends.
+A member that fails the check gets the error a per-subscriber stream gives and is completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    execute,
+    get_named_type,
+)
+from strawberry.execution import optimized_is_awaitable
+from strawberry.http import process_result
+from strawberry.utils.await_maybe import await_maybe
+
+from rapidly import metrics
+from rapidly.errors import DomainError
+from rapidly.realtime import EventKind, SubscriptionOverflow
+from rapidly.schema import RapidlySchema, operation_of, public_error
+from rapidly.schema.http import Documents
+from rapidly.schema.permissions import CONTACT, SHARED, TENANT
+
+if TYPE_CHECKING:
+    from rapidly.realtime import ContactEvent, EventHub
+    from rapidly.schema.context import Context
+
+log = logging.getLogger(__name__)
+
+SESSION_ENDED = "The session has ended; sign in again."
+OVERFLOW = "Events arrived faster than this client read them; subscribe again."
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A subscription that a group can run: its document, the root field's scope, and its group key
+    (without the scope, which is known once the subscriber's credentials are)."""
+
+    document: DocumentNode
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    scope: str
+    key: Hashable
+
+
+def _shared_scope(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> str | None:
+    """The scope of the operation's root field when every field it selects is declared shared."""
+    operation = operation_of(document, operation_name)
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+        return None
+    fragments = {d.name.value: d for d in document.definitions if hasattr(d, "type_condition") and d.name}
+    scopes: list[str] = []
+
+    def all_shared(parent: GraphQLObjectType, selections: SelectionSetNode | None, seen: frozenset[str]) -> bool:
+        for selection in selections.selections if selections else ():
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name == "__typename":
+                    continue
+                definition = parent.fields.get(name)
+                strawberry_field = definition.extensions.get("strawberry-definition") if definition else None
+                scope = (getattr(strawberry_field, "metadata", None) or {}).get(SHARED)
+                if scope is None:
+                    return False
+                if parent is schema.subscription_type:
+                    scopes.append(scope)
+                child = get_named_type(definition.type)  # type: ignore[union-attr]
+                if selection.selection_set and not (
+                    isinstance(child, GraphQLObjectType) and all_shared(child, selection.selection_set, seen)
+                ):
+                    return False
+            elif isinstance(selection, InlineFragmentNode):
+                if selection.type_condition and selection.type_condition.name.value != parent.name:
+                    return False  # interfaces and unions are not shared: none is, yet
+                if not all_shared(parent, selection.selection_set, seen):
+                    return False
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is None or name in seen or fragment.type_condition.name.value != parent.name:
+                    return False
+                if not all_shared(parent, fragment.selection_set, seen | {name}):
+                    return False
+        return True
+
+    root = schema.subscription_type
+    if root is None or not all_shared(root, operation.selection_set, frozenset()):
+        return None
+    return scopes[0] if len(scopes) == 1 and scopes[0] in (TENANT, CONTACT) else None
+
+
+class Outbox:
+    """The frames waiting for one WebSocket, written in order by one task of its own: whoever queues
+    a frame never waits for the socket. A client that lets `limit` frames pile up is cut off (close
+    code 1013, try again later) without holding anyone else up."""
+
+    CLOSE_CODE = 1013
+
+    def __init__(self, send_text: Callable[[str], Any], close: Callable[[int, str], Any], limit: int) -> None:
+        self._send_text = send_text
+        self._close = close
+        self.limit = limit
+        self._frames: list[str] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._write(), name="rapidly-ws-outbox")
+
+    async def stop(self) -> None:
+        """Stop writing (the connection is over): what is queued is dropped."""
+        self.closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def put(self, frame: str) -> bool:
+        """Queue a frame; False if the connection is closed or has just been cut off."""
+        if self.closed:
+            return False
+        if len(self._frames) >= self.limit:
+            self.closed = True
+            self._frames.clear()
+            metrics.SUBSCRIBERS_CUT_OFF.inc()
+            asyncio.get_running_loop().create_task(self._cut_off())
+            return False
+        self._frames.append(frame)
+        self._ready.set()
+        return True
+
+    async def flushed(self) -> None:
+        """Wait until everything queued has been written (or the connection is gone)."""
+        while self._frames and not self.closed and self._task is not None and not self._task.done():
+            await asyncio.sleep(0.001)
+
+    async def _cut_off(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._close(self.CLOSE_CODE, OVERFLOW)
+
+    async def _write(self) -> None:
+        while not self.closed:
+            await self._ready.wait()
+            self._ready.clear()
+            frames, self._frames = self._frames, []
+            for frame in frames:
+                if self.closed:
+                    return
+                try:
+                    await self._send_text(frame)
+                except Exception:  # the client is gone: its handler sees the disconnect and ends
+                    self.closed = True
+                    return
+
+
+@dataclass(eq=False, slots=True)
+class Member:
+    """One operation of one WebSocket in a group."""
+
+    group: Group
+    outbox: Outbox
+    context: Context
+    operation_id: str
+    #: `{"id":"<operation>","type":"next","payload":` : each frame is this, the payload and `}`.
+    prefix: str
+    #: Set when the member is done: with the error message to end on, or None to complete.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+    expiry: asyncio.TimerHandle | None = None
+    #: While its credentials are checked again, its frames wait here (None: not being checked).
+    held: list[str] | None = None
+
+    def end(self, error: str | None = None) -> None:
+        if not self.ended.is_set():
+            self.error = error
+            self.ended.set()
+
+
+class Group:
+    """The subscribers of one document, variables and scope: each event executed once for all."""
+
+    def __init__(self, fanout: Fanout, key: Hashable, plan: Plan, tenant_id: uuid.UUID, contact_id: uuid.UUID | None):
+        self.fanout = fanout
+        self.key = key
+        self.plan = plan
+        self.tenant_id = tenant_id
+        self.contact_id = contact_id
+        self.members: dict[Member, None] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.executions = 0
+
+    async def run(self, ready: asyncio.Future[None]) -> None:
+        hub = self.fanout.hub
+        try:
+            async with hub.subscribe(self.tenant_id, self.contact_id) as events:
+                ready.set_result(None)
+                async for event in events:
+                    self.deliver(event, await self.execute(event))
+                    if self.contact_id is not None and event.kind == EventKind.DELETED:
+                        break  # the contact's own erasure: the last event there is
+        except SubscriptionOverflow:
+            self.end_all(OVERFLOW)
+            return
+        except Exception as exc:
+            log.error("live group failed (%s)", type(exc).__name__)
+            self.end_all("Unexpected error.")
+            return
+        finally:
+            if not ready.done():
+                ready.set_result(None)
+        self.end_all(None)
+
+    async def execute(self, event: ContactEvent) -> str:
+        """The event's payload, executed with no context (shared fields need none) and encoded once."""
+        from rapidly.schema.contacts import ContactEvent as ContactEventType
+
+        self.executions += 1
+        schema = self.fanout.schema
+        result = await await_maybe(
+            execute(
+                schema._schema,
+                self.plan.document,
+                root_value=ContactEventType.of(event),
+                context_value=None,
+                variable_values=self.plan.variables,
+                operation_name=self.plan.operation_name,
+                is_awaitable=optimized_is_awaitable,
+                executor_class=schema.execution_context_class,
+            )
+        )
+        if result.errors:
+            schema.process_errors(result.errors)
+            result.errors = [public_error(error) for error in result.errors]
+        return json.dumps(process_result(result), separators=(",", ":"))
+
+    def deliver(self, event: ContactEvent, payload: str) -> None:
+        for member in list(self.members):
+            frame = member.prefix + payload + "}"
+            if member.held is not None:  # its credentials are being checked: nothing reaches it until they pass
+                if len(member.held) < member.outbox.limit:
+                    member.held.append(frame)
+                else:
+                    member.end(OVERFLOW)
+                    self.leave(member)
+            elif member.outbox.put(frame):
+                metrics.EVENTS_DELIVERED.inc()
+            else:
+                self.leave(member)
+
+    def release(self, member: Member) -> None:
+        """Deliver what was held for the member while its credentials were checked."""
+        held, member.held = member.held or [], None
+        for frame in held:
+            if not member.outbox.put(frame):
+                self.leave(member)
+                return
+            metrics.EVENTS_DELIVERED.inc()
+
+    def end_all(self, error: str | None) -> None:
+        for member in list(self.members):
+            member.end(error)
+            self.leave(member)
+
+    def leave(self, member: Member) -> None:
+        if self.members.pop(member, 0) is None:
+            self.fanout._forget(member)
+        if not self.members and self.fanout.groups.get(self.key) is self:
+            del self.fanout.groups[self.key]
+            if self.task is not None and self.task is not asyncio.current_task():
+                self.task.cancel()
+
+
+class Fanout:
+    """The groups of one process's live subscribers (see the module's docstring)."""
+
+    def __init__(self, schema: RapidlySchema, hub: EventHub) -> None:
+        self.schema = schema
+        self.hub = hub
+        self.documents = Documents(schema)
+        self.groups: dict[Hashable, Group] = {}
+        #: Members by the credential announcements that concern them (`staff:<id>`, `tenant:<id>`, …).
+        self._watching: dict[str, set[Member]] = {}
+        self._keys: dict[Member, tuple[str, ...]] = {}
+        self._stop_watching = hub.watch_credentials(self._credentials_changed)
+
+    def close(self) -> None:
+        self._stop_watching()
+        for group in list(self.groups.values()):
+            group.end_all(None)
+
+    def plan(self, query: str, variables: dict[str, Any] | None, operation_name: str | None) -> Plan | None:
+        """The plan of a subscription that groups can run, or None: run it per subscriber."""
+        document = self.documents.get(query)
+        if document is None:
+            return None
+        scope = _shared_scope(self.schema._schema, document, operation_name)
+        if scope is None:
+            return None
+        try:
+            key = (query, operation_name, json.dumps(variables, sort_keys=True, separators=(",", ":")))
+        except (TypeError, ValueError):
+            return None
+        return Plan(document, operation_name, variables, scope, key)
+
+    async def join(self, plan: Plan, context: Context, outbox: Outbox, operation_id: str) -> Member | None:
+        """The subscriber as a member of its group; None when its credentials do not give it the
+        plan's scope (Strawberry's path then answers as it always has)."""
+        try:
+            if plan.scope == TENANT:
+                staff = await context.staff()
+                if staff is None:
+                    return None
+                tenant_id, contact_id, watched = staff.tenant_id, None, f"staff:{staff.id}"
+            else:
+                contact = await context.contact()
+                if contact is None:
+                    return None
+                tenant_id, contact_id, watched = contact.tenant_id, contact.id, f"contact:{contact.id}"
+            until = await context.signed_in_until()
+        except DomainError:
+            return None
+        if until is None:
+            return None
+        key = (plan.key, tenant_id, contact_id)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(self, key, plan, tenant_id, contact_id)
+            ready = asyncio.get_running_loop().create_future()
+            group.task = asyncio.create_task(group.run(ready), name="rapidly-live-group")
+            await ready  # subscribed to the hub: nothing published from here on is missed
+            if self.groups.get(key) is not group:  # ended meanwhile (the hub stopped)
+                return None
+        prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
+        member = Member(group, outbox, context, operation_id, prefix)
+        group.members[member] = None
+        keys = (watched, f"tenant:{tenant_id}")
+        self._keys[member] = keys
+        for watch_key in keys:
+            self._watching.setdefault(watch_key, set()).add(member)
+        self._expire_at(member, until)
+        return member
+
+    def leave(self, member: Member) -> None:
+        member.group.leave(member)
+
+    def subscriber_count(self) -> int:
+        """Live subscriptions open in this process: the groups' members and the streams of their own
+        (a group is one subscriber of the hub's, for all of its members)."""
+        members = sum(len(group.members) for group in self.groups.values())
+        return self.hub.subscriber_count() - len(self.groups) + members
+
+    def _forget(self, member: Member) -> None:
+        if member.expiry is not None:
+            member.expiry.cancel()
+        for key in self._keys.pop(member, ()):
+            members = self._watching.get(key)
+            if members is not None:
+                members.discard(member)
+                if not members:
+                    del self._watching[key]
+
+    def _expire_at(self, member: Member, until: datetime) -> None:
+        if member.expiry is not None:
+            member.expiry.cancel()
+            member.expiry = None
+        seconds = (until - datetime.now(UTC)).total_seconds()
+        if seconds < 30 * 86400:  # call_later's clock is fine for days; a contact's `max` needs no timer
+            member.expiry = asyncio.get_running_loop().call_later(max(0.0, seconds), self._check, member)
+
+    def _credentials_changed(self, announced: str | None) -> None:
+        members = list(self._keys) if announced is None else list(self._watching.get(announced, ()))
+        for member in members:
+            self._check(member)
+
+    def _check(self, member: Member) -> None:
+        """Hold the member's deliveries and check its credentials again: it goes on or is ended."""
+        if member.held is not None or member not in self._keys:
+            return
+        member.held = []
+
+        async def check() -> None:
+            try:
+                until = await member.context.signed_in_until()
+            except DomainError as exc:
+                until, error = None, exc.message
+            except Exception as exc:  # the database is unreachable: end it, the client subscribes again
+                log.warning("live subscriber's check failed (%s)", type(exc).__name__)
+                until, error = None, SESSION_ENDED
+            else:
+                error = SESSION_ENDED
+            if until is None:
+                member.held = None
+                member.end(error)
+                member.group.leave(member)
+            elif member in self._keys:
+                self._expire_at(member, until)
+                member.group.release(member)
+
+        asyncio.get_running_loop().create_task(check())

@@ -855,6 +855,7 @@ class Subscriber:
         self.token = token
         self.query = query
         self.on_event = lambda at, kind, cid: None
+        self.event: dict = {}
         self.problems: list[str] = []
         self._task: asyncio.Task | None = None
         self._ws = None
@@ -887,6 +888,7 @@ class Subscriber:
                     await ws.send(json.dumps({"type": "pong"}))  # type: ignore[union-attr]
                 elif message["type"] == "next" and message["payload"].get("data"):
                     [event] = message["payload"]["data"].values()
+                    self.event = event  # the whole of it, for `on_event` to read what else it selects
                     self.on_event(at, event["kind"], event["contactId"])
                 else:
                     self.problems.append(str(message)[:300])

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import multiprocessing
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -58,12 +60,13 @@ class Console:
         self.subscriber = Subscriber(url, staff, EVENTS)
         self.subscriber.on_event = self._on_event
         self.arrived: dict[str, list[float]] = {}
-        self.events = 0
+        #: Each contact's events' own times (`at`), as they arrived.
+        self.times: dict[str, list[str]] = {}
 
     def _on_event(self, _at: float, kind: str, contact_id: str) -> None:
-        self.events += 1
         if kind == "FIELD_SAVED":
             self.arrived.setdefault(contact_id, []).append(time.time() * 1000)
+            self.times.setdefault(contact_id, []).append(self.subscriber.event["at"])
 
 
 def run_consoles(url: str, staff: str, count: int, commands: object, results: object) -> None:
@@ -86,6 +89,7 @@ def run_consoles(url: str, staff: str, count: int, commands: object, results: ob
             results.put(  # type: ignore[attr-defined]
                 {
                     "arrived": [c.arrived for c in consoles],
+                    "times": [c.times for c in consoles],
                     "problems": [p for c in consoles for p in c.subscriber.problems],
                     "cpu": cpu,
                 }
@@ -129,15 +133,16 @@ async def typing(args: argparse.Namespace, url: str, tokens: list[str], ids: lis
     return {"sent": sent, "save_ms": sorted(save_ms), "failed": failed}
 
 
-def matched(sent: dict[str, list[float]], arrived: list[dict[str, list[float]]]) -> dict:
+def matched(sent: dict[str, list[float]], arrived: list[dict[str, list[float]]], times: list[dict]) -> dict:
     """Each console's events against the saves, contact by contact and in order."""
     latencies, lost, duplicated, reordered = [], 0, 0, 0
-    for console in arrived:
+    for console, console_times in zip(arrived, times, strict=True):
         for contact_id, saves in sent.items():
             events = console.get(contact_id, [])
             lost += max(0, len(saves) - len(events))
             duplicated += max(0, len(events) - len(saves))
-            reordered += sum(b < a for a, b in zip(events, events[1:], strict=False))
+            at = [datetime.fromisoformat(t) for t in console_times.get(contact_id, [])]
+            reordered += sum(b < a for a, b in itertools.pairwise(at))
             latencies += [event - save for save, event in zip(saves, events, strict=False)]
     return {"latencies": sorted(latencies), "lost": lost, "duplicated": duplicated, "reordered": reordered}
 
@@ -177,7 +182,7 @@ def phase(args: argparse.Namespace, bench: Bench, rapidly: object, consoles: int
     for proc in procs:
         proc.join(30)
     arrived = [a for report in reports for a in report["arrived"]]
-    found = matched(typed["sent"], arrived)
+    found = matched(typed["sent"], arrived, [t for report in reports for t in report["times"]])
     saves = sum(len(s) for s in typed["sent"].values())
     server_cpu = monitor.cpu_percent.get("server", 0) / 100 * args.duration
     deliveries = saves * consoles

@@ -5,6 +5,7 @@ origin into a blank page and drives it with its injected dependencies."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -305,3 +306,69 @@ async def test_a_subscription_comes_back_after_the_server_ends_it_and_stops_when
     # then: after each connection is taken, the caller may catch up; a refusal ends it all
     assert seen == [["ready"], ["next", 1], ["ready"], ["next", 2], ["end", 4403]]
     assert connections == ["Bearer rpc_x"] * 3
+
+
+COALESCED = """
+async ({ every, script }) => {
+  const { Coalesced } = await import('/lib/coalesce.js')
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  const log = { reads: [], inFlight: 0, maxInFlight: 0 }
+  const started = performance.now()
+  const reads = new Coalesced(async (whats) => {
+    log.reads.push({ at: performance.now() - started, whats: [...whats].sort() })
+    log.inFlight += 1
+    log.maxInFlight = Math.max(log.maxInFlight, log.inFlight)
+    await sleep(20)
+    log.inFlight -= 1
+  }, { every })
+  await eval(script)
+  return log
+}
+"""
+
+
+async def run_coalesced(page, every: int, script: str) -> dict:
+    return await page.evaluate(COALESCED, {"every": every, "script": f"(async () => {{ {script} }})()"})
+
+
+async def test_a_burst_of_events_is_read_at_once_then_at_most_once_per_interval_ending_with_a_read(blank):
+    # when: an event every 10 ms for 500 ms, reads at most every 200 ms
+    log = await run_coalesced(
+        blank,
+        200,
+        """
+        for (let n = 0; n < 50; n++) { reads.poke('FIELD_SAVED'); await sleep(10) }
+        await sleep(450)
+        """,
+    )
+
+    # then: the first at once, three or four more (not fifty), none closer than the interval, one at a time
+    reads = log["reads"]
+    assert reads[0]["at"] < 50
+    assert 3 <= len(reads) <= 5, reads
+    assert all(b["at"] - a["at"] >= 195 for a, b in itertools.pairwise(reads)), reads
+    assert reads[-1]["at"] >= 500, "the burst's last event is answered by a read after it"
+    assert log["maxInFlight"] == 1
+
+
+async def test_a_read_gets_every_kind_poked_since_the_last_and_nothing_after_close(blank):
+    log = await run_coalesced(
+        blank,
+        100,
+        """
+        reads.poke('FIELD_SAVED')
+        await sleep(5)
+        reads.poke('CHAT_MESSAGE'); reads.poke('MEDIA_ADDED'); reads.poke('CHAT_MESSAGE')
+        await sleep(150)
+        reads.poke('CHAT_MESSAGE')
+        await sleep(5)
+        reads.close()
+        reads.poke('FIELD_SAVED')
+        await sleep(250)
+        """,
+    )
+
+    # then: the first at once, the three of the next burst in one read, and the one waiting for its
+    # interval when the page closed never read
+    kinds = [read["whats"] for read in log["reads"]]
+    assert kinds == [["FIELD_SAVED"], ["CHAT_MESSAGE", "MEDIA_ADDED"]]

@@ -8,6 +8,7 @@
 // 'unsafe-inline', no third-party code, and every value and message put in the page as text.
 // Page titles name no one: they end up in the browser's history.
 
+import { Coalesced } from '../lib/coalesce.js'
 import { el } from '../lib/dom.js'
 import { Api, FAILED, INVALID, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
 import { LOCALES, fill, pickLocale, textsBeside } from '../lib/i18n.js'
@@ -390,7 +391,9 @@ class ContactList {
 }
 
 class ContactPage {
-  #seen = new Set(); #chatAfter = null; #busy = null; #again = false; #erased = false
+  #seen = new Set(); #chatAfter = null; #erased = false
+  /** Events answered by reading again, at most once a second: only the chat when only it changed. */
+  #reads = new Coalesced((kinds) => kinds.size === 1 && kinds.has('CHAT_MESSAGE') ? this.#loadChat() : this.load())
 
   constructor (app, id) {
     const t = (this.app = app).t
@@ -425,7 +428,7 @@ class ContactPage {
   }
 
   problem (text) { this.note.textContent = text }
-  close () { this.closed = true }
+  close () { this.closed = true; this.#reads.close() }
   refresh () { return this.#erased ? Promise.resolve() : this.load() }
 
   async load () {
@@ -558,17 +561,15 @@ class ContactPage {
     this.element.replaceChildren(this.heading, el('p', { role: 'status' }, text), el('p', {}, el('a', { href: '#/contacts' }, this.app.t.back)))
   }
 
-  /** This contact's events, each answered by reading again what changed (one read at a time). */
-  async onEvent (kind, id) {
+  /** This contact's events, answered by reading again what changed (`#reads`). */
+  onEvent (kind, id) {
     if (id !== this.id || this.#erased || this.closed) return
     if (kind === 'DELETED') {
       this.#erased = true
+      this.#reads.close()
       return this.#gone(this.app.t.erasedMeanwhile)
     }
-    if (this.#busy) { this.#again = true; return }
-    this.#busy = kind === 'CHAT_MESSAGE' ? this.#loadChat() : this.load()
-    try { await this.#busy } catch {} finally { this.#busy = null }
-    if (this.#again) { this.#again = false; this.onEvent('FIELD_SAVED', id) }
+    this.#reads.poke(kind)
   }
 }
 

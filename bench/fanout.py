@@ -1,7 +1,7 @@
 """Live fan-out: save-to-screen with one console and with many, in one run on one server process.
 
     .venv/bin/python bench/fanout.py [--typists 50] [--consoles 20] [--interval 0.3] [--duration 15]
-                                     [--client-procs 2] [--database-url URL]
+                                     [--client-procs 2] [--idle 1000] [--database-url URL]
 
 One `rapidly serve` process. `--typists` customers each start a contact and type into it (a save of
 the field's whole text every `--interval` s, one save in flight each, as the form sends them) while
@@ -14,6 +14,9 @@ Each save is matched to its contact's events in order (a typist has one save in 
 event of a contact at a console is the n-th save of it): save-to-screen is from the save being sent
 to its event arriving. Lost: saves answered whose event never arrived at a console; duplicated:
 events beyond the saves; out of order: a contact's events whose `at` went back.
+
+Before the phases, `--idle` idle subscriptions (a socket each) are opened and closed again: the
+server's resident memory before, with them and after says what one costs and that it comes back.
 """
 
 from __future__ import annotations
@@ -200,6 +203,27 @@ def phase(args: argparse.Namespace, bench: Bench, rapidly: object, consoles: int
     }
 
 
+def idle_memory(args: argparse.Namespace, rapidly: object, staff: str) -> tuple[int, int, int]:
+    """The server's RSS before `--idle` idle subscriptions (one socket each), with them, and after."""
+    server = psutil.Process(rapidly.pid)  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("spawn")
+    commands, results = context.Queue(), context.Queue()
+    proc = context.Process(target=run_consoles, args=(rapidly.url, staff, args.idle, commands, results))  # type: ignore[attr-defined]
+    proc.start()
+    time.sleep(2)
+    before = server.memory_info().rss
+    commands.put("start")
+    assert results.get(True, 300) == "ready"
+    time.sleep(3)
+    held = server.memory_info().rss
+    commands.put("stop")
+    results.get(True, 300)
+    commands.put("exit")
+    proc.join(30)
+    time.sleep(3)
+    return before, held, server.memory_info().rss
+
+
 async def prepare(url: str, typists: int) -> dict:
     async with httpx.AsyncClient(timeout=30) as http:
         staff = await staff_login(http, url)
@@ -224,6 +248,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between a typist's saves (0.3)")
     parser.add_argument("--duration", type=float, default=15, help="seconds of typing per phase (default 15)")
     parser.add_argument("--client-procs", type=int, default=2, help="processes for the consoles (default 2)")
+    parser.add_argument("--idle", type=int, default=1000, help="idle subscriptions whose memory is measured (1000)")
     args = parser.parse_args()
     with Bench(args.database_url) as bench:
         bench.setup_database()
@@ -231,6 +256,7 @@ def main() -> int:
         rapidly = bench.start_rapidly()
         print(f"os.cpu_count() = {os.cpu_count()}; database: {bench.describe_database()}")
         prepared = asyncio.run(prepare(rapidly.url, args.typists))
+        idle = idle_memory(args, rapidly, prepared["staff"]) if args.idle else None
         one = phase(args, bench, rapidly, 1, prepared)
         many = phase(args, bench, rapidly, args.consoles, prepared)
         print(
@@ -277,6 +303,12 @@ def main() -> int:
         )
         print(table(rows))
         print(f"(load: this process's typists and {args.client_procs} console processes; psutil {psutil.__version__})")
+        if idle is not None:
+            before, held, after = idle
+            print(
+                f"\n{args.idle} idle subscriptions (a socket each): server RSS {mib(before)} -> {mib(held)} MiB "
+                f"({(held - before) / args.idle / 1024:.1f} KiB each), {mib(after)} MiB once they left"
+            )
         for problem in (one["problems"] + many["problems"])[:3]:
             print(f"  subscription: {problem}")
     return 0

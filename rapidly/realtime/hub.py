@@ -98,6 +98,10 @@ class Subscription:
     def matches(self, event: ContactEvent) -> bool:
         return event.tenant_id == self.tenant_id and (self.contact_id is None or event.contact_id == self.contact_id)
 
+    def end(self, error: BaseException) -> None:
+        """End the stream: the consumer's next step raises `error` (its credentials no longer hold)."""
+        self._close(error)
+
     def _offer(self, event: ContactEvent) -> bool:
         """Queue the event; False (and cut off) when the queue is full or already closed."""
         if self._closed:

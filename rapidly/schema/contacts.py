@@ -21,7 +21,7 @@ from rapidly.schema.errors import AuthError, InputInvalidError, NotFoundError, R
 from rapidly.schema.media import Media
 from rapidly.schema.messaging import Message
 from rapidly.schema.pagination import DEFAULT_PAGE, Connection
-from rapidly.schema.permissions import CONTACT, TENANT, IsStaff, shared
+from rapidly.schema.permissions import CONTACT, OVERFLOW, SESSION_ENDED, TENANT, IsStaff, shared
 
 FieldKindType = strawberry.enum(FieldKind, name="FieldKind")
 FieldRoleType = strawberry.enum(FieldRole, name="FieldRole")
@@ -232,25 +232,28 @@ class ContactMutation:
 async def _events(
     info: strawberry.Info, tenant_id: uuid.UUID, contact_id: uuid.UUID | None
 ) -> AsyncGenerator[ContactEvent, None]:
-    async with info.context.hub.subscribe(tenant_id, contact_id) as events:
+    """The events of one subscriber that runs its own selection per event (one that reads the
+    contact: `rapidly.schema.fanout` runs the others once per group). Its credentials are checked
+    again when the database announces that they changed, not per event (`Fanout.watch`)."""
+    context = info.context
+    async with context.hub.subscribe(tenant_id, contact_id) as events:
+        watch = None
+        if context.fanout is not None:
+            watch = await context.fanout.watch(context, lambda error: events.end(GraphQLError(error)))
+            if watch is None:
+                raise GraphQLError(SESSION_ENDED)
         try:
-            # The credentials are checked again before delivering the events that had arrived when
-            # the check began: one check covers a backlog, so a busy tenant's stream keeps up, and
-            # no event published after a session ends is delivered.
-            covered = 0
             async for event in events:
-                info.context.fresh_loaders()  # each event is read afresh
+                context.fresh_loaders()  # each event is read afresh
                 if contact_id is not None and event.kind == EventKind.DELETED:
                     yield ContactEvent.of(event)  # the end user's own erasure: the last event there is
                     return
-                if covered == 0:
-                    covered = 1 + events.backlog
-                    if not await info.context.still_signed_in():
-                        raise GraphQLError("The session has ended; sign in again.")
-                covered -= 1
                 yield ContactEvent.of(event)
         except SubscriptionOverflow:
-            raise GraphQLError("Events arrived faster than this client read them; subscribe again.") from None
+            raise GraphQLError(OVERFLOW) from None
+        finally:
+            if watch is not None:
+                context.fanout.unwatch(watch)
 
 
 @strawberry.type

@@ -106,10 +106,6 @@ class Context(BaseContext):
     def fresh_loaders(self) -> None:
         self.loaders = Loaders(self)
 
-    async def still_signed_in(self) -> bool:
-        """Check the credentials again (a long-lived WebSocket outlives sessions and tokens)."""
-        return await self.signed_in_until() is not None
-
     async def signed_in_until(self) -> datetime | None:
         """When the credentials end, checked again now; None if they have (a long-lived WebSocket
         outlives sessions and tokens). A staff member's: one short query whether the session is
@@ -125,6 +121,12 @@ class Context(BaseContext):
         if await self.staff() is not None:
             return await self.signed_in_until()
         return datetime.max.replace(tzinfo=UTC) if await self.contact() is not None else None
+
+    def signed_in_as(self) -> tuple[StaffUser | None, Contact | None]:
+        """Who the credentials were last found to be (no query): the staff member, or the contact."""
+        staff = self._staff if isinstance(self._staff, StaffUser) else None
+        contact = self._contact if isinstance(self._contact, Contact) else None
+        return staff, contact
 
     async def read_values(self, contact_id: uuid.UUID) -> list:
         """A contact's values; a staff member's read is recorded in the audit trail (batched)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import uuid
@@ -48,7 +49,7 @@ from rapidly.errors import DomainError
 from rapidly.realtime import EventKind, SubscriptionOverflow
 from rapidly.schema import RapidlySchema, operation_of, public_error
 from rapidly.schema.http import Documents
-from rapidly.schema.permissions import CONTACT, SHARED, TENANT
+from rapidly.schema.permissions import CONTACT, OVERFLOW, SESSION_ENDED, SHARED, TENANT
 
 if TYPE_CHECKING:
     from rapidly.realtime import ContactEvent, EventHub
@@ -56,8 +57,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_ENDED = "The session has ended; sign in again."
-OVERFLOW = "Events arrived faster than this client read them; subscribe again."
+#: A contact's token is deleted when the contact is erased, and that deletion is announced at the
+#: erasure's commit, before its DELETED event: the event must still reach the contact's own stream
+#: and end it. A failed check of a contact's credentials therefore ends its stream this long after,
+#: unless the event has ended it first (a token deleted otherwise, once it expired, is no hurry).
+CONTACT_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +201,7 @@ class Member:
     #: Set when the member is done: with the error message to end on, or None to complete.
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
-    expiry: asyncio.TimerHandle | None = None
+    watch: Watch | None = None
     #: While its credentials are checked again, its frames wait here (None: not being checked).
     held: list[str] | None = None
 
@@ -205,6 +209,25 @@ class Member:
         if not self.ended.is_set():
             self.error = error
             self.ended.set()
+
+
+@dataclass(eq=False, slots=True)
+class Watch:
+    """A live stream's credentials, checked again when the database announces that they changed
+    (`keys`: `staff:<id>` or `contact:<id>`, and `tenant:<id>`) or when they run out: `on_check`
+    as a check begins, then `on_pass`, or `on_fail` with the error to end the stream on."""
+
+    context: Context
+    keys: tuple[str, ...]
+    on_fail: Callable[[str], None]
+    on_check: Callable[[], None] | None = None
+    on_pass: Callable[[], None] | None = None
+    expiry: asyncio.TimerHandle | None = None
+    checking: bool = False
+    #: Seconds between a failed check and `on_fail` (see `CONTACT_GRACE_SECONDS`).
+    grace: float = 0.0
+    #: The stream's own context variables (its tenant among them): its checks run in them.
+    variables: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class Group:
@@ -293,8 +316,8 @@ class Group:
             self.leave(member)
 
     def leave(self, member: Member) -> None:
-        if self.members.pop(member, 0) is None:
-            self.fanout._forget(member)
+        if self.members.pop(member, 0) is None and member.watch is not None:
+            self.fanout.unwatch(member.watch)
         if not self.members and self.fanout.groups.get(self.key) is self:
             del self.fanout.groups[self.key]
             if self.task is not None and self.task is not asyncio.current_task():
@@ -309,9 +332,10 @@ class Fanout:
         self.hub = hub
         self.documents = Documents(schema)
         self.groups: dict[Hashable, Group] = {}
-        #: Members by the credential announcements that concern them (`staff:<id>`, `tenant:<id>`, …).
-        self._watching: dict[str, set[Member]] = {}
-        self._keys: dict[Member, tuple[str, ...]] = {}
+        #: Live streams' credentials by the announcements that concern them (`staff:<id>`, `tenant:<id>`, …).
+        self._watching: dict[str, set[Watch]] = {}
+        self._watches: set[Watch] = set()
+        self._checks: set[asyncio.Task[None]] = set()
         self._stop_watching = hub.watch_credentials(self._credentials_changed)
 
     def close(self) -> None:
@@ -341,12 +365,12 @@ class Fanout:
                 staff = await context.staff()
                 if staff is None:
                     return None
-                tenant_id, contact_id, watched = staff.tenant_id, None, f"staff:{staff.id}"
+                tenant_id, contact_id = staff.tenant_id, None
             else:
                 contact = await context.contact()
                 if contact is None:
                     return None
-                tenant_id, contact_id, watched = contact.tenant_id, contact.id, f"contact:{contact.id}"
+                tenant_id, contact_id = contact.tenant_id, contact.id
             until = await context.signed_in_until()
         except DomainError:
             return None
@@ -364,12 +388,40 @@ class Fanout:
         prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
         member = Member(group, outbox, context, operation_id, prefix)
         group.members[member] = None
-        keys = (watched, f"tenant:{tenant_id}")
-        self._keys[member] = keys
-        for watch_key in keys:
-            self._watching.setdefault(watch_key, set()).add(member)
-        self._expire_at(member, until)
+
+        def fail(error: str) -> None:
+            member.held = None
+            member.end(error)
+            group.leave(member)
+
+        def hold() -> None:
+            member.held = []
+
+        if plan.scope == TENANT:
+            member.watch = self._watch(context, until, fail, hold, lambda: group.release(member))
+        else:  # nothing is held back from a contact: its own erasure's event must reach it (see the grace)
+            member.watch = self._watch(context, until, fail)
         return member
+
+    async def watch(self, context: Context, on_fail: Callable[[str], None]) -> Watch | None:
+        """Watch a stream's credentials (one that runs per subscriber): `on_fail` with the error to
+        end it on once they no longer hold. None (nothing watched) if they do not hold now."""
+        try:
+            until = await context.signed_in_until()
+        except DomainError:
+            return None
+        return None if until is None else self._watch(context, until, on_fail)
+
+    def unwatch(self, watch: Watch) -> None:
+        if watch.expiry is not None:
+            watch.expiry.cancel()
+        self._watches.discard(watch)
+        for key in watch.keys:
+            watches = self._watching.get(key)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watching[key]
 
     def leave(self, member: Member) -> None:
         member.group.leave(member)
@@ -380,38 +432,56 @@ class Fanout:
         members = sum(len(group.members) for group in self.groups.values())
         return self.hub.subscriber_count() - len(self.groups) + members
 
-    def _forget(self, member: Member) -> None:
-        if member.expiry is not None:
-            member.expiry.cancel()
-        for key in self._keys.pop(member, ()):
-            members = self._watching.get(key)
-            if members is not None:
-                members.discard(member)
-                if not members:
-                    del self._watching[key]
+    def _watch(
+        self,
+        context: Context,
+        until: datetime,
+        on_fail: Callable[[str], None],
+        on_check: Callable[[], None] | None = None,
+        on_pass: Callable[[], None] | None = None,
+    ) -> Watch:
+        """Watch credentials that hold until `until` (`signed_in_until()` has just said so)."""
+        staff, contact = context.signed_in_as()
+        if staff is not None:
+            keys = (f"staff:{staff.id}", f"tenant:{staff.tenant_id}")
+        else:
+            keys = (f"contact:{contact.id}", f"tenant:{contact.tenant_id}")  # type: ignore[union-attr]
+        watch = Watch(context, keys, on_fail, on_check, on_pass, grace=0.0 if staff else CONTACT_GRACE_SECONDS)
+        self._watches.add(watch)
+        for key in keys:
+            self._watching.setdefault(key, set()).add(watch)
+        self._expire_at(watch, until)
+        return watch
 
-    def _expire_at(self, member: Member, until: datetime) -> None:
-        if member.expiry is not None:
-            member.expiry.cancel()
-            member.expiry = None
+    def _expire_at(self, watch: Watch, until: datetime) -> None:
+        if watch.expiry is not None:
+            watch.expiry.cancel()
+            watch.expiry = None
         seconds = (until - datetime.now(UTC)).total_seconds()
         if seconds < 30 * 86400:  # call_later's clock is fine for days; a contact's `max` needs no timer
-            member.expiry = asyncio.get_running_loop().call_later(max(0.0, seconds), self._check, member)
+            watch.expiry = asyncio.get_running_loop().call_later(max(0.0, seconds), self._check, watch)
 
     def _credentials_changed(self, announced: str | None) -> None:
-        members = list(self._keys) if announced is None else list(self._watching.get(announced, ()))
-        for member in members:
-            self._check(member)
+        watches = list(self._watches) if announced is None else list(self._watching.get(announced, ()))
+        for watch in watches:
+            self._check(watch)
 
-    def _check(self, member: Member) -> None:
-        """Hold the member's deliveries and check its credentials again: it goes on or is ended."""
-        if member.held is not None or member not in self._keys:
+    def _fail(self, watch: Watch, error: str) -> None:
+        if watch in self._watches:  # not ended meanwhile
+            self.unwatch(watch)
+            watch.on_fail(error)
+
+    def _check(self, watch: Watch) -> None:
+        """Check the credentials again (`on_check` first): the stream goes on or is ended."""
+        if watch.checking or watch not in self._watches:
             return
-        member.held = []
+        watch.checking = True
+        if watch.on_check is not None:
+            watch.on_check()
 
         async def check() -> None:
             try:
-                until = await member.context.signed_in_until()
+                until = await watch.context.signed_in_until()
             except DomainError as exc:
                 until, error = None, exc.message
             except Exception as exc:  # the database is unreachable: end it, the client subscribes again
@@ -419,12 +489,16 @@ class Fanout:
                 until, error = None, SESSION_ENDED
             else:
                 error = SESSION_ENDED
+            watch.checking = False
+            if watch not in self._watches:
+                return
             if until is None:
-                member.held = None
-                member.end(error)
-                member.group.leave(member)
-            elif member in self._keys:
-                self._expire_at(member, until)
-                member.group.release(member)
+                asyncio.get_running_loop().call_later(watch.grace, self._fail, watch, error)
+            else:
+                self._expire_at(watch, until)
+                if watch.on_pass is not None:
+                    watch.on_pass()
 
-        asyncio.get_running_loop().create_task(check())
+        task = asyncio.get_running_loop().create_task(check(), context=watch.variables)
+        self._checks.add(task)  # a task nothing refers to may be collected before it is done
+        task.add_done_callback(self._checks.discard)

@@ -15,6 +15,10 @@ class IsStaff(BasePermission):
         return await info.context.staff() is not None
 
 
+#: How a live stream ends when its credentials no longer hold, or when it fell too far behind.
+SESSION_ENDED = "The session has ended; sign in again."
+OVERFLOW = "Events arrived faster than this client read them; subscribe again."
+
 #: The metadata key of `shared()`, read by `rapidly.schema.fanout`.
 SHARED = "rapidly.shared"
 #: Who may see a shared subscription's events: the tenant's staff, or the contact itself.

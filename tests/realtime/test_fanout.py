@@ -13,7 +13,8 @@ import pytest
 import websockets
 
 from rapidly import tenancy
-from rapidly.schema.fanout import OVERFLOW, SESSION_ENDED, Outbox
+from rapidly.schema.fanout import Outbox
+from rapidly.schema.permissions import OVERFLOW, SESSION_ENDED
 from rapidly.staff.models import StaffSession
 from tests.contacts.test_contacts_api import save, staff_token, start
 
@@ -336,3 +337,49 @@ async def test_a_socket_that_lets_its_frames_pile_up_is_cut_off_without_holding_
     assert handed < 0.5
     await stalled.stop()
     await reading.stop()
+
+
+async def test_a_check_that_passes_loses_nothing_and_keeps_the_order(gql, server, tenants):
+    # given: Anna watching on one session, signed in on another too, a customer typing
+    fanout = server.app.state.fanout
+    watching, other = await staff_token(gql), await staff_token(gql)
+    customer = await start(gql)
+    async with connected(server, watching) as socket:
+        await socket.subscribe("1", EVENTS)
+        await until_members(fanout, 1)
+
+        # when: her other session signs out mid-stream (her credentials are checked again, and pass)
+        for n in range(10):
+            await save(gql, customer, "damage_description", f"Vuotaa {n}")
+            if n == 4:
+                assert (await gql("mutation { logout }", token=other))["logout"] is True
+        events = [(await socket.message())["payload"]["data"]["contactEvents"] for _ in range(11)]
+        still = fanout.subscriber_count()
+
+    # then: every event, in order, and still subscribed
+    assert [e["kind"] for e in events] == ["CREATED"] + ["FIELD_SAVED"] * 10
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    assert still == 1
+
+
+async def test_a_contacts_own_erasure_reaches_its_grouped_stream_last_and_completes_it(gql, server, tenants):
+    # given: a customer watching its own events on two sockets (one group)
+    fanout = server.app.state.fanout
+    customer = await start(gql)
+    await save(gql, customer, "name", "Maija")
+    own = await contact_id(gql, customer)
+    async with connected(server, customer) as phone, connected(server, customer) as laptop:
+        await phone.subscribe("1", MY_EVENTS)
+        await laptop.subscribe("1", MY_EVENTS)
+        await until_members(fanout, 2)
+
+        # when: it erases itself (its token goes, announced before the DELETED event is)
+        assert (await gql("mutation { deleteMyData { __typename } }", token=customer))["deleteMyData"]
+        got = [[await s.message(), await s.message()] for s in (phone, laptop)]
+        left = fanout.subscriber_count()
+
+    # then: each socket gets the DELETED event, then the end
+    for deleted, completed in got:
+        assert deleted["payload"]["data"]["myEvents"] == {"kind": "DELETED", "contactId": own}
+        assert completed == {"id": "1", "type": "complete"}
+    assert left == 0

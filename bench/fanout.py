@@ -15,8 +15,9 @@ event of a contact at a console is the n-th save of it): save-to-screen is from 
 to its event arriving. Lost: saves answered whose event never arrived at a console; duplicated:
 events beyond the saves; out of order: a contact's events whose `at` went back.
 
-Before the phases, `--idle` idle subscriptions (a socket each) are opened and closed again: the
-server's resident memory before, with them and after says what one costs and that it comes back.
+After the phases, `--idle` idle subscriptions (a socket each) are opened and closed again, twice:
+the server's resident memory before, with them and after says what one costs and whether it comes
+back (the first round also grows the allocator's pools to their working size).
 """
 
 from __future__ import annotations
@@ -203,25 +204,29 @@ def phase(args: argparse.Namespace, bench: Bench, rapidly: object, consoles: int
     }
 
 
-def idle_memory(args: argparse.Namespace, rapidly: object, staff: str) -> tuple[int, int, int]:
-    """The server's RSS before `--idle` idle subscriptions (one socket each), with them, and after."""
+def idle_memory(args: argparse.Namespace, rapidly: object, staff: str) -> list[tuple[int, int, int]]:
+    """Twice: the server's RSS before `--idle` idle subscriptions (one socket each), with them, and
+    after they left. The first round also grows the allocator's pools to their working size."""
     server = psutil.Process(rapidly.pid)  # type: ignore[attr-defined]
     context = multiprocessing.get_context("spawn")
     commands, results = context.Queue(), context.Queue()
     proc = context.Process(target=run_consoles, args=(rapidly.url, staff, args.idle, commands, results))  # type: ignore[attr-defined]
     proc.start()
-    time.sleep(2)
-    before = server.memory_info().rss
-    commands.put("start")
-    assert results.get(True, 300) == "ready"
-    time.sleep(3)
-    held = server.memory_info().rss
-    commands.put("stop")
-    results.get(True, 300)
+    rounds = []
+    for _ in range(2):
+        time.sleep(3)
+        before = server.memory_info().rss
+        commands.put("start")
+        assert results.get(True, 300) == "ready"
+        time.sleep(3)
+        held = server.memory_info().rss
+        commands.put("stop")
+        results.get(True, 300)
+        time.sleep(3)
+        rounds.append((before, held, server.memory_info().rss))
     commands.put("exit")
     proc.join(30)
-    time.sleep(3)
-    return before, held, server.memory_info().rss
+    return rounds
 
 
 async def prepare(url: str, typists: int) -> dict:
@@ -256,9 +261,9 @@ def main() -> int:
         rapidly = bench.start_rapidly()
         print(f"os.cpu_count() = {os.cpu_count()}; database: {bench.describe_database()}")
         prepared = asyncio.run(prepare(rapidly.url, args.typists))
-        idle = idle_memory(args, rapidly, prepared["staff"]) if args.idle else None
         one = phase(args, bench, rapidly, 1, prepared)
         many = phase(args, bench, rapidly, args.consoles, prepared)
+        idle = idle_memory(args, rapidly, prepared["staff"]) if args.idle else None
         print(
             f"\n{args.typists} customers typing (a save each every {args.interval:g} s), {args.duration:g} s "
             f"per phase, one server process; consoles subscribed to `{EVENTS}`"
@@ -303,11 +308,11 @@ def main() -> int:
         )
         print(table(rows))
         print(f"(load: this process's typists and {args.client_procs} console processes; psutil {psutil.__version__})")
-        if idle is not None:
-            before, held, after = idle
+        for n, (before, held, after) in enumerate(idle or (), 1):
             print(
-                f"\n{args.idle} idle subscriptions (a socket each): server RSS {mib(before)} -> {mib(held)} MiB "
-                f"({(held - before) / args.idle / 1024:.1f} KiB each), {mib(after)} MiB once they left"
+                f"{'' if n > 1 else chr(10)}{args.idle} idle subscriptions (a socket each), round {n}: server RSS "
+                f"{mib(before)} -> {mib(held)} MiB ({(held - before) / args.idle / 1024:.1f} KiB each), "
+                f"{mib(after)} MiB once they left"
             )
         for problem in (one["problems"] + many["problems"])[:3]:
             print(f"  subscription: {problem}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncGenerator
@@ -237,13 +238,26 @@ async def _events(
     again when the database announces that they changed, not per event (`Fanout.watch`)."""
     context = info.context
     async with context.hub.subscribe(tenant_id, contact_id) as events:
-        watch = None
+        watch, checked, failed = None, asyncio.Event(), []
+        checked.set()
+
+        def fail(error: str) -> None:
+            failed.append(error)
+            events.end(GraphQLError(error))
+            checked.set()
+
         if context.fanout is not None:
-            watch = await context.fanout.watch(context, lambda error: events.end(GraphQLError(error)))
+            # A staff member's events wait while the check runs; a contact's do not: its own erasure's
+            # DELETED event comes after its token's deletion is announced (`CONTACT_GRACE_SECONDS`).
+            hold = (checked.clear, checked.set) if contact_id is None else (None, None)
+            watch = await context.fanout.watch(context, fail, *hold)
             if watch is None:
                 raise GraphQLError(SESSION_ENDED)
         try:
             async for event in events:
+                await checked.wait()  # nothing is read for a viewer whose credentials are being checked
+                if failed:
+                    raise GraphQLError(failed[0])
                 context.fresh_loaders()  # each event is read afresh
                 if contact_id is not None and event.kind == EventKind.DELETED:
                     yield ContactEvent.of(event)  # the end user's own erasure: the last event there is

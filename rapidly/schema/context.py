@@ -117,6 +117,13 @@ class Context(BaseContext):
             if session is not None and self.origin is not None and self.origin not in session.allowed_origins:
                 raise OriginNotAllowed()
             return None if session is None else session.expires_at
+        if isinstance(self._contact, Contact):  # read afresh into a local: other checks may run meanwhile
+            contact = await contacts.contact_for_token(self.bearer) if self.bearer else None
+            if contact is None:
+                return None
+            origins.require(contact.tenant, self.origin)  # type: ignore[attr-defined]
+            self._contact = contact
+            return datetime.max.replace(tzinfo=UTC)
         self._staff = self._contact = _UNSET
         if await self.staff() is not None:
             return await self.signed_in_until()

@@ -35,11 +35,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
     execute,
     get_named_type,
 )
+from graphql.execution.values import get_variable_values
 from strawberry.execution import optimized_is_awaitable
 from strawberry.http import process_result
 from strawberry.utils.await_maybe import await_maybe
@@ -122,6 +124,18 @@ def _shared_scope(schema: GraphQLSchema, document: DocumentNode, operation_name:
     return scopes[0] if len(scopes) == 1 and scopes[0] in (TENANT, CONTACT) else None
 
 
+def _runs(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Any) -> bool:
+    """The operation to run is known and its variables coerce (else Strawberry's path refuses it)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None and len(operations) != 1:
+        return False
+    operation = operation_of(document, operation_name)
+    if operation is None or not isinstance(variables, dict | None):
+        return False
+    coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {}, max_errors=1)
+    return not isinstance(coerced, list)
+
+
 class Outbox:
     """The frames waiting for one WebSocket, written in order by one task of its own: whoever queues
     a frame never waits for the socket. A client that lets `limit` frames pile up is cut off (close
@@ -136,6 +150,7 @@ class Outbox:
         self._frames: list[str] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._cutting: asyncio.Task[None] | None = None
         self.closed = False
 
     def start(self) -> None:
@@ -158,7 +173,7 @@ class Outbox:
             self.closed = True
             self._frames.clear()
             metrics.SUBSCRIBERS_CUT_OFF.inc()
-            asyncio.get_running_loop().create_task(self._cut_off())
+            self._cutting = asyncio.get_running_loop().create_task(self._cut_off())
             return False
         self._frames.append(frame)
         self._ready.set()
@@ -224,6 +239,8 @@ class Watch:
     on_pass: Callable[[], None] | None = None
     expiry: asyncio.TimerHandle | None = None
     checking: bool = False
+    #: A change was announced while a check ran (which may have read the credentials before it).
+    again: bool = False
     #: Seconds between a failed check and `on_fail` (see `CONTACT_GRACE_SECONDS`).
     grace: float = 0.0
     #: The stream's own context variables (its tenant among them): its checks run in them.
@@ -247,9 +264,12 @@ class Group:
         hub = self.fanout.hub
         try:
             async with hub.subscribe(self.tenant_id, self.contact_id) as events:
-                ready.set_result(None)
+                if not ready.done():  # the first joiner may have been cancelled meanwhile
+                    ready.set_result(None)
                 async for event in events:
                     self.deliver(event, await self.execute(event))
+                    if self.fanout.groups.get(self.key) is not self:
+                        return  # its last member left while it delivered (cut off, or gone)
                     if self.contact_id is not None and event.kind == EventKind.DELETED:
                         break  # the contact's own erasure: the last event there is
         except SubscriptionOverflow:
@@ -314,6 +334,8 @@ class Group:
         for member in list(self.members):
             member.end(error)
             self.leave(member)
+        if self.fanout.groups.get(self.key) is self:  # ended before anyone joined: none may join it now
+            del self.fanout.groups[self.key]
 
     def leave(self, member: Member) -> None:
         if self.members.pop(member, 0) is None and member.watch is not None:
@@ -349,7 +371,7 @@ class Fanout:
         if document is None:
             return None
         scope = _shared_scope(self.schema._schema, document, operation_name)
-        if scope is None:
+        if scope is None or not _runs(self.schema._schema, document, operation_name, variables):
             return None
         try:
             key = (query, operation_name, json.dumps(variables, sort_keys=True, separators=(",", ":")))
@@ -372,7 +394,7 @@ class Fanout:
                     return None
                 tenant_id, contact_id = contact.tenant_id, contact.id
             until = await context.signed_in_until()
-        except DomainError:
+        except Exception:  # refused, or the database away: Strawberry's path answers it as it always has
             return None
         if until is None:
             return None
@@ -403,14 +425,21 @@ class Fanout:
             member.watch = self._watch(context, until, fail)
         return member
 
-    async def watch(self, context: Context, on_fail: Callable[[str], None]) -> Watch | None:
-        """Watch a stream's credentials (one that runs per subscriber): `on_fail` with the error to
-        end it on once they no longer hold. None (nothing watched) if they do not hold now."""
+    async def watch(
+        self,
+        context: Context,
+        on_fail: Callable[[str], None],
+        on_check: Callable[[], None] | None = None,
+        on_pass: Callable[[], None] | None = None,
+    ) -> Watch | None:
+        """Watch a stream's credentials (one that runs per subscriber): `on_check` as a check begins
+        (hold its events), `on_pass` when they still hold, `on_fail` with the error to end it on once
+        they do not. None (nothing watched) if they do not hold now."""
         try:
             until = await context.signed_in_until()
         except DomainError:
             return None
-        return None if until is None else self._watch(context, until, on_fail)
+        return None if until is None else self._watch(context, until, on_fail, on_check, on_pass)
 
     def unwatch(self, watch: Watch) -> None:
         if watch.expiry is not None:
@@ -473,11 +502,17 @@ class Fanout:
 
     def _check(self, watch: Watch) -> None:
         """Check the credentials again (`on_check` first): the stream goes on or is ended."""
-        if watch.checking or watch not in self._watches:
+        if watch not in self._watches:
+            return
+        if watch.checking:
+            watch.again = True
             return
         watch.checking = True
         if watch.on_check is not None:
             watch.on_check()
+        self._start_check(watch)
+
+    def _start_check(self, watch: Watch) -> None:
 
         async def check() -> None:
             try:
@@ -489,9 +524,14 @@ class Fanout:
                 until, error = None, SESSION_ENDED
             else:
                 error = SESSION_ENDED
-            watch.checking = False
             if watch not in self._watches:
+                watch.checking = False
                 return
+            if until is not None and watch.again:  # it may have read them before that change: again
+                watch.again = False
+                self._start_check(watch)
+                return
+            watch.checking = watch.again = False
             if until is None:
                 asyncio.get_running_loop().call_later(watch.grace, self._fail, watch, error)
             else:

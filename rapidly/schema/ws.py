@@ -102,8 +102,13 @@ class StrictGraphQLTransportWS(BaseGraphQLTransportWSHandler):
                 self, message["id"], payload["query"], payload.get("variables"), payload.get("operationName")
             )
             self.operations[message["id"]] = operation  # the ID is taken while the member joins
-            with operation_span(plan.document, plan.operation_name):  # as `RecordOperation` does: its start
-                member = await fanout.join(plan, self.context, self.outbox, message["id"])
+            try:
+                with operation_span(plan.document, plan.operation_name):  # as `RecordOperation` does: its start
+                    member = await fanout.join(plan, self.context, self.outbox, message["id"])
+            except BaseException:
+                if self.operations.get(message["id"]) is operation:  # no task: shutdown() could not clean it up
+                    del self.operations[message["id"]]
+                raise
             if member is not None and (name := root_field(plan.document, plan.operation_name)) is not None:
                 metrics.record_operation(name)
             if self.operations.get(message["id"]) is not operation:  # completed (or closed) meanwhile

@@ -383,3 +383,41 @@ async def test_a_contacts_own_erasure_reaches_its_grouped_stream_last_and_comple
         assert deleted["payload"]["data"]["myEvents"] == {"kind": "DELETED", "contactId": own}
         assert completed == {"id": "1", "type": "complete"}
     assert left == 0
+
+
+async def test_a_group_whose_last_member_is_cut_off_while_it_delivers_stops_at_once(gql, server, tenants):
+    # given: one console, whose socket is then gone as far as its outbox knows (as when cut off)
+    fanout, hub = server.app.state.fanout, server.app.state.hub
+    async with connected(server, await staff_token(gql)) as socket:
+        await socket.subscribe("1", EVENTS)
+        await until_members(fanout, 1)
+        [group] = fanout.groups.values()
+        [member] = group.members
+        member.outbox.closed = True
+
+        # when: the next event finds no one to deliver to
+        await save(gql, await start(gql), "name", "Maija")
+        for _ in range(200):
+            if group.task.done():
+                break
+            await asyncio.sleep(0.01)
+
+        # then: the group is gone, with its hub subscription, and executes nothing more
+        assert group.task.done() and fanout.groups == {}
+        assert hub.subscriber_count() == 0 and fanout.subscriber_count() == 0
+
+
+async def test_variables_that_do_not_coerce_are_refused_as_strawberry_refuses_them(gql, server, tenants):
+    # given: a shared document whose variable is required, sent without it
+    fanout = server.app.state.fanout
+    document = "subscription S($v: Boolean!) { contactEvents { kind @include(if: $v) } }"
+    async with connected(server, await staff_token(gql)) as socket:
+        # when
+        await socket.ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": document}}))
+        refused = await socket.message()
+        groups = len(fanout.groups)
+
+    # then: one error for the operation, no group
+    assert refused["type"] == "error" and refused["id"] == "1", refused
+    assert "$v" in refused["payload"][0]["message"]
+    assert groups == 0

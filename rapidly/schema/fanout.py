@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLObjectType,
     GraphQLSchema,
@@ -83,7 +84,7 @@ def _shared_scope(schema: GraphQLSchema, document: DocumentNode, operation_name:
     operation = operation_of(document, operation_name)
     if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
         return None
-    fragments = {d.name.value: d for d in document.definitions if hasattr(d, "type_condition") and d.name}
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     scopes: list[str] = []
 
     def all_shared(parent: GraphQLObjectType, selections: SelectionSetNode | None, seen: frozenset[str]) -> bool:
@@ -358,12 +359,7 @@ class Fanout:
         self._watching: dict[str, set[Watch]] = {}
         self._watches: set[Watch] = set()
         self._checks: set[asyncio.Task[None]] = set()
-        self._stop_watching = hub.watch_credentials(self._credentials_changed)
-
-    def close(self) -> None:
-        self._stop_watching()
-        for group in list(self.groups.values()):
-            group.end_all(None)
+        hub.watch_credentials(self._credentials_changed)  # for the process's life, as the hub's
 
     def plan(self, query: str, variables: dict[str, Any] | None, operation_name: str | None) -> Plan | None:
         """The plan of a subscription that groups can run, or None: run it per subscriber."""

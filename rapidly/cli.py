@@ -549,15 +549,23 @@ def staff_create(
     tenant: str = typer.Option(..., help="The tenant's slug."),
     email: str = typer.Option(..., help="The staff member's login email."),
     locale: str | None = typer.Option(None, help="Language for notifications (default: the tenant's)."),
+    role: str | None = typer.Option(
+        None, help="admin or staff (default: admin for the tenant's first staff member, staff after)."
+    ),
 ) -> None:
     """Create a staff account. The password is prompted for, or read from standard input."""
     from rapidly.staff import service
+    from rapidly.staff.models import StaffRole
 
+    if role is not None and role.upper() not in StaffRole.__members__:
+        raise typer.BadParameter("admin or staff", param_hint="--role")
+    chosen = StaffRole(role.upper()) if role is not None else None
     password = _read_password()
     staff = _with_orm(
-        _settings(), lambda: service.create_staff(tenant_slug=tenant, email=email, password=password, locale=locale)
+        _settings(),
+        lambda: service.create_staff(tenant_slug=tenant, email=email, password=password, locale=locale, role=chosen),
     )
-    typer.echo(f"created staff {staff.id} in tenant {tenant}")
+    typer.echo(f"created {staff.role.value.lower()} {staff.id} in tenant {tenant}")
 
 
 def _read_password() -> str:

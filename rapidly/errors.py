@@ -44,6 +44,13 @@ class NotPermitted(DomainError):
         super().__init__(message)
 
 
+class AdminRequired(NotPermitted):
+    """A signed-in staff member asked for what only an admin of their company may do."""
+
+    def __init__(self) -> None:
+        super().__init__("Only an admin of this company may do this.")
+
+
 class OriginNotAllowed(NotPermitted):
     """A browser request came from a website that the credential's (or the named) tenant does not list."""
 

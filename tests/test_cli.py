@@ -99,6 +99,33 @@ async def test_staff_create_with_bad_input_creates_nothing(env, world, email, pa
         assert await StaffUser.all().count() == 0
 
 
+async def test_staff_create_makes_the_first_an_admin_unless_told_and_takes_a_role(env, world):
+    # given
+    tenant = await world.tenant()
+
+    def create(email: str, *role: str):  # type: ignore[no-untyped-def]
+        args = ("staff", "create", "--tenant", "kattohuolto", "--email", email, *role)
+        return run_cli(env, *args, stdin="a long password!\n")
+
+    # when
+    first = create("anna@kattohuolto.example")
+    second = create("ville@kattohuolto.example")
+    third = create("aino@kattohuolto.example", "--role", "ADMIN")
+    unknown = create("eero@kattohuolto.example", "--role", "owner")
+
+    # then
+    assert first.returncode == second.returncode == third.returncode == 0
+    assert first.stdout.startswith("created admin ") and second.stdout.startswith("created staff ")
+    assert unknown.returncode == 2 and "admin or staff" in unknown.stderr
+    with tenancy.as_tenant(tenant.id):
+        roles = {s.email: s.role.value for s in await StaffUser.all()}
+    assert roles == {
+        "anna@kattohuolto.example": "ADMIN",
+        "ville@kattohuolto.example": "STAFF",
+        "aino@kattohuolto.example": "ADMIN",
+    }
+
+
 async def test_staff_create_for_unknown_tenant_or_taken_email_is_refused(env, world):
     # given
     tenant = await world.tenant()

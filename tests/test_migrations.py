@@ -121,3 +121,51 @@ async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_t
         assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname = 'contact_unsaved_tenant'") == 1
     finally:
         await conn.close()
+
+
+async def test_0014_makes_each_companys_first_staff_member_its_admin(scratch):
+    # given: a database at 0013 with two companies' staff, and audit events of reads
+    conn = await filled(scratch, "rapidly.0013_credential_changes")
+    try:
+        tenant = await conn.fetchval("SELECT id FROM tenant")
+        other = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO tenant (id, slug, name, plugin, default_locale, created_at, updated_at, message_channels) "
+            "VALUES ($1, 'putkimies', 'Putkimies', 'roofing_fi', 'fi', now(), now(), '[]')",
+            other,
+        )
+        staff = [
+            (tenant, "b@x.example", "2026-01-02"),
+            (tenant, "a@x.example", "2026-01-01"),
+            (other, "c@x.example", "2026-03-01"),
+        ]
+        for tenant_id, email, created in staff:
+            await conn.execute(
+                "INSERT INTO staff_user (id, tenant_id, email, password_hash, locale, created_at) "
+                "VALUES (gen_random_uuid(), $1, $2, 'x', 'fi', $3::text::timestamptz)",
+                tenant_id,
+                email,
+                created,
+            )
+        await conn.execute(
+            "INSERT INTO audit_event (id, tenant_id, staff_id, contact_id, action, created_at) "
+            "SELECT gen_random_uuid(), tenant_id, tenant_id, id, 'contact.read', now() FROM contact"
+        )
+
+        # when: up, down to 0013, up again
+        await migrate_to(scratch, None)
+        roles = dict(await conn.fetch("SELECT email, role FROM staff_user"))
+        await migrate_to(scratch, "rapidly.0013_credential_changes")
+        columns = {
+            r[0] for r in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'staff_user'::regclass")
+        }
+        await migrate_to(scratch, None)
+
+        # then: the earliest account of each company is its admin; nothing else changed
+        assert roles == {"a@x.example": "ADMIN", "b@x.example": "STAFF", "c@x.example": "ADMIN"}
+        assert "role" not in columns
+        assert await conn.fetchval("SELECT count(*) FROM audit_event WHERE contact_id IS NOT NULL") == 500
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE staff_user SET role = 'OWNER'")
+    finally:
+        await conn.close()

@@ -3,9 +3,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from rapidly import db
+from rapidly.audit.models import AuditEvent
 
 CONTACT_READ = "contact.read"
+#: An admin's changes to the company's account (`rapidly.staff.admin`).
+STAFF_REMOVED = "staff.removed"
+STAFF_ROLE_CHANGED = "staff.role_changed"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.
 _RECORD_READS = db.Routine(
@@ -28,3 +34,13 @@ async def record_reads(tenant_id: UUID, staff_id: UUID, contact_ids: Iterable[UU
     ORM's bulk insert of a page's 50 rows cost more than the insert)."""
     if ids := list(contact_ids):
         await _RECORD_READS.fetch(tenant_id, staff_id, ids, CONTACT_READ)
+
+
+async def record_change(
+    conn: BaseDBAsyncClient, tenant_id: UUID, staff_id: UUID, action: str, subject_id: UUID, detail: str | None = None
+) -> None:
+    """An admin's change, in the transaction that makes it: who (`staff_id`), what (`action`, and
+    `detail`, a name such as the role given), about whom (`subject_id`); the time is the row's."""
+    await AuditEvent.create(
+        tenant_id=tenant_id, staff_id=staff_id, action=action, subject_id=subject_id, detail=detail, using_db=conn
+    )

@@ -47,6 +47,11 @@ class AuthError(Error):
     pass
 
 
+@strawberry.type(description="Signed in, but this needs the ADMIN role; nothing was changed.")
+class AdminRequiredError(Error):
+    pass
+
+
 def error_result(exc: errors.DomainError) -> Error:
     match exc:
         case errors.InputInvalid():
@@ -58,6 +63,8 @@ def error_result(exc: errors.DomainError) -> Error:
             return NotFoundError(message=exc.message)
         case errors.RateLimited():
             return RateLimitedError(message=exc.message, retry_after_seconds=exc.retry_after_seconds)
+        case errors.AdminRequired():
+            return AdminRequiredError(message=exc.message)
         case errors.AuthFailed() | errors.NotPermitted():
             return AuthError(message=exc.message)
     raise TypeError(f"unmapped domain error {type(exc).__name__}")

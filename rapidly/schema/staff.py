@@ -1,7 +1,8 @@
-"""Staff: `login` and `viewer`."""
+"""Staff: `login` and `viewer`; an admin's staff list, roles and removals."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -9,11 +10,21 @@ import strawberry
 from rapidly.messaging import service as messaging
 from rapidly.notifications import service as notifications
 from rapidly.plugins import Channel, MessageEvent
-from rapidly.schema.errors import AuthError, RateLimitedError, returns_errors
+from rapidly.schema.errors import (
+    AdminRequiredError,
+    AuthError,
+    InputInvalidError,
+    NotFoundError,
+    RateLimitedError,
+    returns_errors,
+)
 from rapidly.schema.media import ChannelType
-from rapidly.staff import service
-from rapidly.staff.models import StaffUser
+from rapidly.schema.permissions import IsStaff
+from rapidly.staff import admin, service
+from rapidly.staff.models import StaffRole, StaffUser
 from rapidly.tenants.models import Tenant
+
+StaffRoleType = strawberry.enum(StaffRole, name="StaffRole", description="ADMIN also runs the company's account.")
 
 
 @strawberry.type
@@ -45,12 +56,35 @@ class TenantType:
         '"https://www.example.fi" (`rapidly tenant origins`); Rapidly\'s own pages always may.'
     )
 
+    @strawberry.field(
+        description="Admins: the company's staff, the longest-standing first. Null, with an error whose code is "
+        "`AdminRequired`, for anyone else."
+    )
+    async def staff(self, info: strawberry.Info) -> list[StaffMember] | None:
+        viewer = await info.context.staff()
+        return [StaffMember.from_model(member) for member in await admin.list_staff(viewer)]
+
+
+@strawberry.type(description="A colleague, as an admin sees them.")
+class StaffMember:
+    id: strawberry.ID
+    email: str
+    role: StaffRoleType  # type: ignore[valid-type]
+    last_sign_in_at: datetime | None
+
+    @classmethod
+    def from_model(cls, staff: StaffUser) -> StaffMember:
+        return cls(
+            id=strawberry.ID(str(staff.id)), email=staff.email, role=staff.role, last_sign_in_at=staff.last_login_at
+        )
+
 
 @strawberry.type
 class Staff:
     id: strawberry.ID
     email: str
     locale: str
+    role: StaffRoleType  # type: ignore[valid-type]
     tenant: TenantType
 
     @strawberry.field(description="How many of my notifications are unread (counted up to 1,000).")
@@ -64,6 +98,7 @@ class Staff:
             id=strawberry.ID(str(staff.id)),
             email=staff.email,
             locale=staff.locale,
+            role=staff.role,
             tenant=TenantType(
                 id=strawberry.ID(str(tenant.id)),
                 slug=tenant.slug,
@@ -82,6 +117,24 @@ class LoginSuccess:
 
 
 LoginResult = Annotated[LoginSuccess | AuthError | RateLimitedError, strawberry.union("LoginResult")]
+
+
+@strawberry.type
+class StaffRemoved:
+    id: strawberry.ID
+
+
+@strawberry.type
+class StaffRoleChanged:
+    staff: StaffMember
+
+
+RemoveStaffResult = Annotated[
+    StaffRemoved | AdminRequiredError | NotFoundError | InputInvalidError, strawberry.union("RemoveStaffResult")
+]
+ChangeStaffRoleResult = Annotated[
+    StaffRoleChanged | AdminRequiredError | NotFoundError | InputInvalidError, strawberry.union("ChangeStaffRoleResult")
+]
 
 
 @strawberry.type
@@ -106,3 +159,25 @@ class StaffMutation:
     @strawberry.mutation(description="Staff token: end this session; true when it was live.")
     async def logout(self, info: strawberry.Info) -> bool:
         return await service.logout(info.context.bearer)
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: delete a colleague's account; their sessions end at once. The last admin stays.",
+    )
+    @returns_errors
+    async def remove_staff(self, info: strawberry.Info, id: strawberry.ID) -> RemoveStaffResult:
+        removed = await admin.remove_staff(await info.context.staff(), id)
+        return StaffRemoved(id=strawberry.ID(str(removed)))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff], description="Admins: give a colleague a role. The last admin stays one."
+    )
+    @returns_errors
+    async def change_staff_role(
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID,
+        role: StaffRoleType,  # type: ignore[valid-type]
+    ) -> ChangeStaffRoleResult:
+        changed = await admin.change_role(await info.context.staff(), id, role)
+        return StaffRoleChanged(staff=StaffMember.from_model(changed))

@@ -1,5 +1,15 @@
+from enum import StrEnum
+
 from tortoise import fields
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise.models import Model
+
+
+class StaffRole(StrEnum):
+    """What a staff member may do: an admin also runs the company's account (its staff, its settings)."""
+
+    ADMIN = "ADMIN"
+    STAFF = "STAFF"
 
 
 class StaffUser(Model):
@@ -11,6 +21,7 @@ class StaffUser(Model):
     email = fields.CharField(max_length=254, unique=True)
     password_hash = fields.CharField(max_length=200)
     locale = fields.CharField(max_length=5, default="fi")
+    role = fields.CharEnumField(StaffRole, max_length=10, default=StaffRole.STAFF, db_default=SqlDefault("'STAFF'"))
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
 

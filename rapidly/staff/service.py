@@ -17,7 +17,7 @@ from rapidly import db, security, tenancy
 from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid
 from rapidly.ratelimit import service as ratelimit
-from rapidly.staff.models import StaffSession, StaffUser
+from rapidly.staff.models import StaffRole, StaffSession, StaffUser
 from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.validation import clean_email, clean_locale
@@ -44,8 +44,11 @@ def _check_password(password: str) -> None:
         raise InputInvalid.one("password", "too_long", f"Use at most {MAX_PASSWORD_LENGTH} characters.")
 
 
-async def create_staff(*, tenant_slug: str, email: str, password: str, locale: str | None = None) -> StaffUser:
-    """An email belongs to one staff account platform-wide, so `login(email, password)` is unambiguous."""
+async def create_staff(
+    *, tenant_slug: str, email: str, password: str, locale: str | None = None, role: StaffRole | None = None
+) -> StaffUser:
+    """An email belongs to one staff account platform-wide, so `login(email, password)` is unambiguous.
+    Without a `role`, a company's first staff member is its admin and the others are staff."""
     tenant = await tenants.get_by_slug(tenant_slug)
     email = clean_email(email)
     _check_password(password)
@@ -55,7 +58,11 @@ async def create_staff(*, tenant_slug: str, email: str, password: str, locale: s
     password_hash = await _argon2(security.hash_password, password)
     try:
         with tenancy.scoped(tenant.id):
-            return await StaffUser.create(tenant=tenant, email=email, password_hash=password_hash, locale=locale)
+            if role is None:
+                role = StaffRole.STAFF if await StaffUser.filter(tenant_id=tenant.id).exists() else StaffRole.ADMIN
+            return await StaffUser.create(
+                tenant=tenant, email=email, password_hash=password_hash, locale=locale, role=role
+            )
     except IntegrityError:  # created concurrently
         raise InputInvalid.one("email", "taken", "A staff account with this email exists already.") from None
 
@@ -132,12 +139,12 @@ async def login(
 
 
 #: All but the password's hash, which only signing in reads.
-_STAFF_COLUMNS = ("id", "tenant_id", "email", "locale", "created_at", "last_login_at")
+_STAFF_COLUMNS = ("id", "tenant_id", "email", "locale", "role", "created_at", "last_login_at")
 _STAFF_FOR_TOKEN = db.Routine(
     "rapidly_staff_for_token",
     params=("text",),
     returns=(
-        "TABLE (id uuid, tenant_id uuid, email varchar, locale varchar, created_at timestamptz, "
+        "TABLE (id uuid, tenant_id uuid, email varchar, locale varchar, role varchar, created_at timestamptz, "
         f"last_login_at timestamptz, {tenants.TENANT_ROW})"
     ),
     body=f"""

@@ -1,0 +1,87 @@
+"""A company runs its own account: its admins see its staff, give them roles and remove them.
+
+Every change is made as the tenant, in one transaction that first locks the company's admins: two
+admins demoting or removing each other at the same moment are taken one after the other, the
+second judged by what the first left, so a company never ends up without an admin. Each change is
+written to the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from rapidly import db, tenancy
+from rapidly.audit import service as audit
+from rapidly.errors import AdminRequired, InputInvalid, NotFound
+from rapidly.staff.models import StaffRole, StaffUser
+from rapidly.validation import parse_id
+
+_LAST_ADMIN = "A company keeps at least one admin: make someone else an admin first."
+
+_LOCK_ADMINS = "SELECT id FROM staff_user WHERE tenant_id = $1 AND role = 'ADMIN' ORDER BY id FOR UPDATE"
+
+
+def require_admin(staff: StaffUser) -> None:
+    if staff.role != StaffRole.ADMIN:
+        raise AdminRequired()
+
+
+async def list_staff(admin: StaffUser) -> list[StaffUser]:
+    """The company's staff, the longest-standing first."""
+    require_admin(admin)
+    with tenancy.scoped(admin.tenant_id):  # type: ignore[attr-defined]
+        return await StaffUser.filter(tenant_id=admin.tenant_id).order_by("created_at", "id")  # type: ignore[attr-defined]
+
+
+async def remove_staff(admin: StaffUser, staff_id: str) -> uuid.UUID:
+    """Delete a staff member's account; their sessions go with it, and their open consoles and
+    live streams end at once (migration 0013 announces the sessions' deletion)."""
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            admins = await _locked_admins(tx, admin)
+            target = await _target(tx, tenant_id, staff_id)
+            if target.id in admins and len(admins) == 1:
+                raise InputInvalid.one("id", "last_admin", _LAST_ADMIN)
+            await target.delete(using_db=tx)
+            await audit.record_change(tx, tenant_id, admin.id, audit.STAFF_REMOVED, target.id)
+    return target.id
+
+
+async def change_role(admin: StaffUser, staff_id: str, role: StaffRole) -> StaffUser:
+    """Give a staff member a role; giving the one they have changes (and records) nothing."""
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            admins = await _locked_admins(tx, admin)
+            target = await _target(tx, tenant_id, staff_id)
+            if target.role == role:
+                return target
+            if target.id in admins and len(admins) == 1:
+                raise InputInvalid.one("role", "last_admin", _LAST_ADMIN)
+            target.role = role
+            await target.save(update_fields=["role"], using_db=tx)
+            await audit.record_change(tx, tenant_id, admin.id, audit.STAFF_ROLE_CHANGED, target.id, role.value)
+    return target
+
+
+async def _locked_admins(tx: BaseDBAsyncClient, admin: StaffUser) -> set[uuid.UUID]:
+    """The company's admins, locked until the transaction ends; `AdminRequired` unless `admin` is
+    still one of them (a role taken away a moment ago counts, whatever the session said)."""
+    require_admin(admin)
+    _, rows = await tx.execute_query(_LOCK_ADMINS, [admin.tenant_id])  # type: ignore[attr-defined]
+    admins = {row["id"] for row in rows}
+    if admin.id not in admins:
+        raise AdminRequired()
+    return admins
+
+
+async def _target(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, staff_id: str) -> StaffUser:
+    """A staff member of this company; `NotFound` for an absent, malformed or another company's ID alike."""
+    sid = parse_id(staff_id)
+    target = await StaffUser.get_or_none(id=sid, tenant_id=tenant_id).using_db(tx) if sid else None
+    if target is None:
+        raise NotFound("There is no such staff member.")
+    return target

@@ -93,3 +93,24 @@ async def visitor(browser) -> AsyncIterator[object]:
     )
     yield context
     await context.close()
+
+
+@pytest.fixture
+async def roofing_site(world, company_site: CompanySite) -> CompanySite:
+    """Kattohuolto Oy, listing the company site's origin, with Anna, its admin (the console speaks her language)."""
+    from rapidly.tenants import service as tenants
+
+    await world.tenant("kattohuolto", name="Kattohuolto Oy", retention_days=365)
+    await world.staff("kattohuolto", locale="en")
+    await tenants.change_origins("kattohuolto", add=[company_site.url])
+    return company_site
+
+
+@pytest.fixture
+async def staff_browser(browser) -> AsyncIterator[object]:
+    """Staff's own browser: a context of its own, recording every request it makes."""
+    context = await browser.new_context(locale="en-GB")
+    context.requests = []  # type: ignore[attr-defined]
+    context.on("request", lambda request: context.requests.append(request.url))  # type: ignore[attr-defined]
+    yield context
+    await context.close()

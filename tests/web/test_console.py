@@ -15,7 +15,6 @@ from tests.chat.test_chat import SEND as SEND_CHAT
 from tests.conftest import STAFF_PASSWORD
 from tests.contacts.test_contacts_api import save, staff_token, start
 from tests.media import images
-from tests.web.conftest import CompanySite
 from tests.web.test_form import AXE, HOSTILE
 
 CONTACT_ID = "query { me { contactId } }"
@@ -26,24 +25,6 @@ APPEARS = """(name) => new MutationObserver((changes, observer) => {
     observer.disconnect()
   }
 }).observe(document, { childList: true, subtree: true, characterData: true })"""
-
-
-@pytest.fixture
-async def roofing_site(world, company_site: CompanySite) -> CompanySite:
-    await world.tenant("kattohuolto", name="Kattohuolto Oy", retention_days=365)
-    await world.staff("kattohuolto", locale="en")  # the console speaks the staff member's language
-    await tenants.change_origins("kattohuolto", add=[company_site.url])
-    return company_site
-
-
-@pytest.fixture
-async def staff_browser(browser):
-    """Staff's own browser: a context of its own, recording every request it makes."""
-    context = await browser.new_context(locale="en-GB")
-    context.requests = []  # type: ignore[attr-defined]
-    context.on("request", lambda request: context.requests.append(request.url))  # type: ignore[attr-defined]
-    yield context
-    await context.close()
 
 
 async def sign_in(page, server, email: str = "anna@kattohuolto.example", password: str = STAFF_PASSWORD) -> None:
@@ -372,7 +353,7 @@ async def test_no_serious_accessibility_violations_in_any_language(server, gql, 
     await page.locator(".contacts a").click()
     await expect(page.locator(".chat li")).to_have_count(1)
     pages["contact"] = await scan(page)
-    for name in ("notifications", "settings"):
+    for name in ("notifications", "settings", "staff"):
         await page.goto(f"{server.url}/console#/{name}")
         await page.wait_for_timeout(300)
         pages[name] = await scan(page)

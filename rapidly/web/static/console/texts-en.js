@@ -70,6 +70,20 @@ export default {
   contact: 'Contact',
   found: '{count} contacts found.',
   arrived: 'New contact: {name}',
+  staff: 'Staff',
+  role: 'Role',
+  lastSignIn: 'Last signed in',
+  actions: 'Actions',
+  rolesHelp: 'Admins also run the company’s account: its staff and its settings. A company always keeps one admin.',
+  roleOf: 'Role of {email}',
+  removeOf: 'Remove {email}',
+  you: 'you',
+  never: 'never',
+  roleChanged: '{email} is now {role}.',
+  removeConfirm: 'Remove {email}? Their account is deleted and they are signed out at once.',
+  removeYes: 'Remove',
+  removed: '{email} was removed.',
+  roles: { ADMIN: 'admin', STAFF: 'staff' },
   events: {
     CONTINUE_LINK: 'link to continue on the phone',
     SELF_SERVICE_LINK: 'link to their own page',
@@ -87,6 +101,9 @@ export default {
     invalid_characters: 'This has characters that cannot be sent.',
     too_short: 'Type at least 3 characters.',
     no_address: 'They have not saved an address for that yet.',
-    not_a_mobile_number: 'Text messages go to mobile numbers in the EU/EEA only.'
+    not_a_mobile_number: 'Text messages go to mobile numbers in the EU/EEA only.',
+    AdminRequired: 'Only an admin of this company may do this.',
+    AdminRequiredError: 'Only an admin of this company may do this.',
+    last_admin: 'A company keeps at least one admin: make someone else an admin first.'
   }
 }

@@ -70,6 +70,20 @@ export default {
   contact: 'Yhteydenotto',
   found: '{count} yhteydenottoa löytyi.',
   arrived: 'Uusi yhteydenotto: {name}',
+  staff: 'Henkilöstö',
+  role: 'Rooli',
+  lastSignIn: 'Kirjautunut viimeksi',
+  actions: 'Toiminnot',
+  rolesHelp: 'Pääkäyttäjät hoitavat myös yrityksen tiliä: sen henkilöstöä ja asetuksia. Yrityksellä on aina vähintään yksi pääkäyttäjä.',
+  roleOf: 'Käyttäjän {email} rooli',
+  removeOf: 'Poista {email}',
+  you: 'sinä',
+  never: 'ei koskaan',
+  roleChanged: '{email} on nyt {role}.',
+  removeConfirm: 'Poistetaanko {email}? Tili poistetaan ja hänet kirjataan ulos heti.',
+  removeYes: 'Poista',
+  removed: '{email} poistettiin.',
+  roles: { ADMIN: 'pääkäyttäjä', STAFF: 'työntekijä' },
   events: {
     CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
     SELF_SERVICE_LINK: 'linkki omalle sivulle',
@@ -87,6 +101,9 @@ export default {
     invalid_characters: 'Tässä on merkkejä, joita ei voi lähettää.',
     too_short: 'Kirjoita vähintään 3 merkkiä.',
     no_address: 'Hän ei ole vielä tallentanut siihen osoitetta.',
-    not_a_mobile_number: 'Tekstiviestit lähetetään vain EU/ETA-alueen matkapuhelinnumeroihin.'
+    not_a_mobile_number: 'Tekstiviestit lähetetään vain EU/ETA-alueen matkapuhelinnumeroihin.',
+    AdminRequired: 'Vain yrityksen pääkäyttäjä voi tehdä tämän.',
+    AdminRequiredError: 'Vain yrityksen pääkäyttäjä voi tehdä tämän.',
+    last_admin: 'Yrityksellä on oltava ainakin yksi pääkäyttäjä: tee ensin joku muu pääkäyttäjäksi.'
   }
 }

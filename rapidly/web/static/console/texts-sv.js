@@ -70,6 +70,20 @@ export default {
   contact: 'Kontakt',
   found: '{count} kontakter hittades.',
   arrived: 'Ny kontakt: {name}',
+  staff: 'Personal',
+  role: 'Roll',
+  lastSignIn: 'Senast inloggad',
+  actions: 'Åtgärder',
+  rolesHelp: 'Administratörer sköter också företagets konto: dess personal och inställningar. Ett företag har alltid minst en administratör.',
+  roleOf: 'Roll för {email}',
+  removeOf: 'Ta bort {email}',
+  you: 'du',
+  never: 'aldrig',
+  roleChanged: '{email} är nu {role}.',
+  removeConfirm: 'Ta bort {email}? Kontot raderas och hen loggas ut genast.',
+  removeYes: 'Ta bort',
+  removed: '{email} togs bort.',
+  roles: { ADMIN: 'administratör', STAFF: 'personal' },
   events: {
     CONTINUE_LINK: 'länk för att fortsätta på telefonen',
     SELF_SERVICE_LINK: 'länk till den egna sidan',
@@ -87,6 +101,9 @@ export default {
     invalid_characters: 'Det här innehåller tecken som inte kan skickas.',
     too_short: 'Skriv minst 3 tecken.',
     no_address: 'De har inte sparat någon adress för det ännu.',
-    not_a_mobile_number: 'Sms skickas bara till mobilnummer inom EU/EES.'
+    not_a_mobile_number: 'Sms skickas bara till mobilnummer inom EU/EES.',
+    AdminRequired: 'Endast en administratör för företaget får göra detta.',
+    AdminRequiredError: 'Endast en administratör för företaget får göra detta.',
+    last_admin: 'Ett företag behåller minst en administratör: gör först någon annan till administratör.'
   }
 }

@@ -1,0 +1,105 @@
+// The company's staff, for its admins: who they are, their roles, and removing someone.
+
+import { el } from '../lib/dom.js'
+import { FAILED, INVALID } from '../lib/graphql.js'
+import { fill } from '../lib/i18n.js'
+import { frame } from './frame.js'
+
+const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } } } }'
+const MEMBER = 'id email role'
+const CHANGE_ROLE = `mutation ChangeRole($id: ID!, $role: StaffRole!) { changeStaffRole(id: $id, role: $role) {
+  ... on StaffRoleChanged { staff { ${MEMBER} } } ${INVALID} ${FAILED} } }`
+const REMOVE = `mutation Remove($id: ID!) { removeStaff(id: $id) { ... on StaffRemoved { id } ${INVALID} ${FAILED} } }`
+export const ROLES = ['ADMIN', 'STAFF']
+
+export class Staff {
+  constructor (app) {
+    const t = (this.app = app).t
+    this.title = t.staff
+    const { element, note } = frame(t.staff)
+    Object.assign(this, { element, note })
+    this.rows = el('tbody')
+    this.table = el('table', { class: 'staff' },
+      el('caption', { class: 'sr' }, t.staff),
+      el('thead', {}, el('tr', {},
+        el('th', { scope: 'col' }, t.email),
+        el('th', { scope: 'col' }, t.role),
+        el('th', { scope: 'col' }, t.lastSignIn),
+        el('th', { scope: 'col' }, el('span', { class: 'sr' }, t.actions)))),
+      this.rows)
+    element.append(el('p', { class: 'quiet' }, t.rolesHelp), this.table)
+  }
+
+  problem (text) { this.note.textContent = text; this.table.hidden = true }
+  close () { this.closed = true }
+
+  async load () {
+    const data = await this.app.call(STAFF)
+    if (this.closed) return
+    this.viewerId = data.viewer.id
+    this.table.hidden = false
+    this.rows.replaceChildren(...data.viewer.tenant.staff.map((member) => this.#row(member)))
+  }
+
+  #row (member) {
+    const t = this.app.t
+    const id = `role-${member.id}`
+    const role = el('select', { id, 'aria-label': fill(t.roleOf, { email: member.email }) },
+      ROLES.map((code) => el('option', { value: code, selected: code === member.role }, t.roles[code])))
+    role.addEventListener('change', () => this.#change(member, role))
+    const remove = el('button', { type: 'button', class: 'danger', onclick: () => this.#confirmRemove(member) },
+      fill(t.removeOf, { email: member.email }))
+    return el('tr', { 'data-id': member.id },
+      el('td', {}, member.email, member.id === this.viewerId ? ` (${t.you})` : ''),
+      el('td', {}, role),
+      el('td', {}, member.lastSignInAt ? this.app.when(member.lastSignInAt) : t.never),
+      el('td', {}, remove))
+  }
+
+  async #change (member, select) {
+    const t = this.app.t
+    this.note.textContent = ''
+    try {
+      const changed = await this.app.mutate(CHANGE_ROLE, { id: member.id, role: select.value }, 'StaffRoleChanged')
+      if (changed.invalid) {
+        select.value = member.role
+        this.note.textContent = this.app.explain(changed.invalid[0])
+        return
+      }
+      member.role = changed.staff.role
+      this.app.announce(fill(t.roleChanged, { email: member.email, role: t.roles[member.role] }))
+      if (member.id === this.viewerId && member.role !== 'ADMIN') await this.app.reenter()
+    } catch (error) {
+      select.value = member.role
+      this.note.textContent = this.app.explain(error)
+    }
+  }
+
+  #confirmRemove (member) {
+    const t = this.app.t
+    const opener = document.activeElement
+    const cancel = el('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, t.cancel)
+    const remove = el('button', { type: 'button', class: 'danger', onclick: () => { dialog.close(); this.#remove(member) } }, t.removeYes)
+    const dialog = el('dialog', { 'aria-labelledby': 'remove-question', role: 'alertdialog' },
+      el('p', { id: 'remove-question' }, fill(t.removeConfirm, { email: member.email })),
+      el('div', { class: 'actions' }, cancel, remove))
+    dialog.addEventListener('close', () => { dialog.remove(); if (opener?.isConnected) opener.focus() })
+    this.element.append(dialog)
+    dialog.showModal()
+    cancel.focus()
+  }
+
+  async #remove (member) {
+    this.note.textContent = ''
+    try {
+      const removed = await this.app.mutate(REMOVE, { id: member.id }, 'StaffRemoved')
+      if (removed.invalid) return void (this.note.textContent = this.app.explain(removed.invalid[0]))
+      this.app.announce(fill(this.app.t.removed, { email: member.email }))
+      if (member.id === this.viewerId) return void await this.app.reenter() // their own account: signed out
+      await this.load()
+      this.element.querySelector('h1').focus()
+    } catch (error) {
+      this.note.textContent = this.app.explain(error)
+    }
+  }
+}

@@ -1,0 +1,105 @@
+"""The console's Staff screen in headless Chromium: an admin and a colleague, each in a browser of their own."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from rapidly import tenancy
+from rapidly.audit.models import AuditEvent
+from rapidly.staff.models import StaffUser
+from tests.web.test_console import sign_in
+
+ANNA, VILLE = "anna@kattohuolto.example", "ville@kattohuolto.example"
+
+
+@pytest.fixture
+async def company(world, roofing_site):
+    """Kattohuolto with Anna, its admin (the first staff member), and Ville, staff."""
+    ville = await world.staff("kattohuolto", VILLE, locale="en")
+    return ville
+
+
+@pytest.fixture
+async def colleague_browser(browser):
+    context = await browser.new_context(locale="en-GB")
+    yield context
+    await context.close()
+
+
+async def test_an_admin_removes_a_colleague_whose_open_console_signs_out(
+    server, company, staff_browser, colleague_browser
+):
+    # given: Ville's console open, Anna on the Staff screen
+    theirs = await colleague_browser.new_page()
+    await sign_in(theirs, server, VILLE)
+    mine = await staff_browser.new_page()
+    await sign_in(mine, server, ANNA)
+    await mine.get_by_role("link", name="Staff").click()
+    await expect(mine.get_by_role("heading", level=1, name="Staff")).to_be_visible()
+    await expect(mine.locator("table.staff tbody tr")).to_have_count(2)
+
+    # when: Anna removes Ville, with the keyboard through the confirmation (Cancel has the focus first)
+    await mine.get_by_role("button", name=f"Remove {VILLE}").click()
+    await expect(mine.get_by_role("alertdialog")).to_contain_text(f"Remove {VILLE}?")
+    focused_first = await mine.evaluate("() => document.activeElement.textContent")
+    await mine.keyboard.press("Tab")
+    await mine.keyboard.press("Enter")
+
+    # then: gone from the list; Ville's console says the session ended and forgets its token
+    assert focused_first == "Cancel"
+    await expect(mine.locator("table.staff tbody tr")).to_have_count(1)
+    await expect(mine.locator("[role=status].sr")).to_have_text(f"{VILLE} was removed.")
+    await expect(theirs.get_by_role("alert")).to_have_text("Your session has ended. Sign in again.", timeout=5_000)
+    assert await theirs.evaluate("() => sessionStorage.length") == 0
+    with tenancy.as_tenant(company.tenant_id):
+        assert await StaffUser.filter(email=VILLE).count() == 0
+
+
+async def test_the_last_admin_stays_and_a_colleague_made_admin_gets_the_screen(
+    server, company, staff_browser, colleague_browser
+):
+    # given
+    mine = await staff_browser.new_page()
+    await sign_in(mine, server, ANNA)
+    await mine.goto(f"{server.url}/console#/staff")
+    anna_role = mine.get_by_label(f"Role of {ANNA}")
+    ville_role = mine.get_by_label(f"Role of {VILLE}")
+
+    # when: Anna tries to make herself staff while the only admin
+    await anna_role.select_option("STAFF")
+
+    # then: refused with the reason, and the choice goes back
+    await expect(mine.get_by_role("alert")).to_have_text(
+        "A company keeps at least one admin: make someone else an admin first."
+    )
+    await expect(anna_role).to_have_value("ADMIN")
+
+    # when: she makes Ville an admin, and Ville signs in
+    await ville_role.select_option("ADMIN")
+    await expect(mine.locator("[role=status].sr")).to_have_text(f"{VILLE} is now admin.")
+    theirs = await colleague_browser.new_page()
+    await sign_in(theirs, server, VILLE)
+
+    # then: Ville has the Staff screen; the change is in the audit trail, by name only
+    await theirs.get_by_role("link", name="Staff").click()
+    await expect(theirs.get_by_label(f"Role of {VILLE}")).to_have_value("ADMIN")
+    tenant_id = company.tenant_id
+    with tenancy.as_tenant(tenant_id):
+        changes = await AuditEvent.filter(tenant_id=tenant_id, action="staff.role_changed").values_list("detail")
+    assert changes == [("ADMIN",)]
+
+
+async def test_staff_who_are_not_admins_get_no_staff_screen(server, company, colleague_browser):
+    # given
+    page = await colleague_browser.new_page()
+    await sign_in(page, server, VILLE)
+
+    # when
+    links = await page.get_by_role("navigation").get_by_role("link").all_inner_texts()
+    await page.goto(f"{server.url}/console#/staff")
+
+    # then: no link to it, and the address alone shows the refusal and no one's address
+    assert [link.split(" ")[0] for link in links] == ["Contacts", "Notifications", "Settings"]
+    await expect(page.locator("main [role=alert]")).to_have_text("Only an admin of this company may do this.")
+    assert ANNA not in await page.locator("main").inner_text()

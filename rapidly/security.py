@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 STAFF_TOKEN_PREFIX = "rps_"  # noqa: S105 - a prefix, not a secret
 CONTACT_TOKEN_PREFIX = "rpc_"  # noqa: S105
+INVITATION_TOKEN_PREFIX = "rpi_"  # noqa: S105
 TOKEN_BYTES = 32
 
 _hasher = PasswordHasher(type=Type.ID)

@@ -32,6 +32,7 @@ NOT_A_TENANTS = {"tenant", "tortoise_migrations"}
 CHAT = "mutation R($body: String!, $id: ID) { sendChatMessage(body: $body, contactId: $id) { __typename } }"
 ERASE = "mutation E($id: ID!) { deleteContact(id: $id) { __typename } }"
 CONTINUE = "mutation { sendContinueLink(channel: EMAIL) { __typename } }"
+INVITE = "mutation I($email: String!, $role: StaffRole!) { inviteStaff(email: $email, role: $role) { __typename } }"
 
 
 async def tenant_tables(conn: asyncpg.Connection) -> list[str]:
@@ -79,6 +80,8 @@ async def two_tenants(gql, http, world) -> dict[str, uuid.UUID]:  # type: ignore
         assert (await gql(CHAT, {"body": "hello", "id": str(contact.id)}, token=staff))["sendChatMessage"]
         assert (await gql(CONTACT, {"id": str(contact.id)}, token=staff))["contact"]  # audit_event
         assert (await gql(CONTINUE, token=token))["sendContinueLink"]["__typename"] == "LinkSent"  # outbox
+        invite = {"email": f"new@{slug}.example", "role": "STAFF"}
+        assert (await gql(INVITE, invite, token=staff))["inviteStaff"]["__typename"] == "StaffInvited"  # invitation
         gone = await start(gql, slug)
         await save(gql, gone, "name", "Gone")
         gone_id = (await contacts.contact_for_token(gone)).id

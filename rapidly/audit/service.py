@@ -12,6 +12,7 @@ CONTACT_READ = "contact.read"
 #: An admin's changes to the company's account (`rapidly.staff.admin`).
 STAFF_REMOVED = "staff.removed"
 STAFF_ROLE_CHANGED = "staff.role_changed"
+STAFF_INVITED = "staff.invited"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.
 _RECORD_READS = db.Routine(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from datetime import timedelta
@@ -42,6 +43,7 @@ from rapidly.plugins import (
 )
 from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 from rapidly.ratelimit import service as ratelimit
+from rapidly.staff import invitations
 from rapidly.staff.models import StaffUser
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
@@ -183,7 +185,16 @@ class Dispatcher:
             raise Suppressed("switched_off")
         first_attempt = row["attempts"] == 1  # limits count messages, not attempts
         name = self_service = None
-        if event.to_staff:
+        if event == MessageEvent.STAFF_INVITATION:
+            payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
+            found = await invitations.link_for_sending(self.settings, tenant.id, (payload or {}).get("invitation"))
+            if found is None:
+                raise Suppressed("no_invitation")
+            recipient, link = found
+            if first_attempt:
+                await self._recipient_limits(tenant.id, None, recipient, channel)
+                await self._tenant_limit(tenant.id)
+        elif event.to_staff:
             staff = await StaffUser.get_or_none(id=row["staff_id"], tenant_id=tenant.id)
             if staff is None:
                 raise Suppressed("no_address")
@@ -237,10 +248,13 @@ class Dispatcher:
             raise Suppressed("not_an_eea_mobile")
         return address, contacts.role_value(values, fields, FieldRole.NAME)
 
-    async def _recipient_limits(self, tenant_id: UUID, contact_id: UUID, recipient: str, channel: Channel) -> None:
+    async def _recipient_limits(
+        self, tenant_id: UUID, contact_id: UUID | None, recipient: str, channel: Channel
+    ) -> None:
         key = self.settings.signing_key
         try:
-            await ratelimit.hit(PER_CONTACT, str(contact_id), tenant_id, contact_id=contact_id)
+            if contact_id is not None:  # an invitation is bound to no contact
+                await ratelimit.hit(PER_CONTACT, str(contact_id), tenant_id, contact_id=contact_id)
             await ratelimit.hit(PER_RECIPIENT, security.keyed_digest(key, "msg-recipient", _mailbox(recipient)))
             if channel == Channel.SMS:  # a number range: country code and the first digits
                 await ratelimit.hit(PER_NUMBER_RANGE, security.keyed_digest(key, "msg-range", recipient[:7]))

@@ -30,7 +30,10 @@ DEFAULT_CHANNELS: dict[MessageEvent, tuple[Channel, ...]] = {
     MessageEvent.NEW_CONTACT: (E,),
     MessageEvent.MEDIA_ADDED: (),
     MessageEvent.CHAT_MESSAGE: (E,),
+    MessageEvent.STAFF_INVITATION: (E,),
 }
+#: Sent whatever a tenant chooses: the message is the invitation itself.
+ALWAYS_ON = frozenset({MessageEvent.STAFF_INVITATION})
 #: The self-service link waits this long after an address is saved: autosave stores an address
 #: while it is being typed, and the message goes to the address as it is when sent.
 SELF_SERVICE_LINK_DELAY = timedelta(minutes=2)
@@ -38,6 +41,8 @@ PHOTO_REQUESTS_PER_CONTACT = ratelimit.Limit("photo-request-contact", 5, 86_400)
 
 
 def enabled(tenant: Tenant, event: MessageEvent, channel: Channel) -> bool:
+    if event in ALWAYS_ON:
+        return channel == Channel.EMAIL
     chosen = (tenant.message_channels or {}).get(event.name)
     channels = DEFAULT_CHANNELS[event] if chosen is None else tuple(Channel(c) for c in chosen)
     if event.to_staff and channel != Channel.EMAIL:
@@ -53,6 +58,8 @@ async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
     chosen = [Channel.coerce(c) for c in channels]
     if None in chosen:
         raise InputInvalid.one("channel", "unknown_channel", "Channels: email, sms.")
+    if ev in ALWAYS_ON:
+        raise InputInvalid.one("event", "always_on", f"{ev.name} is always sent, by email.")
     if ev.to_staff and Channel.SMS in chosen:
         raise InputInvalid.one("channel", "staff_email_only", "Staff are reached by email only.")
     tenant = await Tenant.get_or_none(slug=slug)

@@ -215,6 +215,29 @@ _WORDING: dict[MessageEvent, dict[str, tuple[str, str, str]]] = {
             "New message from a customer ({{ tenant_name }}): {{ link }}",
         ),
     },
+    MessageEvent.STAFF_INVITATION: {
+        "fi": (
+            "Kutsu: {{ tenant_name }} Rapidlyssä",
+            "{{ tenant_name }} kutsuu sinut henkilökuntaansa Rapidlyn konsoliin, jossa näet asiakkaiden"
+            " yhteydenotot. Aseta salasanasi tästä linkistä. Linkki toimii kerran ja vanhenee 72 tunnissa;"
+            " jos et odottanut kutsua, voit jättää viestin huomiotta.",
+            "{{ tenant_name }} kutsuu sinut Rapidlyyn: {{ link }}",
+        ),
+        "sv": (
+            "Inbjudan: {{ tenant_name }} i Rapidly",
+            "{{ tenant_name }} bjuder in dig till sin personal i Rapidlys konsol, där du ser kundernas ärenden."
+            " Välj ditt lösenord via länken. Länken fungerar en gång och går ut om 72 timmar; om du inte"
+            " väntade dig inbjudan kan du bortse från meddelandet.",
+            "{{ tenant_name }} bjuder in dig till Rapidly: {{ link }}",
+        ),
+        "en": (
+            "Invitation: {{ tenant_name }} on Rapidly",
+            "{{ tenant_name }} invites you to join its staff in the Rapidly console, where you see its"
+            " customers' enquiries. Choose your password with this link. It works once and expires in 72"
+            " hours; if you did not expect this invitation, you can ignore this message.",
+            "{{ tenant_name }} invites you to Rapidly: {{ link }}",
+        ),
+    },
 }
 
 

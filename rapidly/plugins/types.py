@@ -118,6 +118,8 @@ class MessageEvent(enum.StrEnum):
     NEW_CONTACT = "new_contact"
     MEDIA_ADDED = "media_added"
     CHAT_MESSAGE = "chat_message"
+    # to someone an admin invites to join the tenant's staff (bound to no contact)
+    STAFF_INVITATION = "staff_invitation"
 
     @classmethod
     def coerce(cls, value: object) -> MessageEvent | None:
@@ -131,7 +133,9 @@ class MessageEvent(enum.StrEnum):
 
 _E = TypeVar("_E", bound=enum.Enum)
 
-_STAFF_EVENTS = frozenset({MessageEvent.NEW_CONTACT, MessageEvent.MEDIA_ADDED, MessageEvent.CHAT_MESSAGE})
+_STAFF_EVENTS = frozenset(
+    {MessageEvent.NEW_CONTACT, MessageEvent.MEDIA_ADDED, MessageEvent.CHAT_MESSAGE, MessageEvent.STAFF_INVITATION}
+)
 
 
 def _coerce_enum(cls: type[_E], value: object) -> _E | None:

@@ -20,7 +20,7 @@ from rapidly.schema.errors import (
 )
 from rapidly.schema.media import ChannelType
 from rapidly.schema.permissions import IsStaff
-from rapidly.staff import admin, service
+from rapidly.staff import admin, invitations, service
 from rapidly.staff.models import StaffRole, StaffUser
 from rapidly.tenants.models import Tenant
 
@@ -129,6 +129,27 @@ class StaffRoleChanged:
     staff: StaffMember
 
 
+@strawberry.type
+class StaffInvited:
+    email: str
+    role: StaffRoleType  # type: ignore[valid-type]
+    expires_at: datetime = strawberry.field(description="The link works once, until then.")
+
+
+@strawberry.type(name="StaffInvitation", description="A live invitation, as its link shows it to the invitee.")
+class StaffInvitationType:
+    email: str
+    role: StaffRoleType  # type: ignore[valid-type]
+    company_name: str
+    expires_at: datetime
+
+
+InviteStaffResult = Annotated[
+    StaffInvited | AdminRequiredError | InputInvalidError | RateLimitedError, strawberry.union("InviteStaffResult")
+]
+AcceptInvitationResult = Annotated[
+    LoginSuccess | AuthError | InputInvalidError | RateLimitedError, strawberry.union("AcceptInvitationResult")
+]
 RemoveStaffResult = Annotated[
     StaffRemoved | AdminRequiredError | NotFoundError | InputInvalidError, strawberry.union("RemoveStaffResult")
 ]
@@ -143,6 +164,15 @@ class StaffQuery:
     async def viewer(self, info: strawberry.Info) -> Staff | None:
         staff = await info.context.staff()
         return Staff.from_model(staff) if staff else None
+
+    @strawberry.field(description="Public: the invitation behind a link's token; null once used, expired or replaced.")
+    async def staff_invitation(self, token: str) -> StaffInvitationType | None:
+        found = await invitations.find(token)
+        if found is None:
+            return None
+        return StaffInvitationType(
+            email=found.email, role=found.role, company_name=found.company, expires_at=found.expires_at
+        )
 
 
 @strawberry.type
@@ -181,3 +211,24 @@ class StaffMutation:
     ) -> ChangeStaffRoleResult:
         changed = await admin.change_role(await info.context.staff(), id, role)
         return StaffRoleChanged(staff=StaffMember.from_model(changed))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: email someone a link to join the company with this role (once, within 72 hours).",
+    )
+    @returns_errors
+    async def invite_staff(
+        self,
+        info: strawberry.Info,
+        email: str,
+        role: StaffRoleType,  # type: ignore[valid-type]
+    ) -> InviteStaffResult:
+        invited = await invitations.invite(await info.context.staff(), email, role)
+        return StaffInvited(email=invited.email, role=invited.role, expires_at=invited.expires_at)
+
+    @strawberry.mutation(description="Public: accept an invitation's link with a password; signed in at once.")
+    @returns_errors
+    async def accept_staff_invitation(self, info: strawberry.Info, token: str, password: str) -> AcceptInvitationResult:
+        ctx = info.context
+        result = await invitations.accept(ctx.settings, token, password, client_ip=ctx.client_ip, origin=ctx.origin)
+        return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))

@@ -42,3 +42,24 @@ class StaffSession(Model):
     class Meta:
         table = "staff_session"
         unique_together = (("tenant", "token_hash"),)
+
+
+class StaffInvitation(Model):
+    """An admin's invitation to join the company as staff, by email. Its link's token is made when
+    the email is sent (none waits in the outbox) and only its SHA-256 is kept; accepting it once
+    creates the account and clears the hash."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff_invitations", on_delete=fields.CASCADE)
+    email = fields.CharField(max_length=254)
+    role = fields.CharEnumField(StaffRole, max_length=10)
+    #: The admin who invited (no foreign key: an invitation outlives its inviter's removal).
+    invited_by = fields.UUIDField()
+    token_hash = fields.CharField(max_length=64, null=True, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    accepted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "staff_invitation"
+        indexes = (("tenant_id", "email"),)

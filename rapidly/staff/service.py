@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from rapidly import db, security, tenancy
@@ -37,7 +38,7 @@ class LoginResult:
     staff: StaffUser
 
 
-def _check_password(password: str) -> None:
+def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InputInvalid.one("password", "too_short", f"Use at least {MIN_PASSWORD_LENGTH} characters.")
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -51,11 +52,11 @@ async def create_staff(
     Without a `role`, a company's first staff member is its admin and the others are staff."""
     tenant = await tenants.get_by_slug(tenant_slug)
     email = clean_email(email)
-    _check_password(password)
+    check_password(password)
     locale = clean_locale(locale or tenant.default_locale)
     if await _tenant_of_email(email) is not None:
         raise InputInvalid.one("email", "taken", "A staff account with this email exists already.")
-    password_hash = await _argon2(security.hash_password, password)
+    password_hash = await argon2(security.hash_password, password)
     try:
         with tenancy.scoped(tenant.id):
             if role is None:
@@ -78,8 +79,8 @@ async def create_or_reset(*, tenant_slug: str, email: str, password: str) -> Sta
     tenant_id = await _tenant_of_email(clean_email(email))
     if tenant_id is None:
         return await create_staff(tenant_slug=tenant_slug, email=email, password=password)
-    _check_password(password)
-    password_hash = await _argon2(security.hash_password, password)
+    check_password(password)
+    password_hash = await argon2(security.hash_password, password)
     with tenancy.scoped(tenant_id):
         async with db.transaction():
             staff = await StaffUser.get(email=clean_email(email))
@@ -109,7 +110,7 @@ async def login(
         raise AuthFailed() from None
     key, network = settings.signing_key, ratelimit.network_of(client_ip)
     account = (_account_limit(settings), security.keyed_digest(key, "login", normalised, network))
-    network_limit = (_ip_limit(settings), security.keyed_digest(key, "login-ip", network))
+    network_limit = (ip_limit(settings), security.keyed_digest(key, "login-ip", network))
     await ratelimit.check(*account)
     await ratelimit.check(*network_limit)
     tenant_id = await _tenant_of_email(normalised)
@@ -117,25 +118,33 @@ async def login(
     if tenant_id is not None:
         with tenancy.as_tenant(tenant_id):  # the request is bound only once the password is right
             staff = await StaffUser.get_or_none(email=normalised).select_related("tenant")
-    verified = await _argon2(security.verify_password, staff.password_hash if staff else None, password)
+    verified = await argon2(security.verify_password, staff.password_hash if staff else None, password)
     if staff is None or not verified or not origins.allows(staff.tenant, origin):
         await ratelimit.hit(*account)
         await ratelimit.hit(*network_limit)
         raise AuthFailed()
     await ratelimit.clear(*account)
     if security.password_needs_rehash(staff.password_hash):
-        staff.password_hash = await _argon2(security.hash_password, password)
+        staff.password_hash = await argon2(security.hash_password, password)
+    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        async with db.transaction() as tx:
+            token = await start_session(tx, settings, staff)
+    return LoginResult(token=token, staff=staff)
+
+
+async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffUser) -> str:
+    """A new session of a staff member who has just proved who they are; its token (only its hash is kept)."""
     staff.last_login_at = datetime.now(UTC)
     token = security.generate_token(security.STAFF_TOKEN_PREFIX)
-    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
-        await staff.save(update_fields=["password_hash", "last_login_at"])
-        await StaffSession.create(
-            tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
-            staff=staff,
-            token_hash=security.hash_token(token),
-            expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
-        )
-    return LoginResult(token=token, staff=staff)
+    await staff.save(update_fields=["password_hash", "last_login_at"], using_db=tx)
+    await StaffSession.create(
+        tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
+        staff=staff,
+        token_hash=security.hash_token(token),
+        expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
+        using_db=tx,
+    )
+    return token
 
 
 #: All but the password's hash, which only signing in reads.
@@ -168,7 +177,7 @@ async def staff_for_token(token: str) -> StaffUser | None:
     return await tenants.fetch_with_tenant(StaffUser, _STAFF_COLUMNS, _STAFF_FOR_TOKEN, token_hash)
 
 
-async def _argon2(function: Callable[..., T], *args: object) -> T:
+async def argon2(function: Callable[..., T], *args: object) -> T:
     def limited() -> T:
         with _ARGON2_SLOTS:
             return function(*args)
@@ -233,5 +242,5 @@ def _account_limit(settings: Settings) -> ratelimit.Limit:
     return ratelimit.Limit("login", settings.login_attempts_per_account, settings.login_window_seconds)
 
 
-def _ip_limit(settings: Settings) -> ratelimit.Limit:
+def ip_limit(settings: Settings) -> ratelimit.Limit:
     return ratelimit.Limit("login-ip", settings.login_attempts_per_ip, settings.login_window_seconds)

@@ -49,7 +49,7 @@ def test_default_fields_are_valid_and_speak_every_locale():
 def test_there_is_a_default_for_every_event_channel_and_locale():
     # then
     assert set(DEFAULT_TEMPLATES) == set(COMBINATIONS)
-    assert len(DEFAULT_TEMPLATES) == 7 * 2 * 3
+    assert len(DEFAULT_TEMPLATES) == 8 * 2 * 3
 
 
 @pytest.mark.parametrize(("event", "channel", "locale"), COMBINATIONS, ids=lambda v: str(v))

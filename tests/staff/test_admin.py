@@ -13,6 +13,7 @@ from rapidly.schema.permissions import SESSION_ENDED
 from rapidly.staff.models import StaffRole, StaffSession, StaffUser
 from tests.contacts.test_contacts_api import staff_token
 from tests.realtime.test_fanout import EVENTS, connected, until_members
+from tests.staff.conftest import ANNA, PEKKA, VILLE
 
 STAFF = "query { viewer { __typename role tenant { staff { __typename id email role lastSignInAt } } } }"
 REMOVE = """
@@ -36,19 +37,6 @@ mutation Change($id: ID!, $role: StaffRole!) {
 }
 """
 VIEWER = "query { viewer { __typename id } }"
-
-ANNA, VILLE, PEKKA = "anna@kattohuolto.example", "ville@kattohuolto.example", "pekka@putkimies.example"
-
-
-@pytest.fixture
-async def company(world):
-    """Kattohuolto: Anna (its first staff member, so its admin) and Ville; Putkimies: Pekka."""
-    roofing = await world.tenant("kattohuolto")
-    plumbing = await world.tenant("putkimies")
-    anna = await world.staff("kattohuolto", ANNA)
-    ville = await world.staff("kattohuolto", VILLE)
-    pekka = await world.staff("putkimies", PEKKA)
-    return roofing, plumbing, anna, ville, pekka
 
 
 async def roles(tenant_id) -> dict[str, str]:

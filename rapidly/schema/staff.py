@@ -226,9 +226,16 @@ class StaffMutation:
         invited = await invitations.invite(await info.context.staff(), email, role)
         return StaffInvited(email=invited.email, role=invited.role, expires_at=invited.expires_at)
 
-    @strawberry.mutation(description="Public: accept an invitation's link with a password; signed in at once.")
+    @strawberry.mutation(
+        description="Public: accept an invitation's link with a password; signed in at once. `locale`: the "
+        "language of the new account's console and notifications (default: the company's)."
+    )
     @returns_errors
-    async def accept_staff_invitation(self, info: strawberry.Info, token: str, password: str) -> AcceptInvitationResult:
+    async def accept_staff_invitation(
+        self, info: strawberry.Info, token: str, password: str, locale: str | None = None
+    ) -> AcceptInvitationResult:
         ctx = info.context
-        result = await invitations.accept(ctx.settings, token, password, client_ip=ctx.client_ip, origin=ctx.origin)
+        result = await invitations.accept(
+            ctx.settings, token, password, client_ip=ctx.client_ip, origin=ctx.origin, locale=locale
+        )
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))

@@ -29,7 +29,7 @@ from rapidly.staff.admin import require_admin
 from rapidly.staff.models import StaffInvitation, StaffRole, StaffUser
 from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
-from rapidly.validation import clean_email
+from rapidly.validation import clean_email, clean_locale
 
 INVITATION_HOURS = 72
 #: Invitations one company may send in a day: enough for a company taking on its staff, not a mailer.
@@ -114,7 +114,13 @@ async def find(token: str) -> Invitation | None:
 
 
 async def accept(
-    settings: Settings, token: str, password: str, *, client_ip: str, origin: str | None = None
+    settings: Settings,
+    token: str,
+    password: str,
+    *,
+    client_ip: str,
+    origin: str | None = None,
+    locale: str | None = None,
 ) -> service.LoginResult:
     """The invitee's account, created with their password, and a session for it. A token that is
     not a live invitation's is `AuthFailed` (counted against the client's network, as failed
@@ -129,6 +135,7 @@ async def accept(
         raise AuthFailed(_DEAD)
     service.check_password(password)
     invitation, tenant = found
+    locale = clean_locale(locale or tenant.default_locale)
     if await db.tenant_of("rapidly_staff_email_tenant", invitation.email) is not None:
         raise _email_taken()
     password_hash = await service.argon2(security.hash_password, password)
@@ -143,7 +150,7 @@ async def accept(
                     tenant_id=tenant.id,
                     email=invitation.email,
                     password_hash=password_hash,
-                    locale=tenant.default_locale,
+                    locale=locale,
                     role=invitation.role,
                     using_db=tx,
                 )

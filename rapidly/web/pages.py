@@ -40,7 +40,10 @@ def csp(request: Request) -> str:
 
 
 @router.api_route("/console", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/console/invite/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def console(request: Request) -> HTMLResponse:
+    """The console; at an invitation's link (`rapidly.staff.invitations`) it opens on the invitation,
+    whose token it takes out of the address at once (no referrer is ever sent)."""
     return HTMLResponse(CONSOLE, headers={**HEADERS, "Content-Security-Policy": csp(request)})
 
 

@@ -8,7 +8,8 @@ from playwright.async_api import expect
 from rapidly import tenancy
 from rapidly.audit.models import AuditEvent
 from rapidly.staff.models import StaffUser
-from tests.web.test_console import sign_in
+from tests.staff.test_invitations import LINK
+from tests.web.test_console import scan, sign_in
 
 ANNA, VILLE = "anna@kattohuolto.example", "ville@kattohuolto.example"
 
@@ -103,3 +104,59 @@ async def test_staff_who_are_not_admins_get_no_staff_screen(server, company, col
     assert [link.split(" ")[0] for link in links] == ["Contacts", "Notifications", "Settings"]
     await expect(page.locator("main [role=alert]")).to_have_text("Only an admin of this company may do this.")
     assert ANNA not in await page.locator("main").inner_text()
+
+
+async def test_an_admin_invites_a_colleague_who_joins_from_the_emailed_link(
+    server, company, staff_browser, colleague_browser, dispatcher, smtp
+):
+    # given: Anna on the Staff screen
+    mine = await staff_browser.new_page()
+    await sign_in(mine, server, ANNA)
+    await mine.goto(f"{server.url}/console#/staff")
+
+    # when: she invites Aino, and the email goes out
+    await mine.get_by_label("Email").fill("aino@kattohuolto.example")
+    await mine.get_by_role("button", name="Send invitation").click()
+    await expect(mine.locator("#invite-heading ~ [role=status]")).to_contain_text("aino@kattohuolto.example")
+    await dispatcher.run_once()
+    _, mailbox, _ = smtp
+    [mail] = mailbox.messages
+    link = LINK.search(mail.get_body(("plain",)).get_content()).group(0)
+
+    # then: the link opens the invitation, its token gone from the address at once
+    theirs = await colleague_browser.new_page()
+    await theirs.goto(link)
+    await expect(theirs.get_by_role("heading", level=1, name="Join Kattohuolto Oy on Rapidly")).to_be_visible()
+    assert theirs.url == f"{server.url}/console"
+    assert await scan(theirs) == []
+
+    # when: two different passwords, then the same one twice
+    await theirs.get_by_label("New password", exact=True).fill("a long new password")
+    await theirs.get_by_label("New password again").fill("another long password")
+    await theirs.get_by_role("button", name="Join and sign in").click()
+    await expect(theirs.get_by_role("alert")).to_have_text("The two passwords are not the same.")
+    await theirs.get_by_label("New password again").fill("a long new password")
+    await theirs.get_by_role("button", name="Join and sign in").click()
+
+    # then: signed in as staff (no Staff screen), and on Anna's list; the link works no more
+    await expect(theirs.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
+    assert await theirs.get_by_role("link", name="Staff").count() == 0
+    await mine.reload()
+    await expect(mine.locator("table.staff tbody tr")).to_have_count(3)
+    again = await colleague_browser.new_page()
+    await again.goto(link)
+    await expect(again.get_by_role("alert")).to_contain_text("This invitation has been used")
+
+
+async def test_an_invitation_link_that_is_forged_shows_why_and_leads_to_sign_in(server, company, colleague_browser):
+    # given
+    page = await colleague_browser.new_page()
+
+    # when
+    await page.goto(f"{server.url}/console/invite/rpi_forged%3Cscript%3E")
+
+    # then
+    await expect(page.get_by_role("alert")).to_contain_text("This invitation has been used, has expired")
+    assert page.url == f"{server.url}/console"
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_label("Password")).to_be_visible()

@@ -12,6 +12,7 @@ import { el } from '../lib/dom.js'
 import { Api, FAILED, LIMITED, Refused, Unavailable } from '../lib/graphql.js'
 import { LOCALES, fill, pickLocale, textsBeside } from '../lib/i18n.js'
 import { ContactList, ContactPage } from './contacts.js'
+import { invitationScreen } from './invitation.js'
 import { Notifications } from './notifications.js'
 import { Settings } from './settings.js'
 import { Staff } from './staff.js'
@@ -19,6 +20,9 @@ import { Staff } from './staff.js'
 const api = new Api(new URL('/graphql', location.origin))
 const TOKEN_KEY = 'rapidly-console-token'
 const LOCALE_KEY = 'rapidly-console-locale' // a preference, not personal data
+// An invitation's token, taken out of the address (`/console/invite/{token}`) until it is used.
+const INVITATION_KEY = 'rapidly-console-invitation'
+const INVITATION_PATH = /^\/console\/invite\/([^/]+)$/
 // A console left open checks its session this often (and when it is looked at again), so that one
 // ended elsewhere (a password reset) stops showing anything.
 const SESSION_EVERY_MS = 60_000
@@ -40,10 +44,30 @@ class Console {
   async start () {
     await this.#speak(pickLocale(localStorage.getItem(LOCALE_KEY), navigator.language) || 'en')
     this.#token = sessionStorage.getItem(TOKEN_KEY)
+    const invited = INVITATION_PATH.exec(location.pathname)
+    if (invited) {
+      sessionStorage.setItem(INVITATION_KEY, decodeURIComponent(invited[1]))
+      history.replaceState(null, '', '/console') // out of the address bar and the history
+    }
     addEventListener('hashchange', () => this.#route())
     document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && this.#checkSession())
-    if (this.#token) await this.#enter()
+    if (sessionStorage.getItem(INVITATION_KEY)) await this.#join()
+    else if (this.#token) await this.#enter()
     else this.#signIn()
+  }
+
+  /** The invitation's screen; accepted, the new staff member is signed in. */
+  async #join () {
+    const token = sessionStorage.getItem(INVITATION_KEY)
+    const leave = () => { sessionStorage.removeItem(INVITATION_KEY); this.#signIn() }
+    const joined = async (session) => {
+      sessionStorage.removeItem(INVITATION_KEY)
+      this.#token = session
+      sessionStorage.setItem(TOKEN_KEY, session)
+      await this.#enter()
+    }
+    document.title = this.#t.title
+    this.root.replaceChildren(await invitationScreen(api, this.#t, token, { locale: this.#locale, languages: this.#languages(), joined, signIn: leave }))
   }
 
   async #speak (locale) {
@@ -174,7 +198,8 @@ class Console {
   async #switch (locale) {
     localStorage.setItem(LOCALE_KEY, locale)
     await this.#speak(locale)
-    if (this.#token) await this.#enter()
+    if (sessionStorage.getItem(INVITATION_KEY)) await this.#join()
+    else if (this.#token) await this.#enter()
     else this.#signIn()
     document.getElementById('language')?.focus()
   }

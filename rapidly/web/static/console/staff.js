@@ -1,7 +1,7 @@
 // The company's staff, for its admins: who they are, their roles, and removing someone.
 
 import { el } from '../lib/dom.js'
-import { FAILED, INVALID } from '../lib/graphql.js'
+import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { frame } from './frame.js'
 
@@ -9,6 +9,8 @@ const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSign
 const MEMBER = 'id email role'
 const CHANGE_ROLE = `mutation ChangeRole($id: ID!, $role: StaffRole!) { changeStaffRole(id: $id, role: $role) {
   ... on StaffRoleChanged { staff { ${MEMBER} } } ${INVALID} ${FAILED} } }`
+const INVITE = `mutation Invite($email: String!, $role: StaffRole!) { inviteStaff(email: $email, role: $role) {
+  ... on StaffInvited { email } ${INVALID} ${LIMITED} ${FAILED} } }`
 const REMOVE = `mutation Remove($id: ID!) { removeStaff(id: $id) { ... on StaffRemoved { id } ${INVALID} ${FAILED} } }`
 export const ROLES = ['ADMIN', 'STAFF']
 
@@ -27,7 +29,31 @@ export class Staff {
         el('th', { scope: 'col' }, t.lastSignIn),
         el('th', { scope: 'col' }, el('span', { class: 'sr' }, t.actions)))),
       this.rows)
-    element.append(el('p', { class: 'quiet' }, t.rolesHelp), this.table)
+    this.email = el('input', { id: 'invite-email', type: 'email', autocomplete: 'off', required: true, maxlength: 320 })
+    this.role = el('select', { id: 'invite-role' }, ROLES.map((code) => el('option', { value: code, selected: code === 'STAFF' }, t.roles[code])))
+    this.inviteNote = el('p', { class: 'note', role: 'status' })
+    const invite = (event) => { event.preventDefault(); this.#invite() }
+    element.append(el('p', { class: 'quiet' }, t.rolesHelp), this.table,
+      el('section', { 'aria-labelledby': 'invite-heading' },
+        el('h2', { id: 'invite-heading' }, t.inviteHeading),
+        el('form', { onsubmit: invite },
+          el('label', { for: 'invite-email' }, t.email), this.email,
+          el('label', { for: 'invite-role' }, t.role), this.role,
+          el('button', { type: 'submit' }, t.invite)),
+        this.inviteNote))
+  }
+
+  async #invite () {
+    const t = this.app.t
+    this.inviteNote.textContent = ''
+    try {
+      const invited = await this.app.mutate(INVITE, { email: this.email.value, role: this.role.value }, 'StaffInvited')
+      if (invited.invalid) return void (this.inviteNote.textContent = this.app.explain(invited.invalid[0]))
+      this.inviteNote.textContent = fill(t.invitationSent, { email: invited.email })
+      this.email.value = ''
+    } catch (error) {
+      this.inviteNote.textContent = this.app.explain(error)
+    }
   }
 
   problem (text) { this.note.textContent = text; this.table.hidden = true }

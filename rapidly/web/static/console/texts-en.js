@@ -84,6 +84,18 @@ export default {
   removeYes: 'Remove',
   removed: '{email} was removed.',
   roles: { ADMIN: 'admin', STAFF: 'staff' },
+  inviteHeading: 'Invite a colleague',
+  invite: 'Send invitation',
+  invitationSent: 'An invitation was sent to {email}. Its link works once, for 72 hours.',
+  joinHeading: 'Invitation',
+  joinCompany: 'Join {company} on Rapidly',
+  joinAs: 'You are invited as {email}, with the role {role}. Choose your password to sign in.',
+  invitationDead: 'This invitation has been used, has expired or was replaced by a newer one. Ask for a new one, or sign in.',
+  newPassword: 'New password',
+  newPasswordAgain: 'New password again',
+  passwordRule: 'At least {min} characters.',
+  passwordsDiffer: 'The two passwords are not the same.',
+  join: 'Join and sign in',
   events: {
     CONTINUE_LINK: 'link to continue on the phone',
     SELF_SERVICE_LINK: 'link to their own page',
@@ -104,6 +116,11 @@ export default {
     not_a_mobile_number: 'Text messages go to mobile numbers in the EU/EEA only.',
     AdminRequired: 'Only an admin of this company may do this.',
     AdminRequiredError: 'Only an admin of this company may do this.',
-    last_admin: 'A company keeps at least one admin: make someone else an admin first.'
+    last_admin: 'A company keeps at least one admin: make someone else an admin first.',
+    already_staff: 'They are staff of this company already.',
+    invalid_email: 'This is not a valid email address.',
+    password_too_short: 'Use at least 12 characters.',
+    password_too_long: 'Use at most 1,024 characters.',
+    token_email_taken: 'This email address has a Rapidly account already: ask to be invited at another one.'
   }
 }

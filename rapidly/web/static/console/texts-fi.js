@@ -84,6 +84,18 @@ export default {
   removeYes: 'Poista',
   removed: '{email} poistettiin.',
   roles: { ADMIN: 'pääkäyttäjä', STAFF: 'työntekijä' },
+  inviteHeading: 'Kutsu kollega',
+  invite: 'Lähetä kutsu',
+  invitationSent: 'Kutsu lähetettiin osoitteeseen {email}. Sen linkki toimii kerran, 72 tunnin ajan.',
+  joinHeading: 'Kutsu',
+  joinCompany: 'Liity: {company} Rapidlyssä',
+  joinAs: 'Sinut on kutsuttu osoitteella {email}, roolina {role}. Valitse salasana kirjautuaksesi.',
+  invitationDead: 'Tämä kutsu on jo käytetty, vanhentunut tai korvattu uudella. Pyydä uusi kutsu tai kirjaudu sisään.',
+  newPassword: 'Uusi salasana',
+  newPasswordAgain: 'Uusi salasana uudelleen',
+  passwordRule: 'Vähintään {min} merkkiä.',
+  passwordsDiffer: 'Salasanat eivät ole samat.',
+  join: 'Liity ja kirjaudu',
   events: {
     CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
     SELF_SERVICE_LINK: 'linkki omalle sivulle',
@@ -104,6 +116,11 @@ export default {
     not_a_mobile_number: 'Tekstiviestit lähetetään vain EU/ETA-alueen matkapuhelinnumeroihin.',
     AdminRequired: 'Vain yrityksen pääkäyttäjä voi tehdä tämän.',
     AdminRequiredError: 'Vain yrityksen pääkäyttäjä voi tehdä tämän.',
-    last_admin: 'Yrityksellä on oltava ainakin yksi pääkäyttäjä: tee ensin joku muu pääkäyttäjäksi.'
+    last_admin: 'Yrityksellä on oltava ainakin yksi pääkäyttäjä: tee ensin joku muu pääkäyttäjäksi.',
+    already_staff: 'Hän on jo yrityksen henkilöstöä.',
+    invalid_email: 'Tämä ei ole kelvollinen sähköpostiosoite.',
+    password_too_short: 'Käytä vähintään 12 merkkiä.',
+    password_too_long: 'Käytä enintään 1 024 merkkiä.',
+    token_email_taken: 'Tällä sähköpostiosoitteella on jo Rapidly-tili: pyydä kutsu toiseen osoitteeseen.'
   }
 }

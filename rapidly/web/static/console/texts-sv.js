@@ -84,6 +84,18 @@ export default {
   removeYes: 'Ta bort',
   removed: '{email} togs bort.',
   roles: { ADMIN: 'administratör', STAFF: 'personal' },
+  inviteHeading: 'Bjud in en kollega',
+  invite: 'Skicka inbjudan',
+  invitationSent: 'En inbjudan skickades till {email}. Länken fungerar en gång, i 72 timmar.',
+  joinHeading: 'Inbjudan',
+  joinCompany: 'Gå med i {company} på Rapidly',
+  joinAs: 'Du är inbjuden som {email}, med rollen {role}. Välj ditt lösenord för att logga in.',
+  invitationDead: 'Den här inbjudan har redan använts, har gått ut eller ersatts av en nyare. Be om en ny, eller logga in.',
+  newPassword: 'Nytt lösenord',
+  newPasswordAgain: 'Nytt lösenord igen',
+  passwordRule: 'Minst {min} tecken.',
+  passwordsDiffer: 'Lösenorden är inte likadana.',
+  join: 'Gå med och logga in',
   events: {
     CONTINUE_LINK: 'länk för att fortsätta på telefonen',
     SELF_SERVICE_LINK: 'länk till den egna sidan',
@@ -104,6 +116,11 @@ export default {
     not_a_mobile_number: 'Sms skickas bara till mobilnummer inom EU/EES.',
     AdminRequired: 'Endast en administratör för företaget får göra detta.',
     AdminRequiredError: 'Endast en administratör för företaget får göra detta.',
-    last_admin: 'Ett företag behåller minst en administratör: gör först någon annan till administratör.'
+    last_admin: 'Ett företag behåller minst en administratör: gör först någon annan till administratör.',
+    already_staff: 'Hen tillhör redan företagets personal.',
+    invalid_email: 'Det här är ingen giltig e-postadress.',
+    password_too_short: 'Använd minst 12 tecken.',
+    password_too_long: 'Använd högst 1 024 tecken.',
+    token_email_taken: 'Den här e-postadressen har redan ett Rapidly-konto: be om en inbjudan till en annan adress.'
   }
 }

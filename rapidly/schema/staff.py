@@ -56,6 +56,17 @@ class TenantType:
         '"https://www.example.fi" (`rapidly tenant origins`); Rapidly\'s own pages always may.'
     )
 
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantType:
+        return cls(
+            id=strawberry.ID(str(tenant.id)),
+            slug=tenant.slug,
+            name=tenant.name,
+            retention_days=tenant.retention_days,
+            allowed_origins=list(tenant.allowed_origins or []),
+            message_channels=MessageChannels.all_of(tenant),
+        )
+
     @strawberry.field(
         description="Admins: the company's staff, the longest-standing first. Null, with an error whose code is "
         "`AdminRequired`, for anyone else."
@@ -99,14 +110,7 @@ class Staff:
             email=staff.email,
             locale=staff.locale,
             role=staff.role,
-            tenant=TenantType(
-                id=strawberry.ID(str(tenant.id)),
-                slug=tenant.slug,
-                name=tenant.name,
-                retention_days=tenant.retention_days,
-                allowed_origins=list(tenant.allowed_origins or []),
-                message_channels=MessageChannels.all_of(tenant),
-            ),
+            tenant=TenantType.of(tenant),
         )
 
 
@@ -149,6 +153,16 @@ InviteStaffResult = Annotated[
 ]
 AcceptInvitationResult = Annotated[
     LoginSuccess | AuthError | InputInvalidError | RateLimitedError, strawberry.union("AcceptInvitationResult")
+]
+
+
+@strawberry.type(description="The company's settings as they are now.")
+class CompanySettingsChanged:
+    tenant: TenantType
+
+
+ChangeSettingsResult = Annotated[
+    CompanySettingsChanged | AdminRequiredError | InputInvalidError, strawberry.union("ChangeSettingsResult")
 ]
 RemoveStaffResult = Annotated[
     StaffRemoved | AdminRequiredError | NotFoundError | InputInvalidError, strawberry.union("RemoveStaffResult")
@@ -239,3 +253,41 @@ class StaffMutation:
             ctx.settings, token, password, client_ip=ctx.client_ip, origin=ctx.origin, locale=locale
         )
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description='Admins: let a website use the form, e.g. "https://www.example.fi" (checked as the CLI checks it).',
+    )
+    @returns_errors
+    async def add_allowed_origin(self, info: strawberry.Info, origin: str) -> ChangeSettingsResult:
+        return CompanySettingsChanged(tenant=TenantType.of(await admin.add_origin(await info.context.staff(), origin)))
+
+    @strawberry.mutation(permission_classes=[IsStaff], description="Admins: a website may no longer use the form.")
+    @returns_errors
+    async def remove_allowed_origin(self, info: strawberry.Info, origin: str) -> ChangeSettingsResult:
+        tenant = await admin.remove_origin(await info.context.staff(), origin)
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: erase contacts inactive for longer than `days` (1 to 3650); null keeps them until erased.",
+    )
+    @returns_errors
+    async def set_retention_days(self, info: strawberry.Info, days: int | None) -> ChangeSettingsResult:
+        tenant = await admin.set_retention(await info.context.staff(), days)
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description='Admins: how a message event (e.g. "NEW_CONTACT") is sent; no channels: not at all.',
+    )
+    @returns_errors
+    async def set_message_channels(
+        self,
+        info: strawberry.Info,
+        event: str,
+        channels: list[ChannelType],  # type: ignore[valid-type]
+    ) -> ChangeSettingsResult:
+        values = [channel.value for channel in channels]
+        tenant = await admin.set_channels(await info.context.staff(), event, values)
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))

@@ -1,4 +1,6 @@
-"""A company runs its own account: its admins see its staff, give them roles and remove them.
+"""A company runs its own account: its admins see its staff, give them roles and remove them, and
+change the company's settings (its websites' origins, how long contacts are kept, which messages go
+out and how).
 
 Every change is made as the tenant, in one transaction that first locks the company's admins: two
 admins demoting or removing each other at the same moment are taken one after the other, the
@@ -9,13 +11,18 @@ written to the audit trail in the same transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from rapidly import db, tenancy
 from rapidly.audit import service as audit
 from rapidly.errors import AdminRequired, InputInvalid, NotFound
+from rapidly.messaging import service as messaging
+from rapidly.plugins import MessageEvent
 from rapidly.staff.models import StaffRole, StaffUser
+from rapidly.tenants import service as tenants
+from rapidly.tenants.models import Tenant
 from rapidly.validation import parse_id
 
 _LAST_ADMIN = "A company keeps at least one admin: make someone else an admin first."
@@ -85,3 +92,38 @@ async def _target(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, staff_id: str) ->
     if target is None:
         raise NotFound("There is no such staff member.")
     return target
+
+
+# -- the company's settings ----------------------------------------------------------------------------
+
+
+async def add_origin(admin: StaffUser, origin: str) -> Tenant:
+    """List a website's origin, checked exactly as `rapidly tenant origins --add` checks it."""
+    return await _setting(admin, "allowed_origins", lambda slug: tenants.change_origins(slug, add=[origin]))
+
+
+async def remove_origin(admin: StaffUser, origin: str) -> Tenant:
+    return await _setting(admin, "allowed_origins", lambda slug: tenants.change_origins(slug, remove=[origin]))
+
+
+async def set_retention(admin: StaffUser, days: int | None) -> Tenant:
+    return await _setting(admin, "retention_days", lambda slug: tenants.set_retention(slug, days))
+
+
+async def set_channels(admin: StaffUser, event: str, channels: list[str]) -> Tenant:
+    """An event's channels; the event is named in the audit trail by its name, as the enum spells it."""
+    known = MessageEvent.coerce(event)
+    name = known.name if known is not None else "unknown"
+    return await _setting(admin, f"message_channels:{name}", lambda slug: messaging.set_channels(slug, event, channels))
+
+
+async def _setting(admin: StaffUser, setting: str, change: Callable[[str], Awaitable[Tenant]]) -> Tenant:
+    """One setting changed by `change(slug)` and written to the audit trail, in one transaction."""
+    require_admin(admin)
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            await _locked_admins(tx, admin)
+            tenant = await change(admin.tenant.slug)
+            await audit.record_change(tx, tenant_id, admin.id, audit.SETTING_CHANGED, tenant_id, setting)
+    return tenant

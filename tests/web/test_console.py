@@ -198,11 +198,12 @@ async def test_search_notifications_and_settings(server, gql, roofing_site, staf
     # when: the settings
     await navigation.get_by_role("link", name="Settings").click()
 
-    # then
-    settings = page.locator(".settings")
-    await expect(settings).to_contain_text("365 days after they were last active")
-    await expect(settings).to_contain_text(roofing_site.url)
-    await expect(settings).to_contain_text("photo request: email, text message")
+    # then: as the company's admin, Anna sees them as editors
+    await expect(page.get_by_label("Days after they were last active")).to_have_value("365")
+    await expect(page.locator(".origins")).to_contain_text(roofing_site.url)
+    photo_request = page.get_by_role("group", name="photo request")
+    await expect(photo_request.get_by_label("email")).to_be_checked()
+    await expect(photo_request.get_by_label("text message")).to_be_checked()
 
 
 async def test_the_console_speaks_fi_sv_and_en_and_remembers_the_choice(server, roofing_site, staff_browser):

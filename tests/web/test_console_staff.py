@@ -160,3 +160,51 @@ async def test_an_invitation_link_that_is_forged_shows_why_and_leads_to_sign_in(
     assert page.url == f"{server.url}/console"
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_label("Password")).to_be_visible()
+
+
+async def test_an_origin_added_in_the_console_lets_the_form_work_there_at_once(
+    server, company, roofing_site, staff_browser, visitor
+):
+    # given: the company's site also answers as http://localhost:<port>, an origin not yet listed
+    other = roofing_site.url.replace("127.0.0.1", "localhost")
+    page = roofing_site.embedding(server.url, "kattohuolto", path="/elsewhere").replace(roofing_site.url, other)
+    before = await visitor.new_page()
+    await before.goto(page)
+    await expect(before.locator("rapidly-form [role=status]")).to_contain_text("The form could not be loaded")
+    mine = await staff_browser.new_page()
+    await sign_in(mine, server, ANNA)
+    await mine.goto(f"{server.url}/console#/settings")
+
+    # when: a wrong one first, then the right one
+    await mine.get_by_label("Add a website").fill(other + "/form")
+    await mine.get_by_role("button", name="Add", exact=True).click()
+    await expect(mine.locator("#origins-heading ~ [role=status]")).to_have_text(
+        "Give the origin only, without a path: https://www.example.fi."
+    )
+    await mine.get_by_label("Add a website").fill(other)
+    await mine.get_by_role("button", name="Add", exact=True).click()
+
+    # then: listed, and the form on that origin works at once
+    await expect(mine.locator(".origins")).to_contain_text(other)
+    after = await visitor.new_page()
+    await after.goto(page)
+    await expect(after.locator("#rf-name")).to_be_visible()
+    await expect(mine.get_by_role("button", name=f"Remove {other}")).to_be_visible()
+
+
+async def test_staff_who_are_not_admins_see_the_settings_but_no_editor(
+    server, company, roofing_site, colleague_browser
+):
+    # given
+    page = await colleague_browser.new_page()
+    await sign_in(page, server, VILLE)
+
+    # when
+    await page.get_by_role("navigation").get_by_role("link", name="Settings").click()
+
+    # then
+    settings = page.locator(".settings")
+    await expect(settings).to_contain_text("365 days after they were last active")
+    await expect(settings).to_contain_text(roofing_site.url)
+    await expect(settings).to_contain_text("photo request: email, text message")
+    assert await page.locator("main input, main button").count() == 0

@@ -96,6 +96,16 @@ export default {
   passwordRule: 'At least {min} characters.',
   passwordsDiffer: 'The two passwords are not the same.',
   join: 'Join and sign in',
+  addOrigin: 'Add a website',
+  originHelp: 'Its origin, as the browser shows it: https://www.example.fi (no path).',
+  removeOrigin: 'Remove {origin}',
+  originAdded: 'The website was added.',
+  originRemoved: '{origin} was removed.',
+  add: 'Add',
+  retentionDays: 'Days after they were last active',
+  retentionHelp: '1 to 3650; empty keeps contacts until they are erased.',
+  save: 'Save',
+  saved: 'Saved.',
   events: {
     CONTINUE_LINK: 'link to continue on the phone',
     SELF_SERVICE_LINK: 'link to their own page',
@@ -103,7 +113,8 @@ export default {
     CHAT_REPLY: 'reply in the conversation',
     NEW_CONTACT: 'new contact (to staff)',
     MEDIA_ADDED: 'new photo (to staff)',
-    CHAT_MESSAGE: 'new message (to staff)'
+    CHAT_MESSAGE: 'new message (to staff)',
+    STAFF_INVITATION: 'invitation to join the staff'
   },
   status: { PENDING: 'waiting', SENT: 'sent', FAILED: 'failed', SUPPRESSED: 'not sent' },
   channel: { EMAIL: 'email', SMS: 'text message' },
@@ -121,6 +132,13 @@ export default {
     invalid_email: 'This is not a valid email address.',
     password_too_short: 'Use at least 12 characters.',
     password_too_long: 'Use at most 1,024 characters.',
-    token_email_taken: 'This email address has a Rapidly account already: ask to be invited at another one.'
+    token_email_taken: 'This email address has a Rapidly account already: ask to be invited at another one.',
+    wildcard: 'List each website on its own; wildcards are not allowed.',
+    not_an_origin: 'Give the origin only, without a path: https://www.example.fi.',
+    https_required: 'Use https://.',
+    invalid_origin: 'This is not a website origin such as https://www.example.fi.',
+    not_listed: 'That website is not listed.',
+    too_many: 'A company may list at most 20 websites.',
+    out_of_range: 'Give 1 to 3650 days, or leave it empty.'
   }
 }

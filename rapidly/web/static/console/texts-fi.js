@@ -96,6 +96,16 @@ export default {
   passwordRule: 'Vähintään {min} merkkiä.',
   passwordsDiffer: 'Salasanat eivät ole samat.',
   join: 'Liity ja kirjaudu',
+  addOrigin: 'Lisää verkkosivusto',
+  originHelp: 'Sen alkuperä (origin) siinä muodossa kuin selain sen näyttää: https://www.example.fi (ei polkua).',
+  removeOrigin: 'Poista {origin}',
+  originAdded: 'Sivusto lisättiin.',
+  originRemoved: '{origin} poistettiin.',
+  add: 'Lisää',
+  retentionDays: 'Päivää viimeisestä toiminnasta',
+  retentionHelp: '1–3650; tyhjä säilyttää yhteydenotot, kunnes ne poistetaan.',
+  save: 'Tallenna',
+  saved: 'Tallennettu.',
   events: {
     CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
     SELF_SERVICE_LINK: 'linkki omalle sivulle',
@@ -103,7 +113,8 @@ export default {
     CHAT_REPLY: 'vastaus keskusteluun',
     NEW_CONTACT: 'uusi yhteydenotto (henkilökunnalle)',
     MEDIA_ADDED: 'uusi kuva (henkilökunnalle)',
-    CHAT_MESSAGE: 'uusi viesti (henkilökunnalle)'
+    CHAT_MESSAGE: 'uusi viesti (henkilökunnalle)',
+    STAFF_INVITATION: 'kutsu henkilökuntaan'
   },
   status: { PENDING: 'odottaa', SENT: 'lähetetty', FAILED: 'epäonnistui', SUPPRESSED: 'ei lähetetty' },
   channel: { EMAIL: 'sähköposti', SMS: 'tekstiviesti' },
@@ -121,6 +132,13 @@ export default {
     invalid_email: 'Tämä ei ole kelvollinen sähköpostiosoite.',
     password_too_short: 'Käytä vähintään 12 merkkiä.',
     password_too_long: 'Käytä enintään 1 024 merkkiä.',
-    token_email_taken: 'Tällä sähköpostiosoitteella on jo Rapidly-tili: pyydä kutsu toiseen osoitteeseen.'
+    token_email_taken: 'Tällä sähköpostiosoitteella on jo Rapidly-tili: pyydä kutsu toiseen osoitteeseen.',
+    wildcard: 'Lisää jokainen sivusto erikseen; jokerimerkit eivät käy.',
+    not_an_origin: 'Anna pelkkä alkuperä ilman polkua: https://www.example.fi.',
+    https_required: 'Käytä https://-osoitetta.',
+    invalid_origin: 'Tämä ei ole sivuston alkuperä, kuten https://www.example.fi.',
+    not_listed: 'Sivustoa ei ole listalla.',
+    too_many: 'Yrityksellä voi olla enintään 20 sivustoa.',
+    out_of_range: 'Anna 1–3650 päivää tai jätä tyhjäksi.'
   }
 }

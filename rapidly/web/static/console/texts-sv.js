@@ -96,6 +96,16 @@ export default {
   passwordRule: 'Minst {min} tecken.',
   passwordsDiffer: 'Lösenorden är inte likadana.',
   join: 'Gå med och logga in',
+  addOrigin: 'Lägg till en webbplats',
+  originHelp: 'Dess ursprung (origin) som webbläsaren visar det: https://www.example.fi (ingen sökväg).',
+  removeOrigin: 'Ta bort {origin}',
+  originAdded: 'Webbplatsen lades till.',
+  originRemoved: '{origin} togs bort.',
+  add: 'Lägg till',
+  retentionDays: 'Dagar efter senaste aktivitet',
+  retentionHelp: '1–3650; tomt behåller kontakterna tills de raderas.',
+  save: 'Spara',
+  saved: 'Sparat.',
   events: {
     CONTINUE_LINK: 'länk för att fortsätta på telefonen',
     SELF_SERVICE_LINK: 'länk till den egna sidan',
@@ -103,7 +113,8 @@ export default {
     CHAT_REPLY: 'svar i konversationen',
     NEW_CONTACT: 'ny kontakt (till personalen)',
     MEDIA_ADDED: 'ny bild (till personalen)',
-    CHAT_MESSAGE: 'nytt meddelande (till personalen)'
+    CHAT_MESSAGE: 'nytt meddelande (till personalen)',
+    STAFF_INVITATION: 'inbjudan till personalen'
   },
   status: { PENDING: 'väntar', SENT: 'skickat', FAILED: 'misslyckades', SUPPRESSED: 'skickades inte' },
   channel: { EMAIL: 'e-post', SMS: 'sms' },
@@ -121,6 +132,13 @@ export default {
     invalid_email: 'Det här är ingen giltig e-postadress.',
     password_too_short: 'Använd minst 12 tecken.',
     password_too_long: 'Använd högst 1 024 tecken.',
-    token_email_taken: 'Den här e-postadressen har redan ett Rapidly-konto: be om en inbjudan till en annan adress.'
+    token_email_taken: 'Den här e-postadressen har redan ett Rapidly-konto: be om en inbjudan till en annan adress.',
+    wildcard: 'Lägg till varje webbplats för sig; jokertecken är inte tillåtna.',
+    not_an_origin: 'Ange bara ursprunget, utan sökväg: https://www.example.fi.',
+    https_required: 'Använd https://.',
+    invalid_origin: 'Det här är inget webbplatsursprung som https://www.example.fi.',
+    not_listed: 'Webbplatsen finns inte i listan.',
+    too_many: 'Ett företag kan ha högst 20 webbplatser.',
+    out_of_range: 'Ange 1–3650 dagar, eller lämna tomt.'
   }
 }

@@ -13,6 +13,7 @@ CONTACT_READ = "contact.read"
 STAFF_REMOVED = "staff.removed"
 STAFF_ROLE_CHANGED = "staff.role_changed"
 STAFF_INVITED = "staff.invited"
+INVITATION_CANCELLED = "staff.invitation_cancelled"
 SETTING_CHANGED = "setting.changed"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.

@@ -75,6 +75,25 @@ class TenantType:
         viewer = await info.context.staff()
         return [StaffMember.from_model(member) for member in await admin.list_staff(viewer)]
 
+    @strawberry.field(
+        description="Admins: invitations still waiting to be accepted, the oldest first. Null, with an error whose "
+        "code is `AdminRequired`, for anyone else."
+    )
+    async def invitations(self, info: strawberry.Info) -> list[PendingInvitation] | None:
+        waiting = await invitations.pending(await info.context.staff())
+        return [
+            PendingInvitation(id=strawberry.ID(str(i.id)), email=i.email, role=i.role, expires_at=i.expires_at)
+            for i in waiting
+        ]
+
+
+@strawberry.type(description="An invitation still waiting to be accepted, as an admin sees it.")
+class PendingInvitation:
+    id: strawberry.ID
+    email: str
+    role: StaffRoleType  # type: ignore[valid-type]
+    expires_at: datetime
+
 
 @strawberry.type(description="A colleague, as an admin sees them.")
 class StaffMember:
@@ -161,6 +180,14 @@ class CompanySettingsChanged:
     tenant: TenantType
 
 
+@strawberry.type
+class InvitationCancelled:
+    id: strawberry.ID
+
+
+CancelInvitationResult = Annotated[
+    InvitationCancelled | AdminRequiredError | NotFoundError, strawberry.union("CancelInvitationResult")
+]
 ChangeSettingsResult = Annotated[
     CompanySettingsChanged | AdminRequiredError | InputInvalidError, strawberry.union("ChangeSettingsResult")
 ]
@@ -239,6 +266,15 @@ class StaffMutation:
     ) -> InviteStaffResult:
         invited = await invitations.invite(await info.context.staff(), email, role)
         return StaffInvited(email=invited.email, role=invited.role, expires_at=invited.expires_at)
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: withdraw a waiting invitation; its link stops working at once.",
+    )
+    @returns_errors
+    async def cancel_staff_invitation(self, info: strawberry.Info, id: strawberry.ID) -> CancelInvitationResult:
+        cancelled = await invitations.cancel(await info.context.staff(), id)
+        return InvitationCancelled(id=strawberry.ID(str(cancelled)))
 
     @strawberry.mutation(
         description="Public: accept an invitation's link with a password; signed in at once. `locale`: the "

@@ -20,7 +20,7 @@ from tortoise.exceptions import IntegrityError
 from rapidly import db, security, tenancy
 from rapidly.audit import service as audit
 from rapidly.config import Settings
-from rapidly.errors import AuthFailed, InputInvalid
+from rapidly.errors import AuthFailed, InputInvalid, NotFound
 from rapidly.messaging import outbox
 from rapidly.plugins import Channel, MessageEvent
 from rapidly.ratelimit import service as ratelimit
@@ -29,7 +29,7 @@ from rapidly.staff.admin import require_admin
 from rapidly.staff.models import StaffInvitation, StaffRole, StaffUser
 from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
-from rapidly.validation import clean_email, clean_locale
+from rapidly.validation import clean_email, clean_locale, parse_id
 
 INVITATION_HOURS = 72
 #: Invitations one company may send in a day: enough for a company taking on its staff, not a mailer.
@@ -83,6 +83,29 @@ async def invite(admin: StaffUser, email: str, role: StaffRole) -> Invited:
             )
             await audit.record_change(tx, tenant.id, admin.id, audit.STAFF_INVITED, invitation.id, role.value)
     return Invited(email, role, expires_at)
+
+
+async def pending(admin: StaffUser) -> list[StaffInvitation]:
+    """The company's invitations still waiting to be accepted, the oldest first."""
+    require_admin(admin)
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        waiting = StaffInvitation.filter(tenant_id=tenant_id, accepted_at=None, expires_at__gt=datetime.now(UTC))
+        return await waiting.order_by("created_at", "id")
+
+
+async def cancel(admin: StaffUser, invitation_id: str) -> uuid.UUID:
+    """Withdraw a waiting invitation: its link stops working, and an email not yet sent is not sent."""
+    require_admin(admin)
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    found = parse_id(invitation_id)
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            waiting = StaffInvitation.filter(id=found, tenant_id=tenant_id, accepted_at=None) if found else None
+            if waiting is None or not await waiting.using_db(tx).delete():
+                raise NotFound("There is no such invitation.")
+            await audit.record_change(tx, tenant_id, admin.id, audit.INVITATION_CANCELLED, found)
+    return found  # type: ignore[return-value]
 
 
 async def link_for_sending(settings: Settings, tenant_id: uuid.UUID, invitation_id: object) -> tuple[str, str] | None:

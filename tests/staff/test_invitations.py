@@ -228,3 +228,61 @@ async def test_only_admins_invite(gql, company):
     assert unsigned["errors"][0]["message"] == "Staff sign-in required."
     with tenancy.as_tenant(roofing.id):
         assert await StaffInvitation.all().count() == 0
+
+
+PENDING = "query { viewer { tenant { invitations { id email role expiresAt } } } }"
+CANCEL = """
+mutation Cancel($id: ID!) {
+  cancelStaffInvitation(id: $id) { __typename ... on InvitationCancelled { id } ... on Error { message } }
+}
+"""
+
+
+async def test_an_admin_sees_waiting_invitations_and_withdraws_one_before_and_after_it_is_sent(
+    gql, company, dispatcher, smtp
+):
+    # given: one invitation sent, another still in the outbox
+    roofing, *_ = company
+    token = await staff_token(gql, ANNA)
+    link = await invited(gql, dispatcher, smtp, token=token)
+    await gql(INVITE, {"email": "eero@kattohuolto.example", "role": "ADMIN"}, token=token)
+
+    # when: both withdrawn
+    waiting = (await gql(PENDING, token=token))["viewer"]["tenant"]["invitations"]
+    cancelled = [(await gql(CANCEL, {"id": i["id"]}, token=token))["cancelStaffInvitation"] for i in waiting]
+    sent = await dispatcher.run_once()
+    accepted = (await gql(ACCEPT, {"token": link, "password": PASSWORD}))["acceptStaffInvitation"]
+
+    # then: the link works no more, the other email is never sent; nothing waits; audited
+    assert [(i["email"], i["role"]) for i in waiting] == [(AINO, "STAFF"), ("eero@kattohuolto.example", "ADMIN")]
+    assert [c["__typename"] for c in cancelled] == ["InvitationCancelled"] * 2
+    assert sent == 1 and len(smtp[1].messages) == 1
+    assert accepted["__typename"] == "AuthError"
+    assert (await gql(PENDING, token=token))["viewer"]["tenant"]["invitations"] == []
+    with tenancy.as_tenant(roofing.id):
+        [suppressed] = await OutboundMessage.filter(event="staff_invitation", status="SUPPRESSED")
+        assert suppressed.last_error == "no_invitation"
+        assert await AuditEvent.filter(action="staff.invitation_cancelled").count() == 2
+
+
+@pytest.mark.parametrize("invitation_id", ["theirs", "00000000-0000-0000-0000-000000000000", "nope", "9" * 10_000])
+async def test_another_companys_or_no_invitation_cannot_be_withdrawn(gql, company, invitation_id):
+    # given: Putkimies invites someone
+    _, plumbing, *_ = company
+    pekka = await staff_token(gql, PEKKA)
+    await gql(INVITE, {"email": "uusi@putkimies.example", "role": "STAFF"}, token=pekka)
+    with tenancy.as_tenant(plumbing.id):
+        theirs = await StaffInvitation.get(email="uusi@putkimies.example")
+    invitation_id = str(theirs.id) if invitation_id == "theirs" else invitation_id
+
+    # when
+    answer = (await gql(CANCEL, {"id": invitation_id}, token=await staff_token(gql, ANNA)))["cancelStaffInvitation"]
+    ville = (await gql(CANCEL, {"id": invitation_id}, token=await staff_token(gql, VILLE)))["cancelStaffInvitation"]
+    listed = await gql(PENDING, token=await staff_token(gql, VILLE), expect_errors=True)
+
+    # then
+    assert answer == {"__typename": "NotFoundError", "message": "There is no such invitation."}
+    assert ville["__typename"] == "AdminRequiredError"
+    assert listed["data"]["viewer"]["tenant"]["invitations"] is None
+    with tenancy.as_tenant(plumbing.id):
+        assert await StaffInvitation.filter(id=theirs.id).exists()

@@ -118,6 +118,7 @@ async def test_an_admin_invites_a_colleague_who_joins_from_the_emailed_link(
     await mine.get_by_label("Email").fill("aino@kattohuolto.example")
     await mine.get_by_role("button", name="Send invitation").click()
     await expect(mine.locator("#invite-heading ~ [role=status]")).to_contain_text("aino@kattohuolto.example")
+    await expect(mine.locator(".invitations")).to_contain_text("aino@kattohuolto.example (staff), until")
     await dispatcher.run_once()
     _, mailbox, _ = smtp
     [mail] = mailbox.messages
@@ -143,6 +144,7 @@ async def test_an_admin_invites_a_colleague_who_joins_from_the_emailed_link(
     assert await theirs.get_by_role("link", name="Staff").count() == 0
     await mine.reload()
     await expect(mine.locator("table.staff tbody tr")).to_have_count(3)
+    await expect(mine.locator(".invitations")).to_have_text("None.")
     again = await colleague_browser.new_page()
     await again.goto(link)
     await expect(again.get_by_role("alert")).to_contain_text("This invitation has been used")
@@ -208,3 +210,22 @@ async def test_staff_who_are_not_admins_see_the_settings_but_no_editor(
     await expect(settings).to_contain_text(roofing_site.url)
     await expect(settings).to_contain_text("photo request: email, text message")
     assert await page.locator("main input, main button").count() == 0
+
+
+async def test_an_admin_withdraws_an_invitation_before_it_is_used(server, company, staff_browser):
+    # given
+    mine = await staff_browser.new_page()
+    await sign_in(mine, server, ANNA)
+    await mine.goto(f"{server.url}/console#/staff")
+    await mine.get_by_label("Email").fill("aino@kattohuolto.example")
+    await mine.get_by_role("button", name="Send invitation").click()
+
+    # when
+    await mine.get_by_role("button", name="Withdraw the invitation to aino@kattohuolto.example").click()
+
+    # then
+    await expect(mine.locator("#invite-heading ~ [role=status]")).to_have_text(
+        "The invitation to aino@kattohuolto.example was withdrawn."
+    )
+    await expect(mine.locator(".invitations")).to_have_text("None.")
+    assert await mine.evaluate("() => document.activeElement.id") == "invite-email"

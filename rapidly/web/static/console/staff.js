@@ -5,12 +5,13 @@ import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { frame } from './frame.js'
 
-const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } } } }'
+const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } invitations { id email role expiresAt } } } }'
 const MEMBER = 'id email role'
 const CHANGE_ROLE = `mutation ChangeRole($id: ID!, $role: StaffRole!) { changeStaffRole(id: $id, role: $role) {
   ... on StaffRoleChanged { staff { ${MEMBER} } } ${INVALID} ${FAILED} } }`
 const INVITE = `mutation Invite($email: String!, $role: StaffRole!) { inviteStaff(email: $email, role: $role) {
   ... on StaffInvited { email } ${INVALID} ${LIMITED} ${FAILED} } }`
+const CANCEL = `mutation Cancel($id: ID!) { cancelStaffInvitation(id: $id) { ... on InvitationCancelled { id } ${FAILED} } }`
 const REMOVE = `mutation Remove($id: ID!) { removeStaff(id: $id) { ... on StaffRemoved { id } ${INVALID} ${FAILED} } }`
 export const ROLES = ['ADMIN', 'STAFF']
 
@@ -32,6 +33,7 @@ export class Staff {
     this.email = el('input', { id: 'invite-email', type: 'email', autocomplete: 'off', required: true, maxlength: 320 })
     this.role = el('select', { id: 'invite-role' }, ROLES.map((code) => el('option', { value: code, selected: code === 'STAFF' }, t.roles[code])))
     this.inviteNote = el('p', { class: 'note', role: 'status' })
+    this.waiting = el('ul', { class: 'invitations', 'aria-labelledby': 'waiting-heading' })
     const invite = (event) => { event.preventDefault(); this.#invite() }
     element.append(el('p', { class: 'quiet' }, t.rolesHelp), this.table,
       el('section', { 'aria-labelledby': 'invite-heading' },
@@ -40,7 +42,8 @@ export class Staff {
           el('label', { for: 'invite-email' }, t.email), this.email,
           el('label', { for: 'invite-role' }, t.role), this.role,
           el('button', { type: 'submit' }, t.invite)),
-        this.inviteNote))
+        this.inviteNote,
+        el('h3', { id: 'waiting-heading' }, t.waitingInvitations), this.waiting))
   }
 
   async #invite () {
@@ -51,6 +54,7 @@ export class Staff {
       if (invited.invalid) return void (this.inviteNote.textContent = this.app.explain(invited.invalid[0]))
       this.inviteNote.textContent = fill(t.invitationSent, { email: invited.email })
       this.email.value = ''
+      await this.load()
     } catch (error) {
       this.inviteNote.textContent = this.app.explain(error)
     }
@@ -65,6 +69,28 @@ export class Staff {
     this.viewerId = data.viewer.id
     this.table.hidden = false
     this.rows.replaceChildren(...data.viewer.tenant.staff.map((member) => this.#row(member)))
+    this.#showWaiting(data.viewer.tenant.invitations)
+  }
+
+  #showWaiting (invitations) {
+    const t = this.app.t
+    this.waiting.replaceChildren(...invitations.map((invitation) => el('li', {},
+      fill(t.waitingInvitation, { email: invitation.email, role: t.roles[invitation.role], time: this.app.when(invitation.expiresAt) }), ' ',
+      el('button', { type: 'button', onclick: () => this.#cancel(invitation) }, fill(t.cancelInvitation, { email: invitation.email })))))
+    if (!invitations.length) this.waiting.replaceChildren(el('li', { class: 'quiet' }, t.noInvitations))
+  }
+
+  async #cancel (invitation) {
+    const t = this.app.t
+    this.inviteNote.textContent = ''
+    try {
+      await this.app.mutate(CANCEL, { id: invitation.id }, 'InvitationCancelled')
+      this.inviteNote.textContent = fill(t.invitationCancelled, { email: invitation.email })
+      await this.load()
+      this.email.focus()
+    } catch (error) {
+      this.inviteNote.textContent = this.app.explain(error)
+    }
   }
 
   #row (member) {

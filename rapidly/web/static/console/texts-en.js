@@ -106,6 +106,11 @@ export default {
   retentionHelp: '1 to 3650; empty keeps contacts until they are erased.',
   save: 'Save',
   saved: 'Saved.',
+  waitingInvitations: 'Waiting invitations',
+  waitingInvitation: '{email} ({role}), until {time}',
+  cancelInvitation: 'Withdraw the invitation to {email}',
+  noInvitations: 'None.',
+  invitationCancelled: 'The invitation to {email} was withdrawn.',
   events: {
     CONTINUE_LINK: 'link to continue on the phone',
     SELF_SERVICE_LINK: 'link to their own page',

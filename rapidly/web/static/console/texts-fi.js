@@ -106,6 +106,11 @@ export default {
   retentionHelp: '1–3650; tyhjä säilyttää yhteydenotot, kunnes ne poistetaan.',
   save: 'Tallenna',
   saved: 'Tallennettu.',
+  waitingInvitations: 'Odottavat kutsut',
+  waitingInvitation: '{email} ({role}), voimassa {time} asti',
+  cancelInvitation: 'Peru kutsu osoitteeseen {email}',
+  noInvitations: 'Ei yhtään.',
+  invitationCancelled: 'Kutsu osoitteeseen {email} peruttiin.',
   events: {
     CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
     SELF_SERVICE_LINK: 'linkki omalle sivulle',

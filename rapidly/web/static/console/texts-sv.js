@@ -106,6 +106,11 @@ export default {
   retentionHelp: '1–3650; tomt behåller kontakterna tills de raderas.',
   save: 'Spara',
   saved: 'Sparat.',
+  waitingInvitations: 'Väntande inbjudningar',
+  waitingInvitation: '{email} ({role}), till {time}',
+  cancelInvitation: 'Återkalla inbjudan till {email}',
+  noInvitations: 'Inga.',
+  invitationCancelled: 'Inbjudan till {email} återkallades.',
   events: {
     CONTINUE_LINK: 'länk för att fortsätta på telefonen',
     SELF_SERVICE_LINK: 'länk till den egna sidan',

@@ -14,6 +14,8 @@ STAFF_REMOVED = "staff.removed"
 STAFF_ROLE_CHANGED = "staff.role_changed"
 STAFF_INVITED = "staff.invited"
 INVITATION_CANCELLED = "staff.invitation_cancelled"
+#: Someone joined by an invitation: the new staff member, and (as the subject) who invited them.
+STAFF_JOINED = "staff.joined"
 SETTING_CHANGED = "setting.changed"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.

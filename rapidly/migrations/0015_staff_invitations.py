@@ -4,7 +4,6 @@ from rapidly.staff.models import StaffRole
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
-from tortoise.indexes import Index
 import importlib
 
 _rls = importlib.import_module("rapidly.migrations.0008_row_level_security")
@@ -27,13 +26,12 @@ class Migration(migrations.Migration):
                 ('tenant', fields.ForeignKeyField('rapidly.Tenant', source_field='tenant_id', db_constraint=True, to_field='id', related_name='staff_invitations', on_delete=OnDelete.CASCADE)),
                 ('email', fields.CharField(max_length=254)),
                 ('role', fields.CharEnumField(description='ADMIN: ADMIN\nSTAFF: STAFF', enum_type=StaffRole, max_length=10)),
-                ('invited_by', fields.UUIDField(description="The admin who invited (no foreign key: an invitation outlives its inviter's removal).")),
+                ('invited_by', fields.UUIDField(description='The admin who invited (no foreign key: the invitation goes with their removal or demotion).')),
                 ('token_hash', fields.CharField(null=True, unique=True, max_length=64)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
-                ('accepted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'staff_invitation', 'app': 'rapidly', 'indexes': [Index(fields=['tenant_id', 'email'])], 'pk_attr': 'id', 'table_description': "An admin's invitation to join the company as staff, by email. Its link's token is made when"},
+            options={'table': 'staff_invitation', 'app': 'rapidly', 'unique_together': (('tenant', 'email'),), 'pk_attr': 'id', 'table_description': "An admin's invitation to join the company as staff, by email: one per address and company"},
             bases=['Model'],
         ),
         ops.RunSQL(
@@ -42,8 +40,7 @@ class Migration(migrations.Migration):
                 _rls._cross_tenant(
                     _INVITATION_TENANT,
                     "uuid",
-                    "SELECT tenant_id FROM public.staff_invitation WHERE token_hash = presented "
-                    "AND accepted_at IS NULL AND expires_at > now()",
+                    "SELECT tenant_id FROM public.staff_invitation WHERE token_hash = presented AND expires_at > now()",
                 ),
             ],
             reverse_sql=[f"DROP FUNCTION IF EXISTS {_INVITATION_TENANT}"],

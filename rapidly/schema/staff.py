@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from rapidly.messaging import service as messaging
+from rapidly.messaging.models import MessageStatus
 from rapidly.notifications import service as notifications
 from rapidly.plugins import Channel, MessageEvent
 from rapidly.schema.errors import (
@@ -19,6 +20,7 @@ from rapidly.schema.errors import (
     returns_errors,
 )
 from rapidly.schema.media import ChannelType
+from rapidly.schema.messaging import MessageStatusType
 from rapidly.schema.permissions import IsStaff
 from rapidly.staff import admin, invitations, service
 from rapidly.staff.models import StaffRole, StaffUser
@@ -81,10 +83,7 @@ class TenantType:
     )
     async def invitations(self, info: strawberry.Info) -> list[PendingInvitation] | None:
         waiting = await invitations.pending(await info.context.staff())
-        return [
-            PendingInvitation(id=strawberry.ID(str(i.id)), email=i.email, role=i.role, expires_at=i.expires_at)
-            for i in waiting
-        ]
+        return [PendingInvitation.of(w) for w in waiting]
 
 
 @strawberry.type(description="An invitation still waiting to be accepted, as an admin sees it.")
@@ -93,6 +92,24 @@ class PendingInvitation:
     email: str
     role: StaffRoleType  # type: ignore[valid-type]
     expires_at: datetime
+    sent: MessageStatusType = strawberry.field(  # type: ignore[valid-type]
+        description="How its email fared: PENDING (waiting or retrying), SENT, FAILED or SUPPRESSED."
+    )
+    problem: str | None = strawberry.field(
+        description='Why it was not sent, as a short code: "channel_not_configured" (no email set up), a limit, ...'
+    )
+
+    @classmethod
+    def of(cls, waiting: invitations.Waiting) -> PendingInvitation:
+        i = waiting.invitation
+        return cls(
+            id=strawberry.ID(str(i.id)),
+            email=i.email,
+            role=i.role,
+            expires_at=i.expires_at,
+            sent=MessageStatus(waiting.sent),
+            problem=waiting.problem,
+        )
 
 
 @strawberry.type(description="A colleague, as an admin sees them.")

@@ -2,10 +2,8 @@
 change the company's settings (its websites' origins, how long contacts are kept, which messages go
 out and how).
 
-Every change is made as the tenant, in one transaction that first locks the company's admins: two
-admins demoting or removing each other at the same moment are taken one after the other, the
-second judged by what the first left, so a company never ends up without an admin. Each change is
-written to the audit trail in the same transaction.
+Every change is made as the tenant, in one transaction that first locks the company's admins
+(`rapidly.staff.roles`), and is written to the audit trail in that transaction.
 """
 
 from __future__ import annotations
@@ -17,22 +15,17 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from rapidly import db, tenancy
 from rapidly.audit import service as audit
-from rapidly.errors import AdminRequired, InputInvalid, NotFound
+from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import service as messaging
 from rapidly.plugins import MessageEvent
+from rapidly.staff import invitations
 from rapidly.staff.models import StaffRole, StaffUser
+from rapidly.staff.roles import locked_admins, require_admin
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 from rapidly.validation import parse_id
 
 _LAST_ADMIN = "A company keeps at least one admin: make someone else an admin first."
-
-_LOCK_ADMINS = "SELECT id FROM staff_user WHERE tenant_id = $1 AND role = 'ADMIN' ORDER BY id FOR UPDATE"
-
-
-def require_admin(staff: StaffUser) -> None:
-    if staff.role != StaffRole.ADMIN:
-        raise AdminRequired()
 
 
 async def list_staff(admin: StaffUser) -> list[StaffUser]:
@@ -48,10 +41,11 @@ async def remove_staff(admin: StaffUser, staff_id: str) -> uuid.UUID:
     tenant_id = admin.tenant_id  # type: ignore[attr-defined]
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
-            admins = await _locked_admins(tx, admin)
+            admins = await locked_admins(tx, admin)
             target = await _target(tx, tenant_id, staff_id)
             if target.id in admins and len(admins) == 1:
                 raise InputInvalid.one("id", "last_admin", _LAST_ADMIN)
+            await invitations.withdraw_from(tx, tenant_id, target.id)
             await target.delete(using_db=tx)
             await audit.record_change(tx, tenant_id, admin.id, audit.STAFF_REMOVED, target.id)
     return target.id
@@ -62,27 +56,18 @@ async def change_role(admin: StaffUser, staff_id: str, role: StaffRole) -> Staff
     tenant_id = admin.tenant_id  # type: ignore[attr-defined]
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
-            admins = await _locked_admins(tx, admin)
+            admins = await locked_admins(tx, admin)
             target = await _target(tx, tenant_id, staff_id)
             if target.role == role:
                 return target
             if target.id in admins and len(admins) == 1:
                 raise InputInvalid.one("role", "last_admin", _LAST_ADMIN)
+            if role != StaffRole.ADMIN:
+                await invitations.withdraw_from(tx, tenant_id, target.id)
             target.role = role
             await target.save(update_fields=["role"], using_db=tx)
             await audit.record_change(tx, tenant_id, admin.id, audit.STAFF_ROLE_CHANGED, target.id, role.value)
     return target
-
-
-async def _locked_admins(tx: BaseDBAsyncClient, admin: StaffUser) -> set[uuid.UUID]:
-    """The company's admins, locked until the transaction ends; `AdminRequired` unless `admin` is
-    still one of them (a role taken away a moment ago counts, whatever the session said)."""
-    require_admin(admin)
-    _, rows = await tx.execute_query(_LOCK_ADMINS, [admin.tenant_id])  # type: ignore[attr-defined]
-    admins = {row["id"] for row in rows}
-    if admin.id not in admins:
-        raise AdminRequired()
-    return admins
 
 
 async def _target(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, staff_id: str) -> StaffUser:
@@ -123,7 +108,7 @@ async def _setting(admin: StaffUser, setting: str, change: Callable[[str], Await
     tenant_id = admin.tenant_id  # type: ignore[attr-defined]
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
-            await _locked_admins(tx, admin)
+            await locked_admins(tx, admin)
             tenant = await change(admin.tenant.slug)
             await audit.record_change(tx, tenant_id, admin.id, audit.SETTING_CHANGED, tenant_id, setting)
     return tenant

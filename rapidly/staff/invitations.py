@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from rapidly import db, security, tenancy
@@ -22,11 +23,12 @@ from rapidly.audit import service as audit
 from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid, NotFound
 from rapidly.messaging import outbox
+from rapidly.messaging.models import OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff import service
-from rapidly.staff.admin import require_admin
 from rapidly.staff.models import StaffInvitation, StaffRole, StaffUser
+from rapidly.staff.roles import locked_admins, require_admin
 from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
 from rapidly.validation import clean_email, clean_locale, parse_id
@@ -58,7 +60,9 @@ class Invitation:
 
 async def invite(admin: StaffUser, email: str, role: StaffRole) -> Invited:
     """Queue the invitation's email; `InputInvalid` for a bad address or one of the company's own
-    staff, `RateLimited` past the company's daily budget."""
+    staff, `RateLimited` past the company's daily budget. Judged with the company's admins locked,
+    as every admin change is (`rapidly.staff.admin`): an admin demoted or removed a moment ago
+    invites no one, and two invitations to one address follow one another."""
     require_admin(admin)
     tenant: Tenant = admin.tenant
     email = clean_email(email)
@@ -69,7 +73,8 @@ async def invite(admin: StaffUser, email: str, role: StaffRole) -> Invited:
     expires_at = datetime.now(UTC) + timedelta(hours=INVITATION_HOURS)
     with tenancy.scoped(tenant.id):
         async with db.transaction() as tx:
-            await StaffInvitation.filter(tenant_id=tenant.id, email=email, accepted_at=None).using_db(tx).delete()
+            await locked_admins(tx, admin)
+            await StaffInvitation.filter(tenant_id=tenant.id, email=email).using_db(tx).delete()
             invitation = await StaffInvitation.create(
                 tenant_id=tenant.id, email=email, role=role, invited_by=admin.id, expires_at=expires_at, using_db=tx
             )
@@ -80,18 +85,37 @@ async def invite(admin: StaffUser, email: str, role: StaffRole) -> Invited:
                 channel=Channel.EMAIL,
                 locale=admin.locale,
                 payload={"invitation": str(invitation.id)},
+                dedupe_key=_message_key(invitation.id),
             )
             await audit.record_change(tx, tenant.id, admin.id, audit.STAFF_INVITED, invitation.id, role.value)
     return Invited(email, role, expires_at)
 
 
-async def pending(admin: StaffUser) -> list[StaffInvitation]:
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A waiting invitation, and how its email fared (`MessageStatus`, and the short code of why it
+    was not sent: say, no email channel set up, or a limit)."""
+
+    invitation: StaffInvitation
+    sent: str
+    problem: str | None
+
+
+async def pending(admin: StaffUser) -> list[Waiting]:
     """The company's invitations still waiting to be accepted, the oldest first."""
     require_admin(admin)
     tenant_id = admin.tenant_id  # type: ignore[attr-defined]
     with tenancy.scoped(tenant_id):
-        waiting = StaffInvitation.filter(tenant_id=tenant_id, accepted_at=None, expires_at__gt=datetime.now(UTC))
-        return await waiting.order_by("created_at", "id")
+        waiting = await StaffInvitation.filter(tenant_id=tenant_id, expires_at__gt=datetime.now(UTC)).order_by(
+            "created_at", "id"
+        )
+        messages = {
+            key: (status, problem)
+            for key, status, problem in await OutboundMessage.filter(
+                tenant_id=tenant_id, dedupe_key__in=[_message_key(i.id) for i in waiting]
+            ).values_list("dedupe_key", "status", "last_error")
+        }
+    return [Waiting(i, *messages.get(_message_key(i.id), ("PENDING", None))) for i in waiting]
 
 
 async def cancel(admin: StaffUser, invitation_id: str) -> uuid.UUID:
@@ -101,30 +125,55 @@ async def cancel(admin: StaffUser, invitation_id: str) -> uuid.UUID:
     found = parse_id(invitation_id)
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
-            waiting = StaffInvitation.filter(id=found, tenant_id=tenant_id, accepted_at=None) if found else None
+            await locked_admins(tx, admin)
+            waiting = StaffInvitation.filter(id=found, tenant_id=tenant_id) if found else None
             if waiting is None or not await waiting.using_db(tx).delete():
                 raise NotFound("There is no such invitation.")
             await audit.record_change(tx, tenant_id, admin.id, audit.INVITATION_CANCELLED, found)
     return found  # type: ignore[return-value]
 
 
+async def withdraw_from(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, inviter_id: uuid.UUID) -> None:
+    """The invitations an admin made, gone with their removal or demotion (in its transaction): an
+    admin on the way out cannot leave a way back in. Their emails not yet sent are not sent."""
+    await StaffInvitation.filter(tenant_id=tenant_id, invited_by=inviter_id).using_db(tx).delete()
+
+
 async def link_for_sending(settings: Settings, tenant_id: uuid.UUID, invitation_id: object) -> tuple[str, str] | None:
     """(the invitee's address, the link with a token made now) for the dispatcher; None when the
-    invitation is no longer waiting (accepted, expired, replaced). Each call makes a new token: a
-    message sent again carries a link that works, and the one before stops working."""
+    invitation is no longer waiting (accepted, expired, withdrawn, replaced). Each call makes a new
+    token: a message sent again carries a link that works, and the one before stops working."""
     token = security.generate_token(security.INVITATION_TOKEN_PREFIX)
     try:
         invitation_id = uuid.UUID(str(invitation_id))
     except ValueError:
         return None
     with tenancy.scoped(tenant_id):
-        changed = await StaffInvitation.filter(
-            id=invitation_id, tenant_id=tenant_id, accepted_at=None, expires_at__gt=datetime.now(UTC)
-        ).update(token_hash=security.hash_token(token))
-        if not changed:
-            return None
-        email = await StaffInvitation.get(id=invitation_id).values_list("email", flat=True)
-    return str(email), f"{settings.base_url}{INVITATION_PATH}{token}"
+        async with db.transaction() as tx:
+            rows = await tx.execute_query_dict(_NEW_LINK, [security.hash_token(token), invitation_id, tenant_id])
+    return (rows[0]["email"], f"{settings.base_url}{INVITATION_PATH}{token}") if rows else None
+
+
+_NEW_LINK = """
+UPDATE staff_invitation SET token_hash = $1 WHERE id = $2 AND tenant_id = $3 AND expires_at > now() RETURNING email
+"""
+
+
+async def purge_expired() -> int:
+    """Invitations past their time, in batches: their addresses are not kept."""
+    return await db.delete_in_batches(_PURGE_EXPIRED, [])
+
+
+_PURGE_EXPIRED = """
+WITH picked AS MATERIALIZED (
+    SELECT id FROM staff_invitation WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
+DELETE FROM staff_invitation i USING picked WHERE i.id = picked.id RETURNING 1
+"""
+
+
+def _message_key(invitation_id: uuid.UUID) -> str:
+    """The invitation's email in the outbox (its payload is cleared once handled; this key stays)."""
+    return f"staff-invitation:{invitation_id}"
 
 
 async def find(token: str) -> Invitation | None:
@@ -145,10 +194,10 @@ async def accept(
     origin: str | None = None,
     locale: str | None = None,
 ) -> service.LoginResult:
-    """The invitee's account, created with their password, and a session for it. A token that is
-    not a live invitation's is `AuthFailed` (counted against the client's network, as failed
-    sign-ins are); a password too short or too long, or an address with an account already,
-    `InputInvalid`, and the invitation stays usable."""
+    """The invitee's account, created with their password, and a session for it; the invitation is
+    then deleted. A token that is not a live invitation's is `AuthFailed` (counted against the
+    client's network, as failed sign-ins are); a password too short or too long, or an address with
+    an account already, `InputInvalid`, and the invitation stays usable."""
     network = ratelimit.network_of(client_ip)
     network_limit = (service.ip_limit(settings), security.keyed_digest(settings.signing_key, "login-ip", network))
     await ratelimit.check(*network_limit)
@@ -164,9 +213,10 @@ async def accept(
     password_hash = await service.argon2(security.hash_password, password)
     with tenancy.scoped(tenant.id):
         async with db.transaction() as tx:
-            live = StaffInvitation.filter(id=invitation.id, accepted_at=None, token_hash=invitation.token_hash)
-            used = await live.using_db(tx).update(accepted_at=datetime.now(UTC), token_hash=None)
-            if not used:  # accepted a moment ago, by another request with the same link
+            live = StaffInvitation.filter(
+                id=invitation.id, token_hash=invitation.token_hash, expires_at__gt=datetime.now(UTC)
+            )
+            if not await live.using_db(tx).delete():  # used a moment ago (the same link twice), or withdrawn
                 raise AuthFailed(_DEAD)
             try:
                 staff = await StaffUser.create(
@@ -181,6 +231,8 @@ async def accept(
                 raise _email_taken() from None
             staff.tenant = tenant
             token = await service.start_session(tx, settings, staff)
+            detail = invitation.role.value
+            await audit.record_change(tx, tenant.id, staff.id, audit.STAFF_JOINED, invitation.invited_by, detail)
     return service.LoginResult(token=token, staff=staff)
 
 
@@ -199,6 +251,6 @@ async def _live(token: str) -> tuple[StaffInvitation, Tenant] | None:
         return None
     with tenancy.scoped(tenant_id):
         invitation = await StaffInvitation.get_or_none(
-            token_hash=token_hash, accepted_at=None, expires_at__gt=datetime.now(UTC)
+            token_hash=token_hash, expires_at__gt=datetime.now(UTC)
         ).select_related("tenant")
     return None if invitation is None else (invitation, invitation.tenant)

@@ -45,21 +45,21 @@ class StaffSession(Model):
 
 
 class StaffInvitation(Model):
-    """An admin's invitation to join the company as staff, by email. Its link's token is made when
-    the email is sent (none waits in the outbox) and only its SHA-256 is kept; accepting it once
-    creates the account and clears the hash."""
+    """An admin's invitation to join the company as staff, by email: one per address and company
+    (a newer one replaces it). Its link's token is made when the email is sent (none waits in the
+    outbox) and only its SHA-256 is kept. Accepted, withdrawn, replaced, or past its time (swept), the
+    row is deleted: the address is not kept once the invitation is over."""
 
     id = fields.UUIDField(primary_key=True)
     tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff_invitations", on_delete=fields.CASCADE)
     email = fields.CharField(max_length=254)
     role = fields.CharEnumField(StaffRole, max_length=10)
-    #: The admin who invited (no foreign key: an invitation outlives its inviter's removal).
+    #: The admin who invited (no foreign key: the invitation goes with their removal or demotion).
     invited_by = fields.UUIDField()
     token_hash = fields.CharField(max_length=64, null=True, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
-    accepted_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "staff_invitation"
-        indexes = (("tenant_id", "email"),)
+        unique_together = (("tenant", "email"),)

@@ -14,6 +14,7 @@ from rapidly.messaging.models import OutboundMessage
 from rapidly.staff.models import StaffInvitation, StaffUser
 from tests.contacts.test_contacts_api import staff_token
 from tests.staff.conftest import ANNA, PEKKA, VILLE
+from tests.staff.test_admin import CHANGE_ROLE
 
 INVITE = """
 mutation Invite($email: String!, $role: StaffRole!) {
@@ -73,10 +74,17 @@ async def test_an_invitee_gets_an_email_whose_link_makes_their_account_once(gql,
     assert (await gql(VIEWER, token=accepted["token"]))["viewer"] == {"email": AINO, "role": "ADMIN"}
     assert again["__typename"] == "AuthError" and shown_after is None
     with tenancy.as_tenant(roofing.id):
-        invitation = await StaffInvitation.get(email=AINO)
-        actions = await AuditEvent.filter(action="staff.invited").values_list("detail", flat=True)
-    assert invitation.accepted_at is not None and invitation.token_hash is None
-    assert actions == ["ADMIN"]
+        aino = await StaffUser.get(email=AINO)
+        kept = await StaffInvitation.all().count()
+        changes = (
+            await AuditEvent.filter(contact_id=None)
+            .order_by("created_at")
+            .values_list("action", "staff_id", "subject_id", "detail")
+        )
+    assert kept == 0  # the address is not kept in an invitation once it is over
+    anna_id = changes[0][1]
+    assert changes[1:] == [("staff.joined", aino.id, anna_id, "ADMIN")]
+    assert changes[0][0] == "staff.invited" and changes[0][3] == "ADMIN"
 
 
 async def test_the_email_names_the_company_and_keeps_no_token_in_the_outbox(gql, company, dispatcher, smtp):
@@ -231,6 +239,7 @@ async def test_only_admins_invite(gql, company):
 
 
 PENDING = "query { viewer { tenant { invitations { id email role expiresAt } } } }"
+PENDING_STATUS = "query { viewer { tenant { invitations { email sent problem } } } }"
 CANCEL = """
 mutation Cancel($id: ID!) {
   cancelStaffInvitation(id: $id) { __typename ... on InvitationCancelled { id } ... on Error { message } }
@@ -286,3 +295,61 @@ async def test_another_companys_or_no_invitation_cannot_be_withdrawn(gql, compan
     assert listed["data"]["viewer"]["tenant"]["invitations"] is None
     with tenancy.as_tenant(plumbing.id):
         assert await StaffInvitation.filter(id=theirs.id).exists()
+
+
+async def test_an_admins_invitations_go_with_their_removal_or_demotion(gql, company, dispatcher, smtp):
+    # given: Ville made an admin; he invites two people, one email sent, one still waiting
+    roofing, _, _, ville, _ = company
+    anna = await staff_token(gql, ANNA)
+    await gql(CHANGE_ROLE, {"id": str(ville.id), "role": "ADMIN"}, token=anna)
+    link = await invited(gql, dispatcher, smtp, token=await staff_token(gql, VILLE), role="ADMIN")
+    await gql(INVITE, {"email": "eero@kattohuolto.example", "role": "ADMIN"}, token=await staff_token(gql, VILLE))
+
+    # when: Anna demotes him
+    await gql(CHANGE_ROLE, {"id": str(ville.id), "role": "STAFF"}, token=anna)
+    sent = await dispatcher.run_once()
+    accepted = (await gql(ACCEPT, {"token": link, "password": PASSWORD}))["acceptStaffInvitation"]
+
+    # then: no way back in through them
+    assert accepted["__typename"] == "AuthError"
+    assert sent == 1 and len(smtp[1].messages) == 1
+    assert (await gql(PENDING, token=anna))["viewer"]["tenant"]["invitations"] == []
+    with tenancy.as_tenant(roofing.id):
+        assert await StaffInvitation.all().count() == 0
+
+
+async def test_waiting_invitations_say_how_their_email_fared(gql, settings, plugins, company):
+    # given: a Rapidly with no email set up
+    from rapidly.messaging.dispatcher import Dispatcher
+
+    token = await staff_token(gql, ANNA)
+    await gql(INVITE, {"email": AINO, "role": "STAFF"}, token=token)
+    before = (await gql(PENDING_STATUS, token=token))["viewer"]["tenant"]["invitations"]
+
+    # when
+    await Dispatcher(settings, plugins, channels={}).run_once()
+    after = (await gql(PENDING_STATUS, token=token))["viewer"]["tenant"]["invitations"]
+
+    # then
+    assert [(i["sent"], i["problem"]) for i in before] == [("PENDING", None)]
+    assert [(i["sent"], i["problem"]) for i in after] == [("SUPPRESSED", "channel_not_configured")]
+
+
+async def test_expired_invitations_are_swept_with_their_addresses(gql, company):
+    # given
+    from rapidly.staff import invitations
+
+    roofing, *_ = company
+    token = await staff_token(gql, ANNA)
+    for email in (AINO, "eero@kattohuolto.example"):
+        await gql(INVITE, {"email": email, "role": "STAFF"}, token=token)
+    with tenancy.as_tenant(roofing.id):
+        await StaffInvitation.filter(email=AINO).update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    # when
+    swept = await invitations.purge_expired()
+
+    # then
+    assert swept == 1
+    with tenancy.as_tenant(roofing.id):
+        assert await StaffInvitation.all().values_list("email", flat=True) == ["eero@kattohuolto.example"]

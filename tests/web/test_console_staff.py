@@ -67,17 +67,36 @@ async def test_the_last_admin_stays_and_a_colleague_made_admin_gets_the_screen(
     anna_role = mine.get_by_label(f"Role of {ANNA}")
     ville_role = mine.get_by_label(f"Role of {VILLE}")
 
-    # when: Anna tries to make herself staff while the only admin
+    # when: choosing a role with the keyboard changes nothing by itself
+    await anna_role.focus()
+    await mine.keyboard.press("ArrowDown")
+    await mine.wait_for_timeout(300)
+
+    # then
+    with tenancy.as_tenant(company.tenant_id):
+        assert {s.email: s.role.value for s in await StaffUser.all()} == {ANNA: "ADMIN", VILLE: "STAFF"}
+
+    # when: Anna asks to make herself staff while the only admin, and confirms
     await anna_role.select_option("STAFF")
+    await mine.get_by_role("button", name=f"Change the role of {ANNA}").click()
+    await expect(mine.get_by_role("alertdialog")).to_contain_text("Give up your own admin role?")
+    await mine.get_by_role("button", name="Change the role", exact=True).click()
 
     # then: refused with the reason, and the choice goes back
-    await expect(mine.get_by_role("alert")).to_have_text(
+    await expect(mine.locator("main > .view > [role=alert]")).to_have_text(
         "A company keeps at least one admin: make someone else an admin first."
     )
     await expect(anna_role).to_have_value("ADMIN")
 
-    # when: she makes Ville an admin, and Ville signs in
+    # when: she makes Ville an admin: asked first, cancelled once, then confirmed
     await ville_role.select_option("ADMIN")
+    await mine.get_by_role("button", name=f"Change the role of {VILLE}").click()
+    await expect(mine.get_by_role("alertdialog")).to_contain_text(f"Make {VILLE} an admin?")
+    await mine.get_by_role("button", name="Cancel").click()
+    await expect(ville_role).to_have_value("STAFF")
+    await ville_role.select_option("ADMIN")
+    await mine.get_by_role("button", name=f"Change the role of {VILLE}").click()
+    await mine.get_by_role("button", name="Change the role", exact=True).click()
     await expect(mine.locator("[role=status].sr")).to_have_text(f"{VILLE} is now admin.")
     theirs = await colleague_browser.new_page()
     await sign_in(theirs, server, VILLE)

@@ -42,13 +42,13 @@ class Console {
   constructor (root) { this.root = root }
 
   async start () {
+    const invited = INVITATION_PATH.exec(location.pathname)
+    if (invited) { // before anything else can fail: out of the address bar and the history
+      history.replaceState(null, '', '/console')
+      sessionStorage.setItem(INVITATION_KEY, invited[1])
+    }
     await this.#speak(pickLocale(localStorage.getItem(LOCALE_KEY), navigator.language) || 'en')
     this.#token = sessionStorage.getItem(TOKEN_KEY)
-    const invited = INVITATION_PATH.exec(location.pathname)
-    if (invited) {
-      sessionStorage.setItem(INVITATION_KEY, decodeURIComponent(invited[1]))
-      history.replaceState(null, '', '/console') // out of the address bar and the history
-    }
     addEventListener('hashchange', () => this.#route())
     document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && this.#checkSession())
     if (sessionStorage.getItem(INVITATION_KEY)) await this.#join()
@@ -68,6 +68,7 @@ class Console {
     }
     document.title = this.#t.title
     this.root.replaceChildren(await invitationScreen(api, this.#t, token, { locale: this.#locale, languages: this.#languages(), joined, signIn: leave }))
+    this.root.querySelector('h1')?.focus({ preventScroll: true }) // a screen reader starts at the invitation
   }
 
   async #speak (locale) {

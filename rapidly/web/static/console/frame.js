@@ -10,3 +10,24 @@ export function frame (title) {
   queueMicrotask(() => heading.focus({ preventScroll: true }))
   return { element, heading, note }
 }
+
+/** Ask before something that cannot be undone at once: a modal dialog whose safe choice (`no`) has the
+ *  focus first; resolves true for `yes`. The focus goes back where it was. */
+export function confirmed (parent, question, yes, no) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement
+    let answer = false
+    const cancel = el('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, no)
+    const accept = el('button', { type: 'button', class: 'danger', onclick: () => { answer = true; dialog.close() } }, yes)
+    const dialog = el('dialog', { 'aria-labelledby': 'confirm-question', role: 'alertdialog' },
+      el('p', { id: 'confirm-question' }, question), el('div', { class: 'actions' }, cancel, accept))
+    dialog.addEventListener('close', () => {
+      dialog.remove()
+      if (opener?.isConnected) opener.focus()
+      resolve(answer)
+    })
+    parent.append(dialog)
+    dialog.showModal()
+    cancel.focus()
+  })
+}

@@ -16,7 +16,6 @@ export async function invitationScreen (api, t, token, { locale, languages, join
   const heading = el('h1', { tabindex: -1 }, t.joinHeading)
   const problem = el('p', { class: 'error', role: 'alert' })
   const main = el('main', { class: 'sign-in' }, heading, problem)
-  queueMicrotask(() => heading.focus({ preventScroll: true }))
   let invitation
   try {
     invitation = (await api.call(INVITATION, { token })).staffInvitation

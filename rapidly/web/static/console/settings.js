@@ -77,8 +77,8 @@ export class Settings {
     const events = tenant.messageChannels.filter(({ event }) => !ALWAYS_ON.has(event)).map(({ event, channels }) => {
       const boxes = (TO_STAFF.has(event) ? ['EMAIL'] : ['EMAIL', 'SMS']).map((channel) =>
         el('input', { type: 'checkbox', id: `channel-${event}-${channel}`, value: channel, checked: channels.includes(channel) }))
-      const changed = () => this.#change(CHANNELS, { event, channels: boxes.filter((b) => b.checked).map((b) => b.value) },
-        channelNote, t.saved, `#${boxes[0].id}`)
+      const changed = (change) => this.#change(CHANNELS, { event, channels: boxes.filter((b) => b.checked).map((b) => b.value) },
+        channelNote, t.saved, `#${change.target.id}`)
       return el('fieldset', { onchange: changed }, el('legend', {}, this.app.event(event)),
         boxes.map((box) => el('span', { class: 'choice' }, box, el('label', { for: box.id }, t.channel[box.value]))))
     })

@@ -3,9 +3,9 @@
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
-import { frame } from './frame.js'
+import { confirmed, frame } from './frame.js'
 
-const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } invitations { id email role expiresAt } } } }'
+const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } invitations { id email role expiresAt sent problem } } } }'
 const MEMBER = 'id email role'
 const CHANGE_ROLE = `mutation ChangeRole($id: ID!, $role: StaffRole!) { changeStaffRole(id: $id, role: $role) {
   ... on StaffRoleChanged { staff { ${MEMBER} } } ${INVALID} ${FAILED} } }`
@@ -74,8 +74,12 @@ export class Staff {
 
   #showWaiting (invitations) {
     const t = this.app.t
+    const fared = (invitation) => ['FAILED', 'SUPPRESSED'].includes(invitation.sent)
+      ? el('strong', {}, ' ', fill(t.invitationNotSent, { why: t.notSent[invitation.problem] || invitation.problem || '' }))
+      : invitation.sent === 'SENT' ? ` ${t.invitationEmailed}` : ` ${t.invitationQueued}`
     this.waiting.replaceChildren(...invitations.map((invitation) => el('li', {},
-      fill(t.waitingInvitation, { email: invitation.email, role: t.roles[invitation.role], time: this.app.when(invitation.expiresAt) }), ' ',
+      fill(t.waitingInvitation, { email: invitation.email, role: t.roles[invitation.role], time: this.app.when(invitation.expiresAt) }),
+      fared(invitation), ' ',
       el('button', { type: 'button', onclick: () => this.#cancel(invitation) }, fill(t.cancelInvitation, { email: invitation.email })))))
     if (!invitations.length) this.waiting.replaceChildren(el('li', { class: 'quiet' }, t.noInvitations))
   }
@@ -98,19 +102,28 @@ export class Staff {
     const id = `role-${member.id}`
     const role = el('select', { id, 'aria-label': fill(t.roleOf, { email: member.email }) },
       ROLES.map((code) => el('option', { value: code, selected: code === member.role }, t.roles[code])))
-    role.addEventListener('change', () => this.#change(member, role))
+    const change = el('button', { type: 'button', onclick: () => this.#change(member, role) }, fill(t.changeRoleOf, { email: member.email }))
     const remove = el('button', { type: 'button', class: 'danger', onclick: () => this.#confirmRemove(member) },
       fill(t.removeOf, { email: member.email }))
     return el('tr', { 'data-id': member.id },
       el('td', {}, member.email, member.id === this.viewerId ? ` (${t.you})` : ''),
-      el('td', {}, role),
+      el('td', {}, role, ' ', change),
       el('td', {}, member.lastSignInAt ? this.app.when(member.lastSignInAt) : t.never),
       el('td', {}, remove))
   }
 
+  /** The role chosen in `select`, given once asked for: making someone an admin, and giving up
+   *  one's own admin role, are confirmed first. */
   async #change (member, select) {
     const t = this.app.t
     this.note.textContent = ''
+    if (select.value === member.role) return
+    const question = select.value === 'ADMIN' ? fill(t.makeAdminConfirm, { email: member.email })
+      : member.id === this.viewerId ? t.demoteSelfConfirm : null
+    if (question && !await confirmed(this.element, question, t.changeRoleYes, t.cancel)) {
+      select.value = member.role
+      return
+    }
     try {
       const changed = await this.app.mutate(CHANGE_ROLE, { id: member.id, role: select.value }, 'StaffRoleChanged')
       if (changed.invalid) {
@@ -127,18 +140,9 @@ export class Staff {
     }
   }
 
-  #confirmRemove (member) {
+  async #confirmRemove (member) {
     const t = this.app.t
-    const opener = document.activeElement
-    const cancel = el('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, t.cancel)
-    const remove = el('button', { type: 'button', class: 'danger', onclick: () => { dialog.close(); this.#remove(member) } }, t.removeYes)
-    const dialog = el('dialog', { 'aria-labelledby': 'remove-question', role: 'alertdialog' },
-      el('p', { id: 'remove-question' }, fill(t.removeConfirm, { email: member.email })),
-      el('div', { class: 'actions' }, cancel, remove))
-    dialog.addEventListener('close', () => { dialog.remove(); if (opener?.isConnected) opener.focus() })
-    this.element.append(dialog)
-    dialog.showModal()
-    cancel.focus()
+    if (await confirmed(this.element, fill(t.removeConfirm, { email: member.email }), t.removeYes, t.cancel)) await this.#remove(member)
   }
 
   async #remove (member) {

@@ -176,6 +176,61 @@ mutation Delete($id: ID!) {
   deleteContact(id: $id) { __typename ... on ErasureReceipt { contactId complete } ... on Error { message } }
 }
 """
+COMPANY = """
+query {
+  viewer {
+    __typename id role
+    tenant { retentionDays messageChannels { event channels } staff { id email role lastSignInAt }
+             invitations { id email role expiresAt sent problem } }
+  }
+}
+"""
+INVITE = """
+mutation Invite($email: String!, $role: StaffRole!) {
+  inviteStaff(email: $email, role: $role) {
+    __typename ... on StaffInvited { email role expiresAt } ... on InputInvalidError { errors { field code } }
+    ... on Error { message }
+  }
+}
+"""
+INVITATION = "query Invitation($token: String!) { staffInvitation(token: $token) { email role companyName } }"
+ACCEPT_INVITATION = """
+mutation Accept($token: String!, $password: String!) {
+  acceptStaffInvitation(token: $token, password: $password) {
+    __typename ... on LoginSuccess { token } ... on InputInvalidError { errors { code } } ... on Error { message }
+  }
+}
+"""
+CANCEL_INVITATION = """
+mutation Cancel($id: ID!) {
+  cancelStaffInvitation(id: $id) { __typename ... on InvitationCancelled { id } ... on Error { message } }
+}
+"""
+CHANGE_ROLE = """
+mutation Role($id: ID!, $role: StaffRole!) {
+  changeStaffRole(id: $id, role: $role) {
+    __typename ... on StaffRoleChanged { staff { id role } } ... on InputInvalidError { errors { code } }
+    ... on Error { message }
+  }
+}
+"""
+REMOVE_STAFF = """
+mutation Remove($id: ID!) {
+  removeStaff(id: $id) {
+    __typename ... on StaffRemoved { id } ... on InputInvalidError { errors { code } } ... on Error { message }
+  }
+}
+"""
+_SETTING = """__typename ... on CompanySettingsChanged { tenant { allowedOrigins retentionDays } }
+    ... on InputInvalidError { errors { field code } } ... on Error { message }"""
+ADD_ORIGIN = f"mutation Add($origin: String!) {{ addAllowedOrigin(origin: $origin) {{ {_SETTING} }} }}"
+REMOVE_ORIGIN = f"mutation Drop($origin: String!) {{ removeAllowedOrigin(origin: $origin) {{ {_SETTING} }} }}"
+RETENTION = f"mutation Keep($days: Int) {{ setRetentionDays(days: $days) {{ {_SETTING} }} }}"
+CHANNELS = f"""
+mutation Channels($event: String!, $channels: [Channel!]!) {{
+  setMessageChannels(event: $event, channels: $channels) {{ {_SETTING} }}
+}}
+"""
 CONTACT_EVENTS = "subscription { contactEvents { kind contactId contact { displayName values { key value } } } }"
 MY_EVENTS = "subscription { myEvents { kind contactId contact { values { key value } } } }"
 
@@ -402,6 +457,7 @@ class Tour:
             try:
                 await self._main_customer(staff_events)
                 await self._staff_works()
+                await self._company_admin()
                 await self._customers_pages()
                 await self._erasures()
                 await self._forged_and_wrong()
@@ -606,6 +662,42 @@ class Tour:
         assert (await self.gql(CHAT_MESSAGES, {"id": "00000000-0000-4000-8000-000000000000"}, staff))[
             "chatMessages"
         ] is None
+
+    async def _company_admin(self) -> None:
+        """The staff member, the company's admin, runs its account: invitations to addresses full of
+        markers, refused and withdrawn; roles and a removal refused (the last admin stays); settings
+        set to what they were, and refused."""
+        staff, invitee = self.staff_token, self.by_page
+        company = (await self.gql(COMPANY, token=staff))["viewer"]
+        assert company["role"] == "ADMIN", company
+        tenant = company["tenant"]
+        for email, expected in ((invitee.email, "StaffInvited"), (invitee.name, "InputInvalidError")):
+            invited = (await self.gql(INVITE, {"email": email, "role": "STAFF"}, staff))["inviteStaff"]
+            assert invited["__typename"] == expected, invited
+        waiting = (await self.gql(COMPANY, token=staff))["viewer"]["tenant"]["invitations"]
+        assert [i["email"] for i in waiting] == [invitee.email], waiting
+        forged = f"rpi_{invitee.tag}"
+        assert (await self.gql(INVITATION, {"token": forged}))["staffInvitation"] is None
+        accepted = await self.gql(ACCEPT_INVITATION, {"token": forged, "password": invitee.text})
+        assert accepted["acceptStaffInvitation"]["__typename"] == "AuthError", accepted
+        cancelled = (await self.gql(CANCEL_INVITATION, {"id": waiting[0]["id"]}, staff))["cancelStaffInvitation"]
+        assert cancelled["__typename"] == "InvitationCancelled", cancelled
+        me = company["id"]
+        demoted = (await self.gql(CHANGE_ROLE, {"id": me, "role": "STAFF"}, staff))["changeStaffRole"]
+        removed = (await self.gql(REMOVE_STAFF, {"id": me}, staff))["removeStaff"]
+        assert demoted["__typename"] == removed["__typename"] == "InputInvalidError", (demoted, removed)
+        origin = f"https://{invitee.tag}.example.fi"
+        for document, variables in (
+            (ADD_ORIGIN, {"origin": origin}),
+            (REMOVE_ORIGIN, {"origin": origin}),
+            (ADD_ORIGIN, {"origin": f"{origin}/{invitee.email}"}),
+            (RETENTION, {"days": tenant["retentionDays"]}),
+            (RETENTION, {"days": 0}),
+            *((CHANNELS, {"event": c["event"], "channels": c["channels"]}) for c in tenant["messageChannels"][:2]),
+            (CHANNELS, {"event": invitee.tag, "channels": []}),
+        ):
+            answer = next(iter((await self.gql(document, variables, staff)).values()))
+            assert answer["__typename"] in ("CompanySettingsChanged", "InputInvalidError"), answer
 
     async def _customers_pages(self) -> None:
         token, person = self.main_token, self.main

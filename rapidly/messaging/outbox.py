@@ -77,6 +77,12 @@ async def depth() -> int:
     return rows[0]["messages"]
 
 
+async def outcomes(tenant_id: UUID, dedupe_keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """How the tenant's messages with these dedupe keys fared: (status, short error code) by key."""
+    rows = OutboundMessage.filter(tenant_id=tenant_id, dedupe_key__in=list(dedupe_keys))
+    return {key: (status, error) for key, status, error in await rows.values_list("dedupe_key", "status", "last_error")}
+
+
 async def messages_by_contact(contact_ids: Sequence[UUID]) -> list[list[OutboundMessage]]:
     """DataLoader batch: each contact's end-user messages (not the staff's), newest first."""
     grouped: dict[UUID, list[OutboundMessage]] = {cid: [] for cid in contact_ids}

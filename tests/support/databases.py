@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from rapidly import db
@@ -19,6 +19,32 @@ async def run_sql(url: str, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@contextmanager
+def commits_not_waiting_for_the_disk(url: str) -> Iterator[None]:
+    """New connections to the database of `url` commit without waiting for the WAL to reach the disk.
+
+    For tests that time what a server does: under another process's disk writes, each commit's WAL
+    flush stalled saves for 100-230 ms here (`dd ... conv=fsync` beside the telemetry test) and once
+    for 588 ms in CI, and with `synchronous_commit = off` those stalls went. Durability is not what
+    such a test measures; set it back afterwards.
+    """
+    import asyncio
+
+    async def current(statement: str) -> None:
+        conn = await db.Credentials.from_url(url).connect()
+        try:
+            name = db.quote_ident(await conn.fetchval("SELECT current_database()"))
+            await conn.execute(statement.format(name))
+        finally:
+            await conn.close()
+
+    asyncio.run(current("ALTER DATABASE {} SET synchronous_commit = off"))
+    try:
+        yield
+    finally:
+        asyncio.run(current("ALTER DATABASE {} RESET synchronous_commit"))
 
 
 @asynccontextmanager

@@ -75,6 +75,14 @@ class AuthFailed(DomainError):
         super().__init__(message)
 
 
+class PasskeyRequired(AuthFailed):
+    """The password was right, but the company requires its staff to sign in with a passkey, and
+    this staff member has one."""
+
+    def __init__(self) -> None:
+        super().__init__("This company requires a passkey: sign in with yours.")
+
+
 class RateLimited(DomainError):
     def __init__(self, retry_after_seconds: int, message: str = "Too many attempts; try again later.") -> None:
         super().__init__(message)

@@ -17,6 +17,8 @@ INVITATION_CANCELLED = "staff.invitation_cancelled"
 #: Someone joined by an invitation: the new staff member, and (as the subject) who invited them.
 STAFF_JOINED = "staff.joined"
 SETTING_CHANGED = "setting.changed"
+#: An admin removed a colleague's passkeys (the recovery of a lost one).
+PASSKEYS_RESET = "passkey.reset"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.
 _RECORD_READS = db.Routine(

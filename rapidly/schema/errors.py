@@ -52,6 +52,11 @@ class AdminRequiredError(Error):
     pass
 
 
+@strawberry.type(description="The password was right, but the company requires signing in with a passkey.")
+class PasskeyRequiredError(Error):
+    pass
+
+
 def error_result(exc: errors.DomainError) -> Error:
     match exc:
         case errors.InputInvalid():
@@ -65,6 +70,8 @@ def error_result(exc: errors.DomainError) -> Error:
             return RateLimitedError(message=exc.message, retry_after_seconds=exc.retry_after_seconds)
         case errors.AdminRequired():
             return AdminRequiredError(message=exc.message)
+        case errors.PasskeyRequired():
+            return PasskeyRequiredError(message=exc.message)
         case errors.AuthFailed() | errors.NotPermitted():
             return AuthError(message=exc.message)
     raise TypeError(f"unmapped domain error {type(exc).__name__}")

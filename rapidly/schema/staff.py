@@ -1,4 +1,4 @@
-"""Staff: `login` and `viewer`; an admin's staff list, roles and removals."""
+"""Staff: `login` and `viewer`; passkeys; an admin's staff list, roles and removals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 
+from rapidly.errors import AuthFailed
 from rapidly.messaging import service as messaging
 from rapidly.messaging.models import MessageStatus
 from rapidly.notifications import service as notifications
@@ -16,14 +17,16 @@ from rapidly.schema.errors import (
     AuthError,
     InputInvalidError,
     NotFoundError,
+    PasskeyRequiredError,
     RateLimitedError,
     returns_errors,
 )
 from rapidly.schema.media import ChannelType
 from rapidly.schema.messaging import MessageStatusType
 from rapidly.schema.permissions import IsStaff
-from rapidly.staff import admin, invitations, service
-from rapidly.staff.models import StaffRole, StaffUser
+from rapidly.staff import admin, invitations, passkeys, service
+from rapidly.staff.models import StaffPasskey, StaffRole, StaffUser
+from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
 
 StaffRoleType = strawberry.enum(StaffRole, name="StaffRole", description="ADMIN also runs the company's account.")
@@ -57,6 +60,9 @@ class TenantType:
         description="Websites whose pages may use the form and the API from a browser, e.g. "
         '"https://www.example.fi" (`rapidly tenant origins`); Rapidly\'s own pages always may.'
     )
+    require_passkey: bool = strawberry.field(
+        description="Staff sign in with a passkey; a password alone only lets someone without one add one."
+    )
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantType:
@@ -67,6 +73,7 @@ class TenantType:
             retention_days=tenant.retention_days,
             allowed_origins=list(tenant.allowed_origins or []),
             message_channels=MessageChannels.all_of(tenant),
+            require_passkey=tenant.require_passkey,
         )
 
     @strawberry.field(
@@ -75,7 +82,9 @@ class TenantType:
     )
     async def staff(self, info: strawberry.Info) -> list[StaffMember] | None:
         viewer = await info.context.staff()
-        return [StaffMember.from_model(member) for member in await admin.list_staff(viewer)]
+        members = await admin.list_staff(viewer)
+        counts = await passkeys.count_by_staff(viewer.tenant_id)
+        return [StaffMember.from_model(member, counts.get(member.id, 0)) for member in members]
 
     @strawberry.field(
         description="Admins: invitations still waiting to be accepted, the oldest first. Null, with an error whose "
@@ -118,11 +127,33 @@ class StaffMember:
     email: str
     role: StaffRoleType  # type: ignore[valid-type]
     last_sign_in_at: datetime | None
+    passkeys: int = strawberry.field(description="How many passkeys they have.")
 
     @classmethod
-    def from_model(cls, staff: StaffUser) -> StaffMember:
+    def from_model(cls, staff: StaffUser, passkeys: int = 0) -> StaffMember:
         return cls(
-            id=strawberry.ID(str(staff.id)), email=staff.email, role=staff.role, last_sign_in_at=staff.last_login_at
+            id=strawberry.ID(str(staff.id)),
+            email=staff.email,
+            role=staff.role,
+            last_sign_in_at=staff.last_login_at,
+            passkeys=passkeys,
+        )
+
+
+@strawberry.type(description="One of my passkeys.")
+class Passkey:
+    id: strawberry.ID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, passkey: StaffPasskey) -> Passkey:
+        return cls(
+            id=strawberry.ID(str(passkey.id)),
+            name=passkey.name,
+            created_at=passkey.created_at,
+            last_used_at=passkey.last_used_at,
         )
 
 
@@ -137,6 +168,10 @@ class Staff:
     @strawberry.field(description="How many of my notifications are unread (counted up to 1,000).")
     async def unread_notifications(self) -> int:
         return await notifications.unread_count(self.id)  # type: ignore[arg-type]
+
+    @strawberry.field(description="My passkeys, the oldest first.")
+    async def passkeys(self, info: strawberry.Info) -> list[Passkey]:
+        return [Passkey.of(p) for p in await passkeys.list_own(await info.context.staff())]
 
     @classmethod
     def from_model(cls, staff: StaffUser) -> Staff:
@@ -154,9 +189,52 @@ class Staff:
 class LoginSuccess:
     token: str = strawberry.field(description="Send as `Authorization: Bearer <token>`.")
     staff: Staff
+    must_add_passkey: bool = strawberry.field(
+        default=False,
+        description="The company requires a passkey and I have none: until I add one (`registerPasskey`), the "
+        "token does nothing else.",
+    )
 
 
-LoginResult = Annotated[LoginSuccess | AuthError | RateLimitedError, strawberry.union("LoginResult")]
+LoginResult = Annotated[
+    LoginSuccess | AuthError | PasskeyRequiredError | RateLimitedError, strawberry.union("LoginResult")
+]
+PasskeySignInResult = Annotated[LoginSuccess | AuthError | RateLimitedError, strawberry.union("PasskeySignInResult")]
+
+
+@strawberry.type(
+    description="Options for the browser's WebAuthn call, as JSON: pass them to "
+    "`PublicKeyCredential.parseCreationOptionsFromJSON` (or `...RequestOptionsFromJSON`)."
+)
+class PasskeyOptions:
+    options: str
+
+
+@strawberry.type
+class PasskeyAdded:
+    passkey: Passkey
+
+
+@strawberry.type
+class PasskeyRemoved:
+    id: strawberry.ID
+
+
+@strawberry.type(description="A colleague's passkeys are removed and their sessions ended.")
+class PasskeysReset:
+    staff: StaffMember
+
+
+PasskeyOptionsResult = Annotated[
+    PasskeyOptions | AuthError | InputInvalidError | RateLimitedError, strawberry.union("PasskeyOptionsResult")
+]
+RegisterPasskeyResult = Annotated[
+    PasskeyAdded | AuthError | InputInvalidError, strawberry.union("RegisterPasskeyResult")
+]
+RemovePasskeyResult = Annotated[PasskeyRemoved | NotFoundError, strawberry.union("RemovePasskeyResult")]
+ResetPasskeysResult = Annotated[
+    PasskeysReset | AdminRequiredError | NotFoundError, strawberry.union("ResetPasskeysResult")
+]
 
 
 @strawberry.type
@@ -242,7 +320,71 @@ class StaffMutation:
         result = await service.login(
             ctx.settings, email=email, password=password, client_ip=ctx.client_ip, origin=ctx.origin
         )
+        return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff), must_add_passkey=result.enrolling)
+
+    @strawberry.mutation(
+        description="Public: start signing in with a passkey; answer with `signInWithPasskey` within 5 minutes."
+    )
+    @returns_errors
+    async def passkey_sign_in_options(self, info: strawberry.Info) -> PasskeyOptionsResult:
+        return PasskeyOptions(
+            options=await passkeys.sign_in_options(info.context.settings, client_ip=info.context.client_ip)
+        )
+
+    @strawberry.mutation(
+        description="Public: sign in with a passkey: `credential` is the browser's answer (`credential.toJSON()`, "
+        "as JSON). The same `AuthError` whatever went wrong."
+    )
+    @returns_errors
+    async def sign_in_with_passkey(self, info: strawberry.Info, credential: str) -> PasskeySignInResult:
+        ctx = info.context
+        result = await passkeys.sign_in(ctx.settings, credential, client_ip=ctx.client_ip, origin=ctx.origin)
         return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff))
+
+    @strawberry.mutation(
+        description="Staff token (also one that must add a passkey): start adding a passkey; answer with "
+        "`registerPasskey` within 5 minutes."
+    )
+    @returns_errors
+    async def passkey_registration_options(self, info: strawberry.Info) -> PasskeyOptionsResult:
+        staff = await _enrolling_or_signed_in(info)
+        return PasskeyOptions(options=await passkeys.registration_options(info.context.settings, staff))
+
+    @strawberry.mutation(
+        description="Staff token (also one that must add a passkey): keep the passkey the browser made "
+        "(`credential.toJSON()`, as JSON) under my `name` for it (1 to 100 characters)."
+    )
+    @returns_errors
+    async def register_passkey(self, info: strawberry.Info, credential: str, name: str) -> RegisterPasskeyResult:
+        ctx = info.context
+        staff = await _enrolling_or_signed_in(info)
+        added = await passkeys.register(ctx.settings, staff, ctx.bearer, credential, name)
+        return PasskeyAdded(passkey=Passkey.of(added))
+
+    @strawberry.mutation(permission_classes=[IsStaff], description="Remove one of my passkeys.")
+    @returns_errors
+    async def remove_passkey(self, info: strawberry.Info, id: strawberry.ID) -> RemovePasskeyResult:
+        removed = await passkeys.remove_own(await info.context.staff(), id)
+        return PasskeyRemoved(id=strawberry.ID(str(removed)))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: remove a colleague's passkeys (one was lost) and end their sessions; they sign in "
+        "with their password and add a new one.",
+    )
+    @returns_errors
+    async def reset_staff_passkeys(self, info: strawberry.Info, id: strawberry.ID) -> ResetPasskeysResult:
+        target = await admin.reset_passkeys(await info.context.staff(), id)
+        return PasskeysReset(staff=StaffMember.from_model(target))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: whether staff must sign in with a passkey. Turning it on needs a passkey of my own.",
+    )
+    @returns_errors
+    async def set_passkey_required(self, info: strawberry.Info, required: bool) -> ChangeSettingsResult:
+        tenant = await admin.set_require_passkey(await info.context.staff(), required)
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))
 
     @strawberry.mutation(description="Staff token: end this session; true when it was live.")
     async def logout(self, info: strawberry.Info) -> bool:
@@ -344,3 +486,13 @@ class StaffMutation:
         values = [channel.value for channel in channels]
         tenant = await admin.set_channels(await info.context.staff(), event, values)
         return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+
+async def _enrolling_or_signed_in(info: strawberry.Info) -> StaffUser:
+    """The staff member of the request's session, also one that may only add a passkey; from their
+    own company's sites only, as any staff request."""
+    staff = await service.enrolling_staff(info.context.bearer)
+    if staff is None:
+        raise AuthFailed()
+    origins.require(staff.tenant, info.context.origin)
+    return staff

@@ -1,6 +1,6 @@
 """A company runs its own account: its admins see its staff, give them roles and remove them, and
 change the company's settings (its websites' origins, how long contacts are kept, which messages go
-out and how).
+out and how, whether staff must sign in with a passkey), and remove a colleague's lost passkeys.
 
 Every change is made as the tenant, in one transaction that first locks the company's admins
 (`rapidly.staff.roles`), and is written to the audit trail in that transaction.
@@ -18,8 +18,8 @@ from rapidly.audit import service as audit
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import service as messaging
 from rapidly.plugins import MessageEvent
-from rapidly.staff import invitations
-from rapidly.staff.models import StaffRole, StaffUser
+from rapidly.staff import invitations, passkeys
+from rapidly.staff.models import StaffPasskey, StaffRole, StaffSession, StaffUser
 from rapidly.staff.roles import locked_admins, require_admin
 from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
@@ -42,7 +42,7 @@ async def remove_staff(admin: StaffUser, staff_id: str) -> uuid.UUID:
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
             admins = await locked_admins(tx, admin)
-            target = await _target(tx, tenant_id, staff_id)
+            target = await target_of(tx, tenant_id, staff_id)
             if target.id in admins and len(admins) == 1:
                 raise InputInvalid.one("id", "last_admin", _LAST_ADMIN)
             await invitations.withdraw_from(tx, tenant_id, target.id)
@@ -57,7 +57,7 @@ async def change_role(admin: StaffUser, staff_id: str, role: StaffRole) -> Staff
     with tenancy.scoped(tenant_id):
         async with db.transaction() as tx:
             admins = await locked_admins(tx, admin)
-            target = await _target(tx, tenant_id, staff_id)
+            target = await target_of(tx, tenant_id, staff_id)
             if target.role == role:
                 return target
             if target.id in admins and len(admins) == 1:
@@ -70,7 +70,7 @@ async def change_role(admin: StaffUser, staff_id: str, role: StaffRole) -> Staff
     return target
 
 
-async def _target(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, staff_id: str) -> StaffUser:
+async def target_of(tx: BaseDBAsyncClient, tenant_id: uuid.UUID, staff_id: str) -> StaffUser:
     """A staff member of this company; `NotFound` for an absent, malformed or another company's ID alike."""
     sid = parse_id(staff_id)
     target = await StaffUser.get_or_none(id=sid, tenant_id=tenant_id).using_db(tx) if sid else None
@@ -100,6 +100,35 @@ async def set_channels(admin: StaffUser, event: str, channels: list[str]) -> Ten
     known = MessageEvent.coerce(event)
     name = known.name if known is not None else "unknown"
     return await _setting(admin, f"message_channels:{name}", lambda slug: messaging.set_channels(slug, event, channels))
+
+
+async def set_require_passkey(admin: StaffUser, required: bool) -> Tenant:
+    """Staff sign in with a passkey (`rapidly.staff.passkeys`). An admin turns it on with a passkey
+    of their own, so that they do not lock themselves into adding one."""
+
+    async def change(slug: str) -> Tenant:
+        if required and not await passkeys.has_any(admin.tenant_id, admin.id):  # type: ignore[attr-defined]
+            raise InputInvalid.one("required", "no_passkey", "Add a passkey of your own first (My account).")
+        tenant = await tenants.get_by_slug(slug)
+        tenant.require_passkey = required
+        await tenant.save(update_fields=["require_passkey", "updated_at"])
+        return tenant
+
+    return await _setting(admin, "require_passkey", change)
+
+
+async def reset_passkeys(admin: StaffUser, staff_id: str) -> StaffUser:
+    """Remove a colleague's passkeys (one was lost) and end their sessions: the colleague signs in
+    with their password and adds a new one. The only way back from a lost passkey."""
+    tenant_id = admin.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            await locked_admins(tx, admin)
+            target = await target_of(tx, tenant_id, staff_id)
+            await StaffPasskey.filter(staff_id=target.id).using_db(tx).delete()
+            await StaffSession.filter(staff_id=target.id).using_db(tx).delete()
+            await audit.record_change(tx, tenant_id, admin.id, audit.PASSKEYS_RESET, target.id)
+    return target
 
 
 async def _setting(admin: StaffUser, setting: str, change: Callable[[str], Awaitable[Tenant]]) -> Tenant:

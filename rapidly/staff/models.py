@@ -38,6 +38,9 @@ class StaffSession(Model):
     token_hash = fields.CharField(max_length=64, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
+    #: Signed in by password where the company requires a passkey and the staff member has none:
+    #: the session may only add one (`rapidly.staff.passkeys`), then it is a session like any other.
+    enrolling = fields.BooleanField(default=False, db_default=SqlDefault("false"))
 
     class Meta:
         table = "staff_session"
@@ -63,3 +66,40 @@ class StaffInvitation(Model):
     class Meta:
         table = "staff_invitation"
         unique_together = (("tenant", "email"),)
+
+
+class StaffPasskey(Model):
+    """A staff member's passkey (a discoverable WebAuthn credential): its public key and signature
+    counter. The credential's ID is unique platform-wide, as an email is: signing in with a passkey
+    names no one, and the ID finds the account."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="staff_passkeys", on_delete=fields.CASCADE)
+    staff = fields.ForeignKeyField("rapidly.StaffUser", related_name="passkeys", on_delete=fields.CASCADE)
+    #: base64url, as the browser names it (at most 1,023 bytes by the specification).
+    credential_id = fields.CharField(max_length=1400, unique=True)
+    public_key = fields.BinaryField()
+    sign_count = fields.BigIntField(default=0)
+    #: The staff member's own name for it ("Work laptop").
+    name = fields.CharField(max_length=100)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "staff_passkey"
+
+
+class PasskeyChallenge(Model):
+    """A WebAuthn challenge waiting for its answer: used once (deleted as it is checked), within
+    five minutes. Only its SHA-256 is kept. A sign-in's is no tenant's (the platform's, as a
+    platform-wide rate limit is); a registration's is its staff member's tenant's."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant_id = fields.UUIDField()
+    challenge_hash = fields.CharField(max_length=64, unique=True)
+    #: Set for a registration: whose passkey it will be.
+    staff_id = fields.UUIDField(null=True)
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "passkey_challenge"

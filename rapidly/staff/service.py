@@ -16,9 +16,9 @@ from tortoise.exceptions import IntegrityError
 
 from rapidly import db, security, tenancy
 from rapidly.config import Settings
-from rapidly.errors import AuthFailed, InputInvalid
+from rapidly.errors import AuthFailed, InputInvalid, PasskeyRequired
 from rapidly.ratelimit import service as ratelimit
-from rapidly.staff.models import StaffRole, StaffSession, StaffUser
+from rapidly.staff.models import StaffPasskey, StaffRole, StaffSession, StaffUser
 from rapidly.tenants import origins
 from rapidly.tenants import service as tenants
 from rapidly.validation import clean_email, clean_locale
@@ -36,6 +36,8 @@ MAX_PASSWORD_LENGTH = 1024
 class LoginResult:
     token: str
     staff: StaffUser
+    #: The company requires a passkey and this staff member has none: the session may only add one.
+    enrolling: bool = False
 
 
 def check_password(password: str) -> None:
@@ -127,13 +129,17 @@ async def login(
     if security.password_needs_rehash(staff.password_hash):
         staff.password_hash = await argon2(security.hash_password, password)
     with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        enrolling = staff.tenant.require_passkey and not await StaffPasskey.filter(staff_id=staff.id).exists()
+        if staff.tenant.require_passkey and not enrolling:
+            raise PasskeyRequired()
         async with db.transaction() as tx:
-            token = await start_session(tx, settings, staff)
-    return LoginResult(token=token, staff=staff)
+            token = await start_session(tx, settings, staff, enrolling=enrolling)
+    return LoginResult(token=token, staff=staff, enrolling=enrolling)
 
 
-async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffUser) -> str:
-    """A new session of a staff member who has just proved who they are; its token (only its hash is kept)."""
+async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffUser, *, enrolling: bool = False) -> str:
+    """A new session of a staff member who has just proved who they are; its token (only its hash is
+    kept). An `enrolling` session may only add a passkey (`rapidly.staff.passkeys`)."""
     staff.last_login_at = datetime.now(UTC)
     token = security.generate_token(security.STAFF_TOKEN_PREFIX)
     await staff.save(update_fields=["password_hash", "last_login_at"], using_db=tx)
@@ -142,6 +148,7 @@ async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffU
         staff=staff,
         token_hash=security.hash_token(token),
         expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
+        enrolling=enrolling,
         using_db=tx,
     )
     return token
@@ -159,7 +166,7 @@ _STAFF_FOR_TOKEN = db.Routine(
     body=f"""
 SELECT {", ".join(f"u.{f}" for f in _STAFF_COLUMNS)}, {tenants.TENANT_SELECT}
 FROM staff_session s JOIN staff_user u ON u.id = s.staff_id JOIN tenant t ON t.id = u.tenant_id
-WHERE s.token_hash = $1 AND s.expires_at > now()
+WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.enrolling
 """,  # noqa: S608 - column names come from the models, the token hash is a parameter
     tenant_of="rapidly_staff_session_tenant",
 )
@@ -177,6 +184,20 @@ async def staff_for_token(token: str) -> StaffUser | None:
     return await tenants.fetch_with_tenant(StaffUser, _STAFF_COLUMNS, _STAFF_FOR_TOKEN, token_hash)
 
 
+async def enrolling_staff(token: str | None) -> StaffUser | None:
+    """The staff member behind a live session token, enrolling or not, with their tenant: for the
+    one thing an enrolling session may do, adding a passkey."""
+    token_hash = security.hash_presented_token(token, security.STAFF_TOKEN_PREFIX)
+    tenant_id = await db.tenant_of("rapidly_staff_session_tenant", token_hash) if token_hash else None
+    if tenant_id is None:
+        return None
+    with tenancy.scoped(tenant_id):
+        session = await StaffSession.get_or_none(token_hash=token_hash, expires_at__gt=datetime.now(UTC))
+        if session is None:
+            return None
+        return await StaffUser.get(id=session.staff_id).select_related("tenant")  # type: ignore[attr-defined]
+
+
 async def argon2(function: Callable[..., T], *args: object) -> T:
     def limited() -> T:
         with _ARGON2_SLOTS:
@@ -187,7 +208,7 @@ async def argon2(function: Callable[..., T], *args: object) -> T:
 
 _LIVE_SESSION = """
 SELECT s.expires_at, t.allowed_origins FROM staff_session s JOIN tenant t ON t.id = s.tenant_id
-WHERE s.token_hash = $1 AND s.expires_at > now()
+WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.enrolling
 """
 
 

@@ -19,6 +19,8 @@ class Tenant(Model):
     #: Websites that may use this tenant's form from the browser: origins such as
     #: "https://www.example.fi" (see `rapidly.tenants.origins`).
     allowed_origins = fields.JSONField(default=list, db_default=SqlDefault("'[]'::jsonb"))
+    #: Staff sign in with a passkey; a password alone only lets someone without one add one.
+    require_passkey = fields.BooleanField(default=False, db_default=SqlDefault("false"))
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -24,6 +24,7 @@ from rapidly.tenancy import ScopedClient
 from tests.contacts.test_contacts_api import CONTACT, save, staff_token, start
 from tests.media import images
 from tests.media.test_upload_api import upload
+from tests.staff.test_passkeys import REGISTRATION_OPTIONS, add_passkey, authenticator_for
 from tests.support.live import until
 from tests.support.proxy import FreezableProxy
 
@@ -62,7 +63,7 @@ async def app_role(settings, server) -> asyncpg.Connection:  # type: ignore[no-u
 
 
 @pytest.fixture
-async def two_tenants(gql, http, world) -> dict[str, uuid.UUID]:  # type: ignore[no-untyped-def]
+async def two_tenants(gql, http, world, settings) -> dict[str, uuid.UUID]:  # type: ignore[no-untyped-def]
     """Rows in every tenant table for two tenants, made as users make them."""
     ids = {}
     for slug in ("alpha", "beta"):
@@ -82,6 +83,8 @@ async def two_tenants(gql, http, world) -> dict[str, uuid.UUID]:  # type: ignore
         assert (await gql(CONTINUE, token=token))["sendContinueLink"]["__typename"] == "LinkSent"  # outbox
         invite = {"email": f"new@{slug}.example", "role": "STAFF"}
         assert (await gql(INVITE, invite, token=staff))["inviteStaff"]["__typename"] == "StaffInvited"  # invitation
+        assert (await add_passkey(gql, staff, authenticator_for(settings)))["__typename"] == "PasskeyAdded"
+        assert (await gql(REGISTRATION_OPTIONS, token=staff))["passkeyRegistrationOptions"]  # passkey_challenge
         gone = await start(gql, slug)
         await save(gql, gone, "name", "Gone")
         gone_id = (await contacts.contact_for_token(gone)).id

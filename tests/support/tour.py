@@ -29,6 +29,7 @@ import websockets
 from graphql import FieldNode, OperationDefinitionNode, build_schema, parse
 
 from tests.media import images
+from tests.support.authenticator import Authenticator
 from tests.support.live import Watcher, until
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
@@ -231,6 +232,27 @@ mutation Channels($event: String!, $channels: [Channel!]!) {{
   setMessageChannels(event: $event, channels: $channels) {{ {_SETTING} }}
 }}
 """
+PASSKEY_REGISTRATION = """
+mutation { passkeyRegistrationOptions { __typename ... on PasskeyOptions { options } ... on Error { message } } }
+"""
+REGISTER_PASSKEY = """
+mutation Register($credential: String!, $name: String!) {
+  registerPasskey(credential: $credential, name: $name) {
+    __typename ... on PasskeyAdded { passkey { id name } } ... on InputInvalidError { errors { code } }
+    ... on Error { message }
+  }
+}
+"""
+PASSKEY_SIGN_IN_OPTIONS = "mutation { passkeySignInOptions { __typename ... on PasskeyOptions { options } } }"
+SIGN_IN_WITH_PASSKEY = """
+mutation SignIn($credential: String!) {
+  signInWithPasskey(credential: $credential) { __typename ... on LoginSuccess { token } ... on Error { message } }
+}
+"""
+MY_PASSKEYS = "query { viewer { passkeys { id name createdAt lastUsedAt } } }"
+REMOVE_PASSKEY = "mutation Remove($id: ID!) { removePasskey(id: $id) { __typename ... on Error { message } } }"
+RESET_PASSKEYS = "mutation Reset($id: ID!) { resetStaffPasskeys(id: $id) { __typename ... on Error { message } } }"
+REQUIRE_PASSKEY = f"mutation Require($on: Boolean!) {{ setPasskeyRequired(required: $on) {{ {_SETTING} }} }}"
 CONTACT_EVENTS = "subscription { contactEvents { kind contactId contact { displayName values { key value } } } }"
 MY_EVENTS = "subscription { myEvents { kind contactId contact { values { key value } } } }"
 
@@ -458,6 +480,7 @@ class Tour:
                 await self._main_customer(staff_events)
                 await self._staff_works()
                 await self._company_admin()
+                await self._passkeys()
                 await self._customers_pages()
                 await self._erasures()
                 await self._forged_and_wrong()
@@ -698,6 +721,34 @@ class Tour:
         ):
             answer = next(iter((await self.gql(document, variables, staff)).values()))
             assert answer["__typename"] in ("CompanySettingsChanged", "InputInvalidError"), answer
+
+    async def _passkeys(self) -> None:
+        """The staff member adds a passkey named with markers, signs in with it, and with forged and
+        garbage answers; requires passkeys and stops; a colleague's reset and a removal by IDs full of
+        markers are refused; the passkey removed."""
+        staff, someone = self.staff_token, self.by_page
+        device = Authenticator(origin=self.url, rp_id=urlsplit(self.url).hostname or "")
+        options = (await self.gql(PASSKEY_REGISTRATION, token=staff))["passkeyRegistrationOptions"]["options"]
+        added = await self.gql(REGISTER_PASSKEY, {"credential": device.create(options), "name": someone.text}, staff)
+        assert added["registerPasskey"]["__typename"] == "PasskeyAdded", added
+        for answer, expected in (
+            (device.get, "LoginSuccess"),
+            (lambda o: device.get(o, origin=someone.email), "AuthError"),
+        ):
+            options = (await self.gql(PASSKEY_SIGN_IN_OPTIONS))["passkeySignInOptions"]["options"]
+            signed_in = (await self.gql(SIGN_IN_WITH_PASSKEY, {"credential": answer(options)}))["signInWithPasskey"]
+            assert signed_in["__typename"] == expected, signed_in
+        garbage = (await self.gql(SIGN_IN_WITH_PASSKEY, {"credential": someone.text}))["signInWithPasskey"]
+        assert garbage["__typename"] == "AuthError", garbage
+        for on in (True, False):
+            required = (await self.gql(REQUIRE_PASSKEY, {"on": on}, staff))["setPasskeyRequired"]
+            assert required["__typename"] == "CompanySettingsChanged", required
+        for document in (RESET_PASSKEYS, REMOVE_PASSKEY):
+            refused = next(iter((await self.gql(document, {"id": someone.tag}, staff)).values()))
+            assert refused["__typename"] == "NotFoundError", refused
+        [mine] = (await self.gql(MY_PASSKEYS, token=staff))["viewer"]["passkeys"]
+        removed = (await self.gql(REMOVE_PASSKEY, {"id": mine["id"]}, staff))["removePasskey"]
+        assert removed["__typename"] == "PasskeyRemoved", removed
 
     async def _customers_pages(self) -> None:
         token, person = self.main_token, self.main

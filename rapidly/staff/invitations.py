@@ -223,10 +223,12 @@ async def accept(
             except IntegrityError:  # an account with this address was made meanwhile
                 raise _email_taken() from None
             staff.tenant = tenant
-            token = await service.start_session(tx, settings, staff)
+            # Where the company requires passkeys, the newcomer's first act is adding one.
+            enrolling = tenant.require_passkey
+            token = await service.start_session(tx, settings, staff, enrolling=enrolling)
             detail = invitation.role.value
             await audit.record_change(tx, tenant.id, staff.id, audit.STAFF_JOINED, invitation.invited_by, detail)
-    return service.LoginResult(token=token, staff=staff)
+    return service.LoginResult(token=token, staff=staff, enrolling=enrolling)
 
 
 def _email_taken() -> InputInvalid:

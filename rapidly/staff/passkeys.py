@@ -87,7 +87,9 @@ async def registration_options(settings: Settings, staff: StaffUser) -> str:
     with tenancy.scoped(tenant_id):
         existing = await StaffPasskey.filter(staff_id=staff.id).values_list("credential_id", flat=True)
         if len(existing) >= MAX_PASSKEYS:
-            raise InputInvalid.one("passkey", "too_many", f"Remove one first: at most {MAX_PASSKEYS} passkeys.")
+            raise InputInvalid.one(
+                "passkey", "too_many_passkeys", f"Remove one first: at most {MAX_PASSKEYS} passkeys."
+            )
         challenge = await _new_challenge(tenant_id, staff.id)
     options = generate_registration_options(
         rp_id=rp_id,

@@ -24,9 +24,13 @@ class Served:
     Standard output and error go to `log_path`; `stop()` sends SIGTERM, as a service manager does.
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str, timeout: float = 60) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *args: str, timeout: float = 60, host_name: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        #: Its address, also its `RAPIDLY_BASE_URL`: `host_name` "localhost" for what browsers allow
+        #: only on a domain (passkeys' relying party), listening on 127.0.0.1 all the same.
+        self.url = f"http://{host_name}:{self.port}"
         self.log_path = log_path
         command = args or ("serve",)
         self.process = subprocess.Popen(

@@ -31,7 +31,7 @@ async def sign_in(page, server, email: str = "anna@kattohuolto.example", passwor
     await page.goto(f"{server.url}/console")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
 
 
@@ -235,7 +235,7 @@ async def test_wrong_credentials_are_told_and_nothing_else(server, roofing_site,
     for email in ("anna@kattohuolto.example", "nobody@example.com"):
         await page.get_by_label("Email").fill(email)
         await page.get_by_label("Password").fill("wrong password")
-        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_role("button", name="Sign in", exact=True).click()
 
         # then: the same words for a wrong password and an unknown account
         await expect(page.get_by_role("alert")).to_have_text("The email address or the password is not right.")

@@ -120,7 +120,7 @@ async def test_staff_who_are_not_admins_get_no_staff_screen(server, company, col
     await page.goto(f"{server.url}/console#/staff")
 
     # then: no link to it, and the address alone shows the refusal and no one's address
-    assert [link.split(" ")[0] for link in links] == ["Contacts", "Notifications", "Settings"]
+    assert [link.split(" ")[0] for link in links] == ["Contacts", "Notifications", "Settings", "My"]
     await expect(page.locator("main [role=alert]")).to_have_text("Only an admin of this company may do this.")
     assert ANNA not in await page.locator("main").inner_text()
 
@@ -179,7 +179,7 @@ async def test_an_invitation_link_that_is_forged_shows_why_and_leads_to_sign_in(
     # then
     await expect(page.get_by_role("alert")).to_contain_text("This invitation has been used, has expired")
     assert page.url == f"{server.url}/console"
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_label("Password")).to_be_visible()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 
 import pytest
 
@@ -372,3 +373,36 @@ async def test_a_read_gets_every_kind_poked_since_the_last_and_nothing_after_clo
     # interval when the page closed never read
     kinds = [read["whats"] for read in log["reads"]]
     assert kinds == [["FIELD_SAVED"], ["CHAT_MESSAGE", "MEDIA_ADDED"]]
+
+
+async def test_adding_a_passkey_sends_the_browsers_own_json_and_stops_at_a_refusal(blank):
+    # given: the browser's WebAuthn calls answered by stand-ins that record what they were given
+    result = await blank.evaluate(
+        """async () => {
+          const { addPasskey, passkeyProblem } = await import('/console/passkeys.js')
+          const calls = []
+          PublicKeyCredential.parseCreationOptionsFromJSON = (json) => ({ parsed: json })
+          navigator.credentials.create = async (options) => ({ toJSON: () => ({ id: 'cred', made: options }) })
+          const mutate = async (query, variables, success) => {
+            calls.push([success, variables])
+            if (success === 'PasskeyOptions') return { options: JSON.stringify({ challenge: 'c1' }) }
+            return { passkey: { id: 'p1', name: variables.name } }
+          }
+          const added = await addPasskey(mutate, 'Työkannettava')
+          const refused = await addPasskey(async () => ({ invalid: [{ code: 'too_many_passkeys' }] }), 'x')
+          const t = { passkeyCancelled: 'cancelled', passkeyUnsupported: 'unsupported', errors: { taken: 'taken' } }
+          const named = (name) => Object.assign(new Error('x'), { name })
+          const words = ['NotAllowedError', 'AbortError', 'InvalidStateError', 'SecurityError', 'Other']
+            .map((name) => passkeyProblem(t, named(name), () => 'explained'))
+          return { calls, added, refused, words }
+        }"""
+    )
+
+    # then: the options parsed by the browser, its credential's toJSON() sent as it is, under the name
+    [(first, _), (second, sent)] = result["calls"]
+    assert (first, second) == ("PasskeyOptions", "PasskeyAdded")
+    assert sent["name"] == "Työkannettava"
+    assert json.loads(sent["credential"]) == {"id": "cred", "made": {"publicKey": {"parsed": {"challenge": "c1"}}}}
+    assert result["added"] == {"passkey": {"id": "p1", "name": "Työkannettava"}}
+    assert result["refused"] == {"invalid": [{"code": "too_many_passkeys"}]}
+    assert result["words"] == ["cancelled", "cancelled", "taken", "unsupported", "explained"]

@@ -14,6 +14,7 @@ import { LOCALES, fill, pickLocale, textsBeside } from '../lib/i18n.js'
 import { ContactList, ContactPage } from './contacts.js'
 import { invitationScreen } from './invitation.js'
 import { Notifications } from './notifications.js'
+import { Account, passkeyForm, passkeyProblem, signInWithPasskey, supported as passkeysSupported } from './passkeys.js'
 import { Settings } from './settings.js'
 import { Staff } from './staff.js'
 
@@ -29,10 +30,10 @@ const SESSION_EVERY_MS = 60_000
 const LANGUAGE_NAMES = { fi: 'Suomi', sv: 'Svenska', en: 'English' }
 
 const LOGIN = `mutation Login($email: String!, $password: String!) { login(email: $email, password: $password) {
-  ... on LoginSuccess { token } ${LIMITED} ${FAILED} } }`
+  ... on LoginSuccess { token mustAddPasskey } ${LIMITED} ${FAILED} } }`
 const LOGOUT = 'mutation Logout { logout }'
 const VIEWER = `query Viewer($locale: String) { viewer { id email locale role unreadNotifications tenant { name retentionDays
-  allowedOrigins messageChannels { event channels } } } fields(locale: $locale) { key label kind choices { value label } } }`
+  allowedOrigins requirePasskey messageChannels { event channels } } } fields(locale: $locale) { key label kind choices { value label } } }`
 const UNREAD = 'query Unread { viewer { unreadNotifications } }'
 const EVENTS = 'subscription Events { contactEvents { kind contactId at } }'
 
@@ -62,9 +63,7 @@ class Console {
     const leave = () => { sessionStorage.removeItem(INVITATION_KEY); this.#signIn() }
     const joined = async (session) => {
       sessionStorage.removeItem(INVITATION_KEY)
-      this.#token = session
-      sessionStorage.setItem(TOKEN_KEY, session)
-      await this.#enter()
+      await this.#started(session)
     }
     document.title = this.#t.title
     this.root.replaceChildren(await invitationScreen(api, this.#t, token, { locale: this.#locale, languages: this.#languages(), joined, signIn: leave }))
@@ -90,20 +89,27 @@ class Console {
     const email = el('input', { id: 'email', type: 'email', autocomplete: 'username', required: true })
     const password = el('input', { id: 'password', type: 'password', autocomplete: 'current-password', required: true })
     const problem = el('p', { class: 'error', role: 'alert' }, notice)
+    const refused = (error) => error instanceof Unavailable && error.retryAfter > 2
+      ? fill(t.tooManyAttempts, { seconds: error.retryAfter })
+      : error instanceof Unavailable ? t.unavailable : t.errors[error.code] || t.wrongCredentials
     const submit = async (event) => {
       event.preventDefault()
       problem.textContent = ''
       try {
         const answer = await api.mutate(LOGIN, { email: email.value, password: password.value }, null, 'LoginSuccess')
-        this.#token = answer.token
-        sessionStorage.setItem(TOKEN_KEY, answer.token)
-        await this.#enter()
+        await this.#started(answer)
       } catch (error) {
-        problem.textContent = error instanceof Unavailable && error.retryAfter > 2
-          ? fill(t.tooManyAttempts, { seconds: error.retryAfter })
-          : error instanceof Unavailable ? t.unavailable : t.wrongCredentials
+        problem.textContent = refused(error)
         password.value = ''
         email.focus()
+      }
+    }
+    const withPasskey = async () => {
+      problem.textContent = ''
+      try {
+        await this.#started(await signInWithPasskey(api))
+      } catch (error) {
+        problem.textContent = passkeyProblem(t, error, refused)
       }
     }
     this.root.replaceChildren(el('main', { class: 'sign-in' },
@@ -113,8 +119,31 @@ class Console {
         el('label', { for: 'password' }, t.password), password,
         problem,
         el('button', { type: 'submit', class: 'primary' }, t.signIn)),
+      passkeysSupported() ? el('p', {}, el('button', { type: 'button', onclick: withPasskey }, t.signInWithPasskey)) : null,
       this.#languages()))
     email.focus()
+  }
+
+  /** A session just begun: the console, or first a passkey where the company requires one. */
+  async #started ({ token, mustAddPasskey }) {
+    this.#token = token
+    sessionStorage.setItem(TOKEN_KEY, token)
+    if (mustAddPasskey) this.#enrol()
+    else await this.#enter()
+  }
+
+  /** The company requires a passkey and this staff member has none: adding one is all they may do. */
+  #enrol () {
+    const t = this.#t
+    const mutate = (query, variables, success) => api.mutate(query, variables, this.#token, success)
+    const explain = (problem) => this.explain(problem)
+    const form = passkeysSupported() ? passkeyForm(t, mutate, explain, () => this.#enter()) : el('p', { role: 'alert' }, t.passkeyUnsupported)
+    this.root.replaceChildren(el('main', { class: 'sign-in' },
+      el('h1', { tabindex: -1 }, t.addPasskeyHeading),
+      el('p', {}, t.passkeyRequiredHelp),
+      form,
+      el('p', {}, el('button', { type: 'button', onclick: () => this.#signOut() }, t.signOut))))
+    this.root.querySelector('h1').focus({ preventScroll: true })
   }
 
   async #enter () {
@@ -182,7 +211,8 @@ class Console {
           link('#/contacts', t.contacts),
           link('#/notifications', t.notifications, ' ', this.#badge),
           link('#/settings', t.settings),
-          this.#viewer.role === 'ADMIN' ? link('#/staff', t.staff) : null),
+          this.#viewer.role === 'ADMIN' ? link('#/staff', t.staff) : null,
+          link('#/account', t.myAccount)),
         this.#languages(),
         el('button', { type: 'button', onclick: () => this.#signOut() }, t.signOut)),
       this.#main,
@@ -216,7 +246,7 @@ class Console {
     let contactId = null
     try { contactId = id && decodeURIComponent(id) } catch { contactId = '-' } // a malformed address: no such contact
     this.#view?.close?.()
-    const views = { notifications: Notifications, settings: Settings, staff: Staff }
+    const views = { notifications: Notifications, settings: Settings, staff: Staff, account: Account }
     const view = this.#view = name === 'contacts' && contactId ? new ContactPage(this, contactId) : new (views[name] || ContactList)(this)
     document.title = `${view.title} – ${this.#t.title}`
     for (const a of this.root.querySelectorAll('nav a')) {

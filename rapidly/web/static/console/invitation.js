@@ -7,10 +7,10 @@ import { fill } from '../lib/i18n.js'
 
 const INVITATION = 'query Invitation($token: String!) { staffInvitation(token: $token) { email role companyName } }'
 const ACCEPT = `mutation Accept($token: String!, $password: String!, $locale: String) {
-  acceptStaffInvitation(token: $token, password: $password, locale: $locale) { ... on LoginSuccess { token } ${INVALID} ${LIMITED} ${FAILED} } }`
+  acceptStaffInvitation(token: $token, password: $password, locale: $locale) { ... on LoginSuccess { token mustAddPasskey } ${INVALID} ${LIMITED} ${FAILED} } }`
 export const MIN_PASSWORD = 12
 
-/** The screen's element: the invitation, or why it no longer works. `joined(token)` once accepted;
+/** The screen's element: the invitation, or why it no longer works. `joined(answer)` once accepted (its `LoginSuccess`);
  *  `signIn()` to leave it for the sign-in. The account speaks `locale`, the language chosen here. */
 export async function invitationScreen (api, t, token, { locale, languages, joined, signIn }) {
   const heading = el('h1', { tabindex: -1 }, t.joinHeading)
@@ -37,7 +37,7 @@ export async function invitationScreen (api, t, token, { locale, languages, join
     try {
       const answer = await api.mutate(ACCEPT, { token, password: password.value, locale }, null, 'LoginSuccess')
       if (answer.invalid) return void (problem.textContent = t.errors[`${answer.invalid[0].field}_${answer.invalid[0].code}`] || answer.invalid[0].message)
-      await joined(answer.token)
+      await joined(answer)
     } catch (error) {
       problem.textContent = error instanceof Unavailable ? t.unavailable : t.invitationDead
     }

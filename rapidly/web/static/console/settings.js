@@ -5,12 +5,13 @@ import { FAILED, INVALID } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { frame } from './frame.js'
 
-const TENANT = 'allowedOrigins retentionDays messageChannels { event channels }'
+const TENANT = 'allowedOrigins retentionDays requirePasskey messageChannels { event channels }'
 const READ = `query Settings { viewer { tenant { ${TENANT} } } }`
 const CHANGED = `... on CompanySettingsChanged { tenant { ${TENANT} } } ${INVALID} ${FAILED}`
 const ADD_ORIGIN = `mutation AddOrigin($origin: String!) { addAllowedOrigin(origin: $origin) { ${CHANGED} } }`
 const REMOVE_ORIGIN = `mutation RemoveOrigin($origin: String!) { removeAllowedOrigin(origin: $origin) { ${CHANGED} } }`
 const RETENTION = `mutation Retention($days: Int) { setRetentionDays(days: $days) { ${CHANGED} } }`
+const REQUIRE_PASSKEY = `mutation RequirePasskey($required: Boolean!) { setPasskeyRequired(required: $required) { ${CHANGED} } }`
 const CHANNELS = `mutation Channels($event: String!, $channels: [Channel!]!) {
   setMessageChannels(event: $event, channels: $channels) { ${CHANGED} } }`
 /** Events whose channels are not the company's to choose, and those that reach staff (email only). */
@@ -49,7 +50,8 @@ export class Settings {
     return el('dl', { class: 'settings' },
       row(t.keptFor, tenant.retentionDays ? fill(t.keptDays, { days: tenant.retentionDays }) : t.keptUntilErased),
       row(t.messageChannels, ...channels),
-      row(t.origins, ...(tenant.allowedOrigins.length ? tenant.allowedOrigins : [t.noOrigins])))
+      row(t.origins, ...(tenant.allowedOrigins.length ? tenant.allowedOrigins : [t.noOrigins])),
+      row(t.signInSetting, tenant.requirePasskey ? t.passkeyRequired : t.passwordOrPasskey))
   }
 
   #editors (tenant) {
@@ -83,6 +85,13 @@ export class Settings {
         boxes.map((box) => el('span', { class: 'choice' }, box, el('label', { for: box.id }, t.channel[box.value]))))
     })
 
+    const passkeyNote = status()
+    const required = el('input', { type: 'checkbox', id: 'require-passkey', checked: tenant.requirePasskey, 'aria-describedby': 'require-passkey-help' })
+    required.addEventListener('change', async () => {
+      await this.#change(REQUIRE_PASSKEY, { required: required.checked }, passkeyNote, t.saved, '#require-passkey')
+      required.checked = this.app.viewer.tenant.requirePasskey // as it is, also when refused
+    })
+
     return [
       section('origins-heading', t.origins,
         origins,
@@ -97,7 +106,11 @@ export class Settings {
           el('p', { id: 'retention-help', class: 'quiet' }, t.retentionHelp),
           el('button', { type: 'submit' }, t.save)),
         keptNote),
-      section('channels-heading', t.messageChannels, ...events, channelNote)
+      section('channels-heading', t.messageChannels, ...events, channelNote),
+      section('sign-in-heading', t.signInSetting,
+        el('p', { class: 'choice' }, required, el('label', { for: 'require-passkey' }, t.requirePasskey)),
+        el('p', { id: 'require-passkey-help', class: 'quiet' }, t.requirePasskeyHelp),
+        passkeyNote)
     ]
   }
 

@@ -1,17 +1,18 @@
-// The company's staff, for its admins: who they are, their roles, and removing someone.
+// The company's staff, for its admins: who they are, their roles and passkeys, and removing someone.
 
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { confirmed, frame } from './frame.js'
 
-const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt } invitations { id email role expiresAt sent problem } } } }'
+const STAFF = 'query Staff { viewer { id tenant { staff { id email role lastSignInAt passkeys } invitations { id email role expiresAt sent problem } } } }'
 const MEMBER = 'id email role'
 const CHANGE_ROLE = `mutation ChangeRole($id: ID!, $role: StaffRole!) { changeStaffRole(id: $id, role: $role) {
   ... on StaffRoleChanged { staff { ${MEMBER} } } ${INVALID} ${FAILED} } }`
 const INVITE = `mutation Invite($email: String!, $role: StaffRole!) { inviteStaff(email: $email, role: $role) {
   ... on StaffInvited { email } ${INVALID} ${LIMITED} ${FAILED} } }`
 const CANCEL = `mutation Cancel($id: ID!) { cancelStaffInvitation(id: $id) { ... on InvitationCancelled { id } ${FAILED} } }`
+const RESET_PASSKEYS = `mutation ResetPasskeys($id: ID!) { resetStaffPasskeys(id: $id) { ... on PasskeysReset { staff { id } } ${FAILED} } }`
 const REMOVE = `mutation Remove($id: ID!) { removeStaff(id: $id) { ... on StaffRemoved { id } ${INVALID} ${FAILED} } }`
 export const ROLES = ['ADMIN', 'STAFF']
 
@@ -28,6 +29,7 @@ export class Staff {
         el('th', { scope: 'col' }, t.email),
         el('th', { scope: 'col' }, t.role),
         el('th', { scope: 'col' }, t.lastSignIn),
+        el('th', { scope: 'col' }, t.passkeys),
         el('th', { scope: 'col' }, el('span', { class: 'sr' }, t.actions)))),
       this.rows)
     this.email = el('input', { id: 'invite-email', type: 'email', autocomplete: 'off', required: true, maxlength: 320 })
@@ -105,10 +107,14 @@ export class Staff {
     const change = el('button', { type: 'button', onclick: () => this.#change(member, role) }, fill(t.changeRoleOf, { email: member.email }))
     const remove = el('button', { type: 'button', class: 'danger', onclick: () => this.#confirmRemove(member) },
       fill(t.removeOf, { email: member.email }))
+    const reset = member.passkeys && member.id !== this.viewerId
+      ? el('button', { type: 'button', onclick: () => this.#confirmReset(member) }, fill(t.resetPasskeysOf, { email: member.email }))
+      : null
     return el('tr', { 'data-id': member.id },
       el('td', {}, member.email, member.id === this.viewerId ? ` (${t.you})` : ''),
       el('td', {}, role, ' ', change),
       el('td', {}, member.lastSignInAt ? this.app.when(member.lastSignInAt) : t.never),
+      el('td', {}, String(member.passkeys), reset ? ' ' : '', reset),
       el('td', {}, remove))
   }
 
@@ -136,6 +142,21 @@ export class Staff {
       if (member.id === this.viewerId && member.role !== 'ADMIN') await this.app.reenter()
     } catch (error) {
       select.value = member.role
+      this.note.textContent = this.app.explain(error)
+    }
+  }
+
+  /** A colleague lost a passkey: theirs are removed and their sessions ended, once confirmed. */
+  async #confirmReset (member) {
+    const t = this.app.t
+    this.note.textContent = ''
+    if (!await confirmed(this.element, fill(t.resetPasskeysConfirm, { email: member.email }), t.resetPasskeysYes, t.cancel)) return
+    try {
+      await this.app.mutate(RESET_PASSKEYS, { id: member.id }, 'PasskeysReset')
+      this.app.announce(fill(t.passkeysReset, { email: member.email }))
+      await this.load()
+      this.element.querySelector('h1').focus()
+    } catch (error) {
       this.note.textContent = this.app.explain(error)
     }
   }

@@ -604,6 +604,15 @@ async def delete_in_batches(sql: str, args: list[object], batch: int = 1000) -> 
     return total
 
 
+async def delete_expired(table: str) -> int:
+    """Rows of `table` whose `expires_at` has passed (sessions, invitations, challenges), in batches."""
+    sql = (
+        f"WITH picked AS MATERIALIZED (SELECT id FROM {table} WHERE expires_at <= now() LIMIT $1 "  # noqa: S608 - a table name of the code's
+        f"FOR UPDATE SKIP LOCKED) DELETE FROM {table} t USING picked WHERE t.id = picked.id RETURNING 1"
+    )
+    return await delete_in_batches(sql, [])
+
+
 async def tenant_ids() -> list[uuid.UUID]:
     """Every tenant's ID, for work that goes tenant by tenant (the tenant table has no tenant_id:
     it is the one table every role reads whole). Platform-wide rows (`tenancy.PLATFORM`) come last."""

@@ -178,8 +178,11 @@ async def test_an_expired_session_no_longer_answers(gql, world):
     with tenancy.as_tenant(tenant.id):
         await StaffSession.all().update(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
 
-    # then
+    # then: and the maintenance job sweeps it, leaving live sessions
     assert (await gql(VIEWER, token=token))["viewer"] is None
+    live = (await gql(LOGIN, {"email": "anna@kattohuolto.example", "password": STAFF_PASSWORD}))["login"]["token"]
+    assert await service.purge_expired_sessions() == 1
+    assert (await gql(VIEWER, token=live))["viewer"] is not None
 
 
 async def test_staff_of_one_tenant_see_only_their_own_tenant(gql, world):

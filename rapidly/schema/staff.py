@@ -447,9 +447,7 @@ class StaffMutation:
         result = await invitations.accept(
             ctx.settings, token, password, client_ip=ctx.client_ip, origin=ctx.origin, locale=locale
         )
-        return LoginSuccess(
-            token=result.token, staff=Staff.from_model(result.staff), must_add_passkey=result.enrolling
-        )
+        return LoginSuccess(token=result.token, staff=Staff.from_model(result.staff), must_add_passkey=result.enrolling)
 
     @strawberry.mutation(
         permission_classes=[IsStaff],

@@ -154,14 +154,7 @@ UPDATE staff_invitation SET token_hash = $1 WHERE id = $2 AND tenant_id = $3 AND
 
 async def purge_expired() -> int:
     """Invitations past their time, in batches: their addresses are not kept."""
-    return await db.delete_in_batches(_PURGE_EXPIRED, [])
-
-
-_PURGE_EXPIRED = """
-WITH picked AS MATERIALIZED (
-    SELECT id FROM staff_invitation WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
-DELETE FROM staff_invitation i USING picked WHERE i.id = picked.id RETURNING 1
-"""
+    return await db.delete_expired("staff_invitation")
 
 
 def _message_key(invitation_id: uuid.UUID) -> str:

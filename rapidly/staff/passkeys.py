@@ -301,16 +301,9 @@ async def _take_challenge(tenant_id: uuid.UUID, challenge: bytes, staff_id: uuid
     return bool(taken)
 
 
-_PURGE_EXPIRED = """
-WITH picked AS MATERIALIZED (
-    SELECT id FROM passkey_challenge WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
-DELETE FROM passkey_challenge c USING picked WHERE c.id = picked.id RETURNING 1
-"""
-
-
 async def purge_expired_challenges() -> int:
     """Challenges never answered, in batches."""
-    return await db.delete_in_batches(_PURGE_EXPIRED, [])
+    return await db.delete_expired("passkey_challenge")
 
 
 def _bounded(credential: str) -> str:

@@ -247,16 +247,9 @@ async def logout(token: str | None) -> bool:
         return bool(await StaffSession.filter(token_hash=token_hash).delete())
 
 
-_PURGE_EXPIRED_SESSIONS = """
-WITH picked AS MATERIALIZED (
-    SELECT id FROM staff_session WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
-DELETE FROM staff_session s USING picked WHERE s.id = picked.id RETURNING 1
-"""
-
-
 async def purge_expired_sessions() -> int:
     """Sessions past their end, in batches."""
-    return await db.delete_in_batches(_PURGE_EXPIRED_SESSIONS, [])
+    return await db.delete_expired("staff_session")
 
 
 def _account_limit(settings: Settings) -> ratelimit.Limit:

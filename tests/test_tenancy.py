@@ -24,6 +24,8 @@ from rapidly.tenancy import ScopedClient
 from tests.contacts.test_contacts_api import CONTACT, save, staff_token, start
 from tests.media import images
 from tests.media.test_upload_api import upload
+from tests.messaging.test_wording import SET as SET_WORDING
+from tests.messaging.test_wording import SMS as SMS_WORDING
 from tests.staff.test_passkeys import REGISTRATION_OPTIONS, add_passkey, authenticator_for
 from tests.support.live import until
 from tests.support.proxy import FreezableProxy
@@ -85,6 +87,8 @@ async def two_tenants(gql, http, world, settings) -> dict[str, uuid.UUID]:  # ty
         assert (await gql(INVITE, invite, token=staff))["inviteStaff"]["__typename"] == "StaffInvited"  # invitation
         assert (await add_passkey(gql, staff, authenticator_for(settings)))["__typename"] == "PasskeyAdded"
         assert (await gql(REGISTRATION_OPTIONS, token=staff))["passkeyRegistrationOptions"]  # passkey_challenge
+        wording = {**SMS_WORDING, "body": f"{slug}: {{{{ link }}}}"}
+        assert (await gql(SET_WORDING, wording, token=staff))["setMessageWording"]  # message_wording
         gone = await start(gql, slug)
         await save(gql, gone, "name", "Gone")
         gone_id = (await contacts.contact_for_token(gone)).id

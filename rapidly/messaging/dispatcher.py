@@ -29,7 +29,7 @@ from rapidly.config import Settings
 from rapidly.contacts import continuation
 from rapidly.contacts import service as contacts
 from rapidly.errors import RateLimited, for_the_log
-from rapidly.messaging import service
+from rapidly.messaging import service, wording
 from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
 from rapidly.messaging.templates import RenderError, compose
 from rapidly.plugins import (
@@ -45,7 +45,6 @@ from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff import invitations
 from rapidly.staff.models import StaffUser
-from rapidly.tenants import service as tenants
 from rapidly.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -222,7 +221,7 @@ class Dispatcher:
         context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name)
         words = {"event": event, "channel": channel, "locale": row["locale"], "context": context}
         try:
-            template = self.plugins.message_template(tenants.tenant_info(tenant), event, channel, row["locale"])
+            template = await wording.template(self.plugins, tenant, event, channel, row["locale"])
             composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
         except (RenderError, PluginError) as exc:
             # The tenant's wording misbehaved (a link of its own, too long, a failing hook): the

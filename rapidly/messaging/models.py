@@ -47,3 +47,22 @@ class OutboundMessage(Model):
         table = "outbound_message"
         unique_together = (("tenant", "dedupe_key"),)
         indexes = (("status", "next_attempt_at"),)
+
+
+class MessageWording(Model):
+    """A company's own wording of one message (event, channel, language), written by its admins in the
+    console: above its plugin's wording, which stays the default beneath it ("reset to default" deletes
+    the row). Checked as a plugin's template is, and rendered by the same sandbox."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="message_wordings", on_delete=fields.CASCADE)
+    event = fields.CharField(max_length=40)
+    channel = fields.CharField(max_length=10)
+    locale = fields.CharField(max_length=5)
+    subject = fields.CharField(max_length=200, null=True)
+    body = fields.TextField()
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "message_wording"
+        unique_together = (("tenant", "event", "channel", "locale"),)

@@ -244,8 +244,10 @@ def validate_template(
             raise PluginError(plugin, f"the subject must be one line {where}", hook=hook)
     elif result.subject is not None:
         raise PluginError(plugin, f"an SMS has no subject: return subject=None {where}", hook=hook)
-    if len(result.body) > MAX_TEMPLATE_CHARS or len(result.subject or "") > MAX_SUBJECT_TEMPLATE_CHARS:
+    if len(result.body) > MAX_TEMPLATE_CHARS:
         raise PluginError(plugin, f"template longer than {MAX_TEMPLATE_CHARS} characters {where}", hook=hook)
+    if len(result.subject or "") > MAX_SUBJECT_TEMPLATE_CHARS:
+        raise PluginError(plugin, f"subject longer than {MAX_SUBJECT_TEMPLATE_CHARS} characters {where}", hook=hook)
     if ch is Channel.SMS and len(result.body) > MAX_SMS_TEMPLATE_CHARS:
         raise PluginError(plugin, f"SMS template is longer than {MAX_SMS_TEMPLATE_CHARS} characters {where}", hook=hook)
     for part, source in (("subject", result.subject), ("body", result.body)):

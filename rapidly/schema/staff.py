@@ -9,6 +9,7 @@ import strawberry
 
 from rapidly.errors import AuthFailed
 from rapidly.messaging import service as messaging
+from rapidly.messaging import wording
 from rapidly.messaging.models import MessageStatus
 from rapidly.notifications import service as notifications
 from rapidly.plugins import Channel, MessageEvent
@@ -87,12 +88,58 @@ class TenantType:
         return [StaffMember.from_model(member, counts.get(member.id, 0)) for member in members]
 
     @strawberry.field(
+        description="The words of every message, per event, channel and language: the company's own where its "
+        "admins wrote them (`custom`), else the default beneath (its plugin's, or Rapidly's)."
+    )
+    async def message_wordings(self, info: strawberry.Info) -> list[MessageWordingType]:
+        staff = await info.context.staff()
+        return [MessageWordingType.of(w) for w in await wording.all_of(info.context.plugins, staff.tenant)]
+
+    @strawberry.field(
         description="Admins: invitations still waiting to be accepted, the oldest first. Null, with an error whose "
         "code is `AdminRequired`, for anyone else."
     )
     async def invitations(self, info: strawberry.Info) -> list[PendingInvitation] | None:
         waiting = await invitations.pending(await info.context.staff())
         return [PendingInvitation.of(w) for w in waiting]
+
+
+@strawberry.type(name="MessageWording", description="The words of one message on one channel in one language.")
+class MessageWordingType:
+    event: str = strawberry.field(description='A message event, e.g. "SELF_SERVICE_LINK".')
+    channel: ChannelType  # type: ignore[valid-type]
+    locale: str
+    subject: str | None = strawberry.field(description="Email only.")
+    body: str
+    custom: bool = strawberry.field(description="The company's own; false: the default beneath.")
+
+    @classmethod
+    def of(cls, w: wording.Wording) -> MessageWordingType:
+        return cls(
+            event=w.event.name,
+            channel=w.channel,
+            locale=w.locale,
+            subject=w.template.subject,
+            body=w.template.body,
+            custom=w.custom,
+        )
+
+
+@strawberry.type(
+    description="A message as it would go out in a wording, with sample values: the core's own part (the link "
+    "to the person's page, the delete button) included, as it is sent."
+)
+class MessagePreview:
+    subject: str | None
+    text: str = strawberry.field(description="The plain text, as an SMS or the text part of an email.")
+    delete_button: str | None = strawberry.field(
+        description="The label of the delete button under an email to an end user (its HTML part)."
+    )
+
+
+MessagePreviewResult = Annotated[
+    MessagePreview | AdminRequiredError | InputInvalidError, strawberry.union("MessagePreviewResult")
+]
 
 
 @strawberry.type(description="An invitation still waiting to be accepted, as an admin sees it.")
@@ -301,6 +348,31 @@ class StaffQuery:
         staff = await info.context.staff()
         return Staff.from_model(staff) if staff else None
 
+    @strawberry.field(
+        permission_classes=[IsStaff],
+        description="Admins: a message in this wording, with sample values, rendered by the sandbox that sends; "
+        "a wording that breaks a rule or fails to render is `InputInvalidError` with the reason.",
+    )
+    @returns_errors
+    async def message_preview(
+        self,
+        info: strawberry.Info,
+        event: str,
+        channel: ChannelType,  # type: ignore[valid-type]
+        locale: str,
+        body: str,
+        subject: str | None = None,
+    ) -> MessagePreviewResult:
+        ctx = info.context
+        ch = channel.value
+        composed = await admin.preview_wording(
+            await ctx.staff(), ctx.settings.base_url, event, ch, locale, subject, body
+        )
+        ev = MessageEvent.coerce(event)
+        return MessagePreview(
+            subject=composed.subject, text=composed.text, delete_button=wording.button_label(ev, channel, locale)
+        )
+
     @strawberry.field(description="Public: the invitation behind a link's token; null once used, expired or replaced.")
     async def staff_invitation(self, token: str) -> StaffInvitationType | None:
         found = await invitations.find(token)
@@ -384,6 +456,41 @@ class StaffMutation:
     @returns_errors
     async def set_passkey_required(self, info: strawberry.Info, required: bool) -> ChangeSettingsResult:
         tenant = await admin.set_require_passkey(await info.context.staff(), required)
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="Admins: the company's own words for one message on one channel in one language (the subject: "
+        "email only); refused with the reason when they break a rule or fail to render.",
+    )
+    @returns_errors
+    async def set_message_wording(
+        self,
+        info: strawberry.Info,
+        event: str,
+        channel: ChannelType,  # type: ignore[valid-type]
+        locale: str,
+        body: str,
+        subject: str | None = None,
+    ) -> ChangeSettingsResult:
+        ctx = info.context
+        tenant = await admin.set_wording(
+            await ctx.staff(), ctx.settings.base_url, event, channel.value, locale, subject, body
+        )
+        return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff], description="Admins: back to the default wording of one message (reset)."
+    )
+    @returns_errors
+    async def reset_message_wording(
+        self,
+        info: strawberry.Info,
+        event: str,
+        channel: ChannelType,  # type: ignore[valid-type]
+        locale: str,
+    ) -> ChangeSettingsResult:
+        tenant = await admin.reset_wording(await info.context.staff(), event, channel.value, locale)
         return CompanySettingsChanged(tenant=TenantType.of(tenant))
 
     @strawberry.mutation(description="Staff token: end this session; true when it was live.")

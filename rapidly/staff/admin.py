@@ -1,6 +1,6 @@
 """A company runs its own account: its admins see its staff, give them roles and remove them, and
 change the company's settings (its websites' origins, how long contacts are kept, which messages go
-out and how, whether staff must sign in with a passkey), and remove a colleague's lost passkeys.
+out and how, and in what words, whether staff must sign in with a passkey), and remove a colleague's lost passkeys.
 
 Every change is made as the tenant, in one transaction that first locks the company's admins
 (`rapidly.staff.roles`), and is written to the audit trail in that transaction.
@@ -17,6 +17,8 @@ from rapidly import db, tenancy
 from rapidly.audit import service as audit
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import service as messaging
+from rapidly.messaging import wording
+from rapidly.messaging.templates import Composed
 from rapidly.plugins import MessageEvent
 from rapidly.staff import invitations, passkeys
 from rapidly.staff.models import StaffPasskey, StaffRole, StaffSession, StaffUser
@@ -115,6 +117,43 @@ async def set_require_passkey(admin: StaffUser, required: bool) -> Tenant:
         return tenant
 
     return await _setting(admin, "require_passkey", change)
+
+
+async def preview_wording(
+    admin: StaffUser, base_url: str, event: str, channel: str, locale: str, subject: str | None, body: str
+) -> Composed:
+    """A message in this wording, with sample values, as the sandbox that sends renders it."""
+    require_admin(admin)
+    ev, ch, loc = wording.checked_key(event, channel, locale)
+    return wording.checked(base_url, admin.tenant, ev, ch, loc, subject, body)[1]
+
+
+async def set_wording(
+    admin: StaffUser, base_url: str, event: str, channel: str, locale: str, subject: str | None, body: str
+) -> Tenant:
+    """The company's own wording of one message in one language; refused with the reason when it
+    breaks a template's rules or would not render."""
+    require_admin(admin)
+    ev, ch, loc = wording.checked_key(event, channel, locale)
+    words, _ = wording.checked(base_url, admin.tenant, ev, ch, loc, subject, body)
+
+    async def change(slug: str) -> Tenant:
+        await wording.save(admin.tenant, ev, ch, loc, words)
+        return admin.tenant
+
+    return await _setting(admin, f"message_wording:{ev.name}:{ch.value}:{loc}", change)
+
+
+async def reset_wording(admin: StaffUser, event: str, channel: str, locale: str) -> Tenant:
+    """Back to the plugin's (or the core's) wording."""
+    require_admin(admin)
+    ev, ch, loc = wording.checked_key(event, channel, locale)
+
+    async def change(slug: str) -> Tenant:
+        await wording.reset(admin.tenant, ev, ch, loc)
+        return admin.tenant
+
+    return await _setting(admin, f"message_wording:{ev.name}:{ch.value}:{loc}", change)
 
 
 async def reset_passkeys(admin: StaffUser, staff_id: str) -> StaffUser:

@@ -46,3 +46,12 @@ def dispatcher(settings, plugins, smtp, gateway) -> Dispatcher:  # type: ignore[
         "sms": GatewayApiSms(gateway.url, "gateway-token", "Kattohuolto", timeout=1),
     }
     return Dispatcher(settings, plugins, channels)
+
+
+@pytest.fixture
+async def roofing(world):  # type: ignore[no-untyped-def]
+    """Kattohuolto Oy (roofing, Finnish) with Anna, its admin; Verstas (car repair, Swedish) with Erik."""
+    await world.tenant("kattohuolto", name="Kattohuolto Oy")
+    await world.staff("kattohuolto", "anna@kattohuolto.example")
+    await world.tenant("verstas", plugin="carrepair_se")
+    await world.staff("verstas", "erik@verstas.example")

@@ -30,14 +30,6 @@ mutation R($id: ID!, $channel: Channel!) { requestPhoto(contactId: $id, channel:
 MESSAGES = "query C($id: ID!) { contact(id: $id) { messages { event channel status maskedRecipient error } } }"
 
 
-@pytest.fixture
-async def roofing(world):
-    await world.tenant("kattohuolto", name="Kattohuolto Oy")
-    await world.staff("kattohuolto", "anna@kattohuolto.example")
-    await world.tenant("verstas", plugin="carrepair_se")
-    await world.staff("verstas", "erik@verstas.example")
-
-
 async def contact(gql, email="maija@example.com", phone="040 123 4567") -> str:
     token = await start(gql, "kattohuolto")
     await save(gql, token, "name", "Maija Meikäläinen")

@@ -253,6 +253,23 @@ MY_PASSKEYS = "query { viewer { passkeys { id name createdAt lastUsedAt } } }"
 REMOVE_PASSKEY = "mutation Remove($id: ID!) { removePasskey(id: $id) { __typename ... on Error { message } } }"
 RESET_PASSKEYS = "mutation Reset($id: ID!) { resetStaffPasskeys(id: $id) { __typename ... on Error { message } } }"
 REQUIRE_PASSKEY = f"mutation Require($on: Boolean!) {{ setPasskeyRequired(required: $on) {{ {_SETTING} }} }}"
+_WORDING_ARGS = "$event: String!, $channel: Channel!, $locale: String!"
+_WORDING = "event: $event, channel: $channel, locale: $locale"
+MESSAGE_PREVIEW = f"""
+query Preview({_WORDING_ARGS}, $subject: String, $body: String!) {{
+  messagePreview({_WORDING}, subject: $subject, body: $body) {{
+    __typename ... on MessagePreview {{ subject text deleteButton }} ... on InputInvalidError {{ errors {{ code }} }}
+    ... on Error {{ message }}
+  }}
+}}
+"""
+SET_WORDING = f"""
+mutation Wording({_WORDING_ARGS}, $subject: String, $body: String!) {{
+  setMessageWording({_WORDING}, subject: $subject, body: $body) {{ {_SETTING} }}
+}}
+"""
+RESET_WORDING = f"mutation Reset({_WORDING_ARGS}) {{ resetMessageWording({_WORDING}) {{ {_SETTING} }} }}"
+WORDINGS = "query { viewer { tenant { messageWordings { event channel locale subject body custom } } } }"
 CONTACT_EVENTS = "subscription { contactEvents { kind contactId contact { displayName values { key value } } } }"
 MY_EVENTS = "subscription { myEvents { kind contactId contact { values { key value } } } }"
 
@@ -481,6 +498,7 @@ class Tour:
                 await self._staff_works()
                 await self._company_admin()
                 await self._passkeys()
+                await self._message_wording()
                 await self._customers_pages()
                 await self._erasures()
                 await self._forged_and_wrong()
@@ -749,6 +767,28 @@ class Tour:
         [mine] = (await self.gql(MY_PASSKEYS, token=staff))["viewer"]["passkeys"]
         removed = (await self.gql(REMOVE_PASSKEY, {"id": mine["id"]}, staff))["removePasskey"]
         assert removed["__typename"] == "PasskeyRemoved", removed
+
+    async def _message_wording(self) -> None:
+        """The admin previews and saves wordings full of markers, and hostile ones (refused with the
+        reason), then resets them: the next messages of the tour go in the default words."""
+        staff, someone = self.staff_token, self.by_page
+        key = {"event": "CONTINUE_LINK", "channel": "EMAIL", "locale": "fi"}
+        good = {**key, "subject": someone.name, "body": f"{someone.text} {{{{ link }}}}"}
+        for variables, expected in (
+            (good, "MessagePreview"),
+            ({**good, "body": f"{{{{ link.__class__ }}}} {someone.email}"}, "InputInvalidError"),
+            ({**good, "body": f"https://{someone.tag}.example/"}, "InputInvalidError"),
+        ):
+            previewed = (await self.gql(MESSAGE_PREVIEW, variables, staff))["messagePreview"]
+            assert previewed["__typename"] == expected, previewed
+        saved = (await self.gql(SET_WORDING, good, staff))["setMessageWording"]
+        assert saved["__typename"] == "CompanySettingsChanged", saved
+        custom = [
+            w for w in (await self.gql(WORDINGS, token=staff))["viewer"]["tenant"]["messageWordings"] if w["custom"]
+        ]
+        assert len(custom) == 1, custom
+        reset = (await self.gql(RESET_WORDING, key, staff))["resetMessageWording"]
+        assert reset["__typename"] == "CompanySettingsChanged", reset
 
     async def _customers_pages(self) -> None:
         token, person = self.main_token, self.main

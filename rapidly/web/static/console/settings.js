@@ -1,12 +1,14 @@
-// The company's settings: shown to everyone, changed by its admins (each change on its own, at once).
+// The company's settings: shown to everyone, changed by its admins (each change on its own, at once),
+// and the wording of its messages (wording.js).
 
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { frame } from './frame.js'
+import { WORDINGS, wordingEditor } from './wording.js'
 
 const TENANT = 'allowedOrigins retentionDays requirePasskey messageChannels { event channels }'
-const READ = `query Settings { viewer { tenant { ${TENANT} } } }`
+const READ = `query Settings { viewer { tenant { ${TENANT} ${WORDINGS} } } }`
 const CHANGED = `... on CompanySettingsChanged { tenant { ${TENANT} } } ${INVALID} ${FAILED}`
 const ADD_ORIGIN = `mutation AddOrigin($origin: String!) { addAllowedOrigin(origin: $origin) { ${CHANGED} } }`
 const REMOVE_ORIGIN = `mutation RemoveOrigin($origin: String!) { removeAllowedOrigin(origin: $origin) { ${CHANGED} } }`
@@ -33,13 +35,16 @@ export class Settings {
   close () { this.closed = true }
 
   async load () {
-    const tenant = (await this.app.call(READ)).viewer.tenant
-    if (!this.closed) this.#show(tenant)
+    const { messageWordings, ...tenant } = (await this.app.call(READ)).viewer.tenant
+    if (this.closed) return
+    // Built once: a change of another setting redraws the rest, not what is being written here.
+    if (this.app.viewer.role === 'ADMIN') this.wording = wordingEditor(this.app, messageWordings)
+    this.#show(tenant)
   }
 
   #show (tenant) {
     Object.assign(this.app.viewer.tenant, tenant)
-    this.body.replaceChildren(...(this.app.viewer.role === 'ADMIN' ? this.#editors(tenant) : [this.#summary(tenant)]))
+    this.body.replaceChildren(...(this.app.viewer.role === 'ADMIN' ? [...this.#editors(tenant), this.wording] : [this.#summary(tenant)]))
   }
 
   #summary (tenant) {

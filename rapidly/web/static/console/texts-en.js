@@ -146,6 +146,18 @@ export default {
   resetPasskeysConfirm: 'Remove all passkeys of {email} and sign them out? They then sign in with their password and add a new passkey.',
   resetPasskeysYes: 'Remove the passkeys',
   passkeysReset: 'The passkeys of {email} were removed.',
+  wordingHeading: 'Wording of the messages',
+  wordingMessage: 'Message',
+  wordingChannel: 'Sent by',
+  wordingSubject: 'Subject',
+  wordingBody: 'Text',
+  wordingHelp: 'Write {{ tenant_name }}, {{ contact_name }}, {{ staff_name }} and {{ link }} where those go; {% if contact_name %}…{% endif %} for text that needs a name. No addresses of your own: the link comes from {{ link }}. The link to the person’s own page and the delete button are always added after your text.',
+  wordingCustom: 'Your company’s own wording.',
+  wordingDefault: 'The default wording.',
+  wordingReset: 'Reset to default',
+  wordingResetDone: 'The default wording is back.',
+  wordingPreview: 'Preview, with sample names',
+  wordingButton: 'Under the email:',
   events: {
     CONTINUE_LINK: 'link to continue on the phone',
     SELF_SERVICE_LINK: 'link to their own page',
@@ -186,6 +198,9 @@ export default {
     expired: 'That took too long; try again.',
     invalid: 'The passkey could not be used.',
     taken: 'This passkey is added already.',
-    required: 'Give it a name, such as the device it is on.'
+    required: 'Give it a name, such as the device it is on.',
+    template_invalid: 'This wording cannot be used:',
+    unknown_locale: 'Choose Finnish, Swedish or English.',
+    staff_email_only: 'This message is sent by email only.'
   }
 }

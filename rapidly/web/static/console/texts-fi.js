@@ -146,6 +146,18 @@ export default {
   resetPasskeysConfirm: 'Poistetaanko kaikki käyttäjän {email} pääsyavaimet ja kirjataanko hänet ulos? Hän kirjautuu sitten salasanallaan ja lisää uuden pääsyavaimen.',
   resetPasskeysYes: 'Poista pääsyavaimet',
   passkeysReset: 'Käyttäjän {email} pääsyavaimet poistettiin.',
+  wordingHeading: 'Viestien sanamuoto',
+  wordingMessage: 'Viesti',
+  wordingChannel: 'Lähetystapa',
+  wordingSubject: 'Aihe',
+  wordingBody: 'Teksti',
+  wordingHelp: 'Kirjoita {{ tenant_name }}, {{ contact_name }}, {{ staff_name }} ja {{ link }} niiden paikalle; {% if contact_name %}…{% endif %} tekstille, joka tarvitsee nimen. Ei omia osoitteita: linkki tulee {{ link }}-kohdasta. Linkki henkilön omalle sivulle ja poistopainike lisätään aina tekstisi perään.',
+  wordingCustom: 'Yrityksesi oma sanamuoto.',
+  wordingDefault: 'Oletussanamuoto.',
+  wordingReset: 'Palauta oletus',
+  wordingResetDone: 'Oletussanamuoto on palautettu.',
+  wordingPreview: 'Esikatselu esimerkkinimillä',
+  wordingButton: 'Sähköpostin lopussa:',
   events: {
     CONTINUE_LINK: 'linkki puhelimella jatkamiseen',
     SELF_SERVICE_LINK: 'linkki omalle sivulle',
@@ -186,6 +198,9 @@ export default {
     expired: 'Aikaa kului liikaa; yritä uudelleen.',
     invalid: 'Pääsyavainta ei voitu käyttää.',
     taken: 'Tämä pääsyavain on jo lisätty.',
-    required: 'Anna sille nimi, esimerkiksi laite, jolla se on.'
+    required: 'Anna sille nimi, esimerkiksi laite, jolla se on.',
+    template_invalid: 'Tätä sanamuotoa ei voi käyttää:',
+    unknown_locale: 'Valitse suomi, ruotsi tai englanti.',
+    staff_email_only: 'Tämä viesti lähetetään vain sähköpostilla.'
   }
 }

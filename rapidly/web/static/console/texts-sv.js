@@ -146,6 +146,18 @@ export default {
   resetPasskeysConfirm: 'Ta bort alla nycklar för {email} och logga ut hen? Hen loggar sedan in med sitt lösenord och lägger till en ny nyckel.',
   resetPasskeysYes: 'Ta bort nycklarna',
   passkeysReset: 'Nycklarna för {email} togs bort.',
+  wordingHeading: 'Meddelandenas ordalydelse',
+  wordingMessage: 'Meddelande',
+  wordingChannel: 'Skickas som',
+  wordingSubject: 'Ämne',
+  wordingBody: 'Text',
+  wordingHelp: 'Skriv {{ tenant_name }}, {{ contact_name }}, {{ staff_name }} och {{ link }} där de ska stå; {% if contact_name %}…{% endif %} för text som behöver ett namn. Inga egna adresser: länken kommer från {{ link }}. Länken till personens egen sida och raderingsknappen läggs alltid till efter din text.',
+  wordingCustom: 'Företagets egen ordalydelse.',
+  wordingDefault: 'Standardordalydelsen.',
+  wordingReset: 'Återställ standard',
+  wordingResetDone: 'Standardordalydelsen är tillbaka.',
+  wordingPreview: 'Förhandsvisning med exempelnamn',
+  wordingButton: 'Under e-postmeddelandet:',
   events: {
     CONTINUE_LINK: 'länk för att fortsätta på telefonen',
     SELF_SERVICE_LINK: 'länk till den egna sidan',
@@ -186,6 +198,9 @@ export default {
     expired: 'Det tog för lång tid; försök igen.',
     invalid: 'Nyckeln kunde inte användas.',
     taken: 'Den här nyckeln är redan tillagd.',
-    required: 'Ge den ett namn, till exempel enheten den finns på.'
+    required: 'Ge den ett namn, till exempel enheten den finns på.',
+    template_invalid: 'Den här ordalydelsen kan inte användas:',
+    unknown_locale: 'Välj finska, svenska eller engelska.',
+    staff_email_only: 'Det här meddelandet skickas bara per e-post.'
   }
 }

@@ -86,9 +86,11 @@ async def two_tenants(gql, http, world, settings) -> dict[str, uuid.UUID]:  # ty
         invite = {"email": f"new@{slug}.example", "role": "STAFF"}
         assert (await gql(INVITE, invite, token=staff))["inviteStaff"]["__typename"] == "StaffInvited"  # invitation
         assert (await add_passkey(gql, staff, authenticator_for(settings)))["__typename"] == "PasskeyAdded"
-        assert (await gql(REGISTRATION_OPTIONS, token=staff))["passkeyRegistrationOptions"]  # passkey_challenge
+        asked = (await gql(REGISTRATION_OPTIONS, token=staff))["passkeyRegistrationOptions"]  # passkey_challenge
+        assert asked["__typename"] == "PasskeyOptions", asked
         wording = {**SMS_WORDING, "body": f"{slug}: {{{{ link }}}}"}
-        assert (await gql(SET_WORDING, wording, token=staff))["setMessageWording"]  # message_wording
+        worded = (await gql(SET_WORDING, wording, token=staff))["setMessageWording"]  # message_wording
+        assert worded["__typename"] == "CompanySettingsChanged", worded
         gone = await start(gql, slug)
         await save(gql, gone, "name", "Gone")
         gone_id = (await contacts.contact_for_token(gone)).id

@@ -38,10 +38,8 @@ from rapidly.plugins import (
     MessageEvent,
     PluginError,
     PluginRegistry,
-    resolve_locale,
     template_context,
 )
-from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 from rapidly.ratelimit import service as ratelimit
 from rapidly.staff import invitations
 from rapidly.staff.models import StaffUser
@@ -220,20 +218,24 @@ class Dispatcher:
                 await self._tenant_limit(tenant.id)
         context = template_context(event, tenant_name=tenant.name, link=link, contact_name=name)
         words = {"event": event, "channel": channel, "locale": row["locale"], "context": context}
-        try:
-            template = await wording.template(self.plugins, tenant, event, channel, row["locale"])
-            composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
-        except (RenderError, PluginError) as exc:
-            # The tenant's wording misbehaved (a link of its own, too long, a failing hook): the
-            # message still goes, in the core's words, with the core's link.
-            log.warning(
-                "message %s: the wording of plugin %s was refused (%s); the core's is used",
-                row["id"],
-                tenant.plugin,
-                type(exc).__name__,
-            )
-            template = DEFAULT_TEMPLATES[(event, channel, resolve_locale(row["locale"]))]
-            composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
+        composed = None
+        for layer, wording_of in wording.layers(self.plugins, tenant, event, channel, row["locale"]):
+            try:
+                template = await wording_of()
+                if template is not None:
+                    composed = compose(template, **words, self_service_link=self_service)  # type: ignore[arg-type]
+                    break
+            except (RenderError, PluginError) as exc:
+                # This wording misbehaved (a link of its own, too long, a failing hook): the message
+                # still goes, in the wording beneath (at last the core's), with the core's link.
+                log.warning(
+                    "message %s: the %s wording of tenant plugin %s was refused (%s); the next is used",
+                    row["id"],
+                    layer,
+                    tenant.plugin,
+                    type(exc).__name__,
+                )
+        assert composed is not None  # the core's wording always renders
         item = Outgoing(row["id"], recipient, tenant.name, composed, tenant.id, row["contact_id"])
         return item, continuation.mask(recipient, channel)
 

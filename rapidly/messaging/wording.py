@@ -11,6 +11,7 @@ back its plugin's, which stays beneath it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from rapidly import tenancy
@@ -19,6 +20,7 @@ from rapidly.messaging.models import MessageWording
 from rapidly.messaging.service import ALWAYS_ON
 from rapidly.messaging.templates import BUTTON, Composed, RenderError, compose
 from rapidly.plugins import Channel, MessageEvent, MessageTemplate, PluginError, resolve_locale, template_context
+from rapidly.plugins.defaults import DEFAULT_TEMPLATES
 from rapidly.plugins.manager import PluginRegistry
 from rapidly.plugins.validation import validate_template
 from rapidly.tenants import service as tenants
@@ -26,8 +28,7 @@ from rapidly.tenants.models import Tenant
 from rapidly.validation import LOCALES
 
 #: What a preview is rendered with: sample values, never anyone's.
-SAMPLE_NAME = {"fi": "Maija Meikäläinen", "sv": "Maja Svensson", "en": "Mary Smith"}
-SAMPLE_STAFF = {"fi": "Anna", "sv": "Anna", "en": "Anna"}
+SAMPLE_NAME = {"fi": "Matti Esimerkki", "sv": "Maja Exempel", "en": "Sam Example"}
 SAMPLE_PATH = "/c/esimerkki"
 SAMPLE_PAGE = "/my/esimerkki"
 
@@ -60,16 +61,27 @@ def checked_key(event: str, channel: str, locale: str) -> tuple[MessageEvent, Ch
     return ev, ch, locale
 
 
-async def template(plugins: PluginRegistry, tenant: Tenant, event: MessageEvent, channel: Channel, locale: str | None):  # type: ignore[no-untyped-def]
-    """The wording a message is sent in: the company's own, else its plugin's, else the core's."""
+def layers(
+    plugins: PluginRegistry, tenant: Tenant, event: MessageEvent, channel: Channel, locale: str | None
+) -> list[tuple[str, Callable[[], Awaitable[MessageTemplate | None]]]]:
+    """Where a message's wording comes from, the first that renders winning: the company's own
+    (None when it has none), its plugin's, the core's. Each is read only when the one above failed."""
     resolved = resolve_locale(locale, tenant.default_locale)
-    with tenancy.scoped(tenant.id):
-        own = await MessageWording.get_or_none(
-            tenant_id=tenant.id, event=event.name, channel=channel.value, locale=resolved
-        )
-    if own is not None:
-        return MessageTemplate(subject=own.subject, body=own.body)
-    return plugins.message_template(tenants.tenant_info(tenant), event, channel, resolved)
+
+    async def company() -> MessageTemplate | None:
+        with tenancy.scoped(tenant.id):
+            own = await MessageWording.get_or_none(
+                tenant_id=tenant.id, event=event.name, channel=channel.value, locale=resolved
+            )
+        return None if own is None else MessageTemplate(subject=own.subject, body=own.body)
+
+    async def plugin() -> MessageTemplate:
+        return plugins.message_template(tenants.tenant_info(tenant), event, channel, resolved)
+
+    async def core() -> MessageTemplate:
+        return DEFAULT_TEMPLATES[(event, channel, resolved)]
+
+    return [("company", company), ("plugin", plugin), ("core", core)]
 
 
 async def all_of(plugins: PluginRegistry, tenant: Tenant) -> list[Wording]:
@@ -111,8 +123,8 @@ def checked(
             raise InputInvalid.one(field, "template_invalid", exc.problem) from None
     link = f"{settings_base_url}{SAMPLE_PATH}"
     context = template_context(
-        event, tenant_name=tenant.name, link=link, contact_name=SAMPLE_NAME[locale], staff_name=SAMPLE_STAFF[locale]
-    )
+        event, tenant_name=tenant.name, link=link, contact_name=SAMPLE_NAME[locale]
+    )  # no staff name: messages are sent without one
     own_page = None if event.to_staff else f"{settings_base_url}{SAMPLE_PAGE}"
     try:
         composed = compose(

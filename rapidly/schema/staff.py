@@ -451,11 +451,12 @@ class StaffMutation:
 
     @strawberry.mutation(
         permission_classes=[IsStaff],
-        description="Admins: whether staff must sign in with a passkey. Turning it on needs a passkey of my own.",
+        description="Admins: whether staff must sign in with a passkey. Turning it on needs a passkey of my own, and "
+        "ends every other session of the company.",
     )
     @returns_errors
     async def set_passkey_required(self, info: strawberry.Info, required: bool) -> ChangeSettingsResult:
-        tenant = await admin.set_require_passkey(await info.context.staff(), required)
+        tenant = await admin.set_require_passkey(await info.context.staff(), required, info.context.bearer)
         return CompanySettingsChanged(tenant=TenantType.of(tenant))
 
     @strawberry.mutation(

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from rapidly import db, tenancy
+from rapidly import db, security, tenancy
 from rapidly.audit import service as audit
 from rapidly.errors import InputInvalid, NotFound
 from rapidly.messaging import service as messaging
@@ -104,14 +104,19 @@ async def set_channels(admin: StaffUser, event: str, channels: list[str]) -> Ten
     return await _setting(admin, f"message_channels:{name}", lambda slug: messaging.set_channels(slug, event, channels))
 
 
-async def set_require_passkey(admin: StaffUser, required: bool) -> Tenant:
+async def set_require_passkey(admin: StaffUser, required: bool, session_token: str | None) -> Tenant:
     """Staff sign in with a passkey (`rapidly.staff.passkeys`). An admin turns it on with a passkey
-    of their own, so that they do not lock themselves into adding one."""
+    of their own, so that they do not lock themselves into adding one; turned on, it ends every
+    session but this admin's own (`session_token`), also those opened with a password alone: everyone
+    signs in again, with a passkey, or with their password to add one."""
 
     async def change(slug: str) -> Tenant:
         if required and not await passkeys.has_any(admin.tenant_id, admin.id):  # type: ignore[attr-defined]
             raise InputInvalid.one("required", "no_passkey", "Add a passkey of your own first (My account).")
         tenant = await tenants.get_by_slug(slug)
+        if required and not tenant.require_passkey:
+            mine = security.hash_presented_token(session_token, security.STAFF_TOKEN_PREFIX)
+            await StaffSession.filter(tenant_id=tenant.id).exclude(token_hash=mine or "").delete()
         tenant.require_passkey = required
         await tenant.save(update_fields=["require_passkey", "updated_at"])
         return tenant

@@ -64,6 +64,8 @@ MAX_PASSKEYS = 20
 
 #: Passkey sign-ins one client network may start in ten minutes.
 SIGN_IN_OPTIONS = ratelimit.Limit("passkey-options", 120, 600)
+#: Passkeys one staff member may start adding in ten minutes.
+REGISTRATION_OPTIONS = ratelimit.Limit("passkey-registration", 30, 600)
 
 PASSKEY_ADDED = "passkey.added"
 PASSKEY_REMOVED = "passkey.removed"
@@ -84,6 +86,9 @@ async def registration_options(settings: Settings, staff: StaffUser) -> str:
     """The options for `navigator.credentials.create()`, as JSON; the challenge is this staff member's."""
     rp_id, _ = relying_party(settings)
     tenant_id = staff.tenant_id  # type: ignore[attr-defined]
+    limit = (REGISTRATION_OPTIONS, str(staff.id), tenant_id)
+    await ratelimit.check(*limit)
+    await ratelimit.hit(*limit)
     with tenancy.scoped(tenant_id):
         existing = await StaffPasskey.filter(staff_id=staff.id).values_list("credential_id", flat=True)
         if len(existing) >= MAX_PASSKEYS:
@@ -124,9 +129,10 @@ async def register(
     except (WebAuthnException, ValueError, TypeError, KeyError):
         raise InputInvalid.one("credential", "invalid", _FAILED) from None
     with tenancy.scoped(tenant_id):
+        # Taken in a statement of its own: used up even when what follows refuses the answer.
+        if not await _take_challenge(tenant_id, challenge, staff.id):
+            raise InputInvalid.one("credential", "expired", "This passkey request has expired; try again.")
         async with db.transaction() as tx:
-            if not await _take_challenge(tenant_id, challenge, staff.id):
-                raise InputInvalid.one("credential", "expired", "This passkey request has expired; try again.")
             try:
                 verified = verify_registration_response(
                     credential=parsed,
@@ -150,11 +156,15 @@ async def register(
                     )
             except IntegrityError:
                 raise InputInvalid.one("credential", "taken", "This passkey is registered already.") from None
+            # This session becomes one like any other, for as long as any; any other session that
+            # could only add a passkey ends (one opened with a stolen password must not add its own).
+            this = security.hash_token(session_token)
             await (
-                StaffSession.filter(staff_id=staff.id, token_hash=security.hash_token(session_token), enrolling=True)
+                StaffSession.filter(staff_id=staff.id, token_hash=this, enrolling=True)
                 .using_db(tx)
-                .update(enrolling=False)
+                .update(enrolling=False, expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days))
             )
+            await StaffSession.filter(staff_id=staff.id, enrolling=True).using_db(tx).delete()
             await audit.record_change(tx, tenant_id, staff.id, PASSKEY_ADDED, passkey.id)
     return passkey
 
@@ -242,8 +252,7 @@ async def sign_in(
         if passkey is None:
             raise AuthFailed()
         staff = passkey.staff
-        handle = parsed.response.user_handle
-        if handle is not None and handle != staff.id.bytes:
+        if parsed.response.user_handle != staff.id.bytes:  # a discoverable credential names its user
             raise AuthFailed()
         try:
             verified = verify_authentication_response(

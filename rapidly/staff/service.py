@@ -26,6 +26,8 @@ from rapidly.validation import clean_email, clean_locale
 T = TypeVar("T")
 
 MIN_PASSWORD_LENGTH = 12
+#: How long a session that may only add a passkey lasts: long enough to add one now, and no longer.
+ENROLMENT = timedelta(minutes=15)
 #: argon2id takes ~50 ms of CPU and 64 MiB per call: run a few at a time, off the event loop.
 _ARGON2_SLOTS = threading.BoundedSemaphore(4)
 #: argon2 cost grows with input; a cap keeps a 1 MB "password" from becoming a CPU sink.
@@ -125,13 +127,18 @@ async def login(
         await ratelimit.hit(*account)
         await ratelimit.hit(*network_limit)
         raise AuthFailed()
+    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        has_passkey = staff.tenant.require_passkey and await StaffPasskey.filter(staff_id=staff.id).exists()
+    if has_passkey:
+        # Counted as a failure: a password that cannot sign in gives a guesser no more tries.
+        await ratelimit.hit(*account)
+        await ratelimit.hit(*network_limit)
+        raise PasskeyRequired()
+    enrolling = staff.tenant.require_passkey
     await ratelimit.clear(*account)
     if security.password_needs_rehash(staff.password_hash):
         staff.password_hash = await argon2(security.hash_password, password)
     with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
-        enrolling = staff.tenant.require_passkey and not await StaffPasskey.filter(staff_id=staff.id).exists()
-        if staff.tenant.require_passkey and not enrolling:
-            raise PasskeyRequired()
         async with db.transaction() as tx:
             token = await start_session(tx, settings, staff, enrolling=enrolling)
     return LoginResult(token=token, staff=staff, enrolling=enrolling)
@@ -147,7 +154,7 @@ async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffU
         tenant_id=staff.tenant_id,  # type: ignore[attr-defined]
         staff=staff,
         token_hash=security.hash_token(token),
-        expires_at=datetime.now(UTC) + timedelta(days=settings.staff_session_days),
+        expires_at=datetime.now(UTC) + (ENROLMENT if enrolling else timedelta(days=settings.staff_session_days)),
         enrolling=enrolling,
         using_db=tx,
     )

@@ -65,7 +65,7 @@ async def test_a_preview_shows_the_message_as_sent_with_the_link_and_button_that
 
     # then: sample values, never anyone's; the core's part after the company's words
     assert preview["subject"] == "Kattohuolto Oy: jatka puhelimella"
-    assert preview["text"].startswith("Moi Maija Meikäläinen! Jatka tästä: http://")
+    assert preview["text"].startswith("Moi Matti Esimerkki! Jatka tästä: http://")
     assert "Näet kaikki tietosi ja voit poistaa ne tästä:\nhttp://" in preview["text"]
     assert preview["deleteButton"] == "Poista kaikki tietoni"
     assert sms["subject"] is None and sms["deleteButton"] is None
@@ -185,3 +185,31 @@ async def test_staff_who_are_not_admins_and_another_company_cannot_touch_the_wor
     assert theirs["__typename"] == "CompanySettingsChanged"
     mine = (await gql(WORDINGS, token=await staff_token(gql)))["viewer"]["tenant"]["messageWordings"]
     assert the(mine, "CONTINUE_LINK", "SMS", "fi")["custom"] is False
+
+
+async def test_a_company_wording_that_fails_when_sent_gives_way_to_the_plugins_and_the_message_goes(
+    gql, roofing, dispatcher, smtp
+):
+    # given: a wording kept before a rule it breaks (stored directly: saving it now is refused)
+    _, mailbox, _ = smtp
+    with tenancy.as_tenant(await ours()):
+        await MessageWording.create(
+            tenant_id=await ours(),
+            event="CONTINUE_LINK",
+            channel="email",
+            locale="fi",
+            subject="Linkki",
+            body="Katso https://phishing.example/ {{ link }}",
+        )
+    token = await contact(gql)
+    await gql(SEND, {"channel": "EMAIL"}, token=token)
+    await only("continue_link")
+
+    # when
+    await dispatcher.run_once()
+
+    # then: sent in the plugin's words, with the core's links
+    [mail] = mailbox.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "phishing.example" not in text and "Hei Maija Meikäläinen" in text
+    assert "/continue/rpc_" in text and "/my/rpc_" in text

@@ -267,8 +267,10 @@ async def test_a_lost_passkey_is_recovered_through_an_admin_only(gql, settings, 
     roofing, _, _, ville, _ = company
     anna_token, ville_token = await staff_token(gql, ANNA), await staff_token(gql, VILLE)
     await add_passkey(gql, anna_token, authenticator_for(settings))
-    await add_passkey(gql, ville_token, authenticator_for(settings))
+    ville_device = authenticator_for(settings)
+    await add_passkey(gql, ville_token, ville_device)
     await gql(REQUIRE, {"required": True}, token=anna_token)
+    ville_token = (await sign_in(gql, ville_device))["token"]  # the requirement ended his other sessions
 
     # when: Ville lost it; he cannot reset it himself, Anna can
     by_himself = (await gql(RESET, {"id": str(ville.id)}, token=ville_token))["resetStaffPasskeys"]
@@ -349,3 +351,94 @@ async def test_two_sign_ins_racing_with_one_answer_make_one_session(gql, setting
     assert sorted(b["signInWithPasskey"]["__typename"] for b in both) == ["AuthError", "LoginSuccess"]
     with tenancy.as_tenant(anna.tenant_id):
         assert await StaffSession.filter(staff_id=anna.id).count() == sessions + 1
+
+
+async def test_requiring_passkeys_ends_every_other_session_of_the_company_and_no_other_companys(gql, settings, company):
+    # given: Anna (admin, with a passkey) and Ville signed in with passwords; Pekka in another company
+    anna_token, ville_token = await staff_token(gql, ANNA), await staff_token(gql, VILLE)
+    pekka_token = await staff_token(gql, PEKKA)
+    await add_passkey(gql, anna_token, authenticator_for(settings))
+
+    # when
+    await gql(REQUIRE, {"required": True}, token=anna_token)
+
+    # then
+    assert (await gql(VIEWER, token=ville_token))["viewer"] is None
+    assert (await gql(VIEWER, token=anna_token))["viewer"]["email"] == ANNA
+    assert (await gql(VIEWER, token=pekka_token))["viewer"]["email"] == PEKKA
+
+
+async def test_a_challenge_answers_only_its_own_ceremony(gql, settings, company):
+    # given: a passkey of Anna's, and one challenge of each kind
+    token = await staff_token(gql, ANNA)
+    device = authenticator_for(settings)
+    await add_passkey(gql, token, device)
+    registration = (await gql(REGISTRATION_OPTIONS, token=token))["passkeyRegistrationOptions"]["options"]
+    signing_in = (await gql(SIGN_IN_OPTIONS))["passkeySignInOptions"]["options"]
+
+    # when: each answered in the other ceremony
+    signed_in = (await gql(SIGN_IN, {"credential": device.get(registration)}))["signInWithPasskey"]
+    made = device.create(json.dumps({**json.loads(registration), "challenge": json.loads(signing_in)["challenge"]}))
+    registered = (await gql(REGISTER, {"credential": made, "name": "x"}, token=token))["registerPasskey"]
+
+    # then
+    assert signed_in["__typename"] == "AuthError"
+    assert registered["errors"] == [{"field": "credential", "code": "expired"}]
+
+
+async def test_a_refused_registration_uses_up_its_challenge(gql, settings, company):
+    # given: an answer from another origin, refused
+    token = await staff_token(gql, ANNA)
+    options = (await gql(REGISTRATION_OPTIONS, token=token))["passkeyRegistrationOptions"]["options"]
+    device = authenticator_for(settings)
+    wrong = await gql(
+        REGISTER, {"credential": device.create(options, origin="https://evil.example"), "name": "x"}, token=token
+    )
+
+    # when: the same challenge answered properly
+    again = (await gql(REGISTER, {"credential": device.create(options), "name": "x"}, token=token))["registerPasskey"]
+
+    # then
+    assert wrong["registerPasskey"]["errors"] == [{"field": "credential", "code": "invalid"}]
+    assert again["errors"] == [{"field": "credential", "code": "expired"}]
+
+
+async def test_an_assertion_without_its_user_is_refused(gql, settings, company):
+    token = await staff_token(gql, ANNA)
+    device = authenticator_for(settings)
+    await add_passkey(gql, token, device)
+    options = (await gql(SIGN_IN_OPTIONS))["passkeySignInOptions"]["options"]
+    answer = json.loads(device.get(options))
+    del answer["response"]["userHandle"]
+    assert (await gql(SIGN_IN, {"credential": json.dumps(answer)}))["signInWithPasskey"]["__typename"] == "AuthError"
+
+
+async def test_a_session_that_may_only_add_a_passkey_does_nothing_else_is_short_and_ends_with_the_others(
+    gql, settings, company
+):
+    # given: passkeys required; Ville, without one, signs in with his password twice (once by a thief)
+    roofing, _, _, ville, _ = company
+    anna_token = await staff_token(gql, ANNA)
+    await add_passkey(gql, anna_token, authenticator_for(settings))
+    await gql(REQUIRE, {"required": True}, token=anna_token)
+    login = {"email": VILLE, "password": STAFF_PASSWORD}
+    his, thiefs = [(await gql(LOGIN_FULL, login))["login"]["token"] for _ in range(2)]
+
+    # when: the enrolling token tries what only a session may do; then Ville adds his passkey
+    tried = [
+        await gql(REMOVE, {"id": str(ville.id)}, token=his, expect_errors=True),
+        await gql(REQUIRE, {"required": False}, token=his, expect_errors=True),
+        await gql(STAFF_LIST, token=his, expect_errors=True),
+    ]
+    with tenancy.as_tenant(roofing.id):
+        lifetime = [s.expires_at - s.created_at for s in await StaffSession.filter(staff_id=ville.id)]
+    await add_passkey(gql, his, authenticator_for(settings))
+
+    # then: refused as without a session; at most 15 minutes; the thief's session is gone, his is whole
+    assert [t["data"] for t in tried] == [None, None, {"viewer": None}]
+    assert all(t.total_seconds() <= 15 * 60 + 5 for t in lifetime), lifetime
+    assert (await gql(VIEWER, token=his))["viewer"]["email"] == VILLE
+    assert (await gql(REGISTRATION_OPTIONS, token=thiefs))["passkeyRegistrationOptions"]["__typename"] == "AuthError"
+    with tenancy.as_tenant(roofing.id):
+        [session] = await StaffSession.filter(staff_id=ville.id)
+    assert (session.expires_at - session.created_at).days >= 1

@@ -34,7 +34,7 @@ async def test_an_admin_words_a_message_sees_it_as_sent_and_the_next_email_carri
 
     # then: the preview is the message as it goes out, the core's link and button after her words
     preview = page.locator(".preview-text")
-    await expect(preview).to_contain_text("Moi Maija Meikäläinen! Jatka kuvien lisäämistä tästä: http://")
+    await expect(preview).to_contain_text("Moi Matti Esimerkki! Jatka kuvien lisäämistä tästä: http://")
     await expect(preview).to_contain_text("Näet kaikki tietosi ja voit poistaa ne tästä:")
     await expect(page.locator(".button-sample")).to_have_text("Poista kaikki tietoni")
     await expect(page.locator(".preview .error")).to_have_text("")

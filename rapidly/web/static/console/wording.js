@@ -68,6 +68,7 @@ export function wordingEditor (app, wordings) {
       const answer = data.messagePreview
       if (answer.__typename === 'InputInvalidError') {
         problem.textContent = why(answer.errors[0])
+        for (const part of Object.values(shown)) part.replaceChildren() // no message beside a refusal
         return
       }
       problem.textContent = ''

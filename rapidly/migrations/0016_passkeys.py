@@ -61,11 +61,12 @@ class Migration(migrations.Migration):
             [
                 *_rls._isolate("staff_passkey"),
                 *_rls._isolate("passkey_challenge"),
-                "CREATE INDEX IF NOT EXISTS staff_passkey_staff ON staff_passkey (tenant_id, staff_id)",
+                "CREATE INDEX IF NOT EXISTS staff_passkey_tenant ON staff_passkey (tenant_id, staff_id)",
+                "CREATE INDEX IF NOT EXISTS staff_passkey_staff ON staff_passkey (staff_id)",
                 _rls._cross_tenant(
                     _PASSKEY_TENANT, "uuid", "SELECT tenant_id FROM public.staff_passkey WHERE credential_id = presented"
                 ),
             ],
-            reverse_sql=[f"DROP FUNCTION IF EXISTS {_PASSKEY_TENANT}", "DROP INDEX IF EXISTS staff_passkey_staff"],
+            reverse_sql=[f"DROP FUNCTION IF EXISTS {_PASSKEY_TENANT}", "DROP INDEX IF EXISTS staff_passkey_staff", "DROP INDEX IF EXISTS staff_passkey_tenant"],
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -471,3 +472,38 @@ async def test_the_console_fits_a_phone(server, gql, roofing_site, browser):
             await expect(page.get_by_role("heading", level=1, name="Maija Meikäläinen")).to_be_visible()
         assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360, step
     await context.close()
+
+
+async def test_a_search_keeps_its_result_when_older_reads_of_the_list_answer_after_it(
+    server, gql, roofing_site, staff_browser
+):
+    # given: the list's reads without a search (the first page, and the one after the live stream
+    # connects) answered late, as on a loaded server
+    await a_customer(gql, name="Maija Virtanen", email="maija@example.fi")
+    await a_customer(gql, name="Matti Korhonen", phone="050 765 4321")
+    page = await staff_browser.new_page()
+
+    async def late_unless_searching(route):  # type: ignore[no-untyped-def]
+        body = route.request.post_data_json or {}
+        if "query Contacts" in body.get("query", "") and not (body.get("variables") or {}).get("search"):
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(f"{server.url}/graphql", late_unless_searching)
+    await page.goto(f"{server.url}/console")
+    await page.get_by_label("Email").fill("anna@kattohuolto.example")
+    await page.get_by_label("Password").fill(STAFF_PASSWORD)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
+
+    # when: a search, once the stream is taken (its re-read is asked for 250 ms after) and before the
+    # late answers arrive
+    await page.wait_for_timeout(800)
+    await page.get_by_label("Search contacts").fill("050 765")
+    await page.get_by_label("Search contacts").press("Enter")
+    await expect(page.locator(".contacts li")).to_have_count(1)
+    await page.wait_for_timeout(3_000)  # the late answers have arrived
+
+    # then: still the search's result
+    await expect(page.locator(".contacts li")).to_have_count(1)
+    await expect(page.locator(".contacts li")).to_contain_text("Matti Korhonen")

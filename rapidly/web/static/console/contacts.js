@@ -79,9 +79,12 @@ export class ContactList {
     this.empty.textContent = this.#items.size ? '' : this.#search ? t.noMatches : t.noContacts
   }
 
-  /** After a reconnection: the first page again, merged in (what is shown stays where it is). */
+  /** After a reconnection: the first page again, merged in (what is shown stays where it is). One
+   *  asked for before a new search is dropped, as `load`'s is: it would merge the old list into its result. */
   async refresh () {
+    const generation = this.#generation
     const data = await this.app.call(CONTACTS, { after: null, search: this.#search || null })
+    if (generation !== this.#generation || this.closed) return
     for (const { node } of [...data.contacts.edges].reverse()) this.#put(node, this.#items.has(node.id) ? 'here' : 'top')
   }
 

@@ -124,7 +124,7 @@ async def register(
     rp_id, origin = relying_party(settings)
     tenant_id = staff.tenant_id  # type: ignore[attr-defined]
     try:
-        parsed = parse_registration_credential_json(_bounded(credential))
+        parsed = parse_registration_credential_json(credential)  # its length is checked above
         challenge = parse_client_data_json(parsed.response.client_data_json).challenge
     except (WebAuthnException, ValueError, TypeError, KeyError):
         raise InputInvalid.one("credential", "invalid", _FAILED) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -30,7 +31,6 @@ def commits_not_waiting_for_the_disk(url: str) -> Iterator[None]:
     for 588 ms in CI, and with `synchronous_commit = off` those stalls went. Durability is not what
     such a test measures; set it back afterwards.
     """
-    import asyncio
 
     async def current(statement: str) -> None:
         conn = await db.Credentials.from_url(url).connect()
@@ -63,7 +63,6 @@ async def plain_dump(url: str, archive: Path | None = None) -> bytes:
     """The whole database of `url` as plain SQL, as its owner would dump it (`pg_dump`, every row of
     every table: the owner's policy reads them all); or, with `archive`, that custom-format dump
     (a backup's) turned into plain SQL by `pg_restore`."""
-    import asyncio
     import subprocess
 
     from rapidly.backup import pgtools

@@ -46,7 +46,7 @@ from rapidly.schema.fanout import Fanout
 from rapidly.schema.http import GraphQLOverHTTP, malformed, upload_operations
 from rapidly.schema.ws import StrictGraphQLTransportWS
 from rapidly.selfservice.pages import router as selfservice_pages
-from rapidly.staff import invitations, passkeys
+from rapidly.staff import invitations, passkeys, reach
 from rapidly.staff import service as staff
 from rapidly.storage import Storage, storage_for
 from rapidly.tenants import origins
@@ -155,6 +155,7 @@ async def _maintenance(settings: Settings, erasure: ErasureService, storage: Sto
         "staff sessions": staff.purge_expired_sessions,
         "staff invitations": invitations.purge_expired,
         "passkey challenges": passkeys.purge_expired_challenges,
+        "mobile numbers waiting for a code": reach.purge_expired,
         "expired links": contacts.purge_expired_tokens,
         "abandoned contacts": lambda: contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours)),
         "event log": realtime.prune,

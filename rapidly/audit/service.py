@@ -19,6 +19,9 @@ STAFF_JOINED = "staff.joined"
 SETTING_CHANGED = "setting.changed"
 #: An admin removed a colleague's passkeys (the recovery of a lost one).
 PASSKEYS_RESET = "passkey.reset"
+#: A staff member proved they hold a mobile number for their notifications, or removed it.
+SMS_NUMBER_VERIFIED = "staff.sms_number_verified"
+SMS_NUMBER_REMOVED = "staff.sms_number_removed"
 
 #: One round trip that sets the tenant itself (`db.Routine`): every page a staff member reads waits for it.
 _RECORD_READS = db.Routine(

@@ -7,8 +7,9 @@
 - A failure is retried with exponential backoff and jitter, up to `message_attempts`; then, or at
   once for a permanent refusal, the message is FAILED with a short code (visible to staff).
 - The address is read when the message is sent: the contact's own saved email or phone, or the
-  staff member's login email. Limits that protect a recipient (per address, per number range, per
-  tenant and day) suppress the message quietly: the requester is told nothing about them.
+  staff member's login email or verified mobile number. Limits that protect a recipient (per
+  address, per number range, per tenant and day) suppress the message quietly: the requester is
+  told nothing about them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rapidly.contacts import service as contacts
 from rapidly.errors import RateLimited, for_the_log
 from rapidly.messaging import service, wording
 from rapidly.messaging.channels import Outgoing, SendFailed, channels_for
+from rapidly.messaging.models import AccountMessage
 from rapidly.messaging.templates import RenderError, compose
 from rapidly.plugins import (
     Channel,
@@ -41,7 +43,7 @@ from rapidly.plugins import (
     template_context,
 )
 from rapidly.ratelimit import service as ratelimit
-from rapidly.staff import invitations
+from rapidly.staff import invitations, reach
 from rapidly.staff.models import StaffUser
 from rapidly.tenants.models import Tenant
 
@@ -176,15 +178,17 @@ class Dispatcher:
         self.sent += 1
 
     async def _prepare(self, row: dict, channel: Channel) -> tuple[Outgoing, str]:
-        event = MessageEvent(row["event"])
         tenant = await Tenant.get(id=row["tenant_id"])
-        if not service.enabled(tenant, event, channel):
-            raise Suppressed("switched_off")
         first_attempt = row["attempts"] == 1  # limits count messages, not attempts
+        payload = (json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]) or {}
+        if row["event"] == AccountMessage.SMS_NUMBER_CODE:
+            return await self._sms_number_code(row, tenant, payload, first_attempt)
+        event = MessageEvent(row["event"])
+        if not event.to_staff and not service.enabled(tenant, event, channel):
+            raise Suppressed("switched_off")
         name = self_service = None
         if event == MessageEvent.STAFF_INVITATION:
-            payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
-            found = await invitations.link_for_sending(self.settings, tenant.id, (payload or {}).get("invitation"))
+            found = await invitations.link_for_sending(self.settings, tenant.id, payload.get("invitation"))
             if found is None:
                 raise Suppressed("no_invitation")
             recipient, link = found
@@ -195,7 +199,11 @@ class Dispatcher:
             staff = await StaffUser.get_or_none(id=row["staff_id"], tenant_id=tenant.id)
             if staff is None:
                 raise Suppressed("no_address")
-            recipient = staff.email
+            if channel not in service.staff_channels(tenant, staff.message_channels, event):
+                raise Suppressed("switched_off")  # by the company or by them, since it was queued
+            recipient = staff.email if channel == Channel.EMAIL else staff.sms_number
+            if not recipient:
+                raise Suppressed("no_address")
             link = f"{self.settings.base_url}/staff/contacts/{row['contact_id']}"
             if first_attempt:
                 await self._tenant_limit(tenant.id)
@@ -238,6 +246,20 @@ class Dispatcher:
         assert composed is not None  # the core's wording always renders
         item = Outgoing(row["id"], recipient, tenant.name, composed, tenant.id, row["contact_id"])
         return item, continuation.mask(recipient, channel)
+
+    async def _sms_number_code(
+        self, row: dict, tenant: Tenant, payload: dict, first_attempt: bool
+    ) -> tuple[Outgoing, str]:
+        """The code to a number a staff member gave, made now: the recipient limits apply, as the
+        number is nobody's proved one yet."""
+        found = await reach.code_for_sending(self.settings, tenant, row["staff_id"], payload.get("check"))
+        if found is None:
+            raise Suppressed("no_check")
+        number, composed = found
+        if first_attempt:
+            await self._recipient_limits(tenant.id, None, number, Channel.SMS)
+            await self._tenant_limit(tenant.id)
+        return Outgoing(row["id"], number, tenant.name, composed, tenant.id), continuation.mask(number, Channel.SMS)
 
     async def _contact_address(self, tenant: Tenant, contact_id: UUID, channel: Channel) -> tuple[str, str | None]:
         values = (await contacts.values_by_contact(tenant.id, [contact_id]))[0]
@@ -304,4 +326,4 @@ def _outcome(row: dict, outcome: str) -> None:
 
 
 _CHANNELS = frozenset(channel.value for channel in Channel)
-_EVENTS = frozenset(event.value for event in MessageEvent)
+_EVENTS = frozenset([*(event.value for event in MessageEvent), *(message.value for message in AccountMessage)])

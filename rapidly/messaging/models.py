@@ -13,6 +13,14 @@ class MessageStatus(StrEnum):
     SUPPRESSED = "SUPPRESSED"
 
 
+class AccountMessage(StrEnum):
+    """Messages about a staff member's own account rather than about a contact: worded by the core
+    alone (no company's or plugin's wording, no setting switches them off), so not `MessageEvent`s."""
+
+    #: The code that proves a staff member holds the mobile number they gave (`rapidly.staff.reach`).
+    SMS_NUMBER_CODE = "sms_number_code"
+
+
 class OutboundMessage(Model):
     """One message to send, bound to one event and one contact (and, for staff, one staff member).
 

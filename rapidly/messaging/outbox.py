@@ -12,7 +12,7 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from rapidly.erasure.erasers import SqlEraser
-from rapidly.messaging.models import OutboundMessage
+from rapidly.messaging.models import AccountMessage, OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
 
 ERASER = SqlEraser("outbound_messages", "DELETE FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2")
@@ -44,7 +44,7 @@ async def enqueue(
     conn: BaseDBAsyncClient,
     *,
     tenant_id: UUID,
-    event: MessageEvent,
+    event: MessageEvent | AccountMessage,
     channel: Channel,
     locale: str,
     contact_id: UUID | None = None,

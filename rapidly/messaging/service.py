@@ -21,7 +21,8 @@ from rapidly.tenants.models import Tenant
 
 E, S = Channel.EMAIL, Channel.SMS
 #: Per event, the channels a tenant sends on unless it says otherwise (`rapidly tenant messages`).
-#: Staff are reached by email only (a staff account has no phone number).
+#: For the events to staff, the company's choice is each staff member's until they make their own
+#: (`staff_channels`); SMS reaches only those who verified a mobile number (`rapidly.staff.reach`).
 DEFAULT_CHANNELS: dict[MessageEvent, tuple[Channel, ...]] = {
     MessageEvent.CONTINUE_LINK: (E, S),
     MessageEvent.SELF_SERVICE_LINK: (E,),
@@ -45,9 +46,16 @@ def enabled(tenant: Tenant, event: MessageEvent, channel: Channel) -> bool:
         return channel == Channel.EMAIL
     chosen = (tenant.message_channels or {}).get(event.name)
     channels = DEFAULT_CHANNELS[event] if chosen is None else tuple(Channel(c) for c in chosen)
-    if event.to_staff and channel != Channel.EMAIL:
-        return False
     return channel in channels
+
+
+def staff_channels(tenant: Tenant, own: dict[str, list[str]] | None, event: MessageEvent) -> tuple[Channel, ...]:
+    """The channels a staff `event` reaches one staff member on: their own choice (`own`, their
+    `message_channels`) where they made one, else the company's."""
+    chosen = (own or {}).get(event.name)
+    if chosen is None:
+        return tuple(c for c in Channel if enabled(tenant, event, c))
+    return tuple(c for c in Channel if c.value in chosen)
 
 
 async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
@@ -60,8 +68,6 @@ async def set_channels(slug: str, event: str, channels: list[str]) -> Tenant:
         raise InputInvalid.one("channel", "unknown_channel", "Channels: email, sms.")
     if ev in ALWAYS_ON:
         raise InputInvalid.one("event", "always_on", f"{ev.name} is always sent, by email.")
-    if ev.to_staff and Channel.SMS in chosen:
-        raise InputInvalid.one("channel", "staff_email_only", "Staff are reached by email only.")
     tenant = await Tenant.get_or_none(slug=slug)
     if tenant is None:
         raise NotFound("No such tenant.")
@@ -84,20 +90,23 @@ def self_service_link(
 
 
 async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent, contact_id: UUID) -> None:
-    """One email per staff member of the tenant (NEW_CONTACT, MEDIA_ADDED, CHAT_MESSAGE), if enabled.
-    It names no one: the link leads to the contact in the staff's view."""
-    if not enabled(tenant, event, Channel.EMAIL):
-        return
-    for staff_id, locale in await StaffUser.filter(tenant_id=tenant.id).using_db(conn).values_list("id", "locale"):
-        await outbox.enqueue(
-            conn,
-            tenant_id=tenant.id,
-            contact_id=contact_id,
-            staff_id=staff_id,
-            event=event,
-            channel=Channel.EMAIL,
-            locale=locale,
-        )
+    """A message to each staff member of the tenant (NEW_CONTACT, MEDIA_ADDED, CHAT_MESSAGE) on each
+    channel they are reached on for it; SMS only to a verified number. It names no one: the link
+    leads to the contact in the staff's view."""
+    staff = StaffUser.filter(tenant_id=tenant.id).using_db(conn)
+    for staff_id, locale, own, number in await staff.values_list("id", "locale", "message_channels", "sms_number"):
+        for channel in staff_channels(tenant, own, event):
+            if channel == Channel.SMS and number is None:
+                continue
+            await outbox.enqueue(
+                conn,
+                tenant_id=tenant.id,
+                contact_id=contact_id,
+                staff_id=staff_id,
+                event=event,
+                channel=channel,
+                locale=locale,
+            )
 
 
 async def request_photo(plugins: PluginRegistry, staff: StaffUser, contact_id: str, channel: Channel) -> None:

@@ -44,8 +44,8 @@ class Wording:
 
 
 def channels_of(event: MessageEvent) -> tuple[Channel, ...]:
-    """The channels a message of `event` can go on: staff's and the invitation by email only."""
-    return (Channel.EMAIL,) if event.to_staff or event in ALWAYS_ON else (Channel.EMAIL, Channel.SMS)
+    """The channels a message of `event` can go on: the invitation by email only."""
+    return (Channel.EMAIL,) if event in ALWAYS_ON else (Channel.EMAIL, Channel.SMS)
 
 
 def checked_key(event: str, channel: str, locale: str) -> tuple[MessageEvent, Channel, str]:

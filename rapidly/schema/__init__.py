@@ -38,6 +38,7 @@ from rapidly.schema.execution import RapidlyExecutor
 from rapidly.schema.media import MediaMutation
 from rapidly.schema.messaging import MessagingMutation
 from rapidly.schema.notifications import NotificationMutation, NotificationQuery
+from rapidly.schema.reach import ReachMutation
 from rapidly.schema.selfservice import SelfServiceQuery
 from rapidly.schema.staff import StaffMutation, StaffQuery
 
@@ -170,6 +171,7 @@ Mutation = merge_types(
     "Mutation",
     (
         StaffMutation,
+        ReachMutation,
         ContactMutation,
         MediaMutation,
         ChatMutation,

@@ -25,7 +25,7 @@ from rapidly.schema.errors import (
 from rapidly.schema.media import ChannelType
 from rapidly.schema.messaging import MessageStatusType
 from rapidly.schema.permissions import IsStaff
-from rapidly.staff import admin, invitations, passkeys, service
+from rapidly.staff import admin, invitations, passkeys, reach, service
 from rapidly.staff.models import StaffPasskey, StaffRole, StaffUser
 from rapidly.tenants import origins
 from rapidly.tenants.models import Tenant
@@ -204,6 +204,21 @@ class Passkey:
         )
 
 
+@strawberry.type(description="A mobile number of mine waiting for the code sent to it (`verifySmsNumber`).")
+class SmsNumberWaiting:
+    number: str
+    code_expires_at: datetime | None = strawberry.field(
+        description="Null until the text message is sent; then the code works until this time."
+    )
+
+
+@strawberry.type(description="How a message to staff reaches me.")
+class MyMessageChannels:
+    event: str = strawberry.field(description='"NEW_CONTACT", "MEDIA_ADDED" or "CHAT_MESSAGE".')
+    channels: list[ChannelType] = strawberry.field(description="SMS only to my verified number; none: not at all.")
+    own: bool = strawberry.field(description="My own choice; false: the company's, which I follow until I choose.")
+
+
 @strawberry.type
 class Staff:
     id: strawberry.ID
@@ -211,6 +226,10 @@ class Staff:
     locale: str
     role: StaffRoleType  # type: ignore[valid-type]
     tenant: TenantType
+    sms_number: str | None = strawberry.field(
+        description="My mobile number for text messages (E.164), once I confirmed it with its code."
+    )
+    model: strawberry.Private[StaffUser]
 
     @strawberry.field(description="How many of my notifications are unread (counted up to 1,000).")
     async def unread_notifications(self) -> int:
@@ -219,6 +238,18 @@ class Staff:
     @strawberry.field(description="My passkeys, the oldest first.")
     async def passkeys(self, info: strawberry.Info) -> list[Passkey]:
         return [Passkey.of(p) for p in await passkeys.list_own(await info.context.staff())]
+
+    @strawberry.field(description="A number I gave that waits for its code; null when none does.")
+    async def sms_number_waiting(self) -> SmsNumberWaiting | None:
+        found = await reach.waiting(self.model)
+        return None if found is None else SmsNumberWaiting(number=found.number, code_expires_at=found.code_expires_at)
+
+    @strawberry.field(description="For each message to staff, how it reaches me (`setMyMessageChannels`).")
+    def message_channels(self) -> list[MyMessageChannels]:
+        return [
+            MyMessageChannels(event=event.name, channels=list(channels), own=own)  # type: ignore[arg-type]
+            for event, channels, own in reach.my_channels(self.model)
+        ]
 
     @classmethod
     def from_model(cls, staff: StaffUser) -> Staff:
@@ -229,6 +260,8 @@ class Staff:
             locale=staff.locale,
             role=staff.role,
             tenant=TenantType.of(tenant),
+            sms_number=staff.sms_number,
+            model=staff,
         )
 
 

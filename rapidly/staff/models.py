@@ -24,6 +24,12 @@ class StaffUser(Model):
     role = fields.CharEnumField(StaffRole, max_length=10, default=StaffRole.STAFF, db_default=SqlDefault("'STAFF'"))
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
+    #: A mobile number of their own for notifications (E.164), set once they proved they hold it
+    #: (`rapidly.staff.reach`).
+    sms_number = fields.CharField(max_length=20, null=True)
+    #: Their own choice of channels per staff event ({"NEW_CONTACT": ["sms"]}); an event not in it
+    #: follows the company's choice.
+    message_channels = fields.JSONField(null=True)
 
     class Meta:
         table = "staff_user"
@@ -103,3 +109,21 @@ class PasskeyChallenge(Model):
 
     class Meta:
         table = "passkey_challenge"
+
+
+class SmsNumberCheck(Model):
+    """A mobile number a staff member asked to be reached at, waiting for the code sent to it: one per
+    staff member (a new number replaces it). The code is made when the text message is sent, and only
+    its keyed digest is kept; five wrong tries or its time over, and a new code must be asked for."""
+
+    id = fields.UUIDField(primary_key=True)
+    tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="sms_number_checks", on_delete=fields.CASCADE)
+    staff = fields.OneToOneField("rapidly.StaffUser", related_name="sms_number_check", on_delete=fields.CASCADE)
+    number = fields.CharField(max_length=20)
+    #: Null until the message with the code is sent.
+    code_digest = fields.CharField(max_length=64, null=True)
+    tries = fields.IntField(default=0)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sms_number_check"

@@ -162,13 +162,23 @@ async def start_session(tx: BaseDBAsyncClient, settings: Settings, staff: StaffU
 
 
 #: All but the password's hash, which only signing in reads.
-_STAFF_COLUMNS = ("id", "tenant_id", "email", "locale", "role", "created_at", "last_login_at")
+_STAFF_COLUMNS = (
+    "id",
+    "tenant_id",
+    "email",
+    "locale",
+    "role",
+    "created_at",
+    "last_login_at",
+    "sms_number",
+    "message_channels",
+)
 _STAFF_FOR_TOKEN = db.Routine(
     "rapidly_staff_for_token",
     params=("text",),
     returns=(
         "TABLE (id uuid, tenant_id uuid, email varchar, locale varchar, role varchar, created_at timestamptz, "
-        f"last_login_at timestamptz, {tenants.TENANT_ROW})"
+        f"last_login_at timestamptz, sms_number varchar, message_channels jsonb, {tenants.TENANT_ROW})"
     ),
     body=f"""
 SELECT {", ".join(f"u.{f}" for f in _STAFF_COLUMNS)}, {tenants.TENANT_SELECT}

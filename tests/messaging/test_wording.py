@@ -107,7 +107,7 @@ async def test_a_hostile_or_broken_wording_is_refused_with_the_reason_and_nothin
     ("change", "field", "code"),
     [
         ({"event": "NO_SUCH"}, "event", "unknown_event"),
-        ({"event": "NEW_CONTACT", "channel": "SMS"}, "channel", "staff_email_only"),
+        ({"event": "STAFF_INVITATION", "channel": "SMS"}, "channel", "staff_email_only"),
         ({"locale": "de"}, "locale", "unknown_locale"),
         ({"subject": "x" * 201}, "subject", "template_invalid"),
         ({"subject": ""}, "subject", "template_invalid"),

@@ -134,7 +134,6 @@ async def test_an_admin_sets_retention_and_the_channels_of_an_event(gql, company
 @pytest.mark.parametrize(
     ("event", "channels", "code"),
     [
-        ("NEW_CONTACT", ["SMS"], "staff_email_only"),
         ("STAFF_INVITATION", [], "always_on"),
         ("NO_SUCH_EVENT", ["EMAIL"], "unknown_event"),
         ("x" * 10_000, [], "unknown_event"),

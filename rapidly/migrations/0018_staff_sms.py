@@ -1,0 +1,52 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from tortoise.fields.base import OnDelete
+from uuid import uuid4
+from tortoise import fields
+import importlib
+
+_rls = importlib.import_module("rapidly.migrations.0008_row_level_security")
+
+class Migration(migrations.Migration):
+    """Staff notifications by SMS (issue 29): a staff member's verified mobile number and own choice of
+    channels, and the number waiting for its code (isolated by tenant like every tenant table)."""
+    dependencies = [('rapidly', '0017_message_wording')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='SmsNumberCheck',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('tenant', fields.ForeignKeyField('rapidly.Tenant', source_field='tenant_id', db_constraint=True, to_field='id', related_name='sms_number_checks', on_delete=OnDelete.CASCADE)),
+                ('staff', fields.OneToOneField('rapidly.StaffUser', source_field='staff_id', db_constraint=True, to_field='id', related_name='sms_number_check', on_delete=OnDelete.CASCADE)),
+                ('number', fields.CharField(max_length=20)),
+                ('code_digest', fields.CharField(null=True, description='Null until the message with the code is sent.', max_length=64)),
+                ('tries', fields.IntField(default=0)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'sms_number_check', 'app': 'rapidly', 'pk_attr': 'id', 'table_description': 'A mobile number a staff member asked to be reached at, waiting for the code sent to it: one per'},
+            bases=['Model'],
+        ),
+        ops.AddField(
+            model_name='StaffUser',
+            name='message_channels',
+            field=fields.JSONField(null=True, description='Their own choice of channels per staff event ({"NEW_CONTACT": ["sms"]}); an event not in it', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='StaffUser',
+            name='sms_number',
+            field=fields.CharField(null=True, description='A mobile number of their own for notifications (E.164), set once they proved they hold it', max_length=20),
+        ),
+        ops.RunSQL(
+            [
+                *_rls._isolate("sms_number_check"),
+                "CREATE INDEX IF NOT EXISTS sms_number_check_tenant ON sms_number_check (tenant_id, staff_id)",
+                "CREATE INDEX IF NOT EXISTS sms_number_check_expires ON sms_number_check (expires_at)",
+            ],
+            reverse_sql=["DROP INDEX IF EXISTS sms_number_check_expires", "DROP INDEX IF EXISTS sms_number_check_tenant"],
+        ),
+    ]

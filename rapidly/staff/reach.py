@@ -1,0 +1,246 @@
+"""How a staff member is reached about their company's contacts: by email at their sign-in address
+and by SMS at a mobile number of their own, per event as they choose.
+
+- The number: `start_check` keeps it waiting and queues a text message to it. The code in that
+  message is made when the message is sent (`code_for_sending`), so no code waits in the outbox,
+  and only its keyed digest is kept. `verify` makes the number theirs; after `MAX_TRIES` wrong codes
+  or `CODE_MINUTES`, a new code must be asked for. Mobile numbers in the EU/EEA only, as for
+  customers, and a handful of codes a day: the message goes to a number nobody has proved yet.
+- The choice: for each event to staff (NEW_CONTACT, MEDIA_ADDED, CHAT_MESSAGE), email, SMS, both
+  or none. An event they have not chosen for follows the company's choice (Settings).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from rapidly import db, security, tenancy
+from rapidly.audit import service as audit
+from rapidly.config import Settings
+from rapidly.contacts.continuation import eea_mobile
+from rapidly.contacts.service import phone_region
+from rapidly.errors import InputInvalid
+from rapidly.messaging import outbox
+from rapidly.messaging import service as messaging
+from rapidly.messaging.models import AccountMessage
+from rapidly.messaging.templates import Composed
+from rapidly.plugins import Channel, MessageEvent, resolve_locale
+from rapidly.ratelimit import service as ratelimit
+from rapidly.staff.models import SmsNumberCheck, StaffUser
+from rapidly.tenants.models import Tenant
+
+#: The events that reach staff, each chosen for on its own.
+STAFF_EVENTS = (MessageEvent.NEW_CONTACT, MessageEvent.MEDIA_ADDED, MessageEvent.CHAT_MESSAGE)
+CODE_DIGITS = 6
+CODE_MINUTES = 10
+MAX_TRIES = 5
+#: How long a number waits for its message to go out (the outbox retries for about that long).
+UNSENT_HOURS = 2
+#: Codes one staff member may ask for in a day: enough for typos, not a way to text someone.
+CODES_PER_STAFF = ratelimit.Limit("sms-code-staff", 5, 86_400)
+MAX_NUMBER_INPUT = 40
+
+_CODE_TEXT = {
+    "fi": "{code} on koodisi, jolla vahvistat tämän numeron Rapidlyn ilmoituksille ({tenant}). Se on voimassa "
+    "{minutes} minuuttia. Jos et pyytänyt sitä, voit jättää viestin huomiotta.",
+    "sv": "{code} är din kod för att bekräfta det här numret för aviseringar från Rapidly ({tenant}). Den gäller i "
+    "{minutes} minuter. Om du inte bad om den kan du bortse från meddelandet.",
+    "en": "{code} is your code to confirm this number for Rapidly notifications ({tenant}). It is valid for "
+    "{minutes} minutes. If you did not ask for it, you can ignore this message.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A number waiting for its code."""
+
+    number: str
+    #: Null until the code is sent; then the code works until this time.
+    code_expires_at: datetime | None
+
+
+def clean_number(raw: str, tenant: Tenant) -> str:
+    """A mobile number in any common notation ("040 1234567" for a Finnish company) as E.164;
+    `InputInvalid` for anything else."""
+    text = raw.strip()
+    if len(text) > MAX_NUMBER_INPUT:
+        raise InputInvalid.one("number", "too_long", f"At most {MAX_NUMBER_INPUT} characters.")
+    try:
+        number = phonenumbers.parse(text, phone_region(tenant))
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or number.extension or not phonenumbers.is_valid_number(number):
+        raise InputInvalid.one("number", "invalid_phone", "This is not a valid phone number.")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not eea_mobile(e164):
+        raise InputInvalid.one(
+            "number", "not_a_mobile_number", "Text messages go to mobile numbers in the EU/EEA only."
+        )
+    return e164
+
+
+async def start_check(staff: StaffUser, number: str) -> str:
+    """Queue a code to `number` (replacing any number waiting before); the number as E.164.
+    `RateLimited` past `CODES_PER_STAFF`."""
+    tenant: Tenant = staff.tenant
+    e164 = clean_number(number, tenant)
+    if e164 == staff.sms_number:
+        raise InputInvalid.one("number", "already_verified", "This number is yours already.")
+    await ratelimit.hit(CODES_PER_STAFF, str(staff.id), tenant.id)
+    with tenancy.scoped(tenant.id):
+        async with db.transaction() as tx:
+            await SmsNumberCheck.filter(staff_id=staff.id).using_db(tx).delete()
+            check = await SmsNumberCheck.create(
+                tenant_id=tenant.id,
+                staff_id=staff.id,
+                number=e164,
+                expires_at=datetime.now(UTC) + timedelta(hours=UNSENT_HOURS),
+                using_db=tx,
+            )
+            await outbox.enqueue(
+                tx,
+                tenant_id=tenant.id,
+                staff_id=staff.id,
+                event=AccountMessage.SMS_NUMBER_CODE,
+                channel=Channel.SMS,
+                locale=staff.locale,
+                payload={"check": str(check.id)},
+            )
+    return e164
+
+
+async def code_for_sending(
+    settings: Settings, tenant: Tenant, staff_id: uuid.UUID, check_id: object
+) -> tuple[str, Composed] | None:
+    """(the number, the message with a code made now) for the dispatcher; None when the number no
+    longer waits (verified, replaced, removed, past its time). Each call makes a new code: a message
+    sent again carries one that works, and the one before stops working."""
+    try:
+        check_id = uuid.UUID(str(check_id))
+    except ValueError:
+        return None
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    with tenancy.scoped(tenant.id):
+        async with db.transaction() as tx:
+            rows = await tx.execute_query_dict(
+                _NEW_CODE,
+                [_digest(settings, check_id, code), timedelta(minutes=CODE_MINUTES), check_id, staff_id, tenant.id],
+            )
+    if not rows:
+        return None
+    text = _CODE_TEXT[resolve_locale(rows[0]["locale"], tenant.default_locale)].format(
+        code=code, tenant=tenant.name, minutes=CODE_MINUTES
+    )
+    # The line browsers read to offer the code (WebOTP): only on Rapidly's own site.
+    text += f"\n\n@{urlsplit(settings.base_url).hostname} #{code}"
+    return rows[0]["number"], Composed(subject=None, text=text, html=None)
+
+
+_NEW_CODE = """
+UPDATE sms_number_check c SET code_digest = $1, tries = 0, expires_at = now() + $2::interval FROM staff_user s
+WHERE c.id = $3 AND c.staff_id = $4 AND c.tenant_id = $5 AND c.expires_at > now() AND s.id = c.staff_id
+RETURNING c.number, s.locale
+"""
+
+
+async def verify(settings: Settings, staff: StaffUser, code: str) -> StaffUser:
+    """The waiting number becomes the staff member's when `code` is the one sent to it (recorded in
+    the audit trail); `InputInvalid` otherwise, and the number waits no more after `MAX_TRIES`."""
+    typed = "".join(code.split())[:20]
+    tenant_id = staff.tenant_id  # type: ignore[attr-defined]
+    outcome = "none"
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            rows = await tx.execute_query_dict(
+                "SELECT id, number, code_digest, tries FROM sms_number_check "
+                "WHERE staff_id = $1 AND expires_at > now() AND code_digest IS NOT NULL FOR UPDATE",
+                [staff.id],
+            )
+            if rows:
+                check = rows[0]
+                if hmac.compare_digest(check["code_digest"], _digest(settings, check["id"], typed)):
+                    outcome = "verified"
+                    await SmsNumberCheck.filter(id=check["id"]).using_db(tx).delete()
+                    await StaffUser.filter(id=staff.id).using_db(tx).update(sms_number=check["number"])
+                    await audit.record_change(tx, tenant_id, staff.id, audit.SMS_NUMBER_VERIFIED, staff.id)
+                    staff.sms_number = check["number"]
+                elif check["tries"] + 1 >= MAX_TRIES:
+                    outcome = "used_up"
+                    await SmsNumberCheck.filter(id=check["id"]).using_db(tx).delete()
+                else:
+                    outcome = "wrong"
+                    await SmsNumberCheck.filter(id=check["id"]).using_db(tx).update(tries=check["tries"] + 1)
+    if outcome == "none":
+        raise InputInvalid.one("code", "no_code", "No code is waiting: ask for a new one.")
+    if outcome == "used_up":
+        raise InputInvalid.one("code", "too_many_tries", "Too many wrong codes: ask for a new one.")
+    if outcome == "wrong":
+        raise InputInvalid.one("code", "wrong_code", "This is not the code we sent.")
+    return staff
+
+
+async def waiting(staff: StaffUser) -> Waiting | None:
+    """The number waiting for its code, if any."""
+    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        check = await SmsNumberCheck.get_or_none(staff_id=staff.id, expires_at__gt=datetime.now(UTC))
+    if check is None:
+        return None
+    return Waiting(check.number, check.expires_at if check.code_digest else None)
+
+
+async def remove_number(staff: StaffUser) -> StaffUser:
+    """No text messages any more: the number (and one waiting) is forgotten (recorded in the audit trail)."""
+    tenant_id = staff.tenant_id  # type: ignore[attr-defined]
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            await SmsNumberCheck.filter(staff_id=staff.id).using_db(tx).delete()
+            if staff.sms_number is not None:
+                await StaffUser.filter(id=staff.id).using_db(tx).update(sms_number=None)
+                await audit.record_change(tx, tenant_id, staff.id, audit.SMS_NUMBER_REMOVED, staff.id)
+    staff.sms_number = None
+    return staff
+
+
+def my_channels(staff: StaffUser) -> list[tuple[MessageEvent, tuple[Channel, ...], bool]]:
+    """For each event to staff: the channels it reaches me on, and whether that is my own choice."""
+    own = staff.message_channels or {}
+    return [(e, messaging.staff_channels(staff.tenant, own, e), e.name in own) for e in STAFF_EVENTS]
+
+
+async def choose(staff: StaffUser, event: str, channels: list[str] | None) -> StaffUser:
+    """My channels for `event`; None: the company's again. SMS needs a verified number."""
+    ev = MessageEvent.coerce(event)
+    if ev not in STAFF_EVENTS:
+        raise InputInvalid.one("event", "unknown_event", f"Events: {', '.join(e.name for e in STAFF_EVENTS)}.")
+    own = dict(staff.message_channels or {})
+    if channels is None:
+        own.pop(ev.name, None)
+    else:
+        chosen = [Channel.coerce(c) for c in channels]
+        if None in chosen:
+            raise InputInvalid.one("channels", "unknown_channel", "Channels: EMAIL, SMS.")
+        if Channel.SMS in chosen and staff.sms_number is None:
+            raise InputInvalid.one("channels", "no_sms_number", "Confirm your mobile number first.")
+        own[ev.name] = sorted({c.value for c in chosen})  # type: ignore[union-attr]
+    with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
+        await StaffUser.filter(id=staff.id).update(message_channels=own or None)
+    staff.message_channels = own or None
+    return staff
+
+
+async def purge_expired() -> int:
+    """Numbers that waited past their time, in batches."""
+    return await db.delete_expired("sms_number_check")
+
+
+def _digest(settings: Settings, check_id: uuid.UUID, code: str) -> str:
+    """Keyed, and bound to its check: a dump does not give the code away (a million codes are
+    quickly tried against a plain hash), nor does one check's digest fit another's."""
+    return security.keyed_digest(settings.signing_key, "sms-number-code", str(check_id), code)

@@ -114,8 +114,9 @@ async def test_0008_and_0009_bring_row_level_security_to_a_filled_database_and_t
         # then: every row kept (read here by the owner, a superuser), policies on the way up only
         assert await counts(conn) == before
         # 13 tenant tables of 0008, the key tables of 0010 (tenant_key, contact_key), staff_invitation
-        # of 0015, staff_passkey and passkey_challenge of 0016, message_wording of 0017, and the tenant table
-        assert up[0] == 20 and up[1] == 2 * 19 + 4, up
+        # of 0015, staff_passkey and passkey_challenge of 0016, message_wording of 0017, sms_number_check of
+        # 0018, and the tenant table
+        assert up[0] == 21 and up[1] == 2 * 20 + 4, up
         assert down == (0, 0)
         assert (await conn.fetchval(forced), await conn.fetchval(policies)) == up
         assert await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0

@@ -27,6 +27,7 @@ from tests.media.test_upload_api import upload
 from tests.messaging.test_wording import SET as SET_WORDING
 from tests.messaging.test_wording import SMS as SMS_WORDING
 from tests.staff.test_passkeys import REGISTRATION_OPTIONS, add_passkey, authenticator_for
+from tests.staff.test_reach import START as SMS_NUMBER_CHECK
 from tests.support.live import until
 from tests.support.proxy import FreezableProxy
 
@@ -91,6 +92,9 @@ async def two_tenants(gql, http, world, settings) -> dict[str, uuid.UUID]:  # ty
         wording = {**SMS_WORDING, "body": f"{slug}: {{{{ link }}}}"}
         worded = (await gql(SET_WORDING, wording, token=staff))["setMessageWording"]  # message_wording
         assert worded["__typename"] == "CompanySettingsChanged", worded
+        number = {"number": "+358 40 111 2233" if slug == "alpha" else "+358 40 111 2244"}
+        checked = (await gql(SMS_NUMBER_CHECK, number, token=staff))["startSmsNumberCheck"]  # sms_number_check
+        assert checked["__typename"] == "SmsCodeSent", checked
         gone = await start(gql, slug)
         await save(gql, gone, "name", "Gone")
         gone_id = (await contacts.contact_for_token(gone)).id

@@ -74,7 +74,7 @@ async def test_a_number_is_confirmed_by_the_code_texted_to_it_and_new_contacts_t
     await dispatcher.run_once()
     [request] = gateway.requests
     text = request["body"]["message"]
-    verified = (await gql(VERIFY, {"code": f" {code_in(text)[:3]} {code_in(text)[3:]} "}, token=anna))
+    verified = await gql(VERIFY, {"code": f" {code_in(text)[:3]} {code_in(text)[3:]} "}, token=anna)
 
     # then: her number is hers, recorded in the audit trail
     assert sent == {"__typename": "SmsCodeSent", "number": ANNAS_NUMBER}
@@ -264,9 +264,7 @@ async def test_what_is_not_an_eea_mobile_number_is_refused_and_nothing_is_sent(g
     assert await outbox() == []
 
 
-async def test_codes_are_limited_per_day_and_a_confirmed_number_is_not_texted_again(
-    gql, roofing, dispatcher, gateway
-):
+async def test_codes_are_limited_per_day_and_a_confirmed_number_is_not_texted_again(gql, roofing, dispatcher, gateway):
     # given
     anna = await staff_token(gql)
     await confirmed(gql, dispatcher, gateway, anna)

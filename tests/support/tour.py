@@ -250,6 +250,19 @@ mutation SignIn($credential: String!) {
 }
 """
 MY_PASSKEYS = "query { viewer { passkeys { id name createdAt lastUsedAt } } }"
+SMS_NUMBER_CHECK = """
+mutation S($number: String!) { startSmsNumberCheck(number: $number) { __typename
+  ... on SmsCodeSent { number } ... on InputInvalidError { errors { code } } } }
+"""
+VERIFY_SMS_NUMBER = """
+mutation V($code: String!) { verifySmsNumber(code: $code) { __typename ... on InputInvalidError { errors { code } } } }
+"""
+MY_MESSAGE_CHANNELS = """
+mutation C($event: String!, $channels: [Channel!]) { setMyMessageChannels(event: $event, channels: $channels) {
+  __typename } }
+"""
+REMOVE_SMS_NUMBER = "mutation { removeSmsNumber { smsNumber } }"
+HOW_I_AM_REACHED = "query { viewer { smsNumber smsNumberWaiting { number } messageChannels { event channels own } } }"
 REMOVE_PASSKEY = "mutation Remove($id: ID!) { removePasskey(id: $id) { __typename ... on Error { message } } }"
 RESET_PASSKEYS = "mutation Reset($id: ID!) { resetStaffPasskeys(id: $id) { __typename ... on Error { message } } }"
 REQUIRE_PASSKEY = f"mutation Require($on: Boolean!) {{ setPasskeyRequired(required: $on) {{ {_SETTING} }} }}"
@@ -499,6 +512,7 @@ class Tour:
                 await self._company_admin()
                 await self._passkeys()
                 await self._message_wording()
+                await self._sms_number()
                 await self._customers_pages()
                 await self._erasures()
                 await self._forged_and_wrong()
@@ -789,6 +803,29 @@ class Tour:
         assert len(custom) == 1, custom
         reset = (await self.gql(RESET_WORDING, key, staff))["resetMessageWording"]
         assert reset["__typename"] == "CompanySettingsChanged", reset
+
+    async def _sms_number(self) -> None:
+        """The staff member gives a customer's number as their own (its code is texted to it), and
+        garbage; wrong codes full of markers; their channels, with an event full of markers; the
+        number removed."""
+        staff, someone = self.staff_token, self.by_page
+        for number, expected in ((someone.phone, "SmsCodeSent"), (someone.text, "InputInvalidError")):
+            started = (await self.gql(SMS_NUMBER_CHECK, {"number": number}, staff))["startSmsNumberCheck"]
+            assert started["__typename"] == expected, started
+        waiting = (await self.gql(HOW_I_AM_REACHED, token=staff))["viewer"]["smsNumberWaiting"]
+        assert waiting is not None, "a number waits for its code"
+        for code in (someone.digits[:6], someone.email):
+            verified = (await self.gql(VERIFY_SMS_NUMBER, {"code": code}, staff))["verifySmsNumber"]
+            assert verified["__typename"] == "InputInvalidError", verified
+        for event, channels, expected in (
+            ("NEW_CONTACT", ["EMAIL"], "MyMessageChannelsChanged"),
+            ("NEW_CONTACT", None, "MyMessageChannelsChanged"),
+            (someone.text, ["SMS"], "InputInvalidError"),
+        ):
+            chosen = await self.gql(MY_MESSAGE_CHANNELS, {"event": event, "channels": channels}, staff)
+            assert chosen["setMyMessageChannels"]["__typename"] == expected, chosen
+        removed = (await self.gql(REMOVE_SMS_NUMBER, token=staff))["removeSmsNumber"]
+        assert removed == {"smsNumber": None}, removed
 
     async def _customers_pages(self) -> None:
         token, person = self.main_token, self.main

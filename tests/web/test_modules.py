@@ -406,3 +406,31 @@ async def test_adding_a_passkey_sends_the_browsers_own_json_and_stops_at_a_refus
     assert result["added"] == {"passkey": {"id": "p1", "name": "Työkannettava"}}
     assert result["refused"] == {"invalid": [{"code": "too_many_passkeys"}]}
     assert result["words"] == ["cancelled", "cancelled", "taken", "unsupported", "explained"]
+
+
+async def test_the_code_of_a_text_message_is_offered_only_where_the_browser_reads_one(blank):
+    # given: a browser without WebOTP, then one whose stand-in answers, refuses or is aborted
+    result = await blank.evaluate(
+        """async () => {
+          const { codeFromTheMessage } = await import('/console/account.js')
+          const without = await codeFromTheMessage(new AbortController().signal)
+          const asked = []
+          globalThis.OTPCredential = class {}
+          navigator.credentials.get = async (options) => { asked.push(options.otp); return { code: '123456' } }
+          const offered = await codeFromTheMessage(new AbortController().signal)
+          navigator.credentials.get = async () => { throw Object.assign(new Error('x'), { name: 'AbortError' }) }
+          const aborted = await codeFromTheMessage(AbortSignal.abort())
+          navigator.credentials.get = async () => null
+          const none = await codeFromTheMessage(new AbortController().signal)
+          return { without, asked, offered, aborted, none }
+        }"""
+    )
+
+    # then
+    assert result == {
+        "without": None,
+        "asked": [{"transport": ["sms"]}],
+        "offered": "123456",
+        "aborted": None,
+        "none": None,
+    }

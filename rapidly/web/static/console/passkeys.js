@@ -1,4 +1,5 @@
-// Passkeys: signing in with one, and "My account", where a staff member adds and removes theirs.
+// Passkeys: signing in with one, and adding one (in "My account", account.js, and where the company
+// requires one).
 //
 // The server's options are WebAuthn's JSON form, parsed by the browser itself
 // (`PublicKeyCredential.parse...OptionsFromJSON`), and the browser's answer goes back as
@@ -6,8 +7,6 @@
 
 import { el } from '../lib/dom.js'
 import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
-import { fill } from '../lib/i18n.js'
-import { confirmed, frame } from './frame.js'
 
 const OPTIONS = `... on PasskeyOptions { options } ${INVALID} ${LIMITED} ${FAILED}`
 const SIGN_IN_OPTIONS = `mutation PasskeySignInOptions { passkeySignInOptions { ${OPTIONS} } }`
@@ -16,8 +15,6 @@ const SIGN_IN = `mutation SignInWithPasskey($credential: String!) { signInWithPa
 const REGISTRATION_OPTIONS = `mutation PasskeyRegistrationOptions { passkeyRegistrationOptions { ${OPTIONS} } }`
 const REGISTER = `mutation RegisterPasskey($credential: String!, $name: String!) { registerPasskey(credential: $credential, name: $name) {
   ... on PasskeyAdded { passkey { id name } } ${INVALID} ${FAILED} } }`
-const MINE = 'query MyPasskeys { viewer { passkeys { id name createdAt lastUsedAt } } }'
-const REMOVE = `mutation RemovePasskey($id: ID!) { removePasskey(id: $id) { ... on PasskeyRemoved { id } ${FAILED} } }`
 export const MAX_NAME_LENGTH = 100
 
 /** Whether this browser can use passkeys with the options as the server sends them. */
@@ -72,60 +69,4 @@ export function passkeyForm (t, mutate, explain, onAdded) {
     el('p', { id: 'passkey-name-help', class: 'quiet' }, t.passkeyNameHelp),
     el('button', { type: 'submit' }, t.addPasskey),
     note)
-}
-
-/** My account: my passkeys, adding and removing them. */
-export class Account {
-  constructor (app) {
-    const t = (this.app = app).t
-    this.title = t.myAccount
-    const { element, note } = frame(t.myAccount)
-    Object.assign(this, { element, note })
-    this.list = el('ul', { class: 'passkeys', 'aria-labelledby': 'passkeys-heading' })
-    const explain = (problem) => app.explain(problem)
-    const mutate = (query, variables, success) => app.mutate(query, variables, success)
-    element.append(
-      el('p', {}, fill(t.signedInAs, { email: app.viewer.email })),
-      el('section', { 'aria-labelledby': 'passkeys-heading' },
-        el('h2', { id: 'passkeys-heading' }, t.passkeys),
-        el('p', { class: 'quiet' }, t.passkeysHelp),
-        this.list,
-        supported()
-          ? passkeyForm(t, mutate, explain, async (passkey) => {
-            app.announce(fill(t.passkeyAdded, { name: passkey.name }))
-            await this.load()
-          })
-          : el('p', {}, t.passkeyUnsupported)))
-  }
-
-  problem (text) { this.note.textContent = text }
-  close () { this.closed = true }
-
-  async load () {
-    const data = await this.app.call(MINE)
-    if (this.closed) return
-    const t = this.app.t
-    this.list.replaceChildren(...data.viewer.passkeys.map((passkey) => el('li', {},
-      fill(t.passkeyListed, {
-        name: passkey.name,
-        added: this.app.when(passkey.createdAt),
-        used: passkey.lastUsedAt ? this.app.when(passkey.lastUsedAt) : t.never
-      }), ' ',
-      el('button', { type: 'button', class: 'danger', onclick: () => this.#remove(passkey) }, fill(t.removePasskey, { name: passkey.name })))))
-    if (!data.viewer.passkeys.length) this.list.replaceChildren(el('li', { class: 'quiet' }, t.noPasskeys))
-  }
-
-  async #remove (passkey) {
-    const t = this.app.t
-    this.note.textContent = ''
-    if (!await confirmed(this.element, fill(t.removePasskeyConfirm, { name: passkey.name }), t.removeYes, t.cancel)) return
-    try {
-      await this.app.mutate(REMOVE, { id: passkey.id }, 'PasskeyRemoved')
-      this.app.announce(fill(t.passkeyRemoved, { name: passkey.name }))
-      await this.load()
-      this.element.querySelector('#passkey-name')?.focus()
-    } catch (error) {
-      this.note.textContent = this.app.explain(error)
-    }
-  }
 }

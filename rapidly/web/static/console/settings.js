@@ -16,7 +16,8 @@ const RETENTION = `mutation Retention($days: Int) { setRetentionDays(days: $days
 const REQUIRE_PASSKEY = `mutation RequirePasskey($required: Boolean!) { setPasskeyRequired(required: $required) { ${CHANGED} } }`
 const CHANNELS = `mutation Channels($event: String!, $channels: [Channel!]!) {
   setMessageChannels(event: $event, channels: $channels) { ${CHANGED} } }`
-/** Events whose channels are not the company's to choose, and those that reach staff (email only). */
+/** Events whose channels are not the company's to choose, and those that reach staff (each staff
+ *  member follows the company's choice until they make their own, in My account). */
 export const ALWAYS_ON = new Set(['STAFF_INVITATION'])
 export const TO_STAFF = new Set(['NEW_CONTACT', 'MEDIA_ADDED', 'CHAT_MESSAGE'])
 export const MAX_RETENTION_DAYS = 3650
@@ -82,8 +83,8 @@ export class Settings {
 
     const channelNote = status()
     const events = tenant.messageChannels.filter(({ event }) => !ALWAYS_ON.has(event)).map(({ event, channels }) => {
-      const boxes = (TO_STAFF.has(event) ? ['EMAIL'] : ['EMAIL', 'SMS']).map((channel) =>
-        el('input', { type: 'checkbox', id: `channel-${event}-${channel}`, value: channel, checked: channels.includes(channel) }))
+      const boxes = ['EMAIL', 'SMS'].map((channel) =>
+        el('input', { type: 'checkbox', id: `channel-${event}-${channel}`, value: channel, checked: channels.includes(channel), 'aria-describedby': TO_STAFF.has(event) ? 'staff-channels-help' : null }))
       const changed = (change) => this.#change(CHANNELS, { event, channels: boxes.filter((b) => b.checked).map((b) => b.value) },
         channelNote, t.saved, `#${change.target.id}`)
       return el('fieldset', { onchange: changed }, el('legend', {}, this.app.event(event)),
@@ -111,7 +112,8 @@ export class Settings {
           el('p', { id: 'retention-help', class: 'quiet' }, t.retentionHelp),
           el('button', { type: 'submit' }, t.save)),
         keptNote),
-      section('channels-heading', t.messageChannels, ...events, channelNote),
+      section('channels-heading', t.messageChannels, ...events,
+        el('p', { id: 'staff-channels-help', class: 'quiet' }, t.staffChannelsHelp), channelNote),
       section('sign-in-heading', t.signInSetting,
         el('p', { class: 'choice' }, required, el('label', { for: 'require-passkey' }, t.requirePasskey)),
         el('p', { id: 'require-passkey-help', class: 'quiet' }, t.requirePasskeyHelp),

@@ -93,17 +93,17 @@ async def test_a_number_is_confirmed_by_the_code_texted_to_it_and_new_contacts_t
 
     # when: she chooses SMS alone for new contacts, and a customer writes
     chosen = (await gql(CHOOSE, {"event": "NEW_CONTACT", "channels": ["SMS"]}, token=anna))["setMyMessageChannels"]
-    await contact(gql, email=None, phone=None)
+    await contact(gql, email="maija@example.com", phone="040 123 4567")
     await dispatcher.run_once()
 
-    # then: a text that names no one, and no email
+    # then: a text that carries no name, value or link of the customer's, and no email to her
     assert {"event": "NEW_CONTACT", "channels": ["SMS"], "own": True} in chosen["staff"]["messageChannels"]
-    notice = gateway.requests[-1]["body"]
-    assert notice["recipients"] == [{"msisdn": 358401112233}]
-    assert "/staff/contacts/" in notice["message"] and "Maija" not in notice["message"]
-    assert "/my/" not in notice["message"]  # a staff message carries no customer's link
-    assert mailbox.messages == []
-    assert [m.status for m in await outbox()] == [MessageStatus.SENT] * 2
+    [notice] = [r["body"] for r in gateway.requests[1:] if r["body"]["recipients"] == [{"msisdn": 358401112233}]]
+    assert "/staff/contacts/" in notice["message"]
+    for value in ("Maija", "Meikäläinen", "maija@", "123 4567", "1234567", "/my/", "/continue/"):
+        assert value not in notice["message"], value
+    assert not [m for m in mailbox.messages if m["X-Envelope-To"] == ANNA]
+    assert [m.status for m in await outbox() if m.staff_id] == [MessageStatus.SENT] * 2
 
 
 async def test_each_staff_member_follows_the_company_until_they_choose_and_sms_needs_a_confirmed_number(

@@ -76,11 +76,11 @@ class AuthFailed(DomainError):
 
 
 class PasskeyRequired(AuthFailed):
-    """The password was right, but the company requires its staff to sign in with a passkey, and
-    this staff member has one."""
+    """The password was right, but this staff member has a passkey and must sign in with it: their
+    company requires that, or they chose it themselves (a passkey as their second factor)."""
 
     def __init__(self) -> None:
-        super().__init__("This company requires a passkey: sign in with yours.")
+        super().__init__("This account signs in with a passkey: sign in with yours.")
 
 
 class RateLimited(DomainError):

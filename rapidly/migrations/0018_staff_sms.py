@@ -5,13 +5,15 @@ from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
+from tortoise.fields.db_defaults import SqlDefault
 import importlib
 
 _rls = importlib.import_module("rapidly.migrations.0008_row_level_security")
 
 class Migration(migrations.Migration):
     """Staff notifications by SMS (issue 29): a staff member's verified mobile number and own choice of
-    channels, and the number waiting for its code (isolated by tenant like every tenant table)."""
+    channels, and the number waiting for its code (isolated by tenant like every tenant table); and a
+    staff member's own choice that their password alone no longer signs them in."""
     dependencies = [('rapidly', '0017_message_wording')]
 
     initial = False
@@ -35,6 +37,11 @@ class Migration(migrations.Migration):
             model_name='StaffUser',
             name='message_channels',
             field=fields.JSONField(null=True, description='Their own choice of channels per staff event ({"NEW_CONTACT": ["sms"]}); an event not in it', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='StaffUser',
+            name='passkey_only',
+            field=fields.BooleanField(default=False, description='Their password alone no longer signs them in while they have a passkey (a passkey as the', db_default=SqlDefault('false')),
         ),
         ops.AddField(
             model_name='StaffUser',

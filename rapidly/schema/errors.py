@@ -52,7 +52,10 @@ class AdminRequiredError(Error):
     pass
 
 
-@strawberry.type(description="The password was right, but the company requires signing in with a passkey.")
+@strawberry.type(
+    description="The password was right, but this account signs in with a passkey: the company requires it, or "
+    "its staff member chose it (`setPasskeyOnly`)."
+)
 class PasskeyRequiredError(Error):
     pass
 

@@ -41,8 +41,8 @@ SetMyMessageChannelsResult = Annotated[
 class ReachMutation:
     @strawberry.mutation(
         permission_classes=[IsStaff],
-        description='Text a code to my mobile number ("040 1234567", "+46 70 123 45 67"; EU/EEA mobile numbers '
-        "only), to confirm it is mine; it replaces a number waiting before. A few codes a day.",
+        description="Text a code to my mobile number (in any common notation; EU/EEA mobile numbers only), to "
+        "confirm it is mine; it replaces a number waiting before. A few codes a day.",
     )
     @returns_errors
     async def start_sms_number_check(self, info: strawberry.Info, number: str) -> StartSmsNumberCheckResult:

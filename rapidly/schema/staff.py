@@ -229,6 +229,9 @@ class Staff:
     sms_number: str | None = strawberry.field(
         description="My mobile number for text messages (E.164), once I confirmed it with its code."
     )
+    passkey_only: bool = strawberry.field(
+        description="While I have a passkey, my password alone does not sign me in (`setPasskeyOnly`)."
+    )
     model: strawberry.Private[StaffUser]
 
     @strawberry.field(description="How many of my notifications are unread (counted up to 1,000).")
@@ -261,6 +264,7 @@ class Staff:
             role=staff.role,
             tenant=TenantType.of(tenant),
             sms_number=staff.sms_number,
+            passkey_only=staff.passkey_only,
             model=staff,
         )
 
@@ -311,6 +315,14 @@ PasskeyOptionsResult = Annotated[
 RegisterPasskeyResult = Annotated[
     PasskeyAdded | AuthError | InputInvalidError, strawberry.union("RegisterPasskeyResult")
 ]
+
+
+@strawberry.type
+class PasskeyOnlyChanged:
+    staff: Staff
+
+
+SetPasskeyOnlyResult = Annotated[PasskeyOnlyChanged | InputInvalidError, strawberry.union("SetPasskeyOnlyResult")]
 RemovePasskeyResult = Annotated[PasskeyRemoved | NotFoundError, strawberry.union("RemovePasskeyResult")]
 ResetPasskeysResult = Annotated[
     PasskeysReset | AdminRequiredError | NotFoundError, strawberry.union("ResetPasskeysResult")
@@ -491,6 +503,16 @@ class StaffMutation:
     async def set_passkey_required(self, info: strawberry.Info, required: bool) -> ChangeSettingsResult:
         tenant = await admin.set_require_passkey(await info.context.staff(), required, info.context.bearer)
         return CompanySettingsChanged(tenant=TenantType.of(tenant))
+
+    @strawberry.mutation(
+        permission_classes=[IsStaff],
+        description="A passkey as my second factor: while I have one, my password alone does not sign me in. "
+        "Turning it on needs a passkey of my own, and ends my other sessions.",
+    )
+    @returns_errors
+    async def set_passkey_only(self, info: strawberry.Info, on: bool) -> SetPasskeyOnlyResult:
+        staff = await passkeys.set_passkey_only(await info.context.staff(), on, info.context.bearer)
+        return PasskeyOnlyChanged(staff=Staff.from_model(staff))
 
     @strawberry.mutation(
         permission_classes=[IsStaff],

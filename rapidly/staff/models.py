@@ -27,6 +27,9 @@ class StaffUser(Model):
     #: A mobile number of their own for notifications (E.164), set once they proved they hold it
     #: (`rapidly.staff.reach`).
     sms_number = fields.CharField(max_length=20, null=True)
+    #: Their password alone no longer signs them in while they have a passkey (a passkey as the
+    #: second factor, for one person; `Tenant.require_passkey` is the company's).
+    passkey_only = fields.BooleanField(default=False, db_default=SqlDefault("false"))
     #: Their own choice of channels per staff event ({"NEW_CONTACT": ["sms"]}); an event not in it
     #: follows the company's choice.
     message_channels = fields.JSONField(null=True)

@@ -9,6 +9,10 @@ that does not move forward is refused, as a cloned authenticator's would be.
 
 A company may require passkeys (`Tenant.require_passkey`): a password alone then signs in only
 someone who has none yet, to a session that may do nothing but add one (`StaffSession.enrolling`).
+A staff member may make a passkey their own second factor (`StaffUser.passkey_only`): while they
+have one, their password alone is refused. Both ask for the passkey instead of after the password: a
+user-verified passkey is already two factors (the device, and its PIN or biometrics), and a password
+typed before it would add only what a phishing page can take.
 A lost passkey is recovered through an admin, who removes a colleague's passkeys; the colleague
 then signs in with their password and adds a new one.
 """
@@ -69,6 +73,7 @@ REGISTRATION_OPTIONS = ratelimit.Limit("passkey-registration", 30, 600)
 
 PASSKEY_ADDED = "passkey.added"
 PASSKEY_REMOVED = "passkey.removed"
+PASSKEY_ONLY = "passkey.only"
 
 _FAILED = "The passkey could not be used."
 
@@ -185,6 +190,25 @@ async def remove_own(staff: StaffUser, passkey_id: str) -> uuid.UUID:
                 raise NotFound("There is no such passkey.")
             await audit.record_change(tx, tenant_id, staff.id, PASSKEY_REMOVED, pid)  # type: ignore[arg-type]
     return pid  # type: ignore[return-value]
+
+
+async def set_passkey_only(staff: StaffUser, on: bool, session_token: str | None) -> StaffUser:
+    """A passkey as my second factor: while I have one, my password alone no longer signs me in.
+    Turned on with a passkey of my own (so I do not lock myself out), it ends my other sessions, so
+    one opened elsewhere with my password alone ends too. Recorded in the audit trail."""
+    tenant_id = staff.tenant_id  # type: ignore[attr-defined]
+    if on and not await has_any(tenant_id, staff.id):
+        raise InputInvalid.one("on", "no_passkey", "Add a passkey of your own first.")
+    with tenancy.scoped(tenant_id):
+        async with db.transaction() as tx:
+            await StaffUser.filter(id=staff.id).using_db(tx).update(passkey_only=on)
+            if on and not staff.passkey_only:
+                mine = security.hash_presented_token(session_token, security.STAFF_TOKEN_PREFIX)
+                await StaffSession.filter(staff_id=staff.id).exclude(token_hash=mine or "").using_db(tx).delete()
+            if on != staff.passkey_only:
+                await audit.record_change(tx, tenant_id, staff.id, PASSKEY_ONLY, staff.id, "on" if on else "off")
+    staff.passkey_only = on
+    return staff
 
 
 async def count_by_staff(tenant_id: uuid.UUID) -> dict[uuid.UUID, int]:

@@ -127,8 +127,9 @@ async def login(
         await ratelimit.hit(*account)
         await ratelimit.hit(*network_limit)
         raise AuthFailed()
+    passkey_first = staff.tenant.require_passkey or staff.passkey_only
     with tenancy.scoped(staff.tenant_id):  # type: ignore[attr-defined]
-        has_passkey = staff.tenant.require_passkey and await StaffPasskey.filter(staff_id=staff.id).exists()
+        has_passkey = passkey_first and await StaffPasskey.filter(staff_id=staff.id).exists()
     if has_passkey:
         # Counted as a failure: a password that cannot sign in gives a guesser no more tries.
         await ratelimit.hit(*account)
@@ -172,13 +173,15 @@ _STAFF_COLUMNS = (
     "last_login_at",
     "sms_number",
     "message_channels",
+    "passkey_only",
 )
 _STAFF_FOR_TOKEN = db.Routine(
     "rapidly_staff_for_token",
     params=("text",),
     returns=(
         "TABLE (id uuid, tenant_id uuid, email varchar, locale varchar, role varchar, created_at timestamptz, "
-        f"last_login_at timestamptz, sms_number varchar, message_channels jsonb, {tenants.TENANT_ROW})"
+        f"last_login_at timestamptz, sms_number varchar, message_channels jsonb, "
+        f"passkey_only boolean, {tenants.TENANT_ROW})"
     ),
     body=f"""
 SELECT {", ".join(f"u.{f}" for f in _STAFF_COLUMNS)}, {tenants.TENANT_SELECT}

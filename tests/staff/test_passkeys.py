@@ -442,3 +442,52 @@ async def test_a_session_that_may_only_add_a_passkey_does_nothing_else_is_short_
     with tenancy.as_tenant(roofing.id):
         [session] = await StaffSession.filter(staff_id=ville.id)
     assert (session.expires_at - session.created_at).days >= 1
+
+
+PASSKEY_ONLY = """
+mutation Only($on: Boolean!) { setPasskeyOnly(on: $on) { __typename
+  ... on PasskeyOnlyChanged { staff { passkeyOnly } } ... on InputInvalidError { errors { field code } } } }
+"""
+
+
+async def test_a_staff_member_makes_a_passkey_their_second_factor_and_their_password_alone_is_refused(
+    gql, settings, company
+):
+    # given: Ville, in a company that does not require passkeys, signed in twice with his password
+    roofing, _, _, ville, _ = company
+    here, elsewhere = await staff_token(gql, VILLE), await staff_token(gql, VILLE)
+
+    # when: without a passkey, then with one
+    refused = (await gql(PASSKEY_ONLY, {"on": True}, token=here))["setPasskeyOnly"]
+    device = authenticator_for(settings)
+    await add_passkey(gql, here, device)
+    turned_on = (await gql(PASSKEY_ONLY, {"on": True}, token=here))["setPasskeyOnly"]
+    password_alone = (await gql(LOGIN_FULL, {"email": VILLE, "password": STAFF_PASSWORD}))["login"]
+    colleague = (await gql(LOGIN_FULL, {"email": ANNA, "password": STAFF_PASSWORD}))["login"]
+
+    # then: refused until he has a passkey; then his other session ends, his password alone is refused
+    # (counted as a failure), his passkey signs him in, and his colleagues are untouched
+    assert refused == {"__typename": "InputInvalidError", "errors": [{"field": "on", "code": "no_passkey"}]}
+    assert turned_on == {"__typename": "PasskeyOnlyChanged", "staff": {"passkeyOnly": True}}
+    assert (await gql(VIEWER, token=here))["viewer"]["email"] == VILLE
+    assert (await gql(VIEWER, token=elsewhere))["viewer"] is None
+    assert password_alone["__typename"] == "PasskeyRequiredError"
+    assert colleague["__typename"] == "LoginSuccess"
+    assert (await sign_in(gql, device))["__typename"] == "LoginSuccess"
+
+    # when: an admin removes his lost passkey (the recovery), then he turns it off
+    await gql(RESET, {"id": str(ville.id)}, token=await staff_token(gql, ANNA))
+    recovered = (await gql(LOGIN_FULL, {"email": VILLE, "password": STAFF_PASSWORD}))["login"]
+    turned_off = (await gql(PASSKEY_ONLY, {"on": False}, token=recovered["token"]))["setPasskeyOnly"]
+
+    # then: without a passkey his password signs him in again; each change is in the audit trail
+    assert recovered["__typename"] == "LoginSuccess" and recovered["mustAddPasskey"] is False
+    assert turned_off == {"__typename": "PasskeyOnlyChanged", "staff": {"passkeyOnly": False}}
+    with tenancy.as_tenant(roofing.id):
+        changes = await AuditEvent.filter(action="passkey.only").order_by("created_at").values_list("detail", flat=True)
+    assert changes == ["on", "off"]
+
+
+async def test_without_a_session_no_one_changes_a_second_factor(gql, company):
+    answer = await gql(PASSKEY_ONLY, {"on": False}, expect_errors=True)
+    assert answer["errors"][0]["message"] == "Staff sign-in required."

@@ -250,6 +250,7 @@ mutation SignIn($credential: String!) {
 }
 """
 MY_PASSKEYS = "query { viewer { passkeys { id name createdAt lastUsedAt } } }"
+PASSKEY_ONLY = "mutation O($on: Boolean!) { setPasskeyOnly(on: $on) { __typename } }"
 SMS_NUMBER_CHECK = """
 mutation S($number: String!) { startSmsNumberCheck(number: $number) { __typename
   ... on SmsCodeSent { number } ... on InputInvalidError { errors { code } } } }
@@ -756,7 +757,7 @@ class Tour:
 
     async def _passkeys(self) -> None:
         """The staff member adds a passkey named with markers, signs in with it, and with forged and
-        garbage answers; requires passkeys and stops; a colleague's reset and a removal by IDs full of
+        garbage answers; requires passkeys and stops; makes it their second factor and stops; a colleague's reset and a removal by IDs full of
         markers are refused; the passkey removed."""
         staff, someone = self.staff_token, self.by_page
         device = Authenticator(origin=self.url, rp_id=urlsplit(self.url).hostname or "")
@@ -778,6 +779,9 @@ class Tour:
         for document in (RESET_PASSKEYS, REMOVE_PASSKEY):
             refused = next(iter((await self.gql(document, {"id": someone.tag}, staff)).values()))
             assert refused["__typename"] == "NotFoundError", refused
+        for on in (True, False):
+            only = (await self.gql(PASSKEY_ONLY, {"on": on}, staff))["setPasskeyOnly"]
+            assert only["__typename"] == "PasskeyOnlyChanged", only
         [mine] = (await self.gql(MY_PASSKEYS, token=staff))["viewer"]["passkeys"]
         removed = (await self.gql(REMOVE_PASSKEY, {"id": mine["id"]}, staff))["removePasskey"]
         assert removed["__typename"] == "PasskeyRemoved", removed

@@ -111,11 +111,11 @@ async def test_an_admin_requires_passkeys_and_a_password_alone_is_refused(
     violations = await scan(mine)
 
     # then: Ville's password alone is refused with the reason; his passkey still signs him in
-    await theirs.get_by_label("Email").fill(VILLE)
+    await theirs.get_by_label("Email", exact=True).fill(VILLE)
     await theirs.get_by_label("Password").fill(STAFF_PASSWORD)
     await theirs.get_by_role("button", name="Sign in", exact=True).click()
     await expect(theirs.get_by_role("alert")).to_have_text(
-        "Your company requires a passkey: use “Sign in with a passkey”."
+        "This account signs in with a passkey: use “Sign in with a passkey”."
     )
     await theirs.get_by_role("button", name="Sign in with a passkey").click()
     await expect(theirs.get_by_role("heading", level=1, name="My account")).to_be_visible()
@@ -139,7 +139,7 @@ async def test_under_the_requirement_a_colleague_without_a_passkey_may_only_add_
     theirs = await colleague_browser.new_page()
     await with_authenticator(theirs)
     await theirs.goto(f"{console.url}/console")
-    await theirs.get_by_label("Email").fill(VILLE)
+    await theirs.get_by_label("Email", exact=True).fill(VILLE)
     await theirs.get_by_label("Password").fill(STAFF_PASSWORD)
     await theirs.get_by_role("button", name="Sign in", exact=True).click()
 
@@ -149,3 +149,34 @@ async def test_under_the_requirement_a_colleague_without_a_passkey_may_only_add_
     await theirs.get_by_label("Name of the new passkey").fill("Phone")
     await theirs.get_by_role("button", name="Add a passkey").click()
     await expect(theirs.get_by_role("heading", level=1, name="Contacts")).to_be_visible()
+
+
+async def test_a_staff_member_makes_their_passkey_the_second_factor_and_their_password_alone_is_refused(
+    console, company, colleague_browser
+):
+    # given: Ville has added a passkey on My account
+    page = await colleague_browser.new_page()
+    await with_authenticator(page)
+    await sign_in(page, console, VILLE)
+    await add_passkey(page, "Phone")
+
+    # when: he turns the second factor on with the keyboard, signs out, and tries his password
+    only = page.get_by_label("My password alone no longer signs me in (a passkey is my second factor)")
+    await only.focus()
+    await page.keyboard.press("Space")
+    await expect(page.locator("[role=status].sr")).to_have_text("Saved.")
+    await expect(only).to_be_checked()
+    violations = await scan(page)
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("Email", exact=True).fill(VILLE)
+    await page.get_by_label("Password").fill(STAFF_PASSWORD)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+
+    # then: refused with the reason; his passkey signs him in, and the setting shows as on
+    await expect(page.get_by_role("alert")).to_have_text(
+        "This account signs in with a passkey: use “Sign in with a passkey”."
+    )
+    await page.get_by_role("button", name="Sign in with a passkey").click()
+    await expect(page.get_by_role("heading", level=1, name="My account")).to_be_visible()
+    await expect(only).to_be_checked()
+    assert violations == []

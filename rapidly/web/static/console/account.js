@@ -8,13 +8,15 @@ import { confirmed, frame } from './frame.js'
 import { passkeyForm, supported } from './passkeys.js'
 
 const CHANNELS_OF_MINE = 'messageChannels { event channels own }'
-const MINE = `query MyAccount { viewer { passkeys { id name createdAt lastUsedAt }
+const MINE = `query MyAccount { viewer { passkeys { id name createdAt lastUsedAt } passkeyOnly
   smsNumber smsNumberWaiting { number codeExpiresAt } ${CHANNELS_OF_MINE} } }`
 const REMOVE_PASSKEY = `mutation RemovePasskey($id: ID!) { removePasskey(id: $id) { ... on PasskeyRemoved { id } ${FAILED} } }`
 const SEND_CODE = `mutation SendCode($number: String!) { startSmsNumberCheck(number: $number) {
   ... on SmsCodeSent { number } ${INVALID} ${LIMITED} ${FAILED} } }`
 const CONFIRM = `mutation ConfirmNumber($code: String!) { verifySmsNumber(code: $code) {
   ... on SmsNumberVerified { staff { smsNumber } } ${INVALID} ${FAILED} } }`
+const PASSKEY_ONLY = `mutation PasskeyOnly($on: Boolean!) { setPasskeyOnly(on: $on) {
+  ... on PasskeyOnlyChanged { staff { passkeyOnly } } ${INVALID} ${FAILED} } }`
 const REMOVE_NUMBER = 'mutation RemoveNumber { removeSmsNumber { smsNumber } }'
 const CHOOSE = `mutation MyChannels($event: String!, $channels: [Channel!]) { setMyMessageChannels(event: $event, channels: $channels) {
   ... on MyMessageChannelsChanged { staff { ${CHANNELS_OF_MINE} } } ${INVALID} ${FAILED} } }`
@@ -39,6 +41,9 @@ export class Account {
     const { element, note } = frame(t.myAccount)
     Object.assign(this, { element, note })
     this.list = el('ul', { class: 'passkeys', 'aria-labelledby': 'passkeys-heading' })
+    this.only = el('input', { type: 'checkbox', id: 'passkey-only', 'aria-describedby': 'passkey-only-help' })
+    this.only.addEventListener('change', () => this.#passkeyOnly(this.only.checked))
+    this.passkeyNote = el('p', { class: 'note', role: 'status' })
     this.number = el('div')
     this.channels = el('div')
     this.reachNote = el('p', { class: 'note', role: 'status' })
@@ -56,7 +61,10 @@ export class Account {
             app.announce(fill(t.passkeyAdded, { name: passkey.name }))
             await this.load()
           })
-          : el('p', {}, t.passkeyUnsupported)),
+          : el('p', {}, t.passkeyUnsupported),
+        el('p', { class: 'choice' }, this.only, el('label', { for: 'passkey-only' }, t.passkeyOnly)),
+        el('p', { id: 'passkey-only-help', class: 'quiet' }, t.passkeyOnlyHelp),
+        this.passkeyNote),
       el('section', { 'aria-labelledby': 'reach-heading' },
         el('h2', { id: 'reach-heading' }, t.messagesToMe),
         el('p', { class: 'quiet' }, t.messagesToMeHelp),
@@ -70,7 +78,8 @@ export class Account {
     const data = await this.app.call(MINE)
     if (this.closed) return
     const t = this.app.t
-    const { passkeys, smsNumber, smsNumberWaiting, messageChannels } = data.viewer
+    const { passkeys, passkeyOnly, smsNumber, smsNumberWaiting, messageChannels } = data.viewer
+    this.only.checked = passkeyOnly
     this.list.replaceChildren(...passkeys.map((passkey) => el('li', {},
       fill(t.passkeyListed, {
         name: passkey.name,
@@ -164,6 +173,20 @@ export class Account {
     const t = this.app.t
     if (!await confirmed(this.element, fill(t.removeNumberConfirm, { number }), t.removeYes, t.cancel)) return
     await this.#change(REMOVE_NUMBER, {}, null, t.numberRemoved, '#sms-number')
+  }
+
+  async #passkeyOnly (on) {
+    const t = this.app.t
+    this.passkeyNote.textContent = ''
+    try {
+      const changed = await this.app.mutate(PASSKEY_ONLY, { on }, 'PasskeyOnlyChanged')
+      if (changed.invalid) this.passkeyNote.textContent = this.app.explain(changed.invalid[0])
+      else this.app.announce(t.saved)
+      this.only.checked = changed.invalid ? !on : changed.staff.passkeyOnly
+    } catch (error) {
+      this.only.checked = !on
+      this.passkeyNote.textContent = this.app.explain(error)
+    }
   }
 
   async #removePasskey (passkey) {

@@ -56,7 +56,7 @@ async def test_unread_count_settings_and_languages(gql, world):
     assert viewer["tenant"]["retentionDays"] == 90 and viewer["tenant"]["allowedOrigins"] == []
     channels = {c["event"]: c["channels"] for c in viewer["tenant"]["messageChannels"]}
     assert channels["PHOTO_REQUEST"] == ["EMAIL", "SMS"] and channels["MEDIA_ADDED"] == []
-    assert channels["NEW_CONTACT"] == ["EMAIL"]  # staff get email only
+    assert channels["NEW_CONTACT"] == ["EMAIL"]  # the default: staff by email (SMS to those who choose it)
     assert labels == {"fi": "Nimi", "en": "Name"}
     assert texts[0]["notifications"]["edges"][0]["node"]["text"] == "New contact: Maija"
     assert texts[1]["notifications"]["edges"][0]["node"]["text"].startswith("Uusi yhteydenotto")  # the reader's own

@@ -757,8 +757,8 @@ class Tour:
 
     async def _passkeys(self) -> None:
         """The staff member adds a passkey named with markers, signs in with it, and with forged and
-        garbage answers; requires passkeys and stops; makes it their second factor and stops; a colleague's reset and a removal by IDs full of
-        markers are refused; the passkey removed."""
+        garbage answers; requires passkeys and stops; makes it their second factor and stops; a
+        colleague's reset and a removal by IDs full of markers are refused; the passkey removed."""
         staff, someone = self.staff_token, self.by_page
         device = Authenticator(origin=self.url, rp_id=urlsplit(self.url).hostname or "")
         options = (await self.gql(PASSKEY_REGISTRATION, token=staff))["passkeyRegistrationOptions"]["options"]

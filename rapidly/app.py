@@ -156,6 +156,7 @@ async def _maintenance(settings: Settings, erasure: ErasureService, storage: Sto
         "staff invitations": invitations.purge_expired,
         "passkey challenges": passkeys.purge_expired_challenges,
         "mobile numbers waiting for a code": reach.purge_expired,
+        "handled invitations and codes": outbox.purge_account_messages,
         "expired links": contacts.purge_expired_tokens,
         "abandoned contacts": lambda: contacts.purge_abandoned(timedelta(hours=settings.abandoned_contact_hours)),
         "event log": realtime.prune,

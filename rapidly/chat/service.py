@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
 from rapidly import db
@@ -39,9 +38,6 @@ MAX_BODY = 4000
 MAX_PAGE = 200
 PER_CONTACT = ratelimit.Limit("chat-contact", 60, 3600)
 PER_STAFF = ratelimit.Limit("chat-staff", 300, 3600)
-#: At most one message (email/SMS) per conversation and recipient in this many seconds, however
-#: lively the chat: the rest is seen on the page or in the staff's view.
-NUDGE_SECONDS = 15 * 60
 #: Line breaks and tabs are text; other control characters, and the bidirectional overrides that
 #: can make a message display as something else, are refused.
 _REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -123,9 +119,9 @@ async def send(
                 await messaging.to_staff(conn, tenant, MessageEvent.NEW_CONTACT, contact.id)
                 await publish(tenant.id, contact.id, EventKind.CREATED, connection=conn)
             await notifications.notify_staff(conn, tenant.id, notifications.CHAT_MESSAGE, contact.id)
-            if not await _nudged_lately(conn, contact, MessageEvent.CHAT_MESSAGE):
+            if not await messaging.queued_lately(conn, contact, MessageEvent.CHAT_MESSAGE):
                 await messaging.to_staff(conn, tenant, MessageEvent.CHAT_MESSAGE, contact.id)
-        elif not await _nudged_lately(conn, contact, MessageEvent.CHAT_REPLY):
+        elif not await messaging.queued_lately(conn, contact, MessageEvent.CHAT_REPLY):
             for channel in (Channel.EMAIL, Channel.SMS):
                 if messaging.enabled(tenant, MessageEvent.CHAT_REPLY, channel):
                     await messaging.outbox.enqueue(
@@ -138,17 +134,6 @@ async def send(
                     )
         await publish(tenant.id, contact.id, EventKind.CHAT_MESSAGE, connection=conn)
     return message
-
-
-async def _nudged_lately(conn: BaseDBAsyncClient, contact: Contact, event: MessageEvent) -> bool:
-    """Whether this conversation queued this kind of message within `NUDGE_SECONDS` (asked with
-    the contact locked, so two messages at once cannot both nudge)."""
-    rows = await conn.execute_query_dict(
-        "SELECT 1 FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2 AND event = $3 "
-        "AND created_at > clock_timestamp() - make_interval(secs => $4) LIMIT 1",
-        [contact.tenant_id, contact.id, event.value, float(NUDGE_SECONDS)],  # type: ignore[attr-defined]
-    )
-    return bool(rows)
 
 
 async def page(contact: Contact, first: int, after: str | None) -> Page:

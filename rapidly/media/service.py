@@ -100,7 +100,8 @@ async def upload(
                 await publish(tenant_id, contact_id, EventKind.CREATED, connection=conn)
             else:
                 await notifications.notify_staff(conn, tenant_id, notifications.MEDIA_ADDED, contact_id)
-                await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
+                if not await messaging.queued_lately(conn, contact, MessageEvent.MEDIA_ADDED):
+                    await messaging.to_staff(conn, contact.tenant, MessageEvent.MEDIA_ADDED, contact_id)
             await publish(tenant_id, contact_id, EventKind.MEDIA_ADDED, connection=conn)
     return media
 

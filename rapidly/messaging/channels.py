@@ -41,6 +41,8 @@ class Outgoing:
     composed: Composed
     tenant_id: UUID | None = None
     contact_id: UUID | None = None
+    #: Set for a message to a staff member (about `contact_id`, or about their own account).
+    staff_id: UUID | None = None
 
 
 class EmailChannel:
@@ -141,15 +143,17 @@ class GatewayApiSms:
 
 class FileSms:
     """For the demo: each text is written to `<data dir>/sms-outbox/<tenant>/<contact>/<message>.txt`
-    instead of being sent (readable by the owner only; erasing the contact removes its texts)."""
+    instead of being sent (readable by the owner only; erasing the contact removes its texts). A
+    staff member's go to `<tenant>/staff-<staff member>/`: they are not the customer's."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     async def send(self, item: Outgoing) -> None:
-        if item.tenant_id is None or item.contact_id is None:
+        if item.tenant_id is None or (item.contact_id is None and item.staff_id is None):
             raise SendFailed("sms_no_contact", permanent=True)
-        folder = self.root / str(item.tenant_id) / str(item.contact_id)
+        whose = f"staff-{item.staff_id}" if item.staff_id is not None else str(item.contact_id)
+        folder = self.root / str(item.tenant_id) / whose
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(folder / f"{item.message_id}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

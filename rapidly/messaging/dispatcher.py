@@ -58,6 +58,7 @@ CONCURRENCY = 10
 PER_RECIPIENT = ratelimit.Limit("msg-recipient", 10, 86_400)
 PER_NUMBER_RANGE = ratelimit.Limit("msg-number-range", 200, 86_400)
 PER_CONTACT = ratelimit.Limit("msg-contact", 30, 86_400)
+PER_STAFF_SMS = ratelimit.Limit("msg-staff-sms", 100, 86_400)
 
 # The due rows are picked once (MATERIALIZED): as a subquery of `id IN (...)`, the planner may run
 # it again for every row of the tenant (a semi join under the row-level security policy), each run
@@ -206,6 +207,8 @@ class Dispatcher:
                 raise Suppressed("no_address")
             link = f"{self.settings.base_url}/staff/contacts/{row['contact_id']}"
             if first_attempt:
+                if channel == Channel.SMS:
+                    await self._staff_sms_limit(tenant.id, staff.id)
                 await self._tenant_limit(tenant.id)
         else:
             # The contact is held while its address is read and its links are made: an erasure waits,
@@ -244,22 +247,26 @@ class Dispatcher:
                     type(exc).__name__,
                 )
         assert composed is not None  # the core's wording always renders
-        item = Outgoing(row["id"], recipient, tenant.name, composed, tenant.id, row["contact_id"])
+        item = Outgoing(row["id"], recipient, tenant.name, composed, tenant.id, row["contact_id"], row["staff_id"])
         return item, continuation.mask(recipient, channel)
 
     async def _sms_number_code(
         self, row: dict, tenant: Tenant, payload: dict, first_attempt: bool
     ) -> tuple[Outgoing, str]:
-        """The code to a number a staff member gave, made now: the recipient limits apply, as the
-        number is nobody's proved one yet."""
+        """The code to a number a staff member gave: the recipient limits apply, as the number is
+        nobody's proved one yet, and the code is made only once they passed."""
+        number = await reach.number_for_sending(tenant.id, row["staff_id"], payload.get("check"))
+        if number is None:
+            raise Suppressed("no_check")
+        if first_attempt:
+            await self._recipient_limits(tenant.id, None, number, Channel.SMS)
+            await self._tenant_limit(tenant.id)
         found = await reach.code_for_sending(self.settings, tenant, row["staff_id"], payload.get("check"))
         if found is None:
             raise Suppressed("no_check")
         number, composed = found
-        if first_attempt:
-            await self._recipient_limits(tenant.id, None, number, Channel.SMS)
-            await self._tenant_limit(tenant.id)
-        return Outgoing(row["id"], number, tenant.name, composed, tenant.id), continuation.mask(number, Channel.SMS)
+        item = Outgoing(row["id"], number, tenant.name, composed, tenant.id, staff_id=row["staff_id"])
+        return item, continuation.mask(number, Channel.SMS)
 
     async def _contact_address(self, tenant: Tenant, contact_id: UUID, channel: Channel) -> tuple[str, str | None]:
         values = (await contacts.values_by_contact(tenant.id, [contact_id]))[0]
@@ -284,6 +291,14 @@ class Dispatcher:
         except RateLimited:
             raise Suppressed("limit_recipient") from None
 
+    async def _staff_sms_limit(self, tenant_id: UUID, staff_id: UUID) -> None:
+        """Texts are paid for: however busy the form (a customer uploading photo after photo), one
+        staff member gets at most `PER_STAFF_SMS` a day."""
+        try:
+            await ratelimit.hit(PER_STAFF_SMS, str(staff_id), tenant_id)
+        except RateLimited:
+            raise Suppressed("limit_recipient") from None
+
     async def _tenant_limit(self, tenant_id: UUID) -> None:
         limit = ratelimit.Limit("msg-tenant-day", self.settings.messages_per_tenant_per_day, 86_400)
         try:
@@ -305,8 +320,11 @@ class Dispatcher:
 
 
 def _mailbox(address: str) -> str:
-    """One key per mailbox for the per-address limit: "Name+tag@Example.com" is name@example.com."""
+    """One key per mailbox for the per-address limit: "Name+tag@Example.com" is name@example.com. A
+    phone number (E.164, no "@") is its own key: cut at its "+", every number was one key."""
     local, at, domain = address.lower().partition("@")
+    if not at:
+        return local
     return f"{local.split('+')[0]}{at}{domain}"
 
 

@@ -11,6 +11,7 @@ from uuid import UUID
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from rapidly import db
 from rapidly.erasure.erasers import SqlEraser
 from rapidly.messaging.models import AccountMessage, OutboundMessage
 from rapidly.plugins import Channel, MessageEvent
@@ -69,6 +70,25 @@ async def enqueue(
         ],
     )
     return rows[0]["id"] if rows else None
+
+
+#: How long a handled message bound to no contact (an invitation, a staff member's code) is kept: its
+#: outcome is shown while it matters (an invitation lives 72 hours), then its masked address goes.
+ACCOUNT_MESSAGE_DAYS = 30
+_PURGE_ACCOUNT_MESSAGES = """
+WITH picked AS MATERIALIZED (
+    SELECT id FROM outbound_message
+    WHERE contact_id IS NULL AND status <> 'PENDING' AND created_at < now() - make_interval(days => $1)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbound_message m USING picked WHERE m.id = picked.id RETURNING 1
+"""
+
+
+async def purge_account_messages() -> int:
+    """Handled messages bound to no contact, `ACCOUNT_MESSAGE_DAYS` after they were queued (the
+    others go with their contact's erasure)."""
+    return await db.delete_in_batches(_PURGE_ACCOUNT_MESSAGES, [ACCOUNT_MESSAGE_DAYS])
 
 
 async def depth() -> int:

@@ -39,6 +39,9 @@ ALWAYS_ON = frozenset({MessageEvent.STAFF_INVITATION})
 #: while it is being typed, and the message goes to the address as it is when sent.
 SELF_SERVICE_LINK_DELAY = timedelta(minutes=2)
 PHOTO_REQUESTS_PER_CONTACT = ratelimit.Limit("photo-request-contact", 5, 86_400)
+#: At most one message (email/SMS) of an event per contact in this many seconds, for the events that
+#: come in bursts (a lively chat, photo after photo): the rest is seen on the page or in the staff's view.
+NUDGE_SECONDS = 15 * 60
 
 
 def enabled(tenant: Tenant, event: MessageEvent, channel: Channel) -> bool:
@@ -107,6 +110,17 @@ async def to_staff(conn: BaseDBAsyncClient, tenant: Tenant, event: MessageEvent,
                 channel=channel,
                 locale=locale,
             )
+
+
+async def queued_lately(conn: BaseDBAsyncClient, contact: Contact, event: MessageEvent) -> bool:
+    """Whether a message of `event` about this contact was queued within `NUDGE_SECONDS` (to be asked
+    with the contact locked, so two events at once cannot both send one)."""
+    rows = await conn.execute_query_dict(
+        "SELECT 1 FROM outbound_message WHERE tenant_id = $1 AND contact_id = $2 AND event = $3 "
+        "AND created_at > clock_timestamp() - make_interval(secs => $4) LIMIT 1",
+        [contact.tenant_id, contact.id, event.value, float(NUDGE_SECONDS)],  # type: ignore[attr-defined]
+    )
+    return bool(rows)
 
 
 async def request_photo(plugins: PluginRegistry, staff: StaffUser, contact_id: str, channel: Channel) -> None:

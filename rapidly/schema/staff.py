@@ -210,6 +210,12 @@ class SmsNumberWaiting:
     code_expires_at: datetime | None = strawberry.field(
         description="Null until the text message is sent; then the code works until this time."
     )
+    sent: MessageStatusType = strawberry.field(  # type: ignore[valid-type]
+        description="How the text with the code fared: PENDING (waiting or retrying), SENT, FAILED or SUPPRESSED."
+    )
+    problem: str | None = strawberry.field(
+        description='Why it was not sent, as a short code: "channel_not_configured" (no SMS set up), a limit, ...'
+    )
 
 
 @strawberry.type(description="How a message to staff reaches me.")
@@ -245,7 +251,14 @@ class Staff:
     @strawberry.field(description="A number I gave that waits for its code; null when none does.")
     async def sms_number_waiting(self) -> SmsNumberWaiting | None:
         found = await reach.waiting(self.model)
-        return None if found is None else SmsNumberWaiting(number=found.number, code_expires_at=found.code_expires_at)
+        if found is None:
+            return None
+        return SmsNumberWaiting(
+            number=found.number,
+            code_expires_at=found.code_expires_at,
+            sent=MessageStatus(found.sent),
+            problem=found.problem,
+        )
 
     @strawberry.field(description="For each message to staff, how it reaches me (`setMyMessageChannels`).")
     def message_channels(self) -> list[MyMessageChannels]:

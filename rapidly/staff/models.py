@@ -117,7 +117,7 @@ class PasskeyChallenge(Model):
 class SmsNumberCheck(Model):
     """A mobile number a staff member asked to be reached at, waiting for the code sent to it: one per
     staff member (a new number replaces it). The code is made when the text message is sent, and only
-    its keyed digest is kept; five wrong tries or its time over, and a new code must be asked for."""
+    its keyed digest is kept; five wrong codes or its time over, and a new one must be asked for."""
 
     id = fields.UUIDField(primary_key=True)
     tenant = fields.ForeignKeyField("rapidly.Tenant", related_name="sms_number_checks", on_delete=fields.CASCADE)
@@ -125,7 +125,11 @@ class SmsNumberCheck(Model):
     number = fields.CharField(max_length=20)
     #: Null until the message with the code is sent.
     code_digest = fields.CharField(max_length=64, null=True)
+    #: The code works until then (`CODE_MINUTES` after it was made).
+    code_expires_at = fields.DatetimeField(null=True)
+    #: Wrong codes so far, whatever the number of codes sent for this number.
     tries = fields.IntField(default=0)
+    #: The number waits until then, also for a message the outbox is still retrying.
     expires_at = fields.DatetimeField()
 
     class Meta:

@@ -265,6 +265,37 @@ async def test_limits_that_protect_the_recipient_are_silent_to_the_requester(gql
     assert len(mailbox.messages) == 10
 
 
+async def test_the_limit_on_one_number_counts_that_number_alone(gql, roofing, dispatcher, gateway):
+    # given: eleven texts queued to one customer's number, and one to another customer's
+    one = await contacts.contact_for_token(await contact(gql, email=None, phone="040 123 4567"))
+    other = await contacts.contact_for_token(await contact(gql, email=None, phone="050 765 4321"))
+    await only("nothing")
+    with tenancy.as_tenant(one.tenant_id):  # type: ignore[attr-defined]
+        async with db.transaction() as tx:
+            for target in [one] * 11 + [other]:
+                await outbox.enqueue(
+                    tx,
+                    tenant_id=target.tenant_id,  # type: ignore[attr-defined]
+                    contact_id=target.id,
+                    event=MessageEvent.CONTINUE_LINK,
+                    channel=Channel.SMS,
+                    locale="fi",
+                )
+
+    # when
+    while await dispatcher.run_once():  # ten at a time
+        pass
+
+    # then: ten to the first number, the eleventh held back; the other number is not held back by it
+    sent = [r["body"]["recipients"][0]["msisdn"] for r in gateway.requests]
+    assert sent.count(358401234567) == 10 and sent.count(358507654321) == 1
+    with tenancy.as_tenant(await ours()):
+        suppressed = await OutboundMessage.filter(status=MessageStatus.SUPPRESSED).values_list(
+            "contact_id", "last_error"
+        )
+    assert suppressed == [(one.id, "limit_recipient")]
+
+
 async def test_a_switched_off_event_is_not_sent(gql, roofing, dispatcher, smtp, env):
     # given
     from tests.conftest import run_cli
@@ -531,3 +562,31 @@ async def test_the_demos_text_files_are_erased_with_the_contact(gql, roofing, se
     # then
     assert receipt.removed["demo_texts"] == 1 and receipt.complete
     assert list((tmp_path / "sms-outbox").rglob("*.txt")) == []
+
+
+async def test_the_demos_texts_to_staff_are_theirs_not_the_customers(gql, roofing, settings, plugins, tmp_path):
+    # given: the demo's texts, and Anna who confirms her number and gets new contacts by SMS
+    from rapidly.messaging.channels import channels_for
+    from rapidly.messaging.dispatcher import Dispatcher
+    from tests.staff.test_reach import CHOOSE, START, VERIFY, code_in
+
+    demo = settings.model_copy(update={"sms_url": "file:", "data_dir": tmp_path})
+    dispatcher = Dispatcher(demo, plugins, channels_for(demo))
+    anna = await staff_token(gql)
+    await gql(START, {"number": "+358401112233"}, token=anna)
+    await dispatcher.run_once()
+    [code_text] = list((tmp_path / "sms-outbox").rglob("*.txt"))
+    verified = await gql(VERIFY, {"code": code_in(code_text.read_text())}, token=anna)
+    assert verified["verifySmsNumber"]["__typename"] == "SmsNumberVerified"
+    await gql(CHOOSE, {"event": "NEW_CONTACT", "channels": ["SMS"]}, token=anna)
+
+    # when: a customer writes
+    token = await contact(gql, email=None, phone=None)
+    await only("new_contact")
+    await dispatcher.run_once()
+
+    # then: both of Anna's texts are in her own folder, none in the customer's
+    found = await contacts.contact_for_token(token)
+    folders = {p.parent.name for p in (tmp_path / "sms-outbox").rglob("*.txt")}
+    assert folders == {f"staff-{(await the_message()).staff_id}"}
+    assert not (tmp_path / "sms-outbox" / str(found.tenant_id) / str(found.id)).exists()

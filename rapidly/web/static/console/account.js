@@ -2,14 +2,14 @@
 // by a code texted to it, and for each message to staff: email, text message, both or none).
 
 import { el } from '../lib/dom.js'
-import { FAILED, INVALID, LIMITED } from '../lib/graphql.js'
+import { FAILED, INVALID, LIMITED, Unavailable } from '../lib/graphql.js'
 import { fill } from '../lib/i18n.js'
 import { confirmed, frame } from './frame.js'
 import { passkeyForm, supported } from './passkeys.js'
 
 const CHANNELS_OF_MINE = 'messageChannels { event channels own }'
 const MINE = `query MyAccount { viewer { passkeys { id name createdAt lastUsedAt } passkeyOnly
-  smsNumber smsNumberWaiting { number codeExpiresAt } ${CHANNELS_OF_MINE} } }`
+  smsNumber smsNumberWaiting { number codeExpiresAt sent problem } ${CHANNELS_OF_MINE} } }`
 const REMOVE_PASSKEY = `mutation RemovePasskey($id: ID!) { removePasskey(id: $id) { ... on PasskeyRemoved { id } ${FAILED} } }`
 const SEND_CODE = `mutation SendCode($number: String!) { startSmsNumberCheck(number: $number) {
   ... on SmsCodeSent { number } ${INVALID} ${LIMITED} ${FAILED} } }`
@@ -48,6 +48,8 @@ export class Account {
     this.channels = el('div')
     this.reachNote = el('p', { class: 'note', role: 'status' })
     this.waiting = new AbortController()
+    /** Changes go one after another, each answered and redrawn before the next is sent. */
+    this.changes = Promise.resolve()
     const explain = (problem) => app.explain(problem)
     const mutate = (query, variables, success) => app.mutate(query, variables, success)
     element.append(
@@ -94,8 +96,10 @@ export class Account {
 
   #showNumber (smsNumber, waiting) {
     const t = this.app.t
-    const number = el('input', { id: 'sms-number', type: 'tel', autocomplete: 'tel', maxlength: MAX_NUMBER_LENGTH, required: true, 'aria-describedby': 'sms-number-help' })
-    const sendCode = (event) => { event.preventDefault(); this.#sendCode(number.value) }
+    // What is being typed survives a redraw made for another change.
+    const typed = (id) => this.number.querySelector(`#${id}`)?.value ?? ''
+    const number = el('input', { id: 'sms-number', type: 'tel', autocomplete: 'tel', maxlength: MAX_NUMBER_LENGTH, required: true, value: typed('sms-number'), 'aria-describedby': 'sms-number-help' })
+    const sendCode = (event) => { event.preventDefault(); this.#sendCode(number) }
     const parts = [
       smsNumber
         ? el('p', {}, fill(t.smsNumberIs, { number: smsNumber }), ' ',
@@ -106,8 +110,10 @@ export class Account {
         el('p', { id: 'sms-number-help', class: 'quiet' }, t.smsNumberHelp),
         el('button', { type: 'submit' }, t.sendCode))
     ]
-    if (waiting) {
-      const code = el('input', { id: 'sms-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12, required: true, 'aria-describedby': 'sms-code-help' })
+    if (waiting && ['FAILED', 'SUPPRESSED'].includes(waiting.sent)) {
+      parts.push(el('p', { class: 'error' }, fill(t.codeNotSent, { number: waiting.number, why: t.textNotSent[waiting.problem] || waiting.problem || '' })))
+    } else if (waiting) {
+      const code = el('input', { id: 'sms-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12, required: true, value: typed('sms-code'), 'aria-describedby': 'sms-code-help' })
       const confirm = (event) => { event.preventDefault(); this.#confirm(code.value) }
       parts.push(el('form', { onsubmit: confirm },
         el('label', { for: 'sms-code' }, t.smsCode), code,
@@ -143,22 +149,31 @@ export class Account {
     if (!smsNumber) this.channels.append(el('p', { id: 'sms-needs-number', class: 'quiet' }, t.smsNeedsNumber))
   }
 
-  /** One change; its outcome said in the note, the screen read again, the focus put back on `focus`. */
-  async #change (mutation, variables, success, done, focus) {
-    this.reachNote.textContent = ''
-    try {
-      const changed = await this.app.mutate(mutation, variables, success)
-      if (changed.invalid) return void (this.reachNote.textContent = this.app.explain(changed.invalid[0]))
-      await this.load()
-      this.app.announce(typeof done === 'function' ? done(changed) : done)
-      if (focus) this.element.querySelector(focus)?.focus()
-    } catch (error) {
-      this.reachNote.textContent = this.app.explain(error)
-    }
+  /** One change, after those made before it: its outcome said in the note, the screen read again,
+   *  the focus put back on `focus`. Resolves true when it was made. */
+  #change (mutation, variables, success, done, focus) {
+    const made = this.changes.then(async () => {
+      this.reachNote.textContent = ''
+      try {
+        const changed = await this.app.mutate(mutation, variables, success)
+        if (changed.invalid) return void (this.reachNote.textContent = this.app.explain(changed.invalid[0]))
+        await this.load()
+        this.app.announce(typeof done === 'function' ? done(changed) : done)
+        if (focus) this.element.querySelector(focus)?.focus()
+        return true
+      } catch (error) {
+        this.reachNote.textContent = error instanceof Unavailable && error.retryAfter > 2
+          ? fill(this.app.t.tooManyCodes, { minutes: Math.ceil(error.retryAfter / 60) })
+          : this.app.explain(error)
+      }
+    })
+    this.changes = made.catch(() => {})
+    return made
   }
 
-  #sendCode (number) {
-    return this.#change(SEND_CODE, { number }, 'SmsCodeSent', (sent) => fill(this.app.t.codeOnItsWay, { number: sent.number }), '#sms-code')
+  async #sendCode (input) {
+    const sent = await this.#change(SEND_CODE, { number: input.value }, 'SmsCodeSent', (answer) => fill(this.app.t.codeOnItsWay, { number: answer.number }), '#sms-code')
+    if (sent) this.element.querySelector('#sms-number').value = ''
   }
 
   #confirm (code) {

@@ -83,10 +83,13 @@ class Apps:
 
         self.fast = GraphQLOverHTTP(recording, schema=SCHEMA, context_getter=context, max_bytes=MAX_BYTES)
 
-    async def post(self, app: object, content: bytes, content_type: str = "application/json") -> httpx.Response:
+    async def post(
+        self, app: object, content: bytes, content_type: str = "application/json", accept: str | None = None
+    ) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1234))  # type: ignore[arg-type]
+        headers = {"content-type": content_type, **({"accept": accept} if accept is not None else {})}
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post("/graphql", content=content, headers={"content-type": content_type})
+            return await client.post("/graphql", content=content, headers=headers)
 
 
 def body(query: str, **extra: object) -> bytes:
@@ -376,3 +379,185 @@ async def test_strawberrys_router_answers_the_same_400_for_a_type_that_merely_co
 
     assert answered.status_code == 400, answered.text
     assert says in answered.text
+
+
+# -- the media type the client accepts (issue 31) ------------------------------------------------------
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+#: Requests that fail before they are executed: with the specification's media type, a 400 without data.
+REQUEST_ERRORS = {
+    "variable of the wrong type": RUN_DIRECTLY["variable of the wrong type"],
+    "missing variable": RUN_DIRECTLY["missing variable"],
+    "syntax error": LEFT_TO_STRAWBERRY["syntax error"],
+    "unknown field": LEFT_TO_STRAWBERRY["unknown field"],
+    "too many tokens": LEFT_TO_STRAWBERRY["too many tokens"],
+    "too many aliases": LEFT_TO_STRAWBERRY["too many aliases"],
+}
+#: Requests Strawberry refuses in plain text (a 400 as ever): in the specification's media type, a GraphQL error.
+REFUSED_IN_WORDS = {
+    k: LEFT_TO_STRAWBERRY[k]
+    for k in (
+        "no query",
+        "query not a string",
+        "variables not an object",
+        "operationName not a string",
+        "unknown operation",
+    )
+}
+
+
+@pytest.mark.parametrize("content", REQUEST_ERRORS.values(), ids=REQUEST_ERRORS.keys())
+async def test_a_request_that_fails_before_execution_is_a_400_without_data_in_the_specs_media_type(content):
+    # given
+    apps = Apps()
+
+    # when
+    new = await apps.post(apps.fast, content, accept=GRAPHQL_RESPONSE)
+    old = await apps.post(apps.fast, content, accept="application/json")
+
+    # then: the same errors; the old media type keeps its 200 and its "data": null
+    assert (new.status_code, new.headers["content-type"]) == (400, GRAPHQL_RESPONSE), new.text
+    assert "data" not in new.json() and new.json()["errors"] == old.json()["errors"]
+    assert (old.status_code, old.headers["content-type"], old.json()["data"]) == (200, "application/json", None)
+
+
+@pytest.mark.parametrize("content", REFUSED_IN_WORDS.values(), ids=REFUSED_IN_WORDS.keys())
+async def test_a_request_strawberry_refuses_in_words_is_a_graphql_error_in_the_specs_media_type(content):
+    # given
+    apps = Apps()
+
+    # when
+    new = await apps.post(apps.fast, content, accept=GRAPHQL_RESPONSE)
+    old = await apps.post(apps.fast, content)
+
+    # then: the same words; the old media type as ever
+    assert (new.status_code, new.headers["content-type"]) == (400, GRAPHQL_RESPONSE)
+    assert new.json() == {"errors": [{"message": old.text}]}
+    assert old.status_code == 400 and old.headers["content-type"].startswith("text/plain")
+
+
+EXECUTED = {k: v for k, v in RUN_DIRECTLY.items() if k not in REQUEST_ERRORS}
+
+
+@pytest.mark.parametrize("content", EXECUTED.values(), ids=EXECUTED.keys())
+async def test_an_executed_request_is_a_200_in_the_specs_media_type_whatever_its_errors(content):
+    # given
+    apps = Apps()
+
+    # when
+    new = await apps.post(apps.fast, content, accept=GRAPHQL_RESPONSE)
+    old = await apps.post(apps.fast, content)
+
+    # then: the same answer, in the media type asked for (a typed union member and a field's error too)
+    assert (new.status_code, new.headers["content-type"]) == (200, GRAPHQL_RESPONSE)
+    assert same_answer(new, old) and new.headers["content-length"] == str(len(new.content))
+
+
+ACCEPTS = {
+    "none": (None, "application/json"),
+    "empty": ("", "application/json"),
+    "json": ("application/json", "application/json"),
+    "json, utf-8": ("application/json; charset=utf-8", "application/json"),
+    "the spec's": (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+    "the spec's, upper case": ("Application/GraphQL-Response+JSON; Charset=UTF-8", GRAPHQL_RESPONSE),
+    "as clients send it": (f"{GRAPHQL_RESPONSE}, application/json;q=0.9", GRAPHQL_RESPONSE),
+    "json preferred": (f"{GRAPHQL_RESPONSE};q=0.5, application/json", "application/json"),
+    "both alike": (f"application/json, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+    "anything": ("*/*", "application/json"),
+    "anything of application": ("application/*", "application/json"),
+    "a browser's default": ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "application/json"),
+    "exact before wildcard": (f"*/*, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+    "a garbage q": (f"application/json;q=lots, {GRAPHQL_RESPONSE};q=0.1", GRAPHQL_RESPONSE),
+    "spaces and quotes": (f'  {GRAPHQL_RESPONSE} ;  charset="utf-8"  ', GRAPHQL_RESPONSE),
+}
+
+
+@pytest.mark.parametrize(("accept", "answered_in"), ACCEPTS.values(), ids=ACCEPTS.keys())
+async def test_accept_headers_are_negotiated_on_both_paths(accept, answered_in):
+    # given
+    apps = Apps()
+
+    # when: a query run directly, and one Strawberry answers (its document does not validate)
+    direct = await apps.post(apps.fast, body("{ numbers }"), accept=accept)
+    passed_on = await apps.post(apps.fast, body("{ nope }"), accept=accept)
+
+    # then
+    assert direct.status_code == 200 and direct.headers["content-type"] == answered_in
+    assert passed_on.headers["content-type"] == answered_in
+    assert passed_on.status_code == (400 if answered_in == GRAPHQL_RESPONSE else 200)
+
+
+NOT_ACCEPTABLE = {
+    "html": "text/html",
+    "another charset": "application/json; charset=iso-8859-1",
+    "both in another charset": f"{GRAPHQL_RESPONSE};charset=utf-16, application/json;charset=latin1",
+    "refused by q=0": f"{GRAPHQL_RESPONSE};q=0, application/json;q=0.000",
+    "q out of range": "application/json;q=2",
+    "garbage": "@@@,,,;;;===",
+    "a huge header": "x/" + "y" * 8000,
+    "only a wildcard of text": "text/*",
+}
+
+
+@pytest.mark.parametrize("accept", NOT_ACCEPTABLE.values(), ids=NOT_ACCEPTABLE.keys())
+async def test_an_accept_that_allows_neither_media_type_is_a_406_that_says_which(accept):
+    # given
+    apps = Apps()
+
+    # when: a JSON request, and one of another content type
+    refused = await apps.post(apps.fast, body("{ numbers }"), accept=accept)
+    form = await apps.post(apps.fast, b"query=x", "application/x-www-form-urlencoded", accept=accept)
+
+    # then: nothing ran
+    for answer in (refused, form):
+        assert answer.status_code == 406 and answer.headers["content-type"] == "application/json"
+        assert "application/graphql-response+json or application/json" in answer.json()["errors"][0]["message"]
+    assert apps.reached == []
+
+
+async def test_the_transports_own_refusals_keep_their_shape_in_the_specs_media_type():
+    # given
+    apps = Apps()
+
+    # when: a body that is no JSON object, and one over the cap
+    malformed = await apps.post(apps.fast, b"{not json", accept=GRAPHQL_RESPONSE)
+    too_large = await apps.post(apps.fast, b" " * (MAX_BYTES + 1), accept=GRAPHQL_RESPONSE)
+
+    # then
+    assert malformed.status_code == 400 and malformed.json() == {
+        "errors": [{"message": "The request body is not JSON."}]
+    }
+    assert too_large.status_code == 413
+
+
+async def test_the_served_app_answers_uploads_in_the_specs_media_type_and_websockets_ignore_it(http, server):
+    # given: a multipart request whose document does not validate, with the specification's media type
+    operations = json.dumps({"query": "mutation($f: Upload) { nope(file: $f) }", "variables": {"f": None}})
+    parts = {
+        "operations": (None, operations),
+        "map": (None, '{"0": ["variables.f"]}'),
+        "0": ("a.jpg", b"x", "image/jpeg"),
+    }
+
+    # when
+    answered = await http.post("/graphql", files=parts, headers={"Rapidly-Upload": "1", "Accept": GRAPHQL_RESPONSE})
+
+    # then
+    assert (answered.status_code, answered.headers["content-type"]) == (400, GRAPHQL_RESPONSE), answered.text
+    assert "data" not in answered.json() and answered.json()["errors"]
+
+    # when: WebSocket handshakes with and without an Accept of the specification's media type only
+    import websockets
+
+    async def refused_close(headers: dict[str, str]) -> tuple[str | None, int | None]:
+        url = server.url.replace("http", "ws") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"], additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            return ws.subprotocol, ws.close_code
+
+    # then: the protocol as ever (without credentials, the same refusal)
+    assert (
+        await refused_close({"Accept": GRAPHQL_RESPONSE}) == await refused_close({}) == ("graphql-transport-ws", 4403)
+    )

@@ -7,10 +7,17 @@ permission classes, context, limits, error log and masking) and leaves everythin
 Strawberry's router, untouched and with the body replayed: bodies that are not a JSON object with a
 `query`, documents that do not parse or validate, subscriptions, uploads, WebSockets, GraphiQL. So
 every unusual request still gets Strawberry's answer, and only valid documents are cached.
+
+It also answers in the media type the client accepts, on both paths (`accepted`): the GraphQL over
+HTTP specification's own `application/graphql-response+json` gets that content type, and a request
+that fails before execution (a document that does not parse or validate, variables that do not
+coerce) a 400 without `data`; `application/json`, `*/*` or no `Accept` get what they always got
+(200, `"data": null`); an `Accept` that allows neither, a 406.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -110,12 +117,16 @@ class GraphQLOverHTTP:
         self.documents = Documents(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == PATH
-            and media_type(scope) == b"application/json"
-        ):
+        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH):
+            await self.app(scope, receive, send)
+            return
+        answer_as = accepted(scope)
+        if answer_as is None:
+            await not_acceptable(send)
+            return
+        if answer_as is GRAPHQL_RESPONSE:
+            send = _as_graphql_response(send)
+        if media_type(scope) != JSON:
             await self.app(scope, receive, send)
             return
         if declared_too_large(scope, self.max_bytes):
@@ -156,13 +167,141 @@ class GraphQLOverHTTP:
         if result.errors:
             result.errors = [public_error(error) for error in result.errors]
             status = status_of(result.errors)
-        payload = json.dumps(process_result(result), separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        answer = process_result(result)
+        if answer_as is GRAPHQL_RESPONSE and _request_error(answer):
+            status = 400
+            del answer["data"]
+        payload = json.dumps(answer, separators=(",", ":")).encode()
+        headers = [(b"content-type", answer_as), (b"content-length", str(len(payload)).encode())]
         if status == 503:
             headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
         headers += SECURITY_HEADERS
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+JSON = b"application/json"
+GRAPHQL_RESPONSE = b"application/graphql-response+json"
+#: The `Accept` headers seen, and what each asks for: a client sends the same one every time.
+_ACCEPTED: dict[bytes, bytes | None] = {}
+_ACCEPTED_SIZE = 256
+
+
+def accepted(scope: Scope) -> bytes | None:
+    """The media type to answer this request in (`JSON` or `GRAPHQL_RESPONSE`); None when its
+    `Accept` allows neither."""
+    value = next((value for name, value in scope["headers"] if name == b"accept"), None)
+    if value is None:
+        return JSON
+    try:
+        return _ACCEPTED[value]
+    except KeyError:
+        pass
+    if len(_ACCEPTED) >= _ACCEPTED_SIZE:
+        _ACCEPTED.clear()
+    answer = _ACCEPTED[value] = negotiate(value)
+    return answer
+
+
+def negotiate(accept: bytes) -> bytes | None:
+    """What an `Accept` header asks for, by RFC 9110: the media range of the highest quality, an exact
+    type before a wildcard; of two exact ones alike, the specification's own type. A wildcard
+    (`*/*`, `application/*`) means `application/json`, as it did before the specification had a
+    type of its own. A range with a charset other than UTF-8, `q=0`, or one that does not parse
+    allows nothing."""
+    best: tuple[float, int, int] | None = None
+    choice = None
+    if not accept.strip():
+        return JSON
+    for part in accept.split(b","):
+        media, *parameters = part.split(b";")
+        media = media.strip().lower()
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition(b"=")
+            name, value = name.strip().lower(), value.strip().strip(b'"').lower()
+            if name == b"q":
+                try:
+                    quality = float(value) if len(value) <= 5 else 0.0
+                except ValueError:
+                    quality = 0.0
+                quality = quality if 0.0 <= quality <= 1.0 else 0.0
+            elif name == b"charset" and value not in (b"utf-8", b"utf8"):
+                quality = 0.0
+        if quality <= 0.0:
+            continue
+        if media == GRAPHQL_RESPONSE:
+            rank, offered = (quality, 2, 1), GRAPHQL_RESPONSE
+        elif media == JSON:
+            rank, offered = (quality, 2, 0), JSON
+        elif media in (b"*/*", b"application/*"):
+            rank, offered = (quality, 1, 0), JSON
+        else:
+            continue
+        if best is None or rank > best:
+            best, choice = rank, offered
+    return choice
+
+
+def _request_error(answer: dict) -> bool:
+    """Whether an answer is of a request that failed before it was executed: no data, and errors
+    none of which is a field's (a field's error has a path)."""
+    errors = answer.get("errors")
+    return answer.get("data") is None and bool(errors) and not any("path" in error for error in errors)
+
+
+def _as_graphql_response(send: Send) -> Send:
+    """`send` for Strawberry's answers to a client that accepts `application/graphql-response+json`:
+    a GraphQL response (a 200 in JSON) gets that content type, and one of a request that failed before
+    execution a 400 without `data`; a request Strawberry refused in plain text (an operation name the
+    document does not have, a `query` that is no string) gets its words as a GraphQL error. Other
+    answers (a body that is no JSON object, one over the cap) go as they are."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def sending(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            kind = next((v.split(b";")[0].strip() for n, v in message["headers"] if n == b"content-type"), b"")
+            if (message["status"], kind) in ((200, JSON), (400, b"text/plain")):
+                start = message
+            else:
+                await send(message)
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status, body = start["status"], b"".join(chunks)
+        if status == 400:  # Strawberry's words, in plain text
+            refusal = {"errors": [{"message": body.decode("utf-8", "replace")}]}
+            body = json.dumps(refusal, separators=(",", ":")).encode()
+        with contextlib.suppress(ValueError):
+            answer = json.loads(body)
+            if isinstance(answer, dict) and _request_error(answer) and "data" in answer:
+                del answer["data"]
+                status, body = 400, json.dumps(answer, separators=(",", ":")).encode()
+        headers = [
+            (name, value) for name, value in start["headers"] if name not in (b"content-type", b"content-length")
+        ]
+        headers += [(b"content-type", GRAPHQL_RESPONSE), (b"content-length", str(len(body)).encode())]
+        await send({**start, "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return sending
+
+
+async def not_acceptable(send: Send) -> None:
+    """A 406 that says what Rapidly answers in."""
+    payload = json.dumps({"errors": [{"message": _ONLY}]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": 406, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": payload})
+
+
+_ONLY = "Rapidly answers in application/graphql-response+json or application/json (in UTF-8): accept one of them."
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,10 @@
 /** How long after a subscription is sent the server has surely taken it (it answers nothing). */
 const READY_MS = 250
 
+/** The GraphQL over HTTP specification's own media type first: a document that fails to parse or
+ *  validate is then a 400 without `data`; `application/json` for a server that predates it. */
+export const ACCEPT = 'application/graphql-response+json, application/json;q=0.9'
+
 /** A failure that a retry may cure: the network, a 5xx, `UNAVAILABLE`, a rate limit. */
 export class Unavailable extends Error {
   constructor (retryAfterSeconds = 0) {
@@ -68,7 +72,7 @@ export class Api {
 
   /** The operation's `data`; throws `Unavailable` or `Refused`. */
   async call (query, variables = {}, token = null) {
-    const headers = { 'Content-Type': 'application/json' }
+    const headers = { 'Content-Type': 'application/json', Accept: ACCEPT }
     if (token) headers.Authorization = `Bearer ${token}`
     let response
     try {
@@ -92,6 +96,7 @@ export class Api {
       const request = new XMLHttpRequest()
       request.open('POST', this.endpoint)
       request.setRequestHeader('Rapidly-Upload', '1')
+      request.setRequestHeader('Accept', ACCEPT)
       if (token) request.setRequestHeader('Authorization', `Bearer ${token}`)
       request.responseType = 'json'
       request.upload.onprogress = (event) => event.lengthComputable && progress(event.loaded / event.total)

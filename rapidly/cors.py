@@ -23,9 +23,10 @@ from rapidly.guards import SECURITY_HEADERS
 from rapidly.tenants.origins import ListedOrigins
 
 PATH = "/graphql"
-#: What a page needs: JSON POSTs, the bearer token, and multipart uploads with their header.
+#: What a page needs: JSON POSTs, the bearer token, multipart uploads with their header, and the media
+#: type it accepts (an `Accept` that browsers do not count as safe, e.g. a long one, is preflighted).
 ALLOWED_METHODS = frozenset({"POST"})
-ALLOWED_HEADERS = frozenset({"authorization", "content-type", "rapidly-upload", "apollo-require-preflight"})
+ALLOWED_HEADERS = frozenset({"authorization", "content-type", "rapidly-upload", "apollo-require-preflight", "accept"})
 #: Browsers cache a granted preflight this long (Chromium caps it at two hours).
 MAX_AGE_SECONDS = 600
 _VARY = (b"vary", b"Origin")

@@ -84,11 +84,18 @@ class Apps:
         self.fast = GraphQLOverHTTP(recording, schema=SCHEMA, context_getter=context, max_bytes=MAX_BYTES)
 
     async def post(
-        self, app: object, content: bytes, content_type: str = "application/json", accept: str | None = None
+        self,
+        app: object,
+        content: bytes,
+        content_type: str = "application/json",
+        accept: str | list[str] | None = None,
     ) -> httpx.Response:
+        """A POST; `accept`: its Accept line(s), or none at all (httpx's own `*/*` removed)."""
         transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1234))  # type: ignore[arg-type]
-        headers = {"content-type": content_type, **({"accept": accept} if accept is not None else {})}
+        lines = [accept] if isinstance(accept, str) else accept or []
+        headers = [("content-type", content_type), *(("accept", line) for line in lines)]
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            del client.headers["accept"]
             return await client.post("/graphql", content=content, headers=headers)
 
 
@@ -468,6 +475,11 @@ ACCEPTS = {
     "a browser's default": ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "application/json"),
     "exact before wildcard": (f"*/*, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
     "a garbage q": (f"application/json;q=lots, {GRAPHQL_RESPONSE};q=0.1", GRAPHQL_RESPONSE),
+    "json refused, anything else welcome": ("application/json;q=0, */*", GRAPHQL_RESPONSE),
+    "json less than anything": ("application/json;q=0.5, */*", GRAPHQL_RESPONSE),
+    "the spec's refused, anything else welcome": (f"{GRAPHQL_RESPONSE};q=0, */*", "application/json"),
+    "another parameter": ("application/json; version=1", "application/json"),
+    "two lines": (["text/html", GRAPHQL_RESPONSE], GRAPHQL_RESPONSE),
     "spaces and quotes": (f'  {GRAPHQL_RESPONSE} ;  charset="utf-8"  ', GRAPHQL_RESPONSE),
 }
 
@@ -496,6 +508,10 @@ NOT_ACCEPTABLE = {
     "garbage": "@@@,,,;;;===",
     "a huge header": "x/" + "y" * 8000,
     "only a wildcard of text": "text/*",
+    "application refused, anything else welcome": "application/*;q=0, */*",
+    "a qvalue of more than three decimals": "application/json;q=0.5000",
+    "a refusal on its own line": ["application/json;q=0", "text/html"],
+    "ranges past the limit": ",".join(["text/plain"] * 64 + ["application/json"]),
 }
 
 
@@ -523,11 +539,28 @@ async def test_the_transports_own_refusals_keep_their_shape_in_the_specs_media_t
     malformed = await apps.post(apps.fast, b"{not json", accept=GRAPHQL_RESPONSE)
     too_large = await apps.post(apps.fast, b" " * (MAX_BYTES + 1), accept=GRAPHQL_RESPONSE)
 
-    # then
+    # then: the transport's refusals, in application/json (they are no GraphQL response)
     assert malformed.status_code == 400 and malformed.json() == {
         "errors": [{"message": "The request body is not JSON."}]
     }
     assert too_large.status_code == 413
+    assert malformed.headers["content-type"] == too_large.headers["content-type"] == "application/json"
+
+
+async def test_the_answer_for_an_accept_header_is_remembered_only_for_short_ones():
+    from rapidly.schema import http
+
+    # given
+    apps = Apps()
+    http._ACCEPTED.clear()
+    short, long = f"{GRAPHQL_RESPONSE}, application/json;q=0.9", "application/json;q=0.9, " + "x/y;q=0.1, " * 40
+
+    # when
+    answers = [await apps.post(apps.fast, body("{ numbers }"), accept=a) for a in (short, long, short)]
+
+    # then
+    assert [a.headers["content-type"] for a in answers] == [GRAPHQL_RESPONSE, "application/json", GRAPHQL_RESPONSE]
+    assert list(http._ACCEPTED) == [short.encode()]
 
 
 async def test_the_served_app_answers_uploads_in_the_specs_media_type_and_websockets_ignore_it(http, server):
@@ -544,7 +577,8 @@ async def test_the_served_app_answers_uploads_in_the_specs_media_type_and_websoc
 
     # then
     assert (answered.status_code, answered.headers["content-type"]) == (400, GRAPHQL_RESPONSE), answered.text
-    assert "data" not in answered.json() and answered.json()["errors"]
+    [error] = answered.json()["errors"]
+    assert "data" not in answered.json() and "Cannot query field 'nope'" in error["message"]
 
     # when: WebSocket handshakes with and without an Accept of the specification's media type only
     import websockets

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.utils.await_maybe import await_maybe
 
 from rapidly import metrics
-from rapidly.errors import RETRY_AFTER_SECONDS
+from rapidly.errors import RETRY_AFTER_SECONDS, UNAVAILABLE
 from rapidly.guards import SECURITY_HEADERS, BodyTooLarge, declared_too_large, media_type, read_body, too_large
 from rapidly.schema import (
     EXTENSIONS,
@@ -124,10 +125,10 @@ class GraphQLOverHTTP:
         if answer_as is None:
             await not_acceptable(send)
             return
-        if answer_as is GRAPHQL_RESPONSE:
-            send = _as_graphql_response(send)
+        # Strawberry's answers are put in the media type asked for; this layer's own are made in it.
+        downstream = _as_graphql_response(send) if answer_as is GRAPHQL_RESPONSE else send
         if media_type(scope) != JSON:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, downstream)
             return
         if declared_too_large(scope, self.max_bytes):
             await too_large(send)
@@ -143,7 +144,7 @@ class GraphQLOverHTTP:
             return
         document = self.documents.get(request.query) if request is not None else None
         if request is None or document is None or not runnable(document, request.operation_name):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(body, receive), downstream)
             return
         if (name := root_field(document, request.operation_name)) is not None:
             metrics.record_operation(name)
@@ -168,7 +169,7 @@ class GraphQLOverHTTP:
             result.errors = [public_error(error) for error in result.errors]
             status = status_of(result.errors)
         answer = process_result(result)
-        if answer_as is GRAPHQL_RESPONSE and _request_error(answer):
+        if answer_as is GRAPHQL_RESPONSE and status == 200 and _request_error(answer):
             status = 400
             del answer["data"]
         payload = json.dumps(answer, separators=(",", ":")).encode()
@@ -182,38 +183,48 @@ class GraphQLOverHTTP:
 
 JSON = b"application/json"
 GRAPHQL_RESPONSE = b"application/graphql-response+json"
-#: The `Accept` headers seen, and what each asks for: a client sends the same one every time.
+#: The `Accept` headers seen, and what each asks for: a client sends the same one every time. Only
+#: short ones are kept (a browser's or a GraphQL client's is well under this).
 _ACCEPTED: dict[bytes, bytes | None] = {}
 _ACCEPTED_SIZE = 256
+_CACHED_ACCEPT = 256
+#: Longer `Accept` headers, or ones of more ranges, are not read: they allow nothing (406).
+MAX_ACCEPT = 4096
+MAX_RANGES = 64
+_QVALUE = re.compile(rb"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+_WILDCARDS = {b"application/*": 1, b"*/*": 0}
 
 
 def accepted(scope: Scope) -> bytes | None:
     """The media type to answer this request in (`JSON` or `GRAPHQL_RESPONSE`); None when its
-    `Accept` allows neither."""
-    value = next((value for name, value in scope["headers"] if name == b"accept"), None)
-    if value is None:
+    `Accept` allows neither. Several `Accept` lines are one list, as RFC 9110 says."""
+    lines = [value for name, value in scope["headers"] if name == b"accept"]
+    if not lines:
         return JSON
-    try:
-        return _ACCEPTED[value]
-    except KeyError:
-        pass
-    if len(_ACCEPTED) >= _ACCEPTED_SIZE:
-        _ACCEPTED.clear()
-    answer = _ACCEPTED[value] = negotiate(value)
+    value = lines[0] if len(lines) == 1 else b",".join(lines)
+    if (answer := _ACCEPTED.get(value, _ACCEPTED)) is not _ACCEPTED:
+        return answer  # type: ignore[return-value]
+    answer = negotiate(value)
+    if len(value) <= _CACHED_ACCEPT:
+        if len(_ACCEPTED) >= _ACCEPTED_SIZE:
+            _ACCEPTED.clear()
+        _ACCEPTED[value] = answer
     return answer
 
 
 def negotiate(accept: bytes) -> bytes | None:
-    """What an `Accept` header asks for, by RFC 9110: the media range of the highest quality, an exact
-    type before a wildcard; of two exact ones alike, the specification's own type. A wildcard
-    (`*/*`, `application/*`) means `application/json`, as it did before the specification had a
-    type of its own. A range with a charset other than UTF-8, `q=0`, or one that does not parse
-    allows nothing."""
-    best: tuple[float, int, int] | None = None
-    choice = None
+    """What an `Accept` header asks for, as RFC 9110 (12.5.1) says: each type's quality is that of the
+    most specific range that matches it (the type itself, then `application/*`, then `*/*`), and the
+    higher quality wins. Of two alike, the type a range names exactly wins, and of two named alike
+    the specification's own; a tie of wildcards alone means `application/json`, as it did before the
+    specification had a type of its own. A range with a charset other than UTF-8, or a quality that
+    is no qvalue, refuses its types; other parameters are ignored. None: neither type is allowed."""
     if not accept.strip():
         return JSON
-    for part in accept.split(b","):
+    if len(accept) > MAX_ACCEPT:
+        return None
+    ranges: list[tuple[bytes, float]] = []
+    for part in accept.split(b",", MAX_RANGES)[:MAX_RANGES]:
         media, *parameters = part.split(b";")
         media = media.strip().lower()
         quality = 1.0
@@ -221,33 +232,50 @@ def negotiate(accept: bytes) -> bytes | None:
             name, _, value = parameter.partition(b"=")
             name, value = name.strip().lower(), value.strip().strip(b'"').lower()
             if name == b"q":
-                try:
-                    quality = float(value) if len(value) <= 5 else 0.0
-                except ValueError:
-                    quality = 0.0
-                quality = quality if 0.0 <= quality <= 1.0 else 0.0
+                quality = float(value) if _QVALUE.fullmatch(value) else 0.0
             elif name == b"charset" and value not in (b"utf-8", b"utf8"):
                 quality = 0.0
-        if quality <= 0.0:
-            continue
-        if media == GRAPHQL_RESPONSE:
-            rank, offered = (quality, 2, 1), GRAPHQL_RESPONSE
-        elif media == JSON:
-            rank, offered = (quality, 2, 0), JSON
-        elif media in (b"*/*", b"application/*"):
-            rank, offered = (quality, 1, 0), JSON
-        else:
-            continue
-        if best is None or rank > best:
-            best, choice = rank, offered
-    return choice
+        if media:
+            ranges.append((media, quality))
+    graphql_response, json_ = _quality(ranges, GRAPHQL_RESPONSE), _quality(ranges, JSON)
+    if graphql_response[0] <= 0.0 and json_[0] <= 0.0:
+        return None
+    if graphql_response[0] != json_[0]:
+        return GRAPHQL_RESPONSE if graphql_response[0] > json_[0] else JSON
+    return GRAPHQL_RESPONSE if graphql_response[1] == 2 else JSON
+
+
+def _quality(ranges: list[tuple[bytes, float]], offered: bytes) -> tuple[float, int]:
+    """(the quality of `offered`, how specific the range that gave it: 2 exact, 1 `application/*`,
+    0 `*/*`, -1 none)."""
+    quality, specificity = 0.0, -1
+    for media, q in ranges:
+        matched = 2 if media == offered else _WILDCARDS.get(media, -1)
+        if matched > specificity:
+            quality, specificity = q, matched
+        elif matched == specificity >= 0:
+            quality = max(quality, q)
+    return quality, specificity
 
 
 def _request_error(answer: dict) -> bool:
     """Whether an answer is of a request that failed before it was executed: no data, and errors
-    none of which is a field's (a field's error has a path)."""
+    none of which is a field's (a field's error has a path) nor the server's own trouble."""
     errors = answer.get("errors")
-    return answer.get("data") is None and bool(errors) and not any("path" in error for error in errors)
+    return (
+        answer.get("data") is None
+        and bool(errors)
+        and not any("path" in error or _code(error) in _NOT_THE_REQUESTS for error in errors)
+    )
+
+
+#: Errors that are not the request's fault, whatever their shape.
+_NOT_THE_REQUESTS = frozenset({"INTERNAL", UNAVAILABLE})
+
+
+def _code(error: object) -> object:
+    extensions = error.get("extensions") if isinstance(error, dict) else None
+    return extensions.get("code") if isinstance(extensions, dict) else None
 
 
 def _as_graphql_response(send: Send) -> Send:
@@ -255,20 +283,27 @@ def _as_graphql_response(send: Send) -> Send:
     a GraphQL response (a 200 in JSON) gets that content type, and one of a request that failed before
     execution a 400 without `data`; a request Strawberry refused in plain text (an operation name the
     document does not have, a `query` that is no string) gets its words as a GraphQL error. Other
-    answers (a body that is no JSON object, one over the cap) go as they are."""
+    answers (the transport's own refusals: a body that is no JSON object, one over the cap, a 503)
+    go as they are, in `application/json`."""
     start: Message | None = None
     chunks: list[bytes] = []
 
     async def sending(message: Message) -> None:
         nonlocal start
         if message["type"] == "http.response.start":
-            kind = next((v.split(b";")[0].strip() for n, v in message["headers"] if n == b"content-type"), b"")
+            headers = message.get("headers", [])
+            kind = next((v.split(b";")[0].strip() for n, v in headers if n == b"content-type"), b"")
             if (message["status"], kind) in ((200, JSON), (400, b"text/plain")):
                 start = message
             else:
                 await send(message)
             return
-        if start is None or message["type"] != "http.response.body":
+        if start is None:
+            await send(message)
+            return
+        if message["type"] != "http.response.body":  # not expected here: the answer goes as it was
+            held, start = start, None
+            await send(held)
             await send(message)
             return
         chunks.append(message.get("body", b""))
@@ -278,13 +313,16 @@ def _as_graphql_response(send: Send) -> Send:
         if status == 400:  # Strawberry's words, in plain text
             refusal = {"errors": [{"message": body.decode("utf-8", "replace")}]}
             body = json.dumps(refusal, separators=(",", ":")).encode()
-        with contextlib.suppress(ValueError):
-            answer = json.loads(body)
-            if isinstance(answer, dict) and _request_error(answer) and "data" in answer:
-                del answer["data"]
-                status, body = 400, json.dumps(answer, separators=(",", ":")).encode()
+        elif body.startswith(b'{"data":null'):  # only then can it be a request's error
+            with contextlib.suppress(ValueError):
+                answer = json.loads(body)
+                if isinstance(answer, dict) and _request_error(answer):
+                    del answer["data"]
+                    status, body = 400, json.dumps(answer, separators=(",", ":")).encode()
         headers = [
-            (name, value) for name, value in start["headers"] if name not in (b"content-type", b"content-length")
+            (name, value)
+            for name, value in start.get("headers", [])
+            if name not in (b"content-type", b"content-length")
         ]
         headers += [(b"content-type", GRAPHQL_RESPONSE), (b"content-length", str(len(body)).encode())]
         await send({**start, "status": status, "headers": headers})

@@ -5,8 +5,7 @@
 /** How long after a subscription is sent the server has surely taken it (it answers nothing). */
 const READY_MS = 250
 
-/** The GraphQL over HTTP specification's own media type first: a document that fails to parse or
- *  validate is then a 400 without `data`; `application/json` for a server that predates it. */
+/** The spec's own media type first (README). */
 export const ACCEPT = 'application/graphql-response+json, application/json;q=0.9'
 
 /** A failure that a retry may cure: the network, a 5xx, `UNAVAILABLE`, a rate limit. */

@@ -128,12 +128,21 @@ def _phone(spec: FieldSpec, raw: object, region: str) -> str:
     limit = _max_length(spec, FieldKind.PHONE)
     if len(text) > limit:
         raise _problem(spec, "too_long", f"At most {limit} characters.")
+    number = e164(text, region)
+    if number is None:
+        raise _problem(spec, "invalid_phone", "This is not a valid phone number.")
+    return number
+
+
+def e164(text: str, region: str) -> str | None:
+    """A phone number in any common notation, read in `region` when it has no country code, as E.164;
+    None when it is no valid number (or has an extension)."""
     try:
         number = phonenumbers.parse(text, region.upper())
     except phonenumbers.NumberParseException:
-        number = None
-    if number is None or number.extension or not phonenumbers.is_valid_number(number):
-        raise _problem(spec, "invalid_phone", "This is not a valid phone number.")
+        return None
+    if number.extension or not phonenumbers.is_valid_number(number):
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

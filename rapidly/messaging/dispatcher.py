@@ -46,6 +46,7 @@ from rapidly.ratelimit import service as ratelimit
 from rapidly.staff import invitations, reach
 from rapidly.staff.models import StaffUser
 from rapidly.tenants.models import Tenant
+from rapidly.validation import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +256,14 @@ class Dispatcher:
     ) -> tuple[Outgoing, str]:
         """The code to a number a staff member gave: the recipient limits apply, as the number is
         nobody's proved one yet, and the code is made only once they passed."""
-        number = await reach.number_for_sending(tenant.id, row["staff_id"], payload.get("check"))
-        if number is None:
+        check_id = parse_id(str(payload.get("check", "")))
+        number = check_id and await reach.number_for_sending(tenant.id, row["staff_id"], check_id)
+        if not number:
             raise Suppressed("no_check")
         if first_attempt:
             await self._recipient_limits(tenant.id, None, number, Channel.SMS)
             await self._tenant_limit(tenant.id)
-        found = await reach.code_for_sending(self.settings, tenant, row["staff_id"], payload.get("check"))
+        found = await reach.code_for_sending(self.settings, tenant, row["staff_id"], check_id)  # type: ignore[arg-type]
         if found is None:
             raise Suppressed("no_check")
         number, composed = found

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import phonenumbers
-
 from rapidly import db, security, tenancy
 from rapidly.audit import service as audit
 from rapidly.config import Settings
 from rapidly.contacts.continuation import eea_mobile
 from rapidly.contacts.service import phone_region
+from rapidly.contacts.values import e164
 from rapidly.errors import InputInvalid
 from rapidly.messaging import outbox
 from rapidly.messaging import service as messaging
@@ -81,18 +80,14 @@ def clean_number(raw: str, tenant: Tenant) -> str:
     text = raw.strip()
     if len(text) > MAX_NUMBER_INPUT:
         raise InputInvalid.one("number", "too_long", f"At most {MAX_NUMBER_INPUT} characters.")
-    try:
-        number = phonenumbers.parse(text, phone_region(tenant))
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or number.extension or not phonenumbers.is_valid_number(number):
+    number = e164(text, phone_region(tenant))
+    if number is None:
         raise InputInvalid.one("number", "invalid_phone", "This is not a valid phone number.")
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if not eea_mobile(e164):
+    if not eea_mobile(number):
         raise InputInvalid.one(
             "number", "not_a_mobile_number", "Text messages go to mobile numbers in the EU/EEA only."
         )
-    return e164
+    return number
 
 
 async def start_check(staff: StaffUser, number: str) -> str:
@@ -129,12 +124,8 @@ RETURNING id
 """
 
 
-async def number_for_sending(tenant_id: uuid.UUID, staff_id: uuid.UUID, check_id: object) -> str | None:
+async def number_for_sending(tenant_id: uuid.UUID, staff_id: uuid.UUID, check_id: uuid.UUID) -> str | None:
     """The number a code is to go to, for the dispatcher's limits; None when it no longer waits."""
-    try:
-        check_id = uuid.UUID(str(check_id))
-    except ValueError:
-        return None
     with tenancy.scoped(tenant_id):
         found = await SmsNumberCheck.filter(
             id=check_id, staff_id=staff_id, tenant_id=tenant_id, expires_at__gt=datetime.now(UTC)
@@ -143,16 +134,12 @@ async def number_for_sending(tenant_id: uuid.UUID, staff_id: uuid.UUID, check_id
 
 
 async def code_for_sending(
-    settings: Settings, tenant: Tenant, staff_id: uuid.UUID, check_id: object
+    settings: Settings, tenant: Tenant, staff_id: uuid.UUID, check_id: uuid.UUID
 ) -> tuple[str, Composed] | None:
     """(the number, the message with a code made now) for the dispatcher, once the limits passed;
     None when the number no longer waits (verified, replaced, removed, past its time). Each call
     makes a new code: a message sent again carries one that works, and the one before stops working
     (the wrong tries still count)."""
-    try:
-        check_id = uuid.UUID(str(check_id))
-    except ValueError:
-        return None
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     with tenancy.scoped(tenant.id):
         async with db.transaction() as tx:
